@@ -1,0 +1,46 @@
+"""The two interfaces every detection backend implements."""
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass
+class Detection:
+    box: tuple[float, float, float, float]  # x0, y0, x1, y1 in image pixels
+    score: float
+
+
+class FaceDetector(ABC):
+    """Finds face boxes in an RGB image. Instances may be used from several threads."""
+
+    name: str = ""
+    description: str = ""
+
+    @abstractmethod
+    def detect(self, image: np.ndarray) -> list[Detection]:
+        """Faces in an (H, W, 3) uint8 RGB image, largest first."""
+
+
+class Landmarker(ABC):
+    """Puts 68 iBUG landmarks into a face box."""
+
+    name: str = ""
+    description: str = ""
+
+    @abstractmethod
+    def landmarks(self, image: np.ndarray, box: tuple[float, float, float, float]) -> np.ndarray:
+        """(68, 2) float landmarks in image pixels for the face in ``box``."""
+
+
+def parse_upsample(value: str) -> tuple[int, bool]:
+    """'auto' -> (0, retry) ; '1' -> (1, no retry). Retry means: once more at 1 when empty."""
+    if value == "auto":
+        return 0, True
+    return int(value), False
+
+
+def by_area(dets: list[Detection]) -> list[Detection]:
+    return sorted(dets, key=lambda d: -(d.box[2] - d.box[0]) * (d.box[3] - d.box[1]))

@@ -1,0 +1,452 @@
+"""The extract stage: input -> detected faces, landmarks, aligned crops and masks, indexed.
+
+Decoding runs ahead in ffmpeg's thread; detection and per-face work run in a thread
+pool (dlib and OpenCV release the GIL, so every core works); the main thread keeps
+frame order, bridges gaps, writes files and commits the index in batches. A frame is
+marked done only in the transaction that stores its faces, so a killed run resumes
+exactly where it stopped.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import sqlite3
+import time
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+from tqdm import tqdm
+
+from extract.backends import create_detector, create_landmarker
+from extract.backends.base import FaceDetector, Landmarker
+from extract.bridging import FoundFace, GapBridger
+from extract.faces import AlignSettings, FaceRecord, build_face
+from extract.inputs import InputSource, resolve_input
+from pipeline.errors import UserError
+from pipeline.images import ImageReadError, read_rgb
+from pipeline.video import FrameReader
+from pipeline.workspace import FACE_COLUMNS, Workspace, loads_array, remove_quietly
+from pipeline.geometry import FACE_TYPES
+
+log = logging.getLogger("extract")
+
+COMMIT_EVERY_S = 1.0
+
+
+@dataclass
+class ExtractOptions:
+    input: Path
+    workspace: Path = Path("workspace")
+    set_name: str | None = None
+    detector: str = "dlib"
+    face_type: str = "full"
+    size: int = 256
+    image_format: str = "png"
+    upsample: str = "auto"
+    bridge_gap: int = 5
+    force: bool = False
+    workers: int = field(default_factory=lambda: os.cpu_count() or 1)
+
+
+@dataclass
+class ExtractSummary:
+    set_name: str = ""
+    frames_total: int = 0
+    frames_new: int = 0
+    frames_resumed: int = 0
+    faces: int = 0
+    detected: int = 0
+    bridged: int = 0
+    without_face: int = 0
+    unreadable: list[str] = field(default_factory=list)
+    kept_hand_masks: int = 0
+    seconds: float = 0.0
+    truncated: bool = False
+
+    def line(self) -> str:
+        rate = self.frames_new / self.seconds if self.seconds > 0 else 0.0
+        parts = [f"extract done: set {self.set_name}, {self.frames_total} frames "
+                 f"({self.frames_new} new, {self.frames_resumed} already done)",
+                 f"{self.faces} faces ({self.detected} detected, {self.bridged} bridged)",
+                 f"{self.without_face} frames without a face",
+                 f"{len(self.unreadable)} unreadable"]
+        if self.kept_hand_masks:
+            parts.append(f"{self.kept_hand_masks} hand-edited masks kept")
+        parts.append(f"{self.seconds:.1f} s ({rate:.1f} frames/s)")
+        return ", ".join(parts)
+
+
+@dataclass
+class _Item:
+    """One frame (or photo) travelling through the pipeline."""
+
+    source: str
+    index: int
+    stem: str                      # file-name stem of its faces
+    image: np.ndarray | None
+    status: str = "ok"
+
+
+class _Detect:
+    """Detector + landmarks for one image (runs in a pool thread)."""
+
+    def __init__(self, detector: FaceDetector, landmarker: Landmarker) -> None:
+        self.detector, self.landmarker = detector, landmarker
+
+    def __call__(self, image: np.ndarray) -> list[FoundFace]:
+        return [FoundFace(d.box, self.landmarker.landmarks(image, d.box), d.score, "detected")
+                for d in self.detector.detect(image)]
+
+
+def _settings_of(opts: ExtractOptions) -> dict:
+    return {"detector": opts.detector, "face_type": opts.face_type, "size": opts.size,
+            "image_format": opts.image_format}
+
+
+def _check_options(opts: ExtractOptions) -> None:
+    if opts.face_type not in FACE_TYPES:
+        raise UserError(f"unknown face type '{opts.face_type}'; choose one of: {', '.join(FACE_TYPES)}")
+    if not 64 <= opts.size <= 2048:
+        raise UserError(f"--size {opts.size} is out of range; use 64 to 2048 (default 256)")
+    if opts.image_format not in ("png", "jpg"):
+        raise UserError(f"--image-format {opts.image_format}: choose png or jpg")
+    if opts.bridge_gap < 0:
+        raise UserError("--bridge-gap must be 0 (off) or more frames")
+
+
+def _check_set(ws: Workspace, set_name: str, src: InputSource, opts: ExtractOptions) -> None:
+    """Refuse to mix inputs or settings in one set; the artist's data stays consistent."""
+    meta = ws.set_meta(set_name)
+    if meta is None:
+        return
+    if meta.get("input") != str(src.path):
+        raise UserError(f"set '{set_name}' in {ws.root} already holds faces from {meta.get('input')}; "
+                        f"extract {src.path} into another workspace (--workspace DIR)")
+    old = meta.get("extract", {})
+    new = _settings_of(opts)
+    diff = [f"{k} {old.get(k)} -> {v}" for k, v in new.items() if old.get(k) != v]
+    if diff and not opts.force:
+        raise UserError(f"set '{set_name}' was extracted with other settings ({', '.join(diff)}); "
+                        f"run with the same options, or add --force to re-extract (hand-edited masks are kept)")
+    video = meta.get("video")
+    if src.video and video and not opts.force and (
+            (video.get("width"), video.get("height")) != (src.video.width, src.video.height)
+            or video.get("frames_expected", video.get("frames")) != src.video.frames):
+        raise UserError(f"{src.path} has changed since it was extracted ({video.get('frames')} frames "
+                        f"{video.get('width')}x{video.get('height')} then, {src.video.frames} frames "
+                        f"{src.video.width}x{src.video.height} now); add --force to re-extract it")
+
+
+def run_extract(opts: ExtractOptions) -> ExtractSummary:
+    """Extract faces from ``opts.input`` into the workspace; resumable and idempotent."""
+    started = time.perf_counter()
+    _check_options(opts)
+    src = resolve_input(opts.input)
+    ws = Workspace(opts.workspace)
+    set_name = opts.set_name or src.default_set
+    if set_name not in ("dst", "src"):
+        raise UserError(f"--set {set_name}: choose dst or src")
+    how = "given by --set" if opts.set_name else f"default for {'a video' if src.kind == 'video' else 'images'}; use --set to change"
+    log.info("input: %s (%s) -> set %s (%s)", src.path, src.kind, set_name, how)
+    _check_set(ws, set_name, src, opts)
+
+    detector = create_detector(opts.detector, opts.upsample)
+    landmarker = create_landmarker("dlib")
+    log.info("detector: %s", detector.description)
+    log.info("landmarks: %s", landmarker.description)
+    log.info("workers: %d threads; face type %s, %dx%d %s", opts.workers, opts.face_type,
+             opts.size, opts.size, opts.image_format)
+
+    if ws.exists and ws.set_meta(set_name):
+        scan = ws.sync_artist_edits(set_name)
+        if scan.deleted or scan.hand_masks:
+            log.info("artist edits found: %d aligned faces deleted (kept dropped%s), %d masks hand-edited (never overwritten)",
+                     len(scan.deleted), ", restored by --force" if opts.force else "", len(scan.hand_masks))
+
+    job = _ExtractJob(ws, set_name, src, opts, _Detect(detector, landmarker), landmarker)
+    try:
+        summary = job.run()
+    finally:
+        ws.close()
+    summary.seconds = time.perf_counter() - started
+    return summary
+
+
+class _ExtractJob:
+    def __init__(self, ws: Workspace, set_name: str, src: InputSource, opts: ExtractOptions,
+                 detect: _Detect, landmarker: Landmarker) -> None:
+        self.ws, self.set_name, self.src, self.opts = ws, set_name, src, opts
+        self.detect, self.landmarker = detect, landmarker
+        self.settings = AlignSettings(opts.face_type, opts.size, opts.image_format)
+        self.ext = ".jpg" if opts.image_format == "jpg" else ".png"
+        self.summary = ExtractSummary(set_name=set_name)
+        self.created = ws.exists and ws.set_meta(set_name) is not None
+        self.early: list[tuple[_Item, list[FaceRecord]]] = []   # stored once the set exists
+        self.in_txn = False
+        self.last_commit = time.monotonic()
+        self.bar: tqdm | None = None
+
+    # ------------------------------------------------------------------ main loop
+    def run(self) -> ExtractSummary:
+        done = set() if self.opts.force else self._done_keys()
+        total = self.src.video.frames if self.src.video else len(self.src.images)
+        self.summary.frames_resumed = len(done)
+        bridger = None
+        if self.src.kind == "video" and self.opts.bridge_gap > 0:
+            bridger = GapBridger(self.landmarker, self.opts.bridge_gap, next_track=self._next_track())
+        unit = "frame" if self.src.kind == "video" else "img"
+        self.bar = tqdm(total=total, initial=len(done), unit=unit, desc=f"extract {self.set_name}",
+                        dynamic_ncols=True, mininterval=0.5)
+        workers = max(1, self.opts.workers)
+        inflight: deque[tuple[_Item, Future]] = deque()
+        building: deque[tuple[_Item, Future]] = deque()
+        reader: FrameReader | None = None
+        pool = ThreadPoolExecutor(workers, thread_name_prefix="extract")
+        seeded = False
+        try:
+            items, reader = self._items()
+            for item in items:
+                if (item.source, item.index) in done:
+                    continue
+                if bridger is not None and not seeded:
+                    seeded = True
+                    bridger.seed(self._stored_faces(item.index - 1), item.index - 1)
+                if item.image is None:   # unreadable photo
+                    building.append((item, _done_future([])))
+                else:
+                    inflight.append((item, pool.submit(self.detect, item.image)))
+                while len(inflight) > 2 * workers + 2:
+                    self._after_detect(*inflight.popleft(), bridger, pool, building)
+                while len(building) > 2 * workers + 2:
+                    self._store(*building.popleft())
+            while inflight:
+                self._after_detect(*inflight.popleft(), bridger, pool, building)
+            if bridger is not None:
+                for index, item, faces in bridger.finish():
+                    building.append((item, pool.submit(self._build, item.image, faces)))
+            while building:
+                self._store(*building.popleft())
+            self._commit()
+        except KeyboardInterrupt:
+            pool.shutdown(wait=True, cancel_futures=True)
+            while building and building[0][1].done() and not building[0][1].cancelled():
+                self._store(*building.popleft())
+            self._commit()
+            raise UserError(f"interrupted after {self.summary.frames_new} new frames; run the same "
+                            f"command again to resume", exit_code=130) from None
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+            if reader is not None:
+                reader.close()
+            if self.bar is not None:
+                self.bar.close()
+        if bridger is not None:
+            self.summary.bridged = bridger.bridged
+        self._finish(reader, done)
+        return self.summary
+
+    def _after_detect(self, item: _Item, fut: Future, bridger: GapBridger | None,
+                      pool: ThreadPoolExecutor, building: deque) -> None:
+        faces = fut.result()
+        released = [(item.index, item, faces)] if bridger is None else bridger.push(item.index, item, faces, item.image)
+        for _, ready, ready_faces in released:
+            building.append((ready, pool.submit(self._build, ready.image, ready_faces)))
+
+    def _build(self, image: np.ndarray, faces: list[FoundFace]) -> list[FaceRecord]:
+        return [build_face(image, face, self.settings) for face in faces]
+
+    # ------------------------------------------------------------------ inputs
+    def _items(self) -> tuple[Iterator[_Item], FrameReader | None]:
+        if self.src.kind == "video":
+            info = self.src.video
+            reader = FrameReader(self.src.path, info.width, info.height)
+            name = self.src.source_name()
+            return (_Item(name, i, f"{i:06d}", img) for i, img in reader), reader
+        return self._photo_items(), None
+
+    def _photo_items(self) -> Iterator[_Item]:
+        stems: dict[str, int] = {}
+        for path in self.src.images:
+            stem = path.stem
+            if stems.get(stem, 0):
+                stem = f"{path.stem}-{path.suffix.lstrip('.').lower()}"
+            stems[path.stem] = stems.get(path.stem, 0) + 1
+            name = self.src.source_name(path)
+            try:
+                image = read_rgb(path)
+                yield _Item(name, 0, stem, image)
+            except ImageReadError as exc:
+                tqdm.write(f"warning: skipping {exc}")
+                yield _Item(name, 0, stem, None, status="unreadable")
+
+    # ------------------------------------------------------------------ index
+    def _done_keys(self) -> set[tuple[str, int]]:
+        db = self.ws.read_db()
+        if db is None:
+            return set()
+        rows = db.execute("SELECT source, frame_index FROM frames WHERE set_name=?", (self.set_name,))
+        return {(r[0], r[1]) for r in rows}
+
+    def _next_track(self) -> int:
+        db = self.ws.read_db()
+        if db is None:
+            return 0
+        value = db.execute("SELECT MAX(track) FROM faces WHERE set_name=?", (self.set_name,)).fetchone()[0]
+        return 0 if value is None else value + 1
+
+    def _stored_faces(self, frame_index: int) -> list[FoundFace]:
+        """Faces of the last frame done before a resume, to continue their tracks."""
+        if frame_index < 0 or self.src.kind != "video":
+            return []
+        rows = self.ws.faces(self.set_name, "source=? AND frame_index=?",
+                             (self.src.source_name(), frame_index))
+        return [FoundFace(tuple(loads_array(r["bbox"])), loads_array(r["landmarks"]), r["score"],
+                          r["origin"], r["track"]) for r in rows]
+
+    def _store(self, item: _Item, fut: Future) -> None:
+        records: list[FaceRecord] = fut.result()
+        if not self.created:
+            if not records:
+                self.early.append((item, records))
+                self._count(item, records)
+                return
+            self._create()
+        self._write(item, records)
+        self._count(item, records)
+
+    def _count(self, item: _Item, records: list[FaceRecord]) -> None:
+        s = self.summary
+        s.frames_new += 1
+        if item.status == "unreadable":
+            s.unreadable.append(item.source)
+        elif not records:
+            s.without_face += 1
+        s.faces += len(records)
+        s.detected += sum(1 for r in records if r.row["origin"] == "detected")
+        if self.bar is not None:
+            self.bar.update(1)
+            self.bar.set_postfix(faces=s.faces, refresh=False)
+
+    def _create(self) -> None:
+        self.ws.create(self.set_name)
+        self._record_set_meta(complete=False)
+        self.created = True
+        early, self.early = self.early, []
+        for item, records in early:
+            self._write(item, records)
+
+    def _record_set_meta(self, complete: bool, frames_decoded: int | None = None) -> None:
+        meta = self.ws.set_meta(self.set_name) or {}
+        meta.update({"input": str(self.src.path), "kind": self.src.kind,
+                     "extract": _settings_of(self.opts), "complete": complete})
+        if self.src.video is not None:
+            video = self.src.video.to_json()
+            video["frames_expected"] = self.src.video.frames
+            if frames_decoded is not None:
+                video["frames"] = frames_decoded
+            meta["video"] = video
+        else:
+            meta["images"] = len(self.src.images)
+        self.ws.meta["sets"][self.set_name] = meta
+        self.ws.save_meta()
+
+    def _write(self, item: _Item, records: list[FaceRecord]) -> None:
+        """Files first (atomic), then the rows; the frame counts as done with its rows."""
+        db = self.ws.db
+        existing = {r["face_index"]: r for r in db.execute(
+            "SELECT * FROM faces WHERE set_name=? AND source=? AND frame_index=?",
+            (self.set_name, item.source, item.index))}
+        aligned_dir, masks_dir = self.ws.aligned_dir(self.set_name), self.ws.masks_dir(self.set_name)
+        rows = []
+        for face_index, rec in enumerate(records):
+            aligned_name = f"{item.stem}_{face_index}{self.ext}"
+            mask_name = f"{item.stem}_{face_index}.png"
+            old = existing.get(face_index)
+            if old is not None and old["aligned_file"] != aligned_name:
+                remove_quietly(aligned_dir / old["aligned_file"])
+            _write_file(aligned_dir / aligned_name, rec.aligned_png)
+            hand = old is not None and (old["mask_origin"] == "hand" or self.ws.is_hand_mask(
+                self.set_name, old["mask_file"], old["mask_hash"]))
+            row = dict(rec.row, set_name=self.set_name, source=item.source, frame_index=item.index,
+                       face_index=face_index, detector=self.opts.detector, aligned_file=aligned_name,
+                       descriptor=None, dropped=0, drop_reason=None)
+            if hand:
+                self.summary.kept_hand_masks += 1
+                st = (masks_dir / old["mask_file"]).stat()
+                row.update(mask_file=old["mask_file"], mask_origin="hand", mask_hash=old["mask_hash"],
+                           mask_mtime_ns=st.st_mtime_ns, mask_bytes=st.st_size)
+            else:
+                path = masks_dir / mask_name
+                _write_file(path, rec.mask_png)
+                st = path.stat()
+                row.update(mask_file=mask_name, mask_origin="hull", mask_hash=rec.mask_pixels_hash,
+                           mask_mtime_ns=st.st_mtime_ns, mask_bytes=st.st_size)
+            rows.append(row)
+        self._begin()
+        for face_index, old in existing.items():
+            if face_index >= len(records):     # --force found fewer faces than before
+                remove_quietly(aligned_dir / old["aligned_file"])
+                if old["mask_origin"] != "hand":
+                    remove_quietly(masks_dir / old["mask_file"])
+                db.execute("DELETE FROM faces WHERE id=?", (old["id"],))
+        cols = ", ".join(FACE_COLUMNS)
+        marks = ", ".join("?" for _ in FACE_COLUMNS)
+        updates = ", ".join(f"{c}=excluded.{c}" for c in FACE_COLUMNS)
+        db.executemany(f"INSERT INTO faces ({cols}) VALUES ({marks}) ON CONFLICT "
+                       f"(set_name, source, frame_index, face_index) DO UPDATE SET {updates}",
+                       [tuple(r[c] for c in FACE_COLUMNS) for r in rows])
+        db.execute("INSERT OR REPLACE INTO frames (set_name, source, frame_index, status, faces) "
+                   "VALUES (?, ?, ?, ?, ?)", (self.set_name, item.source, item.index, item.status, len(records)))
+        if time.monotonic() - self.last_commit > COMMIT_EVERY_S:
+            self._commit()
+
+    def _begin(self) -> None:
+        if not self.in_txn:
+            self.ws.db.execute("BEGIN")
+            self.in_txn = True
+
+    def _commit(self) -> None:
+        if self.in_txn:
+            self.ws.db.commit()
+            self.in_txn = False
+        self.last_commit = time.monotonic()
+
+    # ------------------------------------------------------------------ the end
+    def _finish(self, reader: FrameReader | None, done: set) -> None:
+        s = self.summary
+        s.frames_total = s.frames_new + s.frames_resumed
+        if reader is not None:
+            expected = self.src.video.frames
+            if reader.frames_read == 0 and not done:
+                detail = reader.error_text.splitlines()[-1] if reader.error_text else "nothing decoded"
+                raise UserError(f"no frame of {self.src.path} could be decoded ({detail}); the file is "
+                                f"damaged: re-export or re-download it")
+            if reader.frames_read < expected:
+                s.truncated = True
+                log.warning("warning: %s ended after %d of %d frames (truncated or damaged file); "
+                            "extracted the frames that decoded", self.src.path, reader.frames_read, expected)
+        if not self.created:
+            what = "frames of the video" if self.src.kind == "video" else "images"
+            readable = s.frames_new - len(s.unreadable)
+            if readable == 0:
+                raise UserError(f"none of the {s.frames_new} images in {self.src.path} could be read; "
+                                f"check the files")
+            raise UserError(f"no face found in any of the {readable} {what} in {self.src.path}; nothing "
+                            f"was written. Use clearer, larger faces, or try --detector dlib-cnn", exit_code=1)
+        decoded = reader.frames_read if reader is not None else None
+        self._record_set_meta(complete=True, frames_decoded=decoded)
+
+
+def _write_file(path: Path, data: bytes) -> None:
+    from pipeline.images import write_atomic
+    write_atomic(path, data)
+
+
+def _done_future(value) -> Future:
+    fut: Future = Future()
+    fut.set_result(value)
+    return fut

@@ -1,0 +1,68 @@
+"""Image file I/O: tolerant reading (alpha, grayscale, 16-bit, EXIF) and atomic writes."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
+
+
+class ImageReadError(ValueError):
+    """The file exists but is not a decodable image."""
+
+
+def is_image_path(path: Path) -> bool:
+    return path.suffix.lower() in IMAGE_EXTENSIONS
+
+
+def list_images(folder: Path) -> list[Path]:
+    """Image files directly in ``folder``, in natural (name) order; hidden files skipped."""
+    return sorted((p for p in folder.iterdir()
+                   if p.is_file() and is_image_path(p) and not p.name.startswith(".")),
+                  key=lambda p: p.name)
+
+
+def read_rgb(path: Path) -> np.ndarray:
+    """Decode any image as 8-bit RGB (H, W, 3).
+
+    IMREAD_COLOR drops alpha, expands grayscale, scales 16-bit down and applies the EXIF
+    orientation, so phone photos come out upright.
+    """
+    try:
+        data = np.fromfile(str(path), dtype=np.uint8)
+    except OSError as exc:
+        raise ImageReadError(f"cannot read {path}: {exc.strerror}") from exc
+    image = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
+    if image is None or image.ndim != 3 or min(image.shape[:2]) < 8:
+        raise ImageReadError(f"{path} is not a readable image (corrupt or unsupported format)")
+    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+
+
+def read_gray(path: Path) -> np.ndarray | None:
+    """Decode a mask as 8-bit single channel; None when missing or unreadable."""
+    if not path.is_file():
+        return None
+    data = np.fromfile(str(path), dtype=np.uint8)
+    return cv2.imdecode(data, cv2.IMREAD_GRAYSCALE) if data.size else None
+
+
+def encode(image: np.ndarray, ext: str, rgb: bool = True) -> bytes:
+    """Encode to ``ext`` (".png"/".jpg") bytes; RGB input is swapped to cv2's BGR."""
+    if rgb and image.ndim == 3:
+        image = cv2.cvtColor(image, cv2.COLOR_RGB2BGR)
+    params = [cv2.IMWRITE_JPEG_QUALITY, 95] if ext in (".jpg", ".jpeg") else [cv2.IMWRITE_PNG_COMPRESSION, 1]
+    ok, buf = cv2.imencode(ext, image, params)
+    if not ok:
+        raise ValueError(f"could not encode image as {ext}")
+    return buf.tobytes()
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Write via a temp file in the same folder and rename: a reader never sees half a file."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "wb") as fh:
+        fh.write(data)
+    os.replace(tmp, path)
