@@ -135,7 +135,7 @@ def _check_set(ws: Workspace, set_name: str, src: InputSource, opts: ExtractOpti
     video = meta.get("video")
     if src.video and video and not opts.force and (
             (video.get("width"), video.get("height")) != (src.video.width, src.video.height)
-            or video.get("frames_expected", video.get("frames")) != src.video.frames):
+            or video.get("frames_expected") != src.video.frames_expected):
         raise UserError(f"{src.path} has changed since it was extracted ({video.get('frames')} frames "
                         f"{video.get('width')}x{video.get('height')} then, {src.video.frames} frames "
                         f"{src.video.width}x{src.video.height} now); add --force to re-extract it")
@@ -162,6 +162,7 @@ def run_extract(opts: ExtractOptions) -> ExtractSummary:
              opts.size, opts.size, opts.image_format)
 
     if ws.exists and ws.set_meta(set_name):
+        ws.remove_stale_temp_files(set_name)
         scan = ws.sync_artist_edits(set_name)
         if scan.deleted or scan.hand_masks:
             log.info("artist edits found: %d aligned faces deleted (kept dropped%s), %d masks hand-edited (never overwritten)",
@@ -280,7 +281,7 @@ class _ExtractJob:
                 image = read_rgb(path)
                 yield _Item(name, 0, stem, image)
             except ImageReadError as exc:
-                tqdm.write(f"warning: skipping {exc}")
+                log.warning("warning: skipping %s", exc)
                 yield _Item(name, 0, stem, None, status="unreadable")
 
     # ------------------------------------------------------------------ index
@@ -345,7 +346,7 @@ class _ExtractJob:
                      "extract": _settings_of(self.opts), "complete": complete})
         if self.src.video is not None:
             video = self.src.video.to_json()
-            video["frames_expected"] = self.src.video.frames
+            video["frames_expected"] = self.src.video.frames_expected
             if frames_decoded is not None:
                 video["frames"] = frames_decoded
             meta["video"] = video
@@ -420,7 +421,7 @@ class _ExtractJob:
         s = self.summary
         s.frames_total = s.frames_new + s.frames_resumed
         if reader is not None:
-            expected = self.src.video.frames
+            expected = self.src.video.frames_expected
             if reader.frames_read == 0 and not done:
                 detail = reader.error_text.splitlines()[-1] if reader.error_text else "nothing decoded"
                 raise UserError(f"no frame of {self.src.path} could be decoded ({detail}); the file is "

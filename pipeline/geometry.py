@@ -35,11 +35,11 @@ class FaceType:
 
     name: str
     padding: float      # margin added on each side of the unit template square
-    shift_up: float     # fraction of the crop side moved toward the forehead
+    shift_up: float     # fraction of the crop side moved toward the forehead (< 0: chin)
 
 
 FACE_TYPES: dict[str, FaceType] = {
-    "full": FaceType("full", 0.2109375, 0.0),
+    "full": FaceType("full", 0.2109375, -0.04),   # down a little: keep the chin
     "whole": FaceType("whole", 0.40, 0.07),
     "head": FaceType("head", 0.70, 0.12),
 }

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import sys
 
 from tqdm import tqdm
 
@@ -9,7 +10,7 @@ from tqdm import tqdm
 class _TqdmHandler(logging.Handler):
     def emit(self, record: logging.LogRecord) -> None:
         try:
-            tqdm.write(self.format(record))
+            tqdm.write(self.format(record), file=sys.stderr)
         except Exception:  # noqa: BLE001 - logging must never crash the stage
             self.handleError(record)
 

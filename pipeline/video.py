@@ -56,6 +56,16 @@ class VideoInfo:
     codec: str
     duration: float
 
+    @property
+    def frames_in_header(self) -> int:
+        """Frames the container's duration promises; more than ``frames`` when cut short."""
+        return int(round(self.duration * self.fps)) if self.fps > 0 else self.frames
+
+    @property
+    def frames_expected(self) -> int:
+        promised = self.frames_in_header
+        return promised if promised > self.frames * 1.01 + 1 else self.frames
+
     def to_json(self) -> dict:
         return asdict(self)
 

@@ -169,6 +169,16 @@ class Workspace:
             self._db.close()
             self._db = None
 
+    def remove_stale_temp_files(self, set_name: str) -> int:
+        """Temp files a killed run left behind (never the artist's files)."""
+        count = 0
+        for folder in (self.aligned_dir(set_name), self.masks_dir(set_name)):
+            if folder.is_dir():
+                for tmp in folder.glob(".*.tmp"):
+                    remove_quietly(tmp)
+                    count += 1
+        return count
+
     # ---------------------------------------------------------------- queries
     def processed_frames(self, set_name: str, source: str) -> set[int]:
         db = self.read_db()
