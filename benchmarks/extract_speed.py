@@ -1,0 +1,65 @@
+"""Extract wall time over a plain ffmpeg decode + libx264 re-encode of the same clip.
+
+Both are measured in this one run, on this machine, so the ratio is comparable across
+machines. Usage: python benchmarks/extract_speed.py [--video PATH] [--repeat N]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from pipeline.video import ffmpeg_exe  # noqa: E402
+
+DEFAULT_VIDEO = ROOT.parent / "shared" / "data" / "videos" / "WDA_KatieHill_000.mp4"
+
+
+def transcode_seconds(video: Path, out_dir: Path) -> float:
+    """The baseline: what any tool must at least do to touch every frame."""
+    out = out_dir / "transcode.mp4"
+    start = time.perf_counter()
+    subprocess.run([ffmpeg_exe(), "-v", "error", "-y", "-i", str(video), "-c:v", "libx264", "-crf", "18",
+                    "-c:a", "copy", str(out)], check=True)
+    return time.perf_counter() - start
+
+
+def extract_seconds(video: Path, out_dir: Path) -> tuple[float, str]:
+    """A fresh `main.py extract` as a user runs it (process start and model load included)."""
+    ws = out_dir / "ws"
+    shutil.rmtree(ws, ignore_errors=True)
+    start = time.perf_counter()
+    res = subprocess.run([sys.executable, str(ROOT / "main.py"), "extract", "--input", str(video),
+                          "--workspace", str(ws)], capture_output=True, text=True, check=True)
+    return time.perf_counter() - start, res.stdout.strip()
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--video", type=Path, default=DEFAULT_VIDEO)
+    ap.add_argument("--repeat", type=int, default=3, help="runs of each; the best is reported")
+    ap.add_argument("--json", type=Path, default=None, help="also write the figures here")
+    args = ap.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp_dir = Path(tmp)
+        base = min(transcode_seconds(args.video, tmp_dir) for _ in range(args.repeat))
+        runs = [extract_seconds(args.video, tmp_dir) for _ in range(args.repeat)]
+        ext = min(t for t, _ in runs)
+    result = {"video": str(args.video), "transcode_s": round(base, 3), "extract_s": round(ext, 3),
+              "ratio": round(ext / base, 2), "target": 3.0, "summary": runs[0][1]}
+    print(f"plain ffmpeg transcode (libx264 crf 18): {base:.2f} s")
+    print(f"main.py extract (fresh workspace):       {ext:.2f} s   [{runs[0][1]}]")
+    print(f"ratio extract / transcode:               {ext / base:.2f}  (target <= 3.0)")
+    if args.json:
+        args.json.write_text(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()
