@@ -1,0 +1,88 @@
+"""Gap bridging on real frames with detections removed on purpose."""
+import hashlib
+import subprocess
+
+import numpy as np
+import pytest
+
+from extract.backends import create_detector, create_landmarker
+from extract.bridging import FoundFace, GapBridger
+from extract.runner import ExtractOptions, run_extract
+from pipeline.workspace import Workspace, loads_array
+from tests.conftest import ffmpeg
+
+
+@pytest.fixture(scope="module")
+def frames(short_clip):
+    raw = subprocess.run([ffmpeg(), "-v", "error", "-i", str(short_clip), "-f", "rawvideo", "-pix_fmt",
+                          "rgb24", "-"], capture_output=True, check=True).stdout
+    return np.frombuffer(raw, np.uint8).reshape(-1, 512, 512, 3)
+
+
+@pytest.fixture(scope="module")
+def detections(frames):
+    det, lm = create_detector("dlib"), create_landmarker()
+    out = []
+    for f in frames:
+        out.append([FoundFace(d.box, lm.landmarks(f, d.box), d.score, "detected") for d in det.detect(f)])
+    assert all(len(d) == 1 for d in out)
+    return out
+
+
+def _run(frames, detections, missing: set[int], max_gap: int = 5, blank: set[int] = frozenset()):
+    bridger = GapBridger(create_landmarker(), max_gap=max_gap)
+    released = []
+    for i, f in enumerate(frames):
+        image = np.zeros_like(f) if i in blank else f
+        faces = [] if i in missing else [FoundFace(d.box, d.landmarks, d.score, "detected") for d in detections[i]]
+        released += bridger.push(i, None, faces, image)
+    released += bridger.finish()
+    assert [r[0] for r in released] == list(range(len(frames)))   # every frame, in order
+    return {i: faces for i, _, faces in released}, bridger
+
+
+def test_a_gap_between_detections_is_bridged_close_to_the_truth(frames, detections):
+    out, bridger = _run(frames, detections, missing={5, 6, 7})
+    assert bridger.bridged == 3
+    for i in (5, 6, 7):
+        assert [f.origin for f in out[i]] == ["bridged"]
+        err = np.linalg.norm(out[i][0].landmarks - detections[i][0].landmarks, axis=1).mean()
+        assert err < 3.0, f"frame {i}: bridged landmarks {err:.2f} px from the detector's"
+        assert out[i][0].track == out[4][0].track == out[8][0].track
+
+
+def test_no_bridge_without_a_detection_after_the_gap(frames, detections):
+    out, bridger = _run(frames, detections, missing=set(range(20, 24)))
+    assert bridger.bridged == 0 and all(out[i] == [] for i in range(20, 24))
+
+
+def test_no_bridge_across_a_gap_longer_than_the_limit(frames, detections):
+    out, bridger = _run(frames, detections, missing=set(range(5, 12)), max_gap=5)
+    assert bridger.bridged == 0 and all(out[i] == [] for i in range(5, 12))
+
+
+def test_a_frame_without_a_face_is_not_bridged(frames, detections):
+    out, _ = _run(frames, detections, missing={5, 6}, blank={5, 6})
+    assert out[5] == [] and out[6] == []
+
+
+def test_extract_reports_and_indexes_bridged_faces(tmp_path, short_clip, frames, monkeypatch):
+    """Through the whole runner: the detector 'misses' frames 10 and 11."""
+    import extract.runner as runner
+    hidden = {hashlib.sha1(frames[i].tobytes()).hexdigest() for i in (10, 11)}
+    real = runner.create_detector
+
+    def flaky(name, upsample):
+        det = real(name, upsample)
+        original = det.detect
+        det.detect = lambda img: [] if hashlib.sha1(np.ascontiguousarray(img).tobytes()).hexdigest() in hidden else original(img)
+        return det
+
+    monkeypatch.setattr(runner, "create_detector", flaky)
+    summary = run_extract(ExtractOptions(input=short_clip, workspace=tmp_path / "ws"))
+    assert summary.bridged == 2 and summary.detected == 22 and summary.without_face == 0
+    assert "2 bridged" in summary.line()
+    rows = Workspace(tmp_path / "ws").faces("dst", "origin='bridged'")
+    assert [r["frame_index"] for r in rows] == [10, 11]
+    assert len({r["track"] for r in Workspace(tmp_path / "ws").faces("dst")}) == 1
+    assert all(len(loads_array(r["landmarks"])) == 68 for r in rows)
