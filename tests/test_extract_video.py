@@ -76,3 +76,31 @@ def test_info_json_has_the_stable_keys(extracted_clips):
     assert isinstance(dst["frames_without_face"], list)
     assert dst["masks"]["hull"] == dst["faces"] and dst["masks"]["hand"] == 0
     assert src["input"] is None and src["faces"] == 0 and src["masks"] == {k: 0 for k in src["masks"]}
+
+
+def test_rotated_phone_video_is_decoded_upright(tmp_path):
+    """Stored sideways (400x512) with a 90 degree display matrix: faces come out upright."""
+    sideways, rotated = tmp_path / "sideways.mp4", tmp_path / "rotated.mp4"
+    subprocess.run([ffmpeg(), "-v", "error", "-i", str(KATIE), "-vf", "crop=512:400:0:40,transpose=1",
+                    "-frames:v", "6", "-c:v", "mpeg4", "-q:v", "3", str(sideways)], check=True)
+    subprocess.run([ffmpeg(), "-v", "error", "-display_rotation", "90", "-i", str(sideways), "-c", "copy",
+                    str(rotated)], check=True)
+    res = run_cli("extract", "--input", rotated, "--workspace", tmp_path / "ws")
+    assert res.returncode == 0, res.stderr
+    video = json.loads((tmp_path / "ws" / "workspace.json").read_text())["sets"]["dst"]["video"]
+    assert (video["rotation"], video["width"], video["height"]) == (90, 512, 400)
+    rows = Workspace(tmp_path / "ws").faces("dst")
+    assert len(rows) == 6 and all(r["origin"] == "detected" for r in rows)
+    assert all(abs(r["roll"]) < 15 for r in rows)   # upright, not sideways
+
+
+def test_dlib_cnn_detector_finds_the_face(tmp_path):
+    import cv2
+    from extract.backends import create_detector
+    from tests.conftest import PHOTOS
+    img = cv2.cvtColor(cv2.imread(str(PHOTOS / "obama.jpg")), cv2.COLOR_BGR2RGB)
+    img = cv2.resize(img, None, fx=0.4, fy=0.4)
+    dets = create_detector("dlib-cnn", "0").detect(img)
+    assert len(dets) == 1
+    x0, y0, x1, y1 = dets[0].box
+    assert 140 < (x0 + x1) / 2 < 220 and 70 < (y0 + y1) / 2 < 130   # the face, not elsewhere
