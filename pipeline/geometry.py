@@ -187,7 +187,7 @@ def head_pose(landmarks: np.ndarray) -> tuple[float, float, float]:
     """Yaw, pitch, roll in degrees from 68 landmarks (weak-perspective fit).
 
     0/0/0 is a face looking into the camera, upright. Yaw > 0: the face turns toward
-    the image's right; pitch > 0: chin down; roll > 0: clockwise in the image.
+    the image's right; pitch > 0: chin up (nostrils show); roll > 0: clockwise in the image.
     """
     model = _mean_face_3d()[MEAN_FACE_3D_POINTS]
     pts = np.asarray(landmarks, dtype=np.float64)[MEAN_FACE_3D_POINTS]
