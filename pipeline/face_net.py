@@ -86,7 +86,7 @@ def _read_fc(reader: DlibReader) -> dict[str, Any]:
     num_inputs = reader.read_int()
     flat = reader.read_tensor().reshape(-1)
     w_shape = reader.read_alias_tensor_shape()
-    b_shape = reader.read_alias_tensor_shape()
+    reader.read_alias_tensor_shape()        # biases: follow the weights when present
     bias_mode = reader.read_int()           # 0 = has bias, 1 = no bias
     for _ in range(4):
         reader.read_float()
@@ -96,7 +96,6 @@ def _read_fc(reader: DlibReader) -> dict[str, Any]:
     # dlib computes x @ W with W stored (inputs, outputs): torch wants (outputs, inputs).
     weight = flat[:n_w].reshape(num_inputs, num_outputs).T.copy()
     bias = flat[n_w:].copy() if bias_mode == 0 else None
-    del b_shape
     return {"type": "fc", "weight": weight, "bias": bias}
 
 
@@ -291,9 +290,12 @@ class FaceNet(nn.Module):
     def _normalise(self, x: torch.Tensor) -> torch.Tensor:
         if x.ndim != 4 or x.shape[1] != 3:
             raise ValueError(f"FaceNet expects (N, 3, H, W) RGB in 0..255, got shape {tuple(x.shape)}")
-        x = x if x.is_floating_point() else x.float()
-        x = (x - self.mean_rgb.to(x.dtype)) / 256.0
-        return x.to(self.stem.weight.dtype)
+        # Subtract the mean in at least float32 (in half, 122.78 would be off by 0.03),
+        # then run the network in the weights' dtype.
+        dtype = self.stem.weight.dtype
+        work = torch.promote_types(dtype, torch.float32)
+        x = (x.to(work) - self.mean_rgb.to(work)) / 256.0
+        return x.to(dtype)
 
     def features(self, x: torch.Tensor, taps: Iterable[str]) -> dict[str, torch.Tensor]:
         """Intermediate maps by name (see ``TAPS``), for content/style/identity losses.
