@@ -43,11 +43,23 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("--upsample", default="auto", choices=["auto", "0", "1", "2"],
                    help="detector upsampling for small faces; auto = 0, retried at 1 on images "
                         "with no face found")
+    e.add_argument("--min-face", type=int, default=None, metavar="PX",
+                   help="smallest face searched in every frame, in pixels; smaller faces are still "
+                        "searched in frames where no larger one is found (default: a quarter of the "
+                        "frame's shorter side for video, 80 = everything for photos)")
     e.add_argument("--bridge-gap", type=int, default=5,
                    help="longest run of frames where a lost face is bridged from its neighbours "
                         "(0 = off)")
     e.add_argument("--workers", type=int, default=None,
                    help="detection threads (default: number of CPU cores)")
+    e.add_argument("--target-face", type=Path, default=None, metavar="PHOTO",
+                   help="keep only faces of the person in this photo; other faces are indexed as "
+                        "dropped (reason: identity) and get no aligned file")
+    e.add_argument("--target-threshold", type=float, default=0.6,
+                   help="largest identity distance to the target face that still counts as the same "
+                        "person (dlib's threshold)")
+    e.add_argument("--device", default="auto",
+                   help="torch device for the identity network: auto (CUDA when present), cpu, cuda")
     e.add_argument("--force", action="store_true",
                    help="re-extract every frame and restore deleted faces; hand-edited masks are "
                         "still never overwritten")
@@ -64,8 +76,9 @@ def _extract(args: argparse.Namespace) -> int:
     from extract.runner import ExtractOptions, run_extract
     opts = ExtractOptions(input=args.input, workspace=args.workspace, set_name=args.set_name,
                           detector=args.detector, face_type=args.face_type, size=args.size,
-                          image_format=args.image_format, upsample=args.upsample,
-                          bridge_gap=args.bridge_gap, force=args.force)
+                          image_format=args.image_format, upsample=args.upsample, min_face=args.min_face,
+                          bridge_gap=args.bridge_gap, force=args.force, target_face=args.target_face,
+                          target_threshold=args.target_threshold, device=args.device)
     if args.workers:
         opts.workers = args.workers
     print(run_extract(opts).line())

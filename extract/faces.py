@@ -11,6 +11,7 @@ import numpy as np
 
 from extract.bridging import FoundFace
 from pipeline import geometry
+from pipeline.face_chip import extract_chip
 from pipeline.images import encode
 from pipeline.workspace import dumps, mask_hash
 
@@ -30,6 +31,8 @@ class FaceRecord:
     aligned_png: bytes
     mask_png: bytes
     mask_pixels_hash: str
+    chip: np.ndarray              # 150x150 identity chip, cut from the source image
+    dropped_reason: str | None = None
 
 
 def blur_score(aligned: np.ndarray, mask: np.ndarray) -> float:
@@ -55,7 +58,8 @@ def build_face(image: np.ndarray, face: FoundFace, settings: AlignSettings) -> F
         "blur": blur_score(aligned, mask), "yaw": yaw, "pitch": pitch, "roll": roll,
     }
     ext = ".jpg" if settings.image_format == "jpg" else ".png"
-    return FaceRecord(row, encode(aligned, ext), encode(mask, ".png", rgb=False), mask_hash(mask))
+    return FaceRecord(row, encode(aligned, ext), encode(mask, ".png", rgb=False), mask_hash(mask),
+                      extract_chip(image, face.landmarks))
 
 
 def json_matrix(matrix: np.ndarray) -> str:

@@ -27,6 +27,7 @@ from extract.bridging import FoundFace, GapBridger
 from extract.faces import AlignSettings, FaceRecord, build_face
 from extract.inputs import InputSource, resolve_input
 from pipeline.errors import UserError
+from pipeline.identity import IdentityEncoder, distances, pack
 from pipeline.images import ImageReadError, read_rgb
 from pipeline.video import FrameReader
 from pipeline.workspace import FACE_COLUMNS, Workspace, loads_array, remove_quietly
@@ -47,8 +48,12 @@ class ExtractOptions:
     size: int = 256
     image_format: str = "png"
     upsample: str = "auto"
+    min_face: int | None = None         # None: a quarter of the frame for video, 80 px for photos
     bridge_gap: int = 5
     force: bool = False
+    target_face: Path | None = None
+    target_threshold: float = 0.6
+    device: str = "auto"
     workers: int = field(default_factory=lambda: os.cpu_count() or 1)
 
 
@@ -64,6 +69,7 @@ class ExtractSummary:
     without_face: int = 0
     unreadable: list[str] = field(default_factory=list)
     kept_hand_masks: int = 0
+    dropped_identity: int = 0
     seconds: float = 0.0
     truncated: bool = False
 
@@ -74,6 +80,9 @@ class ExtractSummary:
                  f"{self.faces} faces ({self.detected} detected, {self.bridged} bridged)",
                  f"{self.without_face} frames without a face",
                  f"{len(self.unreadable)} unreadable"]
+        if self.dropped_identity:
+            parts.append(f"{self.faces - self.dropped_identity} kept, {self.dropped_identity} dropped "
+                         f"as not the target face")
         if self.kept_hand_masks:
             parts.append(f"{self.kept_hand_masks} hand-edited masks kept")
         parts.append(f"{self.seconds:.1f} s ({rate:.1f} frames/s)")
@@ -104,7 +113,9 @@ class _Detect:
 
 def _settings_of(opts: ExtractOptions) -> dict:
     return {"detector": opts.detector, "face_type": opts.face_type, "size": opts.size,
-            "image_format": opts.image_format}
+            "image_format": opts.image_format,
+            "target_face": str(Path(opts.target_face).resolve()) if opts.target_face else None,
+            "target_threshold": opts.target_threshold if opts.target_face else None}
 
 
 def _check_options(opts: ExtractOptions) -> None:
@@ -116,6 +127,35 @@ def _check_options(opts: ExtractOptions) -> None:
         raise UserError(f"--image-format {opts.image_format}: choose png or jpg")
     if opts.bridge_gap < 0:
         raise UserError("--bridge-gap must be 0 (off) or more frames")
+    if not 0.0 < opts.target_threshold < 2.0:
+        raise UserError(f"--target-threshold {opts.target_threshold}: use a distance between 0 and 2 "
+                        f"(dlib's same-person threshold is 0.6)")
+
+
+def _min_face(opts: ExtractOptions, src: InputSource) -> int:
+    """Video: faces under a quarter of the frame are searched only where no larger one is."""
+    if opts.min_face is not None:
+        return opts.min_face
+    if src.video is not None:
+        return max(80, min(src.video.width, src.video.height) // 4)
+    return 80
+
+
+def _reference_descriptor(path: Path, detect: "_Detect", encoder) -> np.ndarray:
+    """Identity of the one face in the --target-face photo (the largest, if several)."""
+    path = Path(path).expanduser().resolve()
+    if not path.is_file():
+        raise UserError(f"--target-face {path} does not exist; give a photo of the person to keep")
+    try:
+        image = read_rgb(path)
+    except ImageReadError as exc:
+        raise UserError(f"--target-face: {exc}; give a photo (jpg, png) of the person to keep") from exc
+    faces = detect(image)
+    if not faces:
+        raise UserError(f"--target-face: no face found in {path}; use a clear, frontal photo of the person")
+    if len(faces) > 1:
+        log.warning("warning: %d faces in %s; the largest is the target", len(faces), path)
+    return encoder.describe_face(image, faces[0].landmarks)
 
 
 def _check_set(ws: Workspace, set_name: str, src: InputSource, opts: ExtractOptions) -> None:
@@ -154,7 +194,7 @@ def run_extract(opts: ExtractOptions) -> ExtractSummary:
     log.info("input: %s (%s) -> set %s (%s)", src.path, src.kind, set_name, how)
     _check_set(ws, set_name, src, opts)
 
-    detector = create_detector(opts.detector, opts.upsample)
+    detector = create_detector(opts.detector, opts.upsample, _min_face(opts, src))
     landmarker = create_landmarker("dlib")
     log.info("detector: %s", detector.description)
     log.info("landmarks: %s", landmarker.description)
@@ -168,7 +208,16 @@ def run_extract(opts: ExtractOptions) -> ExtractSummary:
             log.info("artist edits found: %d aligned faces deleted (kept dropped%s), %d masks hand-edited (never overwritten)",
                      len(scan.deleted), ", restored by --force" if opts.force else "", len(scan.hand_masks))
 
-    job = _ExtractJob(ws, set_name, src, opts, _Detect(detector, landmarker), landmarker)
+    detect = _Detect(detector, landmarker)
+    loader = ThreadPoolExecutor(1, thread_name_prefix="load")
+    # torch loads while detection starts; one torch thread, the detector threads use the cores
+    encoder_future = loader.submit(IdentityEncoder, opts.device, 16, 1 if opts.workers > 1 else None)
+    loader.shutdown(wait=False)
+    job = _ExtractJob(ws, set_name, src, opts, detect, landmarker, encoder_future)
+    if opts.target_face is not None:
+        job.reference = _reference_descriptor(opts.target_face, detect, job.encoder)
+        log.info("target face: %s (faces further than %.2f from it are dropped)", opts.target_face,
+                 opts.target_threshold)
     try:
         summary = job.run()
     finally:
@@ -179,9 +228,12 @@ def run_extract(opts: ExtractOptions) -> ExtractSummary:
 
 class _ExtractJob:
     def __init__(self, ws: Workspace, set_name: str, src: InputSource, opts: ExtractOptions,
-                 detect: _Detect, landmarker: Landmarker) -> None:
+                 detect: _Detect, landmarker: Landmarker, encoder: Future) -> None:
         self.ws, self.set_name, self.src, self.opts = ws, set_name, src, opts
         self.detect, self.landmarker = detect, landmarker
+        self._encoder_future, self._encoder = encoder, None
+        self.reference: np.ndarray | None = None      # --target-face descriptor
+        self.to_describe: list[tuple[_Item, list[FaceRecord]]] = []
         self.settings = AlignSettings(opts.face_type, opts.size, opts.image_format)
         self.ext = ".jpg" if opts.image_format == "jpg" else ".png"
         self.summary = ExtractSummary(set_name=set_name)
@@ -231,11 +283,13 @@ class _ExtractJob:
                     building.append((item, pool.submit(self._build, item.image, faces)))
             while building:
                 self._store(*building.popleft())
+            self._flush_descriptors()
             self._commit()
         except KeyboardInterrupt:
             pool.shutdown(wait=True, cancel_futures=True)
             while building and building[0][1].done() and not building[0][1].cancelled():
                 self._store(*building.popleft())
+            self._flush_descriptors()
             self._commit()
             raise UserError(f"interrupted after {self.summary.frames_new} new frames; run the same "
                             f"command again to resume", exit_code=130) from None
@@ -308,8 +362,32 @@ class _ExtractJob:
         return [FoundFace(tuple(loads_array(r["bbox"])), loads_array(r["landmarks"]), r["score"],
                           r["origin"], r["track"]) for r in rows]
 
+    @property
+    def encoder(self) -> IdentityEncoder:
+        if self._encoder is None:
+            self._encoder = self._encoder_future.result()
+            log.info("identity: %s", self._encoder.description)
+        return self._encoder
+
     def _store(self, item: _Item, fut: Future) -> None:
-        records: list[FaceRecord] = fut.result()
+        """Queue a finished frame; descriptors are computed a batch of faces at a time."""
+        self.to_describe.append((item, fut.result()))
+        if sum(len(r) for _, r in self.to_describe) >= self.encoder.batch_size:
+            self._flush_descriptors()
+
+    def _flush_descriptors(self) -> None:
+        queued, self.to_describe = self.to_describe, []
+        records = [rec for _, recs in queued for rec in recs]
+        if records:
+            descriptors = self.encoder.describe_chips([rec.chip for rec in records])
+            for rec, desc in zip(records, descriptors):
+                rec.row["descriptor"] = pack(desc)
+                if self.reference is not None and distances(desc, self.reference)[0] > self.opts.target_threshold:
+                    rec.dropped_reason = "identity"
+        for item, recs in queued:
+            self._store_records(item, recs)
+
+    def _store_records(self, item: _Item, records: list[FaceRecord]) -> None:
         if not self.created:
             if not records:
                 self.early.append((item, records))
@@ -328,6 +406,7 @@ class _ExtractJob:
             s.without_face += 1
         s.faces += len(records)
         s.detected += sum(1 for r in records if r.row["origin"] == "detected")
+        s.dropped_identity += sum(1 for r in records if r.dropped_reason == "identity")
         if self.bar is not None:
             self.bar.update(1)
             self.bar.set_postfix(faces=s.faces, refresh=False)
@@ -369,12 +448,24 @@ class _ExtractJob:
             old = existing.get(face_index)
             if old is not None and old["aligned_file"] != aligned_name:
                 remove_quietly(aligned_dir / old["aligned_file"])
-            _write_file(aligned_dir / aligned_name, rec.aligned_png)
             hand = old is not None and (old["mask_origin"] == "hand" or self.ws.is_hand_mask(
                 self.set_name, old["mask_file"], old["mask_hash"]))
             row = dict(rec.row, set_name=self.set_name, source=item.source, frame_index=item.index,
                        face_index=face_index, detector=self.opts.detector, aligned_file=aligned_name,
-                       descriptor=None, dropped=0, drop_reason=None)
+                       dropped=0, drop_reason=None)
+            if rec.dropped_reason is not None:
+                # not the target person: indexed (with why) but no files for the artist to sort
+                remove_quietly(aligned_dir / aligned_name)
+                row.update(dropped=1, drop_reason=rec.dropped_reason, mask_file=mask_name,
+                           mask_origin="hull", mask_hash=rec.mask_pixels_hash, mask_mtime_ns=None,
+                           mask_bytes=None)
+                if not hand:
+                    remove_quietly(masks_dir / mask_name)
+                else:
+                    row.update(mask_file=old["mask_file"], mask_origin="hand", mask_hash=old["mask_hash"])
+                rows.append(row)
+                continue
+            _write_file(aligned_dir / aligned_name, rec.aligned_png)
             if hand:
                 self.summary.kept_hand_masks += 1
                 st = (masks_dir / old["mask_file"]).stat()

@@ -26,9 +26,15 @@ class DlibReader:
         self.name = name
 
     @classmethod
-    def from_file(cls, path: str | Path) -> "DlibReader":
-        """Open a .dat file (plain, or .bz2 compressed as dlib distributes them)."""
-        raw = Path(path).read_bytes()
+    def from_file(cls, path: str | Path, max_bytes: int | None = None) -> "DlibReader":
+        """Open a .dat file (plain, or .bz2 compressed as dlib distributes them).
+
+        ``max_bytes`` reads only the head of a plain file, for records stored first.
+        """
+        with open(path, "rb") as fh:
+            raw = fh.read(-1 if max_bytes is None else max_bytes)
+        if max_bytes is not None and raw[:3] == b"BZh":
+            raw = Path(path).read_bytes()
         if raw[:3] == b"BZh":
             raw = bz2.decompress(raw)
         return cls(raw, str(path))
@@ -104,7 +110,7 @@ def read_shape_predictor_mean_shape(path: str | Path) -> np.ndarray:
     column vector (x0, y0, x1, y1, ...), normalised to the unit detection box. It is the
     average face over the model's training set, which makes it a good alignment template.
     """
-    reader = DlibReader.from_file(path)
+    reader = DlibReader.from_file(path, max_bytes=1 << 16)  # the mean shape comes first
     version = reader.read_int()
     if version != 1:
         raise DlibFormatError(f"{path}: shape predictor version {version}, expected 1")

@@ -7,6 +7,9 @@ from __future__ import annotations
 
 from collections import Counter
 
+import numpy as np
+
+from pipeline.identity import SAME_PERSON, cluster, unpack
 from pipeline.workspace import SETS, Workspace
 
 MASK_ORIGINS = ("hull", "xseg", "parsing", "hand", "missing")
@@ -16,7 +19,9 @@ def _empty_set() -> dict:
     return {"input": None, "kind": None, "complete": False, "frames": 0, "faces": 0, "dropped": 0,
             "dropped_by_reason": {}, "detected": 0, "bridged": 0, "frames_without_face": [],
             "sources_without_face": [], "unreadable": [], "masks": {k: 0 for k in MASK_ORIGINS},
-            "face_type": None, "size": None, "video": None}
+            "face_type": None, "size": None, "video": None,
+            "identity": {"target_face": None, "threshold": None, "kept": 0, "dropped": 0},
+            "identities": 0, "identity_groups": [], "faces_without_descriptor": 0}
 
 
 def summarise(ws: Workspace) -> dict:
@@ -36,11 +41,17 @@ def summarise(ws: Workspace) -> dict:
         restored, missing = set(scan.restored_masks), set(scan.missing_masks)
         reasons: Counter = Counter()
         masks: Counter = Counter({k: 0 for k in MASK_ORIGINS})
+        descriptors = []
         for row in ws.faces(set_name):
             if row["dropped"] or row["id"] in deleted:
                 reasons[row["drop_reason"] or "deleted"] += 1
                 continue
             info["faces"] += 1
+            desc = unpack(row["descriptor"])
+            if desc is None:
+                info["faces_without_descriptor"] += 1
+            else:
+                descriptors.append(desc)
             info["detected" if row["origin"] == "detected" else "bridged"] += 1
             if row["id"] in missing:
                 masks["missing"] += 1
@@ -50,6 +61,14 @@ def summarise(ws: Workspace) -> dict:
                 masks["hull"] += 1
             else:
                 masks[row["mask_origin"]] += 1
+        if descriptors:
+            groups = np.bincount(cluster(np.stack(descriptors), SAME_PERSON))
+            info["identities"] = int(len(groups))
+            info["identity_groups"] = [int(g) for g in groups]
+        settings = meta.get("extract", {})
+        info["identity"] = {"target_face": settings.get("target_face"),
+                            "threshold": settings.get("target_threshold"),
+                            "kept": info["faces"], "dropped": reasons.get("identity", 0)}
         info["dropped"] = sum(reasons.values())
         info["dropped_by_reason"] = dict(reasons)
         info["masks"] = dict(masks)
@@ -79,6 +98,11 @@ def format_info(summary: dict) -> str:
         lines.append(f"    {s['frames']} {'frames' if s['kind'] == 'video' else 'images'}, {s['faces']} faces "
                      f"({s['detected']} detected, {s['bridged']} bridged), {s['dropped']} dropped "
                      f"{s['dropped_by_reason'] or ''}".rstrip())
+        ident = s["identity"]
+        groups = ", ".join(map(str, s["identity_groups"][:8])) + (" ..." if len(s["identity_groups"]) > 8 else "")
+        lines.append(f"    identities: {s['identities']} distinct (faces per person: {groups or '-'})"
+                     + (f"; target face {ident['target_face']}: {ident['kept']} kept, {ident['dropped']} "
+                        f"dropped" if ident["target_face"] else ""))
         lines.append("    masks: " + ", ".join(f"{k} {v}" for k, v in s["masks"].items() if v or k in ("hull", "hand")))
         if s["frames_without_face"]:
             shown = s["frames_without_face"][:20] if s["kind"] == "video" else s["sources_without_face"][:20]

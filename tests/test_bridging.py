@@ -72,8 +72,8 @@ def test_extract_reports_and_indexes_bridged_faces(tmp_path, short_clip, frames,
     hidden = {hashlib.sha1(frames[i].tobytes()).hexdigest() for i in (10, 11)}
     real = runner.create_detector
 
-    def flaky(name, upsample):
-        det = real(name, upsample)
+    def flaky(name, upsample, min_face):
+        det = real(name, upsample, min_face)
         original = det.detect
         det.detect = lambda img: [] if hashlib.sha1(np.ascontiguousarray(img).tobytes()).hexdigest() in hidden else original(img)
         return det

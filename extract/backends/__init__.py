@@ -33,8 +33,9 @@ def _load(registry: dict[str, str], kind: str, name: str):
     return getattr(module, cls_name)
 
 
-def create_detector(name: str, upsample: str = "auto") -> FaceDetector:
-    return _load(DETECTORS, "detector", name)(upsample=upsample)
+def create_detector(name: str, upsample: str = "auto", min_face: int = 80) -> FaceDetector:
+    """A detector by name; ``min_face`` (pixels) lets it search a shrunk image first."""
+    return _load(DETECTORS, "detector", name)(upsample=upsample, min_face=min_face)
 
 
 def create_landmarker(name: str = "dlib") -> Landmarker:

@@ -10,7 +10,7 @@ from pipeline.weights import model_path
 class DlibCnnDetector(FaceDetector):
     name = "dlib-cnn"
 
-    def __init__(self, upsample: str = "auto") -> None:
+    def __init__(self, upsample: str = "auto", min_face: int = 80) -> None:  # noqa: ARG002 - full scan
         import dlib
         path = model_path("dlib-cnn-detector")
         self._net = dlib.cnn_face_detection_model_v1(str(path))

@@ -1,0 +1,111 @@
+"""Face identity from descriptors: batched encoding, matching a reference, clustering.
+
+Descriptors come from our PyTorch port of dlib's face-recognition ResNet; two faces of
+one person are closer than ``SAME_PERSON`` (dlib's threshold) in Euclidean distance.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from pipeline.face_chip import extract_chip
+
+SAME_PERSON = 0.6
+DESCRIPTOR_DIM = 128
+
+
+def pack(descriptor: np.ndarray) -> bytes:
+    """Index storage: 128 little-endian float32 (512 bytes), no pickle."""
+    return np.asarray(descriptor, dtype="<f4").reshape(DESCRIPTOR_DIM).tobytes()
+
+
+def unpack(blob: bytes | None) -> np.ndarray | None:
+    if blob is None:
+        return None
+    return np.frombuffer(blob, dtype="<f4").astype(np.float64)
+
+
+class IdentityEncoder:
+    """Turns face chips into descriptors on the chosen device, in batches."""
+
+    def __init__(self, device: str = "auto", batch_size: int = 16, cpu_threads: int | None = None) -> None:
+        import torch
+
+        from pipeline.device import choose_device, describe_device
+        from pipeline.face_net import load_face_net
+        from pipeline.weights import model_path
+        self._torch = torch
+        if cpu_threads is not None:
+            torch.set_num_threads(cpu_threads)   # beside busy detector threads: no spin-waiting
+        self.device = choose_device(device)
+        self.batch_size = batch_size
+        self.net = load_face_net(self.device)
+        self.description = (f"dlib face-recognition ResNet (PyTorch port), weights "
+                            f"{model_path('dlib-face-recognition')}, on {describe_device(self.device)}")
+
+    def describe_chips(self, chips: list[np.ndarray]) -> np.ndarray:
+        """(N, 128) float64 descriptors of (150, 150, 3) uint8 RGB chips."""
+        torch = self._torch
+        out = []
+        with torch.inference_mode():
+            for start in range(0, len(chips), self.batch_size):
+                batch = np.stack(chips[start:start + self.batch_size])
+                x = torch.from_numpy(batch).to(self.device).permute(0, 3, 1, 2).float()
+                out.append(self.net(x).double().cpu().numpy())
+        return np.concatenate(out) if out else np.zeros((0, DESCRIPTOR_DIM))
+
+    def describe_face(self, image: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
+        return self.describe_chips([extract_chip(image, landmarks)])[0]
+
+
+def distances(descriptors: np.ndarray, reference: np.ndarray) -> np.ndarray:
+    return np.linalg.norm(np.atleast_2d(descriptors) - np.asarray(reference)[None, :], axis=1)
+
+
+def cluster(descriptors: np.ndarray, threshold: float = SAME_PERSON) -> np.ndarray:
+    """Label per descriptor; one label per person, largest group first.
+
+    Each face joins the nearest group whose mean is within ``threshold``, else starts a
+    new one; groups whose means end up within ``threshold`` are merged. Linear in the
+    number of faces, so it stays quick for long videos.
+    """
+    descriptors = np.asarray(descriptors, dtype=np.float64)
+    n = len(descriptors)
+    if n == 0:
+        return np.zeros(0, dtype=int)
+    sums: list[np.ndarray] = []
+    counts: list[int] = []
+    labels = np.empty(n, dtype=int)
+    for i, d in enumerate(descriptors):
+        if sums:
+            means = np.stack(sums) / np.array(counts)[:, None]
+            dist = np.linalg.norm(means - d, axis=1)
+            j = int(dist.argmin())
+            if dist[j] < threshold:
+                sums[j] += d
+                counts[j] += 1
+                labels[i] = j
+                continue
+        sums.append(d.copy())
+        counts.append(1)
+        labels[i] = len(sums) - 1
+    merged = True
+    while merged and len(sums) > 1:
+        merged = False
+        means = np.stack(sums) / np.array(counts)[:, None]
+        for a in range(len(sums)):
+            dist = np.linalg.norm(means - means[a], axis=1)
+            dist[a] = np.inf
+            b = int(dist.argmin())
+            if dist[b] < threshold:
+                keep, drop = min(a, b), max(a, b)
+                sums[keep] += sums[drop]
+                counts[keep] += counts[drop]
+                labels[labels == drop] = keep
+                labels[labels > drop] -= 1
+                del sums[drop], counts[drop]
+                merged = True
+                break
+    order = np.argsort(-np.bincount(labels), kind="stable")
+    remap = np.empty_like(order)
+    remap[order] = np.arange(len(order))
+    return remap[labels]
