@@ -156,13 +156,21 @@ def aligned_to_chip(aligned_landmarks: np.ndarray, size: int = CHIP_SIZE,
 
 
 def chip_from_aligned(aligned: np.ndarray, aligned_landmarks: np.ndarray) -> np.ndarray:
-    """Chip cut from an aligned crop, blurred first in proportion to the shrink.
+    """Chip cut from an aligned crop, made to look like dlib's chip of the source frame.
 
-    dlib's chip is cut with its image pyramid's smoothing; a bare bilinear warp of the
-    sharper aligned crop moves descriptors by about 0.06, the matching blur halves that.
+    dlib cuts its chip through a blurring image pyramid whose pixel grid sits about a
+    tenth of a chip pixel right of and above the ideal geometry (phase correlation over
+    80 faces of both shared clips: +0.10, -0.10, spread 0.05). A bare bilinear warp of
+    the sharper aligned crop moves descriptors by about 0.06; the matching blur and
+    shift bring that to about 0.03 (measured on both clips, ``whole`` faces).
     """
-    matrix = aligned_to_chip(aligned_landmarks)
-    sigma = 0.6 / max(similarity_scale(matrix), 1e-6)
+    matrix = aligned_to_chip(aligned_landmarks).copy()
+    matrix[:, 2] += _DLIB_GRID_SHIFT
+    sigma = 0.55 / max(similarity_scale(matrix), 1e-6)
     soft = cv2.GaussianBlur(aligned, (0, 0), sigma) if sigma > 0.3 else aligned
     return cv2.warpAffine(soft, matrix, (CHIP_SIZE, CHIP_SIZE), flags=cv2.INTER_LINEAR,
                           borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+
+
+#: Where dlib's pyramid puts chip pixels relative to the ideal transform, in chip pixels.
+_DLIB_GRID_SHIFT = np.array([0.10, -0.10])

@@ -147,9 +147,31 @@ def face_transform(landmarks: np.ndarray, face_type: str = "full", size: int = 2
 def warp_to_aligned(image: np.ndarray, matrix: np.ndarray, size: int) -> np.ndarray:
     """Aligned crop; pixels outside the source are black (honest about partial faces).
 
-    Bicubic: as sharp as Lanczos here to the eye, and 6x faster (0.7 vs 4.6 ms a face).
+    A face shrunk more than 2x would alias (jagged hair and eyelashes the network then
+    learns), so the face's region first goes down an image pyramid until the rest of the
+    shrink is at most 2x; then one bicubic warp (as sharp as Lanczos here, 6x faster).
     """
-    return cv2.warpAffine(image, matrix, (size, size), flags=cv2.INTER_CUBIC,
+    matrix = np.asarray(matrix, dtype=np.float64)
+    scale = similarity_scale(matrix)
+    if scale >= 0.5:
+        return cv2.warpAffine(image, matrix, (size, size), flags=cv2.INTER_CUBIC,
+                              borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+    corners = transform_points(np.array([[0, 0], [size, 0], [0, size], [size, size]], float),
+                               invert_affine(matrix))
+    h, w = image.shape[:2]
+    margin = 4.0 / scale
+    x0, y0 = np.maximum(np.floor(corners.min(axis=0) - margin), 0).astype(int)
+    x1, y1 = np.minimum(np.ceil(corners.max(axis=0) + margin), [w, h]).astype(int)
+    if x1 <= x0 or y1 <= y0:
+        return np.zeros((size, size) + image.shape[2:], dtype=image.dtype)
+    region = image[y0:y1, x0:x1]
+    local = matrix.copy()
+    local[:, 2] += local[:, :2] @ np.array([x0, y0], dtype=np.float64)
+    while scale < 0.5 and min(region.shape[:2]) >= 4:
+        region = cv2.pyrDown(region)   # output pixel i sits on input pixel 2i
+        local[:, :2] *= 2.0
+        scale *= 2.0
+    return cv2.warpAffine(region, local, (size, size), flags=cv2.INTER_CUBIC,
                           borderMode=cv2.BORDER_CONSTANT, borderValue=0)
 
 

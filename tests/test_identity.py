@@ -1,0 +1,115 @@
+"""Identity in extract and info: stored descriptors, --target-face, identity counts."""
+import json
+import shutil
+import subprocess
+
+import numpy as np
+import pytest
+
+from pipeline.face_chip import chip_from_aligned
+from pipeline.identity import IdentityEncoder, cluster, distances, unpack
+from pipeline.images import read_rgb
+from pipeline.workspace import Workspace, loads_array
+from tests.conftest import KATIE, PHOTOS, ffmpeg, run_cli, snapshot
+
+
+def _frames(path, count):
+    raw = subprocess.run([ffmpeg(), "-v", "error", "-i", str(path), "-frames:v", str(count), "-f", "rawvideo",
+                          "-pix_fmt", "rgb24", "-"], capture_output=True, check=True).stdout
+    return np.frombuffer(raw, np.uint8).reshape(-1, 512, 512, 3)
+
+
+def test_every_face_has_a_descriptor_equal_to_dlibs(extracted_clips):
+    import dlib
+    from pipeline.weights import model_path
+    rec = dlib.face_recognition_model_v1(str(model_path("dlib-face-recognition")))
+    rows = Workspace(extracted_clips["katie"]).faces("dst")
+    assert all(unpack(r["descriptor"]) is not None for r in rows)
+    frames = _frames(KATIE, 40)
+    worst = 0.0
+    for r in rows[:40:4]:
+        pts = loads_array(r["landmarks"])
+        box = loads_array(r["bbox"]).astype(int)
+        shape = dlib.full_object_detection(dlib.rectangle(*box[:2], *(box[2:] - 1)),
+                                           [dlib.point(int(x), int(y)) for x, y in pts])
+        theirs = np.array(rec.compute_face_descriptor(frames[r["frame_index"]], shape))
+        worst = max(worst, np.abs(unpack(r["descriptor"]) - theirs).max())
+    assert worst <= 1e-4, worst
+
+
+def test_info_counts_one_identity_per_clip_and_several_in_the_photos(extracted_clips, tmp_path):
+    info = json.loads(run_cli("info", "--json", "--workspace", extracted_clips["katie"]).stdout)["sets"]["dst"]
+    assert info["identities"] == 1 and info["identity_groups"] == [info["faces"]]
+    assert info["faces_without_descriptor"] == 0
+    assert run_cli("extract", "--input", PHOTOS, "--workspace", tmp_path / "ws").returncode == 0
+    src = json.loads(run_cli("info", "--json", "--workspace", tmp_path / "ws").stdout)["sets"]["src"]
+    # six Obama faces (obama*, 32bit.png is obama2 again, two_people), Biden twice (biden.jpg, two_people)
+    assert src["identities"] == 2 and src["identity_groups"] == [7, 2]
+
+
+def test_target_face_keeps_exactly_the_obama_faces(tmp_path):
+    folder = tmp_path / "mixed"
+    folder.mkdir()
+    for name in ("two_people.jpg", "obama2.jpg", "obama3.jpg", "biden.jpg"):
+        shutil.copy(PHOTOS / name, folder / name)
+    ws_dir = tmp_path / "ws"
+    res = run_cli("extract", "--input", folder, "--workspace", ws_dir, "--target-face", PHOTOS / "obama.jpg")
+    assert res.returncode == 0, res.stderr
+    assert "3 kept, 2 dropped as not the target face" in res.stdout
+    ws = Workspace(ws_dir)
+    kept = {(r["source"], r["face_index"]) for r in ws.faces("src", "dropped=0")}
+    dropped = {(r["source"], r["face_index"]): r["drop_reason"] for r in ws.faces("src", "dropped=1")}
+    assert kept == {("obama2.jpg", 0), ("obama3.jpg", 0), ("two_people.jpg", 0)}
+    assert dropped == {("biden.jpg", 0): "identity", ("two_people.jpg", 1): "identity"}
+    # the other face in two_people.jpg is Biden, by distance to biden.jpg's face
+    biden = unpack(ws.faces("src", "source='biden.jpg'")[0]["descriptor"])
+    other = unpack(ws.faces("src", "source='two_people.jpg' AND face_index=1")[0]["descriptor"])
+    assert distances(other, biden)[0] < 0.6
+    # dropped faces get no aligned file; kept ones do
+    assert sorted(p.name for p in ws.aligned_dir("src").iterdir()) == ["obama2_0.png", "obama3_0.png", "two_people_0.png"]
+    info = json.loads(run_cli("info", "--json", "--workspace", ws_dir).stdout)["sets"]["src"]
+    assert info["identity"]["kept"] == 3 and info["identity"]["dropped"] == 2
+    assert info["identity"]["target_face"] == str((PHOTOS / "obama.jpg").resolve())
+    assert info["identities"] == 1
+
+
+@pytest.mark.parametrize("make_bad", ["missing", "no_face"])
+def test_bad_target_face_is_refused_before_anything_is_written(tmp_path, short_clip, make_bad):
+    ws_dir = tmp_path / "ws"
+    assert run_cli("extract", "--input", short_clip, "--workspace", ws_dir).returncode == 0
+    ref = tmp_path / "ref.png"
+    if make_bad == "no_face":
+        ref.write_bytes((PHOTOS / "obama.jpg").read_bytes())
+        import cv2
+        img = cv2.imread(str(ref))
+        cv2.imwrite(str(ref), img[-150:, :150])
+    before = snapshot(ws_dir)
+    res = run_cli("extract", "--input", PHOTOS, "--set", "src", "--workspace", ws_dir, "--target-face", ref)
+    assert res.returncode != 0 and "Traceback" not in res.stderr
+    assert "--target-face" in res.stderr and "ref.png" in res.stderr
+    assert snapshot(ws_dir) == before
+
+
+def test_descriptors_from_aligned_crops_stay_close_to_chip_ones(tmp_path, short_clip):
+    """Training sees only aligned faces: their per-face warp to the chip must keep identity."""
+    ws_dir = tmp_path / "ws"
+    assert run_cli("extract", "--input", short_clip, "--workspace", ws_dir, "--face-type", "whole").returncode == 0
+    ws = Workspace(ws_dir)
+    rows = ws.faces("dst")
+    chips = [chip_from_aligned(read_rgb(ws.aligned_dir("dst") / r["aligned_file"]), loads_array(r["aligned_landmarks"]))
+             for r in rows]
+    from_aligned = IdentityEncoder("cpu").describe_chips(chips)
+    stored = np.stack([unpack(r["descriptor"]) for r in rows])
+    gap = np.linalg.norm(from_aligned - stored, axis=1)
+    assert gap.mean() < 0.05 and gap.max() < 0.1, (gap.mean(), gap.max())
+
+
+def test_cluster_separates_people_and_orders_by_size():
+    rng = np.random.default_rng(3)
+    a, b = rng.normal(size=128), rng.normal(size=128)
+    a *= 0.5 / np.linalg.norm(a)
+    b *= 0.5 / np.linalg.norm(b)          # |a - b| is about 0.7: two people
+    faces = np.vstack([b + rng.normal(scale=0.01, size=(3, 128)), a + rng.normal(scale=0.01, size=(6, 128))])
+    labels = cluster(faces)
+    assert list(labels) == [1, 1, 1, 0, 0, 0, 0, 0, 0]
+    assert len(set(cluster(np.vstack([a, a + 0.001]))) ) == 1
