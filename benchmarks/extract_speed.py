@@ -47,8 +47,6 @@ def descriptor_cost(video: Path, faces: int = 200) -> dict:
     Measured as extract runs them: one torch thread beside the detector threads, batch 16,
     on chips cut from the clip's frames.
     """
-    import numpy as np
-
     from extract.backends import create_detector, create_landmarker
     from pipeline.face_chip import extract_chip
     from pipeline.video import FrameReader, probe

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import os
-import sqlite3
 import time
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -28,7 +27,7 @@ from extract.faces import AlignSettings, FaceRecord, build_face
 from extract.inputs import InputSource, resolve_input
 from pipeline.errors import UserError
 from pipeline.identity import IdentityEncoder, distances, pack
-from pipeline.images import ImageReadError, read_rgb
+from pipeline.images import ImageReadError, read_rgb, write_atomic
 from pipeline.video import FrameReader
 from pipeline.workspace import FACE_COLUMNS, Workspace, loads_array, remove_quietly
 from pipeline.geometry import FACE_TYPES
@@ -465,7 +464,7 @@ class _ExtractJob:
                     row.update(mask_file=old["mask_file"], mask_origin="hand", mask_hash=old["mask_hash"])
                 rows.append(row)
                 continue
-            _write_file(aligned_dir / aligned_name, rec.aligned_png)
+            write_atomic(aligned_dir / aligned_name, rec.aligned_png)
             if hand:
                 self.summary.kept_hand_masks += 1
                 st = (masks_dir / old["mask_file"]).stat()
@@ -473,7 +472,7 @@ class _ExtractJob:
                            mask_mtime_ns=st.st_mtime_ns, mask_bytes=st.st_size)
             else:
                 path = masks_dir / mask_name
-                _write_file(path, rec.mask_png)
+                write_atomic(path, rec.mask_png)
                 st = path.stat()
                 row.update(mask_file=mask_name, mask_origin="hull", mask_hash=rec.mask_pixels_hash,
                            mask_mtime_ns=st.st_mtime_ns, mask_bytes=st.st_size)
@@ -531,11 +530,6 @@ class _ExtractJob:
                             f"was written. Use clearer, larger faces, or try --detector dlib-cnn", exit_code=1)
         decoded = reader.frames_read if reader is not None else None
         self._record_set_meta(complete=True, frames_decoded=decoded)
-
-
-def _write_file(path: Path, data: bytes) -> None:
-    from pipeline.images import write_atomic
-    write_atomic(path, data)
 
 
 def _done_future(value) -> Future:

@@ -180,20 +180,6 @@ class Workspace:
         return count
 
     # ---------------------------------------------------------------- queries
-    def processed_frames(self, set_name: str, source: str) -> set[int]:
-        db = self.read_db()
-        if db is None:
-            return set()
-        rows = db.execute("SELECT frame_index FROM frames WHERE set_name=? AND source=?",
-                          (set_name, source))
-        return {r[0] for r in rows}
-
-    def processed_sources(self, set_name: str) -> set[str]:
-        db = self.read_db()
-        if db is None:
-            return set()
-        return {r[0] for r in db.execute("SELECT DISTINCT source FROM frames WHERE set_name=?", (set_name,))}
-
     def faces(self, set_name: str, where: str = "", params: Iterable = ()) -> list[sqlite3.Row]:
         db = self.read_db()
         if db is None:
@@ -263,12 +249,6 @@ def dumps(value) -> str:
 
 def loads_array(text: str) -> np.ndarray:
     return np.asarray(json.loads(text), dtype=np.float64)
-
-
-def atomic_replace_dir_file(path: Path, data: bytes) -> None:
-    """Atomic write that also makes the parent folder; used for every workspace file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    write_atomic(path, data)
 
 
 def remove_quietly(path: Path) -> None:
