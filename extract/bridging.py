@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from extract.backends.base import Landmarker
+from pipeline.backends.base import Landmarker
 from pipeline import geometry
 
 #: Above this RMS misfit to the mean face (template units) landmarks are not a face.

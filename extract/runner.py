@@ -20,8 +20,8 @@ from typing import Iterator
 import numpy as np
 from tqdm import tqdm
 
-from extract.backends import create_detector, create_landmarker
-from extract.backends.base import FaceDetector, Landmarker
+from pipeline.backends import create_detector, create_landmarker
+from pipeline.backends.base import FaceDetector, Landmarker
 from extract.bridging import FoundFace, GapBridger
 from extract.faces import AlignSettings, FaceRecord, build_face
 from extract.inputs import InputSource, resolve_input

@@ -5,7 +5,7 @@ import subprocess
 import numpy as np
 import pytest
 
-from extract.backends import create_detector, create_landmarker
+from pipeline.backends import create_detector, create_landmarker
 from extract.bridging import FoundFace, GapBridger
 from extract.runner import ExtractOptions, run_extract
 from pipeline.workspace import Workspace, loads_array

@@ -96,7 +96,7 @@ def test_rotated_phone_video_is_decoded_upright(tmp_path):
 
 def test_dlib_cnn_detector_finds_the_face(tmp_path):
     import cv2
-    from extract.backends import create_detector
+    from pipeline.backends import create_detector
     from tests.conftest import PHOTOS
     img = cv2.cvtColor(cv2.imread(str(PHOTOS / "obama.jpg")), cv2.COLOR_BGR2RGB)
     img = cv2.resize(img, None, fx=0.4, fy=0.4)

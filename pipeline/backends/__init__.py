@@ -8,16 +8,16 @@ from __future__ import annotations
 
 import importlib
 
-from extract.backends.base import FaceDetector, Landmarker
+from pipeline.backends.base import FaceDetector, Landmarker
 from pipeline.errors import UserError
 
 DETECTORS: dict[str, str] = {
-    "dlib": "extract.backends.dlib_hog:DlibHogDetector",
-    "dlib-cnn": "extract.backends.dlib_cnn:DlibCnnDetector",
+    "dlib": "pipeline.backends.dlib_hog:DlibHogDetector",
+    "dlib-cnn": "pipeline.backends.dlib_cnn:DlibCnnDetector",
 }
 
 LANDMARKERS: dict[str, str] = {
-    "dlib": "extract.backends.dlib_landmarks:DlibLandmarker",
+    "dlib": "pipeline.backends.dlib_landmarks:DlibLandmarker",
 }
 
 

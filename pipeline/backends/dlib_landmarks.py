@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from extract.backends.base import Landmarker
+from pipeline.backends.base import Landmarker
 from pipeline.weights import model_path
 
 

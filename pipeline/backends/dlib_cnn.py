@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from extract.backends.base import Detection, FaceDetector, by_area, parse_upsample
+from pipeline.backends.base import Detection, FaceDetector, by_area, parse_upsample
 from pipeline.weights import model_path
 
 
