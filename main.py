@@ -64,6 +64,22 @@ def _parser() -> argparse.ArgumentParser:
                    help="re-extract every frame and restore deleted faces; hand-edited masks are "
                         "still never overwritten")
 
+    v = sub.add_parser("evaluate", formatter_class=_Formatter,
+                       help="measure a converted video against the original: report.json + index.html",
+                       description="Per frame, for the swapped face matched to the original face: identity "
+                                   "distance to the src person and to the original, expression and pose "
+                                   "error, SSIM; jitter per face track and the seam's colour step for "
+                                   "output and original side by side; coverage and audio. Writes "
+                                   "report/report.json and report/index.html into the workspace.")
+    v.add_argument("--workspace", "-w", type=Path, default=Path("workspace"), help="workspace folder")
+    v.add_argument("--video", type=Path, default=None,
+                   help="video to evaluate (default: the workspace's result.mp4)")
+    v.add_argument("--reference", type=Path, default=None,
+                   help="original video (default: the dst input recorded by extract)")
+    v.add_argument("--device", default="auto", help="torch device for the identity network: auto, cpu, cuda")
+    v.add_argument("--samples", type=int, default=4, help="evenly spaced sample frames shown on the page "
+                                                           "(the worst frames are added)")
+
     i = sub.add_parser("info", formatter_class=_Formatter, help="summarise what the workspace holds",
                        description="Per set: input, frames, faces, dropped faces, masks by origin, "
                                    "frames without a face.")
@@ -82,6 +98,19 @@ def _extract(args: argparse.Namespace) -> int:
     if args.workers:
         opts.workers = args.workers
     print(run_extract(opts).line())
+    return 0
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from evaluate.html_report import format_table
+    from evaluate.runner import EvaluateOptions, run_evaluate
+    report, folder = run_evaluate(EvaluateOptions(workspace=args.workspace, video=args.video,
+                                                  reference=args.reference, device=args.device,
+                                                  samples=args.samples))
+    print(format_table(report))
+    for note in report["notes"]:
+        print(f"note: {note}")
+    print(f"report: {folder / 'index.html'}")
     return 0
 
 
@@ -105,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
     from pipeline.logs import setup_logging
     setup_logging(args.verbose)
     try:
-        return {"extract": _extract, "info": _info}[args.command](args)
+        return {"extract": _extract, "evaluate": _evaluate, "info": _info}[args.command](args)
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return exc.exit_code

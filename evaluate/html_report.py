@@ -1,0 +1,504 @@
+"""The evaluate stage's human-readable outputs: one self-contained HTML page and a terminal table.
+
+The page is a single file (inline CSS, inline SVG plots, images as data: URIs, no network
+access at all) so an artist can open it anywhere, mail it or archive it next to the video,
+and it still shows everything. A tiny inline script reports in ``document.title`` whether
+every image decoded, so a headless browser can check the page without a screenshot.
+"""
+from __future__ import annotations
+
+import base64
+import html
+import math
+import os
+import textwrap
+import uuid
+from pathlib import Path
+from typing import Any, Iterable
+
+IDENTITY_THRESHOLD = 0.6  # dlib's same-person distance
+
+# (report key, label, what it measures, which end report.json calls "worst")
+METRICS: list[tuple[str, str, str, str]] = [
+    ("identity_to_src", "Identity \u2192 source",
+     "distance of the output face to the source person; below 0.6 = recognised as them "
+     "(lower is better)", "max"),
+    ("identity_to_dst", "Identity \u2192 original",
+     "distance of the output face to the person in the reference; 0.6 or more = no longer "
+     "them (higher means the identity changed)", "max"),
+    ("expression", "Expression",
+     "mean landmark offset from the reference face, in eye distances (lower is better)", "max"),
+    ("pose", "Pose",
+     "yaw/pitch/roll difference from the reference face, in degrees (lower is better)", "max"),
+    ("ssim", "SSIM",
+     "structural similarity to the reference inside the face (1 = identical; worst = lowest)",
+     "min"),
+]
+PAIRED: list[tuple[str, str, str]] = [
+    ("jitter", "Jitter",
+     "landmark shake from frame to frame, in eye distances (RMS); should stay near the reference"),
+    ("seam_delta_e", "Seam \u0394E",
+     "colour step across the face border (CIE76 \u0394E); should stay near the reference"),
+]
+
+SERIES_STYLE: dict[str, tuple[str, str]] = {  # key -> (legend label, colour)
+    "identity_to_src": ("to source", "#1f6fd1"),
+    "identity_to_dst": ("to original (reference)", "#e07b00"),
+    "jitter_output": ("output", "#d62839"),
+    "jitter_reference": ("reference", "#6c757d"),
+}
+EXTRA_COLOURS = ["#2a9d8f", "#8e44ad", "#b5838d", "#556b2f"]
+
+
+# ---------------------------------------------------------------- number formatting
+
+def _finite(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def fmt(v: Any) -> str:
+    """A value as an artist reads it: '-' when missing, 3 significant digits below 1."""
+    if v is None:
+        return "-"
+    if isinstance(v, bool):
+        return "yes" if v else "no"
+    if isinstance(v, int):
+        return str(v)
+    if not _finite(v):
+        return "-"
+    a = abs(v)
+    if a == 0:
+        return "0"
+    if a >= 100:
+        return f"{v:.1f}"
+    if a >= 1:
+        return f"{v:.2f}"
+    if a >= 1e-4:
+        return f"{v:.{2 - math.floor(math.log10(a))}f}"
+    return f"{v:.2e}"
+
+
+def _ratio(out: Any, ref: Any) -> str:
+    """Output relative to reference ('x1.32', ASCII for any terminal), '-' when not computable."""
+    if not (_finite(out) and _finite(ref)) or ref == 0:
+        return "-"
+    return f"x{out / ref:.2f}"
+
+
+def _get(d: Any, key: str) -> Any:
+    return d.get(key) if isinstance(d, dict) else None
+
+
+# ---------------------------------------------------------------- terminal table
+
+def format_table(report: dict) -> str:
+    """The summary as plain text for the terminal, so a run ends with the figures on screen.
+
+    One line per metric (mean / median / worst / count), jitter and seam as output vs
+    reference, then coverage, fps, duration, audio and the notes; '-' marks a value that
+    could not be measured. Every line is shorter than 100 characters.
+    """
+    lines = [f"{'metric':<18}{'mean':>10}{'median':>10}{'worst':>10}{'count':>8}"]
+    for key, _, _, worst in METRICS:
+        s = report.get(key) or {}
+        note = "  (worst = lowest)" if worst == "min" else ""
+        lines.append(f"{key:<18}{fmt(_get(s, 'mean')):>10}{fmt(_get(s, 'median')):>10}"
+                     f"{fmt(_get(s, 'worst')):>10}{fmt(_get(s, 'count') or 0):>8}{note}")
+    lines.append("")
+    lines.append(f"{'':<18}{'output':>10}{'reference':>11}{'ratio':>8}")
+    for key, _, _ in PAIRED:
+        p = report.get(key) or {}
+        out, ref = _get(p, "output"), _get(p, "reference")
+        lines.append(f"{key:<18}{fmt(out):>10}{fmt(ref):>11}{_ratio(out, ref):>8}")
+    c = report.get("coverage") or {}
+    g = lambda k: fmt(_get(c, k))  # noqa: E731
+    lines.append("")
+    lines.append(f"coverage: frames in {g('frames_in')}, out {g('frames_out')}, "
+                 f"compared {g('frames_compared')}, swapped {g('frames_swapped')}")
+    lines.append(f"          passed through {g('frames_passed_through')}, "
+                 f"face missing in output {g('frames_face_missing_in_output')}")
+    lines.append(f"fps:      in {g('fps_in')}, out {g('fps_out')}    "
+                 f"duration: in {g('duration_in')} s, out {g('duration_out')} s")
+    lines.append(f"audio:    in {g('audio_in')}, out {g('audio_out')}")
+    notes = [str(n) for n in (report.get("notes") or [])]
+    if notes:
+        lines.append("")
+        lines.append("notes:")
+        for n in notes:
+            lines.extend(textwrap.wrap(n, width=95, initial_indent="  ! ",
+                                       subsequent_indent="    ") or ["  !"])
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------- SVG plots
+
+def _nice_step(span: float, target: int = 5) -> float:
+    """A 1/2/5 x 10^k step giving about ``target`` ticks over ``span``."""
+    if span <= 0 or not math.isfinite(span):
+        return 1.0
+    raw = span / target
+    mag = 10 ** math.floor(math.log10(raw))
+    for m in (1, 2, 5, 10):
+        if raw <= m * mag:
+            return m * mag
+    return 10 * mag
+
+
+def _tick_label(v: float, step: float) -> str:
+    if abs(v) < step * 1e-9:
+        return "0"
+    decimals = max(0, -math.floor(math.log10(step) + 1e-9))
+    if step >= 1 and float(step).is_integer():
+        decimals = 0
+    return f"{v:.{decimals}f}"
+
+
+def _runs(values: list[Any]) -> list[list[tuple[int, float]]]:
+    """Consecutive measured (finite) values, so a missing frame breaks the line."""
+    runs: list[list[tuple[int, float]]] = []
+    cur: list[tuple[int, float]] = []
+    for i, v in enumerate(values):
+        if _finite(v):
+            cur.append((i, float(v)))
+        elif cur:
+            runs.append(cur)
+            cur = []
+    if cur:
+        runs.append(cur)
+    return runs
+
+
+def _svg_plot(title: str, y_label: str, lines: list[tuple[str, str, list[Any]]],
+              threshold: tuple[float, str] | None = None) -> str:
+    """One line plot as inline SVG: axes, ticks, labels, legend, gaps at missing values.
+
+    ``lines`` holds (legend label, colour, per-frame values indexed by frame number).
+    """
+    w, h = 960, 250
+    ml, mr, mt, mb = 72, 18, 34, 44
+    pw, ph = w - ml - mr, h - mt - mb
+    n = max((len(v) for _, _, v in lines), default=0)
+    ys = [float(v) for _, _, vals in lines for v in vals if _finite(v)]
+    if threshold is not None:
+        ys.append(threshold[0])
+    y_lo = min([0.0] + ys)
+    y_hi = max(ys) if ys else 1.0
+    if y_hi <= y_lo:
+        y_hi = y_lo + 1.0
+    ystep = _nice_step(y_hi - y_lo)
+    y_lo = math.floor(y_lo / ystep + 1e-9) * ystep
+    y_hi = math.ceil(y_hi * 1.04 / ystep - 1e-9) * ystep
+    x_hi = max(n - 1, 1)
+    xstep = max(1, int(_nice_step(x_hi, 8)))
+
+    def sx(i: float) -> float:
+        return ml + pw * i / x_hi
+
+    def sy(v: float) -> float:
+        return mt + ph * (1 - (v - y_lo) / (y_hi - y_lo))
+
+    e = html.escape
+    out = [f'<svg class="plot" viewBox="0 0 {w} {h}" width="100%" role="img" '
+           f'aria-label="{e(title)}" '
+           'font-family="system-ui, sans-serif" font-size="12">']
+    out.append(f'<text x="{ml}" y="16" font-size="14" font-weight="600" fill="#222">{e(title)}</text>')
+    # grid and y ticks
+    k = 0
+    while True:
+        v = y_lo + k * ystep
+        if v > y_hi + ystep * 1e-6:
+            break
+        y = sy(v)
+        out.append(f'<line x1="{ml}" y1="{y:.1f}" x2="{ml + pw}" y2="{y:.1f}" stroke="#e6e6e6"/>')
+        out.append(f'<text x="{ml - 6}" y="{y + 4:.1f}" text-anchor="end" fill="#555">'
+                   f'{_tick_label(v, ystep)}</text>')
+        k += 1
+    # x ticks
+    for i in range(0, x_hi + 1, xstep):
+        x = sx(i)
+        out.append(f'<line x1="{x:.1f}" y1="{mt + ph}" x2="{x:.1f}" y2="{mt + ph + 5}" stroke="#555"/>')
+        out.append(f'<text x="{x:.1f}" y="{mt + ph + 18}" text-anchor="middle" fill="#555">{i}</text>')
+    # axes
+    out.append(f'<line x1="{ml}" y1="{mt}" x2="{ml}" y2="{mt + ph}" stroke="#555"/>')
+    out.append(f'<line x1="{ml}" y1="{mt + ph}" x2="{ml + pw}" y2="{mt + ph}" stroke="#555"/>')
+    out.append(f'<text x="{ml + pw / 2}" y="{h - 6}" text-anchor="middle" fill="#333">frame</text>')
+    out.append(f'<text transform="translate(16 {mt + ph / 2}) rotate(-90)" text-anchor="middle" '
+               f'fill="#333">{e(y_label)}</text>')
+    legend: list[tuple[str, str, str]] = []  # (label, colour, dash)
+    if threshold is not None:
+        y = sy(threshold[0])
+        out.append(f'<line x1="{ml}" y1="{y:.1f}" x2="{ml + pw}" y2="{y:.1f}" stroke="#2b2b2b" '
+                   'stroke-width="1.2" stroke-dasharray="6 4"/>')
+        legend.append((threshold[1], "#2b2b2b", "6 4"))
+    for label, colour, vals in lines:
+        legend.append((label, colour, ""))
+        for run in _runs(vals):
+            if len(run) == 1:
+                i, v = run[0]
+                out.append(f'<circle cx="{sx(i):.1f}" cy="{sy(v):.1f}" r="2" fill="{colour}"/>')
+            else:
+                pts = " ".join(f"{sx(i):.1f},{sy(v):.1f}" for i, v in run)
+                out.append(f'<polyline points="{pts}" fill="none" stroke="{colour}" '
+                           'stroke-width="1.6" stroke-linejoin="round"/>')
+    if not any(_runs(v) for _, _, v in lines):
+        out.append(f'<text x="{ml + pw / 2}" y="{mt + ph / 2}" text-anchor="middle" fill="#999" '
+                   'font-size="14">no values measured</text>')
+    # legend, right-aligned above the plot; width estimated from the label length
+    x = ml + pw
+    for label, colour, dash in reversed(legend):
+        tw = 7 * len(label)
+        x -= tw + 34
+        dash_attr = f' stroke-dasharray="{dash}"' if dash else ""
+        out.append(f'<line x1="{x:.0f}" y1="12" x2="{x + 24:.0f}" y2="12" stroke="{colour}" '
+                   f'stroke-width="2"{dash_attr}/>')
+        out.append(f'<text x="{x + 28:.0f}" y="16" fill="#333">{e(label)}</text>')
+    out.append("</svg>")
+    return "\n".join(out)
+
+
+def _plot_lines(series: dict[str, list[Any]], prefix: str) -> list[tuple[str, str, list[Any]]]:
+    """The series whose key starts with ``prefix``: known ones first, in a fixed order."""
+    keys = [k for k in SERIES_STYLE if k.startswith(prefix) and k in series]
+    keys += sorted(k for k in series if k.startswith(prefix) and k not in SERIES_STYLE)
+    out = []
+    for j, k in enumerate(keys):
+        label, colour = SERIES_STYLE.get(k, (k.replace("_", " "), EXTRA_COLOURS[j % len(EXTRA_COLOURS)]))
+        out.append((label, colour, list(series[k] or [])))
+    return out
+
+
+# ---------------------------------------------------------------- HTML
+
+CSS = """
+* { box-sizing: border-box; }
+body { margin: 0; padding: 20px 28px 40px; background: #f5f6f8; color: #1d1f23;
+       font: 14px/1.45 system-ui, -apple-system, "Segoe UI", Roboto, "DejaVu Sans", sans-serif; }
+h1 { font-size: 22px; margin: 0 0 6px; }
+h2 { font-size: 16px; margin: 26px 0 8px; }
+.paths { border-collapse: collapse; margin-bottom: 10px; }
+.paths th { text-align: left; color: #666; font-weight: 500; padding: 1px 12px 1px 0; vertical-align: top; }
+.paths td { font-family: ui-monospace, "DejaVu Sans Mono", monospace; font-size: 12.5px;
+            word-break: break-all; }
+.notes { background: #fff4d6; border: 1px solid #e8c55a; border-left: 5px solid #e0a800;
+         border-radius: 6px; padding: 10px 16px; margin: 12px 0; }
+.notes strong { display: block; margin-bottom: 4px; }
+.notes ul { margin: 0; padding-left: 20px; }
+.cards { display: flex; flex-wrap: wrap; gap: 16px; align-items: flex-start; }
+.card { background: #fff; border: 1px solid #dde0e5; border-radius: 8px; padding: 10px 14px; }
+table.t { border-collapse: collapse; }
+table.t th, table.t td { padding: 4px 10px; border-bottom: 1px solid #eceef1; text-align: right; }
+table.t th { font-weight: 600; color: #444; background: #fafbfc; }
+table.t td.l, table.t th.l { text-align: left; }
+table.t td.hint { text-align: left; color: #666; font-size: 12.5px; max-width: 440px; }
+table.t td.num { font-variant-numeric: tabular-nums; font-family: ui-monospace, "DejaVu Sans Mono", monospace; }
+td.warn { background: #fde2e1; color: #9b1c1c; font-weight: 600; }
+.plot { display: block; background: #fff; border: 1px solid #dde0e5; border-radius: 8px;
+        margin-bottom: 12px; max-width: 1100px; }
+.strip { display: flex; flex-wrap: wrap; gap: 14px; }
+.sample { background: #fff; border: 1px solid #dde0e5; border-radius: 8px; padding: 8px;
+          width: 540px; max-width: 100%; }
+.sample .head { display: flex; justify-content: space-between; gap: 8px; margin: 0 2px 6px; }
+.sample .why { background: #e8eefc; color: #1f4fa8; border-radius: 10px; padding: 0 8px;
+               font-size: 12px; white-space: nowrap; }
+.pair { display: grid; grid-template-columns: 1fr 1fr; gap: 6px; }
+.pair figure { margin: 0; }
+.pair img, .pair .missing { display: block; width: 100%; height: auto; border-radius: 4px;
+                            background: #222; }
+.pair .missing { aspect-ratio: 1 / 1; color: #bbb; display: flex; align-items: center;
+                 justify-content: center; }
+.pair figcaption { text-align: center; font-size: 12px; color: #666; }
+.caption { margin: 6px 2px 0; font-size: 12.5px; color: #333; }
+.muted { color: #777; }
+"""
+
+# Reports in the page title whether every image decoded (read by the headless-browser test).
+SELF_CHECK_JS = """
+(function () {
+  var failed = false;
+  window.onerror = function (message) {
+    failed = true;
+    document.title = "report-error " + message;
+  };
+  window.addEventListener("load", function () {
+    if (failed) { return; }
+    var imgs = document.getElementsByTagName("img");
+    var n = imgs.length, k = 0;
+    for (var i = 0; i < n; i++) {
+      if (imgs[i].complete && imgs[i].naturalWidth > 0) { k++; }
+    }
+    document.title = (k === n) ? "report-ok images=" + n : "report-broken loaded=" + k + " of " + n;
+  });
+})();
+"""
+
+# The page may load nothing from anywhere: only inline style/script and data: images.
+CSP = ("default-src 'none'; img-src data:; style-src 'unsafe-inline'; "
+       "script-src 'unsafe-inline'; base-uri 'none'; form-action 'none'")
+
+
+def _e(v: Any) -> str:
+    return html.escape(str(v), quote=True)
+
+
+def _data_uri(data: bytes) -> str:
+    mime = "image/png" if data[:8] == b"\x89PNG\r\n\x1a\n" else "image/jpeg"
+    return f"data:{mime};base64," + base64.b64encode(data).decode("ascii")
+
+
+def _metric_rows(report: dict) -> Iterable[str]:
+    for key, label, hint, _ in METRICS:
+        s = report.get(key) or {}
+        cells = []
+        for field in ("mean", "median", "worst"):
+            v = _get(s, field)
+            bad = False
+            if _finite(v) and key == "identity_to_src":
+                bad = v >= IDENTITY_THRESHOLD
+            elif _finite(v) and key == "identity_to_dst":
+                bad = v < IDENTITY_THRESHOLD
+            cells.append(f'<td class="num{" warn" if bad else ""}">{_e(fmt(v))}</td>')
+        yield (f'<tr><td class="l">{_e(label)}</td>{"".join(cells)}'
+               f'<td class="num">{_e(fmt(_get(s, "count") or 0))}</td>'
+               f'<td class="hint">{_e(hint)}</td></tr>')
+
+
+def _paired_rows(report: dict) -> Iterable[str]:
+    for key, label, hint in PAIRED:
+        p = report.get(key) or {}
+        out, ref = _get(p, "output"), _get(p, "reference")
+        yield (f'<tr><td class="l">{_e(label)}</td><td class="num">{_e(fmt(out))}</td>'
+               f'<td class="num">{_e(fmt(ref))}</td><td class="num">{_e(_ratio(out, ref))}</td>'
+               f'<td class="hint">{_e(hint)}</td></tr>')
+
+
+def _coverage_html(c: dict) -> str:
+    def pair(label: str, a: str, b: str, unit: str = "") -> str:
+        va, vb = _get(c, a), _get(c, b)
+        differ = va is not None and vb is not None and va != vb
+        if isinstance(va, float) and isinstance(vb, float):
+            differ = abs(va - vb) > 1e-3 * max(abs(va), abs(vb), 1.0)
+        if a == "audio_in":  # losing the sound matters, gaining it does not
+            differ = bool(va) and not vb
+        cls = "num warn" if differ else "num"
+        ta, tb = (fmt(v) + (unit if _finite(v) else "") for v in (va, vb))
+        return (f'<tr><td class="l">{_e(label)}</td><td class="num">{_e(ta)}</td>'
+                f'<td class="{cls}">{_e(tb)}</td></tr>')
+
+    def single(label: str, key: str, warn_if_positive: bool = False) -> str:
+        v = _get(c, key)
+        cls = "num warn" if warn_if_positive and _finite(v) and v > 0 else "num"
+        return f'<tr><td class="l">{_e(label)}</td><td class="{cls}">{_e(fmt(v))}</td></tr>'
+
+    io = "".join([pair("frames", "frames_in", "frames_out"),
+                  pair("fps", "fps_in", "fps_out"),
+                  pair("duration", "duration_in", "duration_out", " s"),
+                  pair("audio", "audio_in", "audio_out")])
+    counts = "".join([single("frames compared", "frames_compared"),
+                      single("frames swapped", "frames_swapped"),
+                      single("frames passed through", "frames_passed_through"),
+                      single("face missing in output", "frames_face_missing_in_output", True)])
+    return ('<div class="cards"><div class="card"><table class="t"><tr><th class="l"></th>'
+            '<th>reference</th><th>output</th></tr>' + io + '</table></div>'
+            '<div class="card"><table class="t"><tr><th class="l">frames</th><th>count</th></tr>'
+            + counts + '</table></div></div>')
+
+
+def _sample_html(s: dict, fps: Any) -> str:
+    frame = s.get("frame")
+    when = ""
+    if _finite(fps) and fps > 0 and isinstance(frame, int):
+        when = f' <span class="muted">t = {frame / fps:.2f} s</span>'
+
+    def fig(data: Any, label: str) -> str:
+        if isinstance(data, (bytes, bytearray, memoryview)) and len(data) > 0:
+            img = (f'<img src="{_data_uri(bytes(data))}" alt="{_e(label)} frame {_e(frame)}" '
+                   'decoding="sync">')
+        else:
+            img = '<div class="missing">no image</div>'
+        return f"<figure>{img}<figcaption>{_e(label)}</figcaption></figure>"
+
+    return (f'<div class="sample"><div class="head"><span><b>frame {_e(frame)}</b>{when}</span>'
+            f'<span class="why">{_e(s.get("why", ""))}</span></div>'
+            f'<div class="pair">{fig(s.get("reference_jpg"), "reference")}'
+            f'{fig(s.get("output_jpg"), "output")}</div>'
+            f'<p class="caption">{_e(s.get("caption", ""))}</p></div>')
+
+
+def build_html(report: dict, samples: list[dict], series: dict[str, list[float | None]]) -> str:
+    """The whole page as a string (render_html writes it)."""
+    name = Path(str(report.get("video") or "output")).name
+    c = report.get("coverage") or {}
+    notes = [str(n) for n in (report.get("notes") or [])]
+    paths = "".join(f'<tr><th>{label}</th><td>{_e(report.get(key) or "-")}</td></tr>'
+                    for key, label in (("video", "output"), ("reference", "reference"),
+                                       ("workspace", "workspace")))
+    notes_html = ""
+    if notes:
+        items = "".join(f"<li>{_e(n)}</li>" for n in notes)
+        notes_html = f'<div class="notes"><strong>&#9888; Check before you trust the figures</strong><ul>{items}</ul></div>'
+    series = series or {}
+    identity_plot = _svg_plot("Identity distance over time", "identity distance",
+                              _plot_lines(series, "identity"),
+                              threshold=(IDENTITY_THRESHOLD, f"same person ({IDENTITY_THRESHOLD})"))
+    jitter_plot = _svg_plot("Jitter over time", "jitter (eye distances)", _plot_lines(series, "jitter"))
+    strip = "".join(_sample_html(s, _get(c, "fps_in")) for s in (samples or []))
+    if not strip:
+        strip = '<p class="muted">no samples</p>'
+    return f"""<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta http-equiv="Content-Security-Policy" content="{CSP}">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>Swap quality: {_e(name)}</title>
+<style>{CSS}</style>
+<script>{SELF_CHECK_JS}</script>
+</head>
+<body>
+<h1>Face-swap quality report &mdash; {_e(name)}</h1>
+<table class="paths">{paths}</table>
+{notes_html}
+<h2>Summary</h2>
+<div class="cards">
+<div class="card"><table class="t">
+<tr><th class="l">metric</th><th>mean</th><th>median</th><th>worst</th><th>frames</th><th class="l">what it means</th></tr>
+{"".join(_metric_rows(report))}
+</table></div>
+<div class="card"><table class="t">
+<tr><th class="l"></th><th>output</th><th>reference</th><th>ratio</th><th class="l">what it means</th></tr>
+{"".join(_paired_rows(report))}
+</table></div>
+</div>
+<h2>Coverage</h2>
+{_coverage_html(c)}
+<h2>Over time</h2>
+{identity_plot}
+{jitter_plot}
+<h2>Samples <span class="muted">(reference | output)</span></h2>
+<div class="strip">{strip}</div>
+</body>
+</html>
+"""
+
+
+def render_html(report: dict, samples: list[dict], series: dict[str, list[float | None]],
+                path: Path) -> None:
+    """Write the report page to ``path`` atomically, so a reader never sees half a page.
+
+    The file is written next to ``path`` under a temporary name and renamed over it; the
+    parent folder is created when missing.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    page = build_html(report, samples, series).encode("utf-8")
+    tmp = path.parent / f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(page)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise

@@ -1,0 +1,388 @@
+"""``main.py evaluate``: a converted video measured against the original, as numbers and a page.
+
+Both videos are decoded in step (never held whole in memory); faces are found in each
+with the same detector and landmarks, matched frame by frame, and measured: identity
+(to the src person and to the original face), expression, pose, SSIM, seam, jitter per
+face track, and coverage. A second, cheap decoding pass fetches the sample frames the
+page shows.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+from tqdm import tqdm
+
+from evaluate import metrics
+from pipeline.backends import create_detector, create_landmarker
+from pipeline.errors import UserError
+from pipeline.face_chip import extract_chip
+from pipeline.identity import SAME_PERSON, IdentityEncoder, unpack
+from pipeline.images import write_atomic
+from pipeline.video import FrameReader, VideoInfo, probe
+from pipeline.workspace import Workspace
+
+log = logging.getLogger("evaluate")
+
+#: Mean absolute difference (grey levels) inside the face above which it counts as swapped.
+SWAP_DIFFERENCE = 4.0
+
+
+@dataclass
+class EvaluateOptions:
+    workspace: Path = Path("workspace")
+    video: Path | None = None          # default: the workspace's result.mp4
+    reference: Path | None = None      # default: the dst input recorded by extract
+    device: str = "auto"
+    samples: int = 4                   # evenly spaced sample frames on the page
+    workers: int = field(default_factory=lambda: os.cpu_count() or 1)
+
+
+@dataclass
+class _Face:
+    box: tuple[float, float, float, float]
+    landmarks: np.ndarray
+    chip: np.ndarray
+
+
+@dataclass
+class _Pair:
+    """One reference face and the output face at the same place in the same frame."""
+
+    ref: _Face
+    out: _Face
+    expression: float
+    pose: float
+    pose_diff: tuple[float, float, float]
+    ssim: float | None
+    seam_output: float | None
+    seam_reference: float | None
+    swapped: bool
+    identity_to_src: float | None = None
+    identity_to_dst: float | None = None
+
+
+@dataclass
+class _Frame:
+    index: int
+    ref_faces: list[_Face]
+    out_faces: list[_Face]
+    pairs: list[_Pair]
+
+
+class _Analyser:
+    """Finds faces and measures one frame pair (runs in pool threads)."""
+
+    def __init__(self, min_face: int) -> None:
+        self.detector = create_detector("dlib", "auto", min_face)
+        self.landmarker = create_landmarker("dlib")
+
+    def faces(self, image: np.ndarray) -> list[_Face]:
+        out = []
+        for det in self.detector.detect(image):
+            pts = self.landmarker.landmarks(image, det.box)
+            out.append(_Face(det.box, pts, extract_chip(image, pts)))
+        return out
+
+    def __call__(self, index: int, ref: np.ndarray, out: np.ndarray) -> _Frame:
+        ref_faces, out_faces = self.faces(ref), self.faces(out)
+        pairs = []
+        used: set[int] = set()
+        for rf in ref_faces:
+            j = _nearest(rf, out_faces, used)
+            if j is None:
+                continue
+            used.add(j)
+            of = out_faces[j]
+            mask = metrics.face_mask(rf.landmarks, ref.shape)
+            band = max(2, int(round(0.08 * metrics.eye_distance(rf.landmarks))))
+            inside = mask > 0
+            diff = float(np.abs(out[inside].astype(np.int16) - ref[inside].astype(np.int16)).mean()) if inside.any() else 0.0
+            pose, pose_diff = metrics.pose_error(of.landmarks, rf.landmarks)
+            pairs.append(_Pair(rf, of, metrics.expression_error(of.landmarks, rf.landmarks), pose, pose_diff,
+                               metrics.ssim_in_mask(out, ref, mask), metrics.seam_delta_e(out, mask, band),
+                               metrics.seam_delta_e(ref, mask, band), diff > SWAP_DIFFERENCE))
+        return _Frame(index, ref_faces, out_faces, pairs)
+
+
+def _centre(face: _Face) -> np.ndarray:
+    return face.landmarks.mean(axis=0)
+
+
+def _nearest(face: _Face, candidates: list[_Face], used: set[int]) -> int | None:
+    """The candidate at the same place (centres within one eye distance), if any."""
+    best, best_d = None, metrics.eye_distance(face.landmarks)
+    for j, c in enumerate(candidates):
+        d = float(np.linalg.norm(_centre(c) - _centre(face)))
+        if j not in used and d < best_d:
+            best, best_d = j, d
+    return best
+
+
+def _tracks(frames: list[_Frame], side: str) -> list[list[tuple[int, np.ndarray]]]:
+    """Face tracks of one side: a face continues a track if it is at the same place as the
+    track's face in the frame just before; gaps and cuts start new tracks."""
+    done: list[list[tuple[int, np.ndarray]]] = []
+    live: list[list[tuple[int, np.ndarray]]] = []
+    for fr in frames:
+        faces = fr.ref_faces if side == "reference" else fr.out_faces
+        nxt = []
+        taken: set[int] = set()
+        for face in faces:
+            match = None
+            for k, tr in enumerate(live):
+                if k in taken or tr[-1][0] != fr.index - 1:
+                    continue
+                if np.linalg.norm(tr[-1][1].mean(axis=0) - _centre(face)) < metrics.eye_distance(face.landmarks):
+                    match = k
+                    break
+            if match is None:
+                nxt.append([(fr.index, face.landmarks)])
+            else:
+                taken.add(match)
+                live[match].append((fr.index, face.landmarks))
+                nxt.append(live[match])
+        done += [tr for k, tr in enumerate(live) if k not in taken]
+        live = nxt
+    return done + live
+
+
+def _jitter_series(frames: list[_Frame], side: str, n: int) -> list[float | None]:
+    per_frame: list[list[float]] = [[] for _ in range(n)]
+    for track in _tracks(frames, side):
+        values = metrics.second_difference_jitter([pts for _, pts in track])
+        for (index, _), v in zip(track, values):
+            if v is not None:
+                per_frame[index].append(v)
+    return [float(np.mean(v)) if v else None for v in per_frame]
+
+
+def _src_identity(ws: Workspace) -> np.ndarray | None:
+    descs = [unpack(r["descriptor"]) for r in ws.faces("src", "dropped=0")]
+    descs = [d for d in descs if d is not None]
+    return np.mean(descs, axis=0) if descs else None
+
+
+def _check_inputs(opts: EvaluateOptions, ws: Workspace) -> tuple[Path, Path]:
+    video = Path(opts.video) if opts.video else ws.root / "result.mp4"
+    if opts.reference:
+        reference = Path(opts.reference)
+    else:
+        meta = ws.set_meta("dst")
+        if meta is None:
+            raise UserError(f"no reference video: {ws.root} has no dst set; pass --reference DST_VIDEO "
+                            f"or run 'python main.py extract --input DST_VIDEO' first")
+        reference = Path(meta["input"])
+    if not video.exists():
+        hint = "run 'python main.py convert' first, or pass --video" if opts.video is None else "check the path"
+        raise UserError(f"video to evaluate {video} does not exist; {hint}")
+    if not reference.exists():
+        raise UserError(f"reference video {reference} does not exist; pass --reference DST_VIDEO")
+    return video.resolve(), reference.resolve()
+
+
+def run_evaluate(opts: EvaluateOptions) -> tuple[dict, Path]:
+    """Measure ``video`` against ``reference``; write report.json and index.html."""
+    started = time.perf_counter()
+    ws = Workspace(opts.workspace)
+    video, reference = _check_inputs(opts, ws)
+    info_out, info_ref = probe(video), probe(reference)
+    notes: list[str] = []
+    src_mean = _src_identity(ws) if ws.exists else None
+    if src_mean is None:
+        notes.append("no src faces with descriptors in the workspace: identity to the src person not measured")
+    if (info_out.width, info_out.height) != (info_ref.width, info_ref.height):
+        notes.append(f"output is {info_out.width}x{info_out.height}, reference {info_ref.width}x{info_ref.height}: "
+                     f"output frames were resized to compare")
+    encoder = IdentityEncoder(opts.device, 16, 1 if opts.workers > 1 else None)
+    log.info("evaluate: %s against %s", video, reference)
+    log.info("identity: %s", encoder.description)
+
+    frames, frames_in, frames_out = _measure(video, reference, info_out, info_ref, opts, encoder, src_mean)
+    n = len(frames)
+    jitter_out, jitter_ref = _jitter_series(frames, "output", n), _jitter_series(frames, "reference", n)
+    report = _report(video, reference, ws, frames, frames_in, frames_out, info_out, info_ref,
+                     jitter_out, jitter_ref, notes)
+    report_dir = ws.root / "report"
+    report_dir.mkdir(parents=True, exist_ok=True)
+    write_atomic(report_dir / "report.json", (json.dumps(report, indent=2) + "\n").encode())
+    samples = _samples(video, reference, info_out, info_ref, report, opts.samples)
+    series = {"identity_to_src": [f["identity_to_src"] for f in report["per_frame"]],
+              "identity_to_dst": [f["identity_to_dst"] for f in report["per_frame"]],
+              "jitter_output": jitter_out, "jitter_reference": jitter_ref}
+    from evaluate.html_report import render_html
+    render_html(report, samples, series, report_dir / "index.html")
+    log.info("evaluated %d frames in %.1f s", n, time.perf_counter() - started)
+    ws.close()
+    return report, report_dir
+
+
+def _measure(video: Path, reference: Path, info_out: VideoInfo, info_ref: VideoInfo, opts: EvaluateOptions,
+             encoder: IdentityEncoder, src_mean: np.ndarray | None) -> tuple[list[_Frame], int, int]:
+    analyser = _Analyser(max(80, min(info_ref.width, info_ref.height) // 4))
+    ref_reader = FrameReader(reference, info_ref.width, info_ref.height)
+    out_reader = FrameReader(video, info_out.width, info_out.height)
+    resize = (info_out.width, info_out.height) != (info_ref.width, info_ref.height)
+    frames: list[_Frame] = []
+    pending: deque[Future] = deque()
+    to_describe: list[_Frame] = []
+    bar = tqdm(total=min(info_out.frames, info_ref.frames), unit="frame", desc="evaluate", mininterval=0.5)
+
+    def collect(fut: Future) -> None:
+        to_describe.append(fut.result())
+        bar.update(1)
+        if sum(2 * len(f.pairs) for f in to_describe) >= encoder.batch_size:
+            describe()
+
+    def describe() -> None:
+        pairs = [p for f in to_describe for p in f.pairs]
+        if pairs:
+            descs = encoder.describe_chips([c for p in pairs for c in (p.out.chip, p.ref.chip)])
+            for k, p in enumerate(pairs):
+                d_out, d_ref = descs[2 * k], descs[2 * k + 1]
+                p.identity_to_dst = float(np.linalg.norm(d_out - d_ref))
+                if src_mean is not None:
+                    p.identity_to_src = float(np.linalg.norm(d_out - src_mean))
+        frames.extend(to_describe)
+        to_describe.clear()
+
+    with ThreadPoolExecutor(max(1, opts.workers)) as pool:
+        ref_iter, out_iter = iter(ref_reader), iter(out_reader)
+        try:
+            for (i, ref), (_, out) in zip(ref_iter, out_iter):
+                if resize:
+                    out = cv2.resize(out, (info_ref.width, info_ref.height), interpolation=cv2.INTER_AREA)
+                pending.append(pool.submit(analyser, i, ref, out))
+                while len(pending) > 2 * opts.workers + 2:
+                    collect(pending.popleft())
+            while pending:
+                collect(pending.popleft())
+            describe()
+            for _ in ref_iter:     # the longer video: count what is left (decoding only)
+                pass
+            for _ in out_iter:
+                pass
+        finally:
+            bar.close()
+            ref_reader.close()
+            out_reader.close()
+    return frames, ref_reader.frames_read, out_reader.frames_read
+
+
+def _mean(values: list) -> float | None:
+    vals = [v for v in values if v is not None]
+    return float(np.mean(vals)) if vals else None
+
+
+def _report(video: Path, reference: Path, ws: Workspace, frames: list[_Frame], frames_in: int, frames_out: int,
+            info_out: VideoInfo, info_ref: VideoInfo, jitter_out: list, jitter_ref: list, notes: list[str]) -> dict:
+    per_frame = []
+    for fr in frames:
+        pairs = fr.pairs
+        per_frame.append({
+            "frame": fr.index, "faces_reference": len(fr.ref_faces), "faces_output": len(fr.out_faces),
+            "matched": len(pairs),
+            "identity_to_src": _mean([p.identity_to_src for p in pairs]),
+            "identity_to_dst": _mean([p.identity_to_dst for p in pairs]),
+            "expression": _mean([p.expression for p in pairs]),
+            "pose": _mean([p.pose for p in pairs]),
+            "yaw_diff": _mean([p.pose_diff[0] for p in pairs]), "pitch_diff": _mean([p.pose_diff[1] for p in pairs]),
+            "roll_diff": _mean([p.pose_diff[2] for p in pairs]),
+            "ssim": _mean([p.ssim for p in pairs]),
+            "seam_output": _mean([p.seam_output for p in pairs]),
+            "seam_reference": _mean([p.seam_reference for p in pairs]),
+            "swapped": any(p.swapped for p in pairs),
+            "jitter_output": jitter_out[fr.index], "jitter_reference": jitter_ref[fr.index],
+        })
+    col = lambda k: [f[k] for f in per_frame]  # noqa: E731
+    compared = len(frames)
+    swapped = sum(1 for f in per_frame if f["swapped"])
+    missing = sum(1 for f in per_frame if f["faces_reference"] > f["matched"])
+    ref_faces = sum(1 for f in per_frame if f["faces_reference"])
+    if frames_out != frames_in:
+        notes.append(f"output has {frames_out} frames, reference {frames_in}: "
+                     f"{abs(frames_in - frames_out)} frames {'missing from' if frames_out < frames_in else 'extra in'} the output")
+    if not info_out.has_audio and info_ref.has_audio:
+        notes.append("the output has no audio stream; the reference has one")
+    elif not info_out.has_audio:
+        notes.append("neither video has an audio stream")
+    if ref_faces == 0:
+        notes.append("no face found in any frame of the reference: face metrics not measured")
+    elif not any(f["faces_output"] for f in per_frame):
+        notes.append("no face found in any frame of the output: face metrics not measured")
+    elif missing:
+        notes.append(f"{missing} frames have a face in the reference but none at the same place in the output")
+    return {
+        "video": str(video), "reference": str(reference), "workspace": str(ws.root),
+        "identity_to_src": metrics.summary(col("identity_to_src")),
+        "identity_to_dst": metrics.summary(col("identity_to_dst"), worst="min"),  # near the original = failed swap
+        "expression": metrics.summary(col("expression")),
+        "pose": metrics.summary(col("pose")),
+        "ssim": metrics.summary(col("ssim"), worst="min"),
+        "jitter": {"output": metrics.rms(jitter_out), "reference": metrics.rms(jitter_ref)},
+        "seam_delta_e": {"output": _mean(col("seam_output")), "reference": _mean(col("seam_reference"))},
+        "coverage": {"frames_in": frames_in, "frames_out": frames_out, "frames_compared": compared,
+                     "frames_swapped": swapped, "frames_passed_through": compared - swapped,
+                     "frames_face_missing_in_output": missing,
+                     "fps_in": info_ref.fps, "fps_out": info_out.fps,
+                     "duration_in": info_ref.duration, "duration_out": info_out.duration,
+                     "audio_in": info_ref.has_audio, "audio_out": info_out.has_audio},
+        "thresholds": {"same_person": SAME_PERSON, "swapped_difference": SWAP_DIFFERENCE},
+        "notes": notes,
+        "per_frame": per_frame,
+    }
+
+
+def _pick_samples(report: dict, count: int) -> list[tuple[int, str]]:
+    per = report["per_frame"]
+    n = len(per)
+    if n == 0:
+        return []
+    picks: list[tuple[int, str]] = [(int(round(k * (n - 1) / max(count - 1, 1))), "evenly spaced")
+                                    for k in range(count)]
+    ident = [(f["identity_to_src"], f["frame"]) for f in per if f["identity_to_src"] is not None]
+    if ident:
+        picks.append((max(ident)[1], "worst identity (furthest from src)"))
+    jit = [(f["jitter_output"], f["frame"]) for f in per if f["jitter_output"] is not None]
+    if jit:
+        picks.append((max(jit)[1], "worst jitter"))
+    seen: dict[int, str] = {}
+    for frame, why in picks:
+        seen[frame] = why if frame not in seen else f"{seen[frame]}; {why}"
+    return sorted(seen.items())
+
+
+def _thumb(frame: np.ndarray, height: int = 256) -> bytes:
+    scale = height / frame.shape[0]
+    small = cv2.resize(frame, (max(1, int(frame.shape[1] * scale)), height), interpolation=cv2.INTER_AREA)
+    ok, buf = cv2.imencode(".jpg", cv2.cvtColor(small, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 85])
+    return buf.tobytes()
+
+
+def _samples(video: Path, reference: Path, info_out: VideoInfo, info_ref: VideoInfo, report: dict,
+             count: int) -> list[dict]:
+    """Second pass: decode again and keep only the frames the page shows."""
+    wanted = dict(_pick_samples(report, count))
+    if not wanted:
+        return []
+    per = {f["frame"]: f for f in report["per_frame"]}
+    out = []
+    for (i, ref), (_, res) in zip(FrameReader(reference, info_ref.width, info_ref.height),
+                                  FrameReader(video, info_out.width, info_out.height)):
+        if i in wanted:
+            f = per[i]
+            caption = " ".join(f"{k} {f[k]:.3f}" for k in ("identity_to_src", "identity_to_dst", "expression")
+                               if f[k] is not None)
+            out.append({"frame": i, "why": wanted[i], "reference_jpg": _thumb(ref), "output_jpg": _thumb(res),
+                        "caption": caption or "no face matched"})
+        if i >= max(wanted):
+            break
+    return out

@@ -1,0 +1,143 @@
+"""main.py evaluate: numbers that mean what they say, reports that survive odd input."""
+import json
+import subprocess
+
+import numpy as np
+import pytest
+
+from evaluate import metrics
+from pipeline import geometry
+from tests.conftest import AOC, ffmpeg, run_cli
+
+
+@pytest.fixture(scope="module")
+def aoc_short(tmp_path_factory):
+    out = tmp_path_factory.mktemp("aoc") / "aoc_24.mp4"
+    subprocess.run([ffmpeg(), "-v", "error", "-i", str(AOC), "-frames:v", "24", "-c:v", "mpeg4", "-q:v", "3",
+                    "-c:a", "aac", "-shortest", str(out)], check=True)
+    return out
+
+
+def _report(ws):
+    return json.loads((ws / "report" / "report.json").read_text())
+
+
+def test_the_dst_clip_against_itself(tmp_path, short_clip):
+    ws = tmp_path / "ws"
+    assert run_cli("extract", "--input", short_clip, "--workspace", ws).returncode == 0
+    res = run_cli("evaluate", "--workspace", ws, "--video", short_clip)
+    assert res.returncode == 0, res.stderr
+    rep = _report(ws)
+    assert rep["reference"] == str(short_clip.resolve())          # default: the dst input
+    assert rep["identity_to_dst"]["worst"] < 1e-6 and rep["identity_to_dst"]["count"] == 24
+    assert rep["expression"]["worst"] < 1e-9 and rep["pose"]["worst"] < 1e-9
+    assert rep["ssim"]["worst"] > 0.999999
+    assert rep["jitter"]["output"] == pytest.approx(rep["jitter"]["reference"]) and rep["jitter"]["output"] > 0
+    assert rep["seam_delta_e"]["output"] == pytest.approx(rep["seam_delta_e"]["reference"])
+    cov = rep["coverage"]
+    assert cov["frames_in"] == cov["frames_out"] == cov["frames_compared"] == 24
+    assert cov["frames_swapped"] == 0 and cov["frames_passed_through"] == 24
+    assert cov["audio_in"] and cov["audio_out"] and cov["fps_in"] == cov["fps_out"] == 25.0
+    assert rep["identity_to_src"]["count"] == 0 and any("src" in n for n in rep["notes"])
+    # the printed table and the page
+    assert "identity_to_dst" in res.stdout and "report:" in res.stdout
+    html = (ws / "report" / "index.html").read_text()
+    assert html.count("data:image/jpeg;base64") >= 8
+
+
+def test_another_person_is_far_from_dst_and_close_to_src(tmp_path, short_clip, aoc_short):
+    ws = tmp_path / "ws"
+    assert run_cli("extract", "--input", short_clip, "--workspace", ws).returncode == 0
+    assert run_cli("extract", "--input", aoc_short, "--set", "src", "--workspace", ws).returncode == 0
+    res = run_cli("evaluate", "--workspace", ws, "--video", aoc_short)
+    assert res.returncode == 0, res.stderr
+    rep = _report(ws)
+    src, dst = rep["identity_to_src"], rep["identity_to_dst"]
+    assert src["count"] == dst["count"] == 24
+    assert src["mean"] < 0.45 and dst["mean"] > 0.7 and src["worst"] < dst["mean"]
+    assert rep["coverage"]["frames_swapped"] == 24            # every face differs from the original
+    assert rep["ssim"]["mean"] < 0.8 and rep["expression"]["mean"] > 0.05
+
+
+def test_fewer_frames_and_no_audio_are_reported(tmp_path, short_clip):
+    cut = tmp_path / "cut.mp4"
+    subprocess.run([ffmpeg(), "-v", "error", "-i", str(short_clip), "-frames:v", "15", "-an", "-c:v", "mpeg4",
+                    "-q:v", "2", str(cut)], check=True)
+    res = run_cli("evaluate", "--workspace", tmp_path / "ws", "--video", cut, "--reference", short_clip)
+    assert res.returncode == 0, res.stderr
+    rep = _report(tmp_path / "ws")
+    cov = rep["coverage"]
+    assert (cov["frames_in"], cov["frames_out"], cov["frames_compared"]) == (24, 15, 15)
+    assert cov["audio_in"] is True and cov["audio_out"] is False
+    notes = " ".join(rep["notes"])
+    assert "9 frames missing" in notes and "no audio" in notes
+
+
+def test_a_video_without_faces_gets_a_report_not_a_crash(tmp_path, short_clip):
+    blank = tmp_path / "blank.mp4"
+    subprocess.run([ffmpeg(), "-v", "error", "-f", "lavfi", "-i", "color=c=gray:s=512x512:r=25:d=1",
+                    "-c:v", "mpeg4", str(blank)], check=True)
+    res = run_cli("evaluate", "--workspace", tmp_path / "ws", "--video", blank, "--reference", short_clip)
+    assert res.returncode == 0, res.stderr
+    rep = _report(tmp_path / "ws")
+    assert rep["identity_to_dst"]["count"] == 0 and rep["identity_to_dst"]["mean"] is None
+    assert rep["jitter"]["output"] is None and rep["jitter"]["reference"] is not None
+    assert any("no face found in any frame of the output" in n for n in rep["notes"])
+    assert rep["coverage"]["frames_face_missing_in_output"] == 24
+    assert (tmp_path / "ws" / "report" / "index.html").exists()
+
+
+def test_missing_inputs_give_one_line_errors(tmp_path, short_clip):
+    res = run_cli("evaluate", "--workspace", tmp_path / "ws", "--video", short_clip)
+    assert res.returncode != 0 and "no dst set" in res.stderr and "Traceback" not in res.stderr
+    res = run_cli("evaluate", "--workspace", tmp_path / "ws", "--reference", short_clip)
+    assert res.returncode != 0 and "result.mp4 does not exist" in res.stderr
+    assert not (tmp_path / "ws").exists()
+
+
+# ------------------------------------------------------------------ the metrics themselves
+
+def _face(scale=100.0, offset=(256.0, 256.0)):
+    return geometry.mean_face() * scale + np.array(offset) - scale / 2
+
+
+def test_ssim_is_one_for_identical_and_lower_for_noise():
+    import cv2
+    rng = np.random.default_rng(0)
+    img = cv2.GaussianBlur(rng.integers(0, 255, (128, 128, 3), dtype=np.uint8), (0, 0), 3)  # smooth, like skin
+    mask = np.zeros((128, 128), np.uint8)
+    mask[30:90, 30:90] = 255
+    assert metrics.ssim_in_mask(img, img, mask) == pytest.approx(1.0)
+    slight = np.clip(img.astype(int) + rng.normal(0, 3, img.shape), 0, 255).astype(np.uint8)
+    noisy = np.clip(img.astype(int) + rng.normal(0, 25, img.shape), 0, 255).astype(np.uint8)
+    s_slight, s_noisy = metrics.ssim_in_mask(slight, img, mask), metrics.ssim_in_mask(noisy, img, mask)
+    assert 1.0 > s_slight > s_noisy and s_noisy < 0.5
+
+
+def test_seam_measures_a_colour_step_at_the_mask_border():
+    pts = _face(200)
+    mask = metrics.face_mask(pts, (512, 512))
+    flat = np.full((512, 512, 3), 150, np.uint8)
+    assert metrics.seam_delta_e(flat, mask, 6) == pytest.approx(0.0, abs=1e-3)
+    stepped = flat.copy()
+    stepped[mask > 0] = (190, 150, 150)             # a reddish face pasted on grey
+    import cv2
+    lab = cv2.cvtColor(np.array([[[150, 150, 150], [190, 150, 150]]], np.float32) / 255, cv2.COLOR_RGB2Lab)[0]
+    assert metrics.seam_delta_e(stepped, mask, 6) == pytest.approx(float(np.linalg.norm(lab[0] - lab[1])), rel=0.02)
+
+
+def test_jitter_is_zero_for_smooth_motion_and_grows_with_noise():
+    rng = np.random.default_rng(1)
+    smooth = [_face(100, (200 + 3 * t, 250 + 0.5 * t)) for t in range(20)]
+    assert max(v for v in metrics.second_difference_jitter(smooth) if v is not None) < 1e-9
+    shaky = [p + rng.normal(0, 1.0, p.shape) for p in smooth]
+    shakier = [p + rng.normal(0, 3.0, p.shape) for p in smooth]
+    j1, j3 = metrics.rms(metrics.second_difference_jitter(shaky)), metrics.rms(metrics.second_difference_jitter(shakier))
+    assert 0 < j1 < j3 and j3 / j1 == pytest.approx(3.0, rel=0.2)
+
+
+def test_expression_error_is_in_eye_distances():
+    ref = _face(100)
+    assert metrics.expression_error(ref, ref) == 0.0
+    moved = ref + np.array([metrics.eye_distance(ref) * 0.1, 0.0])
+    assert metrics.expression_error(moved, ref) == pytest.approx(0.1)
