@@ -64,6 +64,57 @@ def _parser() -> argparse.ArgumentParser:
                    help="re-extract every frame and restore deleted faces; hand-edited masks are "
                         "still never overwritten")
 
+    t = sub.add_parser("train", formatter_class=_Formatter,
+                       help="learn the transformation network dst face -> same face with the src identity",
+                       description="Korshunova et al.'s feed-forward face-swap network: content = dst faces "
+                                   "(pose, expression, lighting), style = src faces (identity). Resumes from "
+                                   "workspace/model/ when run again; Ctrl-C saves a checkpoint. Multi-GPU: "
+                                   "torchrun --nproc_per_node N main.py train ...")
+    t.add_argument("--workspace", "-w", type=Path, default=Path("workspace"), help="workspace folder")
+    t.add_argument("--resolution", type=int, default=128, choices=[128, 256],
+                   help="network resolution; 256 grows from the workspace's trained 128 model (only the "
+                        "new branch trains)")
+    t.add_argument("--iterations", type=int, default=10000, help="total iterations (a resumed run continues "
+                                                                  "up to this number)")
+    t.add_argument("--batch-size", type=int, default=16, help="faces per iteration")
+    t.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate at the start")
+    t.add_argument("--lr-end", type=float, default=1e-4, help="learning rate at the end (exponential decay)")
+    t.add_argument("--alpha", type=float, default=None,
+                   help="style weight, raised from 0 over the first half of training (default 20 at 128, "
+                        "80 at 256)")
+    t.add_argument("--alpha-ramp", type=float, default=0.5,
+                   help="fraction of the iterations over which the style weight rises from 0 (0 = constant)")
+    t.add_argument("--beta", type=float, default=20.0, help="light weight: keeps the dst face's low-frequency "
+                                                            "shading")
+    t.add_argument("--gamma", type=float, default=0.3, help="total-variation weight")
+    t.add_argument("--identity-weight", type=float, default=1.0,
+                   help="weight of the identity loss (distance of the output's face descriptor, on randomly "
+                        "degraded copies, to the src identity); 0 = off")
+    t.add_argument("--features", default="dlib", choices=["dlib", "vgg19"],
+                   help="loss network: dlib = face-recognition ResNet (offline), vgg19 = ImageNet VGG19 as in "
+                        "the paper (weights downloaded once)")
+    t.add_argument("--content-layers", nargs="+", default=None, metavar="LAYER",
+                   help="content layers (default: level2 for dlib, relu4_2 for vgg19)")
+    t.add_argument("--style-layers", nargs="+", default=None, metavar="LAYER",
+                   help="style layers (default: level1 level2 for dlib, relu3_1 relu4_1 for vgg19)")
+    t.add_argument("--patch", type=int, default=1, help="style patch size k (odd)")
+    t.add_argument("--n-best", type=int, default=16, help="style faces per dst face, by closest landmarks")
+    t.add_argument("--width", type=int, default=32, help="channels per branch of the network")
+    t.add_argument("--no-skip", dest="skip", action="store_false",
+                   help="the paper's plain output instead of input + learned residual")
+    t.add_argument("--content-extra", type=Path, nargs="*", default=[], metavar="WORKSPACE",
+                   help="more content faces: the dst faces of other workspaces")
+    t.add_argument("--seed", type=int, default=0, help="random seed (sampling, degradations, initial weights)")
+    t.add_argument("--save-every", type=int, default=500, help="checkpoint every N iterations")
+    t.add_argument("--preview-every", type=int, default=250, help="refresh model/preview.jpg every N iterations")
+    t.add_argument("--stop-at", type=int, default=None, metavar="N",
+                   help="stop after iteration N (for sessions in chunks); train again to continue")
+    t.add_argument("--max-minutes", type=float, default=None,
+                   help="stop after this much wall time (checkpoint saved); train again to continue")
+    t.add_argument("--device", default="auto", help="torch device: auto (CUDA when present), cpu, cuda")
+    t.add_argument("--fresh", action="store_true",
+                   help="start a new model; an existing one is moved aside to model-old-<time>, not deleted")
+
     v = sub.add_parser("evaluate", formatter_class=_Formatter,
                        help="measure a converted video against the original: report.json + index.html",
                        description="Per frame, for the swapped face matched to the original face: identity "
@@ -101,6 +152,25 @@ def _extract(args: argparse.Namespace) -> int:
     return 0
 
 
+def _train(args: argparse.Namespace) -> int:
+    from train.trainer import TrainOptions, run_train
+    opts = TrainOptions(
+        workspace=args.workspace, resolution=args.resolution, iterations=args.iterations,
+        batch_size=args.batch_size, lr=args.lr, lr_end=args.lr_end, alpha=args.alpha,
+        alpha_ramp=args.alpha_ramp, beta=args.beta,
+        gamma=args.gamma, identity_weight=args.identity_weight, features=args.features,
+        content_layers=args.content_layers, style_layers=args.style_layers, patch=args.patch,
+        n_best=args.n_best, width=args.width, skip=args.skip, seed=args.seed, save_every=args.save_every,
+        preview_every=args.preview_every, stop_at=args.stop_at, max_minutes=args.max_minutes,
+        content_extra=args.content_extra,
+        device=args.device, fresh=args.fresh)
+    summary = run_train(opts)
+    import os
+    if os.environ.get("RANK", "0") == "0":
+        print(summary.line())
+    return 0
+
+
 def _evaluate(args: argparse.Namespace) -> int:
     from evaluate.html_report import format_table
     from evaluate.runner import EvaluateOptions, run_evaluate
@@ -134,7 +204,7 @@ def main(argv: list[str] | None = None) -> int:
     from pipeline.logs import setup_logging
     setup_logging(args.verbose)
     try:
-        return {"extract": _extract, "evaluate": _evaluate, "info": _info}[args.command](args)
+        return {"extract": _extract, "train": _train, "evaluate": _evaluate, "info": _info}[args.command](args)
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return exc.exit_code

@@ -23,6 +23,7 @@ HERE = Path(__file__).resolve().parent
 BENCHMARKS = {
     "extract": "extract_speed.py",
     "descriptors": "descriptor_speed.py",
+    "train": "train_speed.py",
 }
 
 

@@ -1,0 +1,126 @@
+"""Training faces from the workspace: the content set (dst), the style set (src), N_best.
+
+The artist's files are the truth: faces whose aligned image was deleted are not used,
+and a repainted mask is used as painted. Everything is loaded once at the training
+resolution (a few hundred faces fit easily in memory; the images are small).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from pipeline import geometry
+from pipeline.errors import UserError
+from pipeline.identity import unpack
+from pipeline.images import ImageReadError, read_gray, read_rgb
+from pipeline.workspace import Workspace, loads_array
+
+
+@dataclass
+class FaceSet:
+    """Aligned faces at the training resolution, as arrays ready for torch."""
+
+    images: np.ndarray        # (N, R, R, 3) uint8 RGB
+    masks: np.ndarray         # (N, R, R) uint8, 0..255
+    landmarks: np.ndarray     # (N, 68, 2) float32, pixels of the R x R crop
+    names: list[str]          # where each face came from (for previews and logs)
+    descriptors: np.ndarray | None = None   # (N, 128) identity descriptors when all faces have one
+    face_type: str = "full"
+    hand_masks: int = 0
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+
+def load_set(ws: Workspace, set_name: str, resolution: int) -> FaceSet:
+    """Kept faces of one set (deleted ones are dropped first), resized to ``resolution``."""
+    if ws.set_meta(set_name) is None:
+        what = "the video to change" if set_name == "dst" else "photos or a video of the person to put in"
+        raise UserError(f"workspace {ws.root} has no {set_name} faces; run 'python main.py extract --input "
+                        f"PATH --set {set_name}' with {what} first")
+    ws.sync_artist_edits(set_name)
+    rows = ws.faces(set_name, "dropped=0")
+    images, masks, points, names, descs = [], [], [], [], []
+    hand = 0
+    for row in rows:
+        path = ws.aligned_dir(set_name) / row["aligned_file"]
+        try:
+            img = read_rgb(path)
+        except ImageReadError:
+            continue   # deleted or unreadable since the sync: not used
+        scale = resolution / img.shape[0]
+        pts = loads_array(row["aligned_landmarks"]) * scale
+        mask = read_gray(ws.masks_dir(set_name) / row["mask_file"])
+        if mask is None:           # mask deleted by the artist: the automatic hull again
+            mask = geometry.hull_mask(pts, resolution)
+        else:
+            hand += row["mask_origin"] == "hand"
+            mask = cv2.resize(mask, (resolution, resolution), interpolation=cv2.INTER_AREA)
+        images.append(cv2.resize(img, (resolution, resolution), interpolation=cv2.INTER_AREA))
+        masks.append(mask)
+        points.append(pts)
+        names.append(row["aligned_file"])
+        descs.append(unpack(row["descriptor"]))
+    if not images:
+        raise UserError(f"workspace {ws.root}: every {set_name} face is deleted or unreadable; "
+                        f"re-run extract (with --force to restore deleted faces)")
+    face_types = {r["face_type"] for r in rows}
+    all_desc = np.stack(descs).astype(np.float32) if all(d is not None for d in descs) else None
+    return FaceSet(np.stack(images), np.stack(masks), np.stack(points).astype(np.float32), names,
+                   all_desc, face_types.pop() if len(face_types) == 1 else "mixed", hand)
+
+
+def with_flips(faces: FaceSet) -> FaceSet:
+    """The style set and its mirror images (the paper augments style images this way)."""
+    r = faces.images.shape[1]
+    flipped_pts = faces.landmarks[:, geometry.MIRROR_68].copy()
+    flipped_pts[..., 0] = (r - 1) - flipped_pts[..., 0]
+    return FaceSet(
+        np.concatenate([faces.images, faces.images[:, :, ::-1]]),
+        np.concatenate([faces.masks, faces.masks[:, :, ::-1]]),
+        np.concatenate([faces.landmarks, flipped_pts]),
+        faces.names + [f"{n} (flipped)" for n in faces.names],
+        None if faces.descriptors is None else np.concatenate([faces.descriptors, faces.descriptors]),
+        faces.face_type, faces.hand_masks)
+
+
+def nearest_styles(content_landmarks: np.ndarray, style_landmarks: np.ndarray, n_best: int) -> np.ndarray:
+    """(N_content, n_best) indices of the style faces whose aligned landmarks are closest.
+
+    Aligned landmarks share one frame, so the Euclidean distance between them compares
+    pose and expression; the style patches taken at the same positions then match.
+    """
+    a = content_landmarks.reshape(len(content_landmarks), -1).astype(np.float64)
+    b = style_landmarks.reshape(len(style_landmarks), -1).astype(np.float64)
+    d2 = (a ** 2).sum(1)[:, None] + (b ** 2).sum(1)[None, :] - 2 * a @ b.T
+    k = min(n_best, len(b))
+    idx = np.argpartition(d2, k - 1, axis=1)[:, :k]
+    order = np.take_along_axis(d2, idx, axis=1).argsort(axis=1)
+    return np.take_along_axis(idx, order, axis=1)
+
+
+def load_training_sets(workspace: Path, resolution: int, content_extra: list[Path]) -> tuple[FaceSet, FaceSet]:
+    """Content = dst faces (+ dst faces of other workspaces), style = src faces with flips."""
+    ws = Workspace(workspace)
+    if not ws.exists:
+        raise UserError(f"{workspace} is not a workspace yet (no workspace.json); run 'python main.py extract' first")
+    content = load_set(ws, "dst", resolution)
+    style = load_set(ws, "src", resolution)
+    ws.close()
+    for extra in content_extra:
+        other = Workspace(extra)
+        if not other.exists:
+            raise UserError(f"--content-extra {extra} is not a workspace (no workspace.json); give the folder "
+                            f"of a workspace with extracted dst faces")
+        more = load_set(other, "dst", resolution)
+        other.close()
+        content = FaceSet(np.concatenate([content.images, more.images]), np.concatenate([content.masks, more.masks]),
+                          np.concatenate([content.landmarks, more.landmarks]), content.names + more.names,
+                          None, content.face_type, content.hand_masks + more.hand_masks)
+    if content.face_type != style.face_type:
+        raise UserError(f"dst faces are '{content.face_type}' crops but src faces '{style.face_type}'; extract both "
+                        f"sets with the same --face-type (add --force to re-extract one)")
+    return content, with_flips(style)
