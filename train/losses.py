@@ -190,14 +190,7 @@ def low_pass_luminance(images: Tensor, mask: Tensor | None = None, sigma_frac: f
     With a mask this is a normalised convolution, blur(Y * m) / blur(m): the face's shading
     estimated from face pixels only, so background (hair, wall) changes do not leak in.
     """
-    y = luminance(images)
-    sigma = max(float(sigma_frac) * images.shape[-2], 1e-3)
-    radius = max(1, int(math.ceil(3.0 * sigma)))
-    taps = _gaussian_kernel(torch.tensor([sigma], dtype=y.dtype, device=y.device), radius)
-    if mask is None:
-        return _separable_blur(y, taps)
-    m = mask.to(y.dtype).expand_as(y)
-    return _separable_blur(y * m, taps) / _separable_blur(m, taps).clamp_min(1e-6)
+    return low_pass(luminance(images), mask, sigma_frac)
 
 
 def low_pass(images: Tensor, mask: Tensor | None = None, sigma_frac: float = 1 / 16) -> Tensor:

@@ -222,7 +222,7 @@ class Trainer:
                     self.params = [p for p in self.net.parameters() if p.requires_grad]
                     self.optimizer = torch.optim.Adam(self.params, lr=self.opts.lr)
                 self.optimizer.load_state_dict(state["optimizer"])
-            except (RuntimeError, KeyError, ValueError, OSError) as exc:
+            except Exception as exc:  # noqa: BLE001 - unreadable, truncated, refused by weights_only: all one fix
                 raise UserError(f"{ckpt_path} could not be loaded ({str(exc).splitlines()[0][:120]}); restore it, "
                                 f"or train with --fresh to start over") from exc
             self.iteration = int(state["iteration"])
@@ -284,7 +284,8 @@ class Trainer:
             loss = content + alpha * style + o.beta * light + o.gamma * tv
             identity = torch.zeros((), device=self.device)
             if self.id_net is not None and o.identity_weight > 0:
-                degraded, jittered = self._identity_view(y.float(), geom)
+                id_geom = geom if self.id_net is self.feats else self.id_net.prepare(self.content.landmarks[idx])
+                degraded, jittered = self._identity_view(y.float(), id_geom)
                 identity = losses.identity_loss(self.id_net.descriptor(degraded, jittered),
                                                 self.targets[torch.from_numpy(idx).to(self.device)])
                 loss = loss + o.identity_weight * identity
