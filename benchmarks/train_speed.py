@@ -28,7 +28,7 @@ sys.path.insert(0, str(ROOT))
 DATA = ROOT.parent / "shared" / "data" / "videos"
 
 
-def make_workspace(folder: Path, frames: int) -> Path:
+def make_workspace(folder: Path) -> Path:
     ws = folder / "ws"
     for clip, set_name in (("WDA_KatieHill_000.mp4", "dst"), ("WDA_AlexandriaOcasioCortez_000.mp4", "src")):
         subprocess.run([sys.executable, str(ROOT / "main.py"), "extract", "--input", str(DATA / clip), "--set", set_name,
@@ -83,7 +83,7 @@ def main() -> None:
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     results, ratios = {}, []
     with tempfile.TemporaryDirectory() as tmp:
-        ws = args.workspace or make_workspace(Path(tmp), 200)
+        ws = args.workspace or make_workspace(Path(tmp))
         for batch in (8, 16):
             if device.type == "cuda":
                 torch.cuda.reset_peak_memory_stats()

@@ -36,11 +36,7 @@ def pose_error(output: np.ndarray, reference: np.ndarray) -> tuple[float, tuple[
 
 def face_mask(landmarks: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     """The landmark-hull face mask (the region a swap replaces) in frame pixels."""
-    mask = np.zeros(shape[:2], dtype=np.uint8)
-    for poly in geometry.mask_polygons(landmarks):
-        hull = cv2.convexHull(np.round(poly * 16).astype(np.int32))
-        cv2.fillConvexPoly(mask, hull, 255, lineType=cv2.LINE_8, shift=4)
-    return mask
+    return geometry.hull_mask(landmarks, shape[:2])
 
 
 def _bbox(mask: np.ndarray, margin: int) -> tuple[slice, slice] | None:

@@ -251,9 +251,10 @@ def mask_polygons(landmarks: np.ndarray) -> list[np.ndarray]:
     return [left, right, middle]
 
 
-def hull_mask(landmarks: np.ndarray, size: int) -> np.ndarray:
-    """Binary uint8 mask (0/255) of the face region for landmarks in crop coordinates."""
-    mask = np.zeros((size, size), dtype=np.uint8)
+def hull_mask(landmarks: np.ndarray, size: int | tuple[int, int]) -> np.ndarray:
+    """Binary uint8 mask (0/255) of the face region: a ``size`` crop, or an (h, w) frame."""
+    shape = (size, size) if isinstance(size, int) else tuple(size[:2])
+    mask = np.zeros(shape, dtype=np.uint8)
     for poly in mask_polygons(landmarks):
         hull = cv2.convexHull(np.round(poly * 16).astype(np.int32))
         cv2.fillConvexPoly(mask, hull, 255, lineType=cv2.LINE_8, shift=4)
