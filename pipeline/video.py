@@ -115,6 +115,12 @@ def _last_error_line(text: str) -> str:
     return ""
 
 
+#: Colour conversion flags for yuv -> rgb24: ffmpeg's default (fast rounding, chroma
+#: interpolated at low precision) reads frames ~1 grey level too dark, and a converted
+#: video would come out darker than its input even where nothing was swapped.
+SWS_FLAGS = ["-sws_flags", "accurate_rnd+full_chroma_int+full_chroma_inp"]
+
+
 def _sync_args() -> list[str]:
     return ["-fps_mode", "passthrough"] if ffmpeg_major_version() >= 5 else ["-vsync", "passthrough"]
 
@@ -141,7 +147,7 @@ class FrameReader:
         stream = ffmpeg.input(str(self.path), v="error").output(
             "pipe:", format="rawvideo", pix_fmt="rgb24", map="0:v:0", an=None, sn=None, dn=None)
         args = ffmpeg.compile(stream, cmd=ffmpeg_exe())
-        return args[:-1] + _sync_args() + args[-1:]
+        return args[:-1] + _sync_args() + SWS_FLAGS + args[-1:]
 
     def _run(self) -> None:
         frame_bytes = self.width * self.height * 3
@@ -193,3 +199,121 @@ class FrameReader:
             self._proc.wait()
         if self._thread is not None:
             self._thread.join(timeout=5)
+
+
+def frame_rate_arg(fps: float) -> str:
+    """Exact rate for ffmpeg: NTSC rates (29.97...) as n*1000/1001, others as printed."""
+    for base in (24, 30, 48, 60, 120):
+        if abs(fps - base * 1000 / 1001) < 0.005:
+            return f"{base * 1000}/1001"
+    return f"{fps:.6g}"
+
+
+_AUDIO_RE = re.compile(r"Stream #\d+:\d+.*?: Audio: (?P<codec>\w+)")
+#: Audio codecs an .mp4 holds as they are; others are re-encoded to AAC.
+MP4_AUDIO = {"aac", "mp3", "ac3", "eac3", "alac", "opus", "flac"}
+
+
+def audio_codec(path: Path) -> str | None:
+    """Codec name of the first audio stream, None when there is none."""
+    res = subprocess.run([ffmpeg_exe(), "-hide_banner", "-i", str(path)],
+                         capture_output=True, text=True, errors="replace")
+    match = _AUDIO_RE.search(res.stderr)
+    return match.group("codec") if match else None
+
+
+class FrameWriter:
+    """Encode RGB frames to H.264 in an ffmpeg process fed from a thread (encode behind).
+
+    Audio is taken from ``audio_from`` (the dst input), cut to ``audio_start`` seconds
+    for ``audio_duration`` seconds when a range is rendered, and copied as it is when the
+    container takes it. ``put`` blocks only when ``queue_size`` frames wait, so memory
+    stays bounded; ``close`` waits for ffmpeg and raises UserError if it failed.
+    """
+
+    def __init__(self, path: Path, width: int, height: int, fps: float, crf: int = 18,
+                 preset: str = "medium", audio_from: Path | None = None, audio_start: float = 0.0,
+                 audio_duration: float | None = None, queue_size: int = 16) -> None:
+        self.path = Path(path)
+        self.width, self.height = width, height
+        self.frames_written = 0
+        cmd = [ffmpeg_exe(), "-y", "-v", "error", "-f", "rawvideo", "-pix_fmt", "rgb24",
+               "-s", f"{width}x{height}", "-framerate", frame_rate_arg(fps), "-i", "pipe:0"]
+        codec = audio_codec(audio_from) if audio_from is not None else None
+        if codec is not None:
+            if audio_start > 0:
+                cmd += ["-ss", f"{audio_start:.6f}"]
+            if audio_duration is not None:
+                cmd += ["-t", f"{audio_duration:.6f}"]
+            cmd += ["-i", str(audio_from), "-map", "0:v:0", "-map", "1:a:0"]
+            copy = codec in MP4_AUDIO or self.path.suffix.lower() not in (".mp4", ".m4v", ".mov")
+            cmd += ["-c:a", "copy"] if copy else ["-c:a", "aac", "-b:a", "192k"]
+        cmd += ["-c:v", "libx264", "-preset", preset, "-crf", str(crf), "-pix_fmt", "yuv420p"]
+        if self.path.suffix.lower() in (".mp4", ".m4v", ".mov"):
+            cmd += ["-movflags", "+faststart"]
+        cmd += [str(self.path)]
+        self.command = cmd
+        self._proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stderr=subprocess.PIPE)
+        self._err: list[bytes] = []
+        self._err_thread = threading.Thread(target=lambda: self._err.append(self._proc.stderr.read()),
+                                            daemon=True)
+        self._err_thread.start()
+        self._queue: queue.Queue = queue.Queue(maxsize=queue_size)
+        self._failed: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="encode", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        stdin = self._proc.stdin
+        assert stdin is not None
+        while True:
+            item = self._queue.get()
+            if item is None:
+                break
+            if self._failed is not None:
+                continue
+            try:
+                frame = item.result() if hasattr(item, "result") else item
+                stdin.write(np.ascontiguousarray(frame, dtype=np.uint8).tobytes())
+                self.frames_written += 1
+            except BaseException as exc:  # noqa: BLE001 - reported by close()
+                self._failed = exc
+        try:
+            stdin.close()
+        except OSError:
+            pass
+
+    def put(self, frame) -> None:
+        """Queue a frame (an array, or a Future of one: encoding keeps the queue's order)."""
+        if self._failed is not None:
+            self._raise()
+        self._queue.put(frame)
+
+    def _raise(self) -> None:
+        text = b"".join(self._err).decode("utf-8", "replace").strip()
+        if isinstance(self._failed, (BrokenPipeError, OSError)) or self._failed is None:
+            raise UserError(f"ffmpeg could not write {self.path}: {text.splitlines()[-1] if text else 'it exited'}")
+        raise self._failed
+
+    def close(self) -> None:
+        """Flush and wait for ffmpeg; raises if encoding failed."""
+        self._queue.put(None)
+        self._thread.join()
+        self._proc.wait()
+        self._err_thread.join(timeout=5)
+        if self._failed is not None or self._proc.returncode != 0:
+            self._raise()
+
+    def abort(self) -> None:
+        """Stop without waiting for the queue (interrupt or error elsewhere)."""
+        self._failed = self._failed or RuntimeError("aborted")
+        try:
+            while True:
+                self._queue.get_nowait()
+        except queue.Empty:
+            pass
+        self._queue.put(None)
+        if self._proc.poll() is None:
+            self._proc.kill()
+        self._proc.wait()
+        self._thread.join(timeout=5)

@@ -14,8 +14,9 @@ from tests.conftest import ffmpeg
 
 @pytest.fixture(scope="module")
 def frames(short_clip):
-    raw = subprocess.run([ffmpeg(), "-v", "error", "-i", str(short_clip), "-f", "rawvideo", "-pix_fmt",
-                          "rgb24", "-"], capture_output=True, check=True).stdout
+    from pipeline.video import SWS_FLAGS   # the frames exactly as extract's FrameReader decodes them
+    raw = subprocess.run([ffmpeg(), "-v", "error", "-i", str(short_clip), *SWS_FLAGS, "-f", "rawvideo",
+                          "-pix_fmt", "rgb24", "-"], capture_output=True, check=True).stdout
     return np.frombuffer(raw, np.uint8).reshape(-1, 512, 512, 3)
 
 

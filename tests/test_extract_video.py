@@ -45,8 +45,9 @@ def test_aligned_eye_centres_vary_less_than_2_percent(extracted_clips, name):
 
 
 def _decode_frame(path, index: int) -> np.ndarray:
+    from pipeline.video import SWS_FLAGS   # the same yuv -> rgb conversion as FrameReader
     raw = subprocess.run([ffmpeg(), "-v", "error", "-i", str(path), "-vf", f"select=eq(n\\,{index})",
-                          "-frames:v", "1", "-f", "rawvideo", "-pix_fmt", "rgb24", "-"],
+                          "-frames:v", "1", *SWS_FLAGS, "-f", "rawvideo", "-pix_fmt", "rgb24", "-"],
                          capture_output=True, check=True).stdout
     return np.frombuffer(raw, np.uint8).reshape(512, 512, 3)
 

@@ -14,8 +14,9 @@ from tests.conftest import KATIE, PHOTOS, ffmpeg, run_cli, snapshot
 
 
 def _frames(path, count):
-    raw = subprocess.run([ffmpeg(), "-v", "error", "-i", str(path), "-frames:v", str(count), "-f", "rawvideo",
-                          "-pix_fmt", "rgb24", "-"], capture_output=True, check=True).stdout
+    from pipeline.video import SWS_FLAGS   # decoded as extract decodes (FrameReader)
+    raw = subprocess.run([ffmpeg(), "-v", "error", "-i", str(path), "-frames:v", str(count), *SWS_FLAGS,
+                          "-f", "rawvideo", "-pix_fmt", "rgb24", "-"], capture_output=True, check=True).stdout
     return np.frombuffer(raw, np.uint8).reshape(-1, 512, 512, 3)
 
 
