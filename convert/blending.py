@@ -133,7 +133,8 @@ def _seamless(face: np.ndarray, target: np.ndarray, mask: np.ndarray) -> tuple[n
     key = (*binary.shape, x, y, w, h)
     if key not in _OFFSETS:
         flat = np.full(target.shape, 128, np.uint8)
-        probe = cv2.seamlessClone(flat, flat, binary, centre, cv2.NORMAL_CLONE)
+        # a copy: seamlessClone writes into its mask argument
+        probe = cv2.seamlessClone(flat, flat, binary.copy(), centre, cv2.NORMAL_CLONE)
         if len(_OFFSETS) > 4096:
             _OFFSETS.clear()
         _OFFSETS[key] = float(probe[binary > 0].astype(np.float32).mean() - 128.0)
