@@ -157,7 +157,7 @@ def _parser() -> argparse.ArgumentParser:
                         "(fast, for tuning options)")
     c.add_argument("--batch-size", type=int, default=8, help="faces per network call")
     c.add_argument("--precision", default="auto", choices=["auto", "float", "int8"],
-                   help="network arithmetic: int8 is ~4x faster on the CPU (mean change ~1.5 grey levels); "
+                   help="network arithmetic: int8 is ~8x faster on the CPU (mean change ~1.9 grey levels); "
                         "auto = int8 on the CPU for 128 models, float on CUDA")
     c.add_argument("--device", default="auto", help="torch device: auto (CUDA when present), cpu, cuda")
     c.add_argument("--workers", type=int, default=None,
