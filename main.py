@@ -270,7 +270,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
-        print("error: interrupted; run the same command again to resume", file=sys.stderr)
+        if args.command == "convert":
+            print("error: interrupted; --output was left as it was (run the command again to render)",
+                  file=sys.stderr)
+        else:
+            print("error: interrupted; run the same command again to resume", file=sys.stderr)
         return 130
 
 

@@ -408,3 +408,32 @@ def test_smoothing_steadies_the_warp(base_ws, rows):
     # sigma 0 is the stored transform itself
     for i in (0, 11, 23):
         assert np.allclose(unsmoothed[i][0].to_aligned, loads_array(rows[i]["transform"]), atol=1e-2)
+
+
+# ---------------------------------------------------------------------- interruption
+
+
+def test_ctrl_c_leaves_the_previous_output_and_no_temp_file(ws):
+    """SIGINT mid-render: exit 130, one error line, the old result.mp4 intact, no temp video left."""
+    import os
+    import signal
+    import sys
+    import time
+    from tests.conftest import ROOT
+    old = ws / "result.mp4"
+    old.write_bytes(b"the artist's previous render")
+    proc = subprocess.Popen([sys.executable, str(ROOT / "main.py"), "convert", "-w", str(ws), *FAST,
+                             "--batch-size", "1", "--preset", "veryslow"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 60
+    while time.time() < deadline and not list(ws.glob(".result.*.tmp.mp4")) and proc.poll() is None:
+        time.sleep(0.05)
+    assert proc.poll() is None, "convert ended before it could be interrupted"
+    time.sleep(0.3)
+    os.kill(proc.pid, signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    lines = [ln for ln in err.splitlines() if ln.startswith("error:")]
+    assert proc.returncode == 130, err[-500:]
+    assert len(lines) == 1 and "interrupted" in lines[0] and "Traceback" not in err
+    assert old.read_bytes() == b"the artist's previous render"
+    assert not list(ws.glob(".*.tmp*")), list(ws.glob(".*"))
