@@ -26,13 +26,22 @@ def shape_mask(mask: np.ndarray, erode: int, blur: int) -> np.ndarray:
     The feather is a Gaussian about ``blur`` pixels wide centred on the eroded edge.
     """
     m = (mask > 127).astype(np.uint8) * 255
+    # Outside the crop there is nothing generated: the mask counts as 0 there, so a face
+    # mask reaching the crop's edge (the forehead of a 'full' crop) fades out inside the
+    # crop instead of ending in a hard line where the crop ends.
+    m[[0, -1], :] = 0
+    m[:, [0, -1]] = 0
     if erode:
         k = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * abs(erode) + 1, 2 * abs(erode) + 1))
-        m = cv2.erode(m, k) if erode > 0 else cv2.dilate(m, k)
+        m = (cv2.erode(m, k, borderType=cv2.BORDER_CONSTANT, borderValue=0) if erode > 0
+             else cv2.dilate(m, k, borderType=cv2.BORDER_CONSTANT, borderValue=0))
     out = m.astype(np.float32) / 255.0
     if blur > 0:
         ksize = 2 * int(blur) + 1
-        out = cv2.GaussianBlur(out, (ksize, ksize), blur / 2.0)
+        out = cv2.GaussianBlur(out, (ksize, ksize), blur / 2.0, borderType=cv2.BORDER_CONSTANT)
+        edge = np.minimum.reduce(np.meshgrid(np.arange(out.shape[1]), np.arange(out.shape[0]))
+                                 + np.meshgrid(np.arange(out.shape[1])[::-1], np.arange(out.shape[0])[::-1]))
+        out *= np.clip(edge / max(blur / 2.0, 1.0), 0.0, 1.0)   # exactly 0 on the crop's border
     return out
 
 

@@ -162,7 +162,9 @@ def test_shape_mask_erodes_dilates_and_feathers(region):
     grown = shape_mask(hull, -6, 0)
     plain = shape_mask(hull, 0, 0)
     assert shrunk.sum() < 0.95 * area and grown.sum() > 1.05 * area, (shrunk.sum(), area, grown.sum())
-    assert plain.sum() == area
+    border = np.zeros(hull.shape, bool)
+    border[[0, -1], :] = border[:, [0, -1]] = True
+    assert plain.sum() == area - ((hull > 127) & border).sum()   # nothing generated outside the crop
     for binary in (shrunk, grown, plain):
         assert set(np.unique(binary)) <= {0.0, 1.0}
     assert grown[shrunk > 0].min() == 1.0                  # nested: eroded inside dilated
@@ -257,3 +259,12 @@ def test_face_region_is_clipped_to_the_frame(landmarks):
                                       (59.94, "60000/1001"), (30.0, "30"), (12.5, "12.5")])
 def test_frame_rate_arg(fps, arg):
     assert frame_rate_arg(fps) == arg
+
+
+def test_a_mask_reaching_the_crop_edge_fades_out_inside_the_crop():
+    """A 'full' crop cuts the forehead: the mask must not end in a hard line at the crop's edge."""
+    full = np.full((256, 256), 255, np.uint8)
+    soft = shape_mask(full, 4, 8)
+    assert soft[0].max() == 0.0 and soft[:, 0].max() == 0.0 and soft[-1].max() == 0.0
+    column = soft[:, 128]
+    assert np.all(np.diff(column[:24]) >= 0) and column[3] < 0.5 and column[24] > 0.99   # a ramp, not a step
