@@ -172,6 +172,7 @@ def test_shape_mask_erodes_dilates_and_feathers(region):
     soft = shape_mask(hull, 0, 8)
     edge = (cv2.dilate((hull > 127).astype(np.uint8), np.ones((3, 3), np.uint8)) -
             cv2.erode((hull > 127).astype(np.uint8), np.ones((3, 3), np.uint8))) > 0
+    edge[:12, :] = edge[-12:, :] = edge[:, :12] = edge[:, -12:] = False   # the crop's own edge fades to 0
     assert (soft[edge] > 0).all() and (soft[edge] < 1).all()
     deep = cv2.erode((hull > 127).astype(np.uint8), np.ones((41, 41), np.uint8)) > 0
     assert np.allclose(soft[deep], 1.0, atol=1e-6)
