@@ -174,7 +174,8 @@ def test_shape_mask_erodes_dilates_and_feathers(region):
             cv2.erode((hull > 127).astype(np.uint8), np.ones((3, 3), np.uint8))) > 0
     edge[:12, :] = edge[-12:, :] = edge[:, :12] = edge[:, -12:] = False   # the crop's own edge fades to 0
     assert (soft[edge] > 0).all() and (soft[edge] < 1).all()
-    deep = cv2.erode((hull > 127).astype(np.uint8), np.ones((41, 41), np.uint8)) > 0
+    deep = cv2.erode((hull > 127).astype(np.uint8), np.ones((41, 41), np.uint8),
+                     borderType=cv2.BORDER_CONSTANT, borderValue=0) > 0   # deep inside mask and crop
     assert np.allclose(soft[deep], 1.0, atol=1e-6)
     far = cv2.dilate((hull > 127).astype(np.uint8), np.ones((41, 41), np.uint8)) == 0
     assert np.allclose(soft[far], 0.0, atol=1e-6)
