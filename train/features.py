@@ -39,7 +39,9 @@ def chip_grid(landmarks: np.ndarray, resolution: int, device: torch.device) -> t
 def to_chips(images: torch.Tensor, thetas: torch.Tensor) -> torch.Tensor:
     """(B,3,R,R) in [0,1] -> (B,3,150,150) in 0..255, differentiable."""
     grid = F.affine_grid(thetas, (images.shape[0], images.shape[1], CHIP_SIZE, CHIP_SIZE), align_corners=False)
-    return F.grid_sample(images, grid.to(images.dtype), mode="bilinear", padding_mode="zeros",
+    # "border": where the chip reaches past the crop, repeat the crop's edge (as
+    # pipeline.face_chip.chip_from_aligned does; closer to the frame chip than black)
+    return F.grid_sample(images, grid.to(images.dtype), mode="bilinear", padding_mode="border",
                          align_corners=False) * 255.0
 
 
