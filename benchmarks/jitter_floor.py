@@ -1,0 +1,72 @@
+"""How much jitter evaluate's measure reports on a video that has none: the detector's floor.
+
+evaluate measures jitter by finding landmarks again in every output frame. Even a
+perfectly smooth video gives a non-zero figure, because dlib's landmarks on a moving
+face wobble by themselves. This script moves one real frame along a smooth path
+(sub-pixel translation, slow rotation and zoom, no expression change at all), detects as
+evaluate does, and prints that floor next to the dst clip's own figure: no convert
+setting can bring a swap's measured jitter below it.
+
+Usage: python benchmarks/jitter_floor.py [--video PATH] [--frames 100]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from evaluate import metrics  # noqa: E402
+from pipeline.backends import create_detector, create_landmarker  # noqa: E402
+from pipeline.video import FrameReader, ffmpeg_exe, probe  # noqa: E402
+
+DEFAULT_VIDEO = ROOT.parent / "shared" / "data" / "videos" / "WDA_KatieHill_000.mp4"
+
+
+def track_jitter(frames, min_face: int) -> float:
+    det, lm = create_detector("dlib", "auto", min_face), create_landmarker("dlib")
+    track = []
+    for frame in frames:
+        found = det.detect(frame)
+        if found:
+            track.append(lm.landmarks(frame, found[0].box))
+    return float(metrics.rms(metrics.second_difference_jitter(track)))   # evaluate's figure: RMS
+
+
+def smooth_copies(frame: np.ndarray, count: int):
+    h, w = frame.shape[:2]
+    for t in range(count):
+        m = cv2.getRotationMatrix2D((w / 2, h / 2), 2.0 * np.sin(2 * np.pi * t / 60),
+                                    1.0 + 0.03 * np.sin(2 * np.pi * t / 90))
+        m[:, 2] += (10.0 * np.sin(2 * np.pi * t / 50), 5.0 * np.cos(2 * np.pi * t / 70))
+        yield cv2.warpAffine(frame, m, (w, h), flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_REFLECT)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--video", type=Path, default=DEFAULT_VIDEO)
+    ap.add_argument("--frames", type=int, default=100)
+    ap.add_argument("--json", type=Path, default=None)
+    args = ap.parse_args()
+    info = probe(args.video)
+    min_face = max(80, min(info.width, info.height) // 4)
+    raw = subprocess.run([ffmpeg_exe(), "-v", "error", "-i", str(args.video), "-frames:v", "1", "-f", "rawvideo",
+                          "-pix_fmt", "rgb24", "-"], capture_output=True, check=True).stdout
+    first = np.frombuffer(raw, np.uint8).reshape(info.height, info.width, 3)
+    floor = track_jitter(smooth_copies(first, args.frames), min_face)
+    clip = track_jitter((f for _, f in FrameReader(args.video, info.width, info.height)), min_face)
+    print(f"detector jitter on a smoothly moving still frame ({args.frames} frames): {floor:.4f} eye distances")
+    print(f"jitter of the clip itself ({args.video.name}): {clip:.4f}")
+    if args.json:
+        args.json.write_text(json.dumps({"floor": floor, "clip": clip}, indent=2))
+
+
+if __name__ == "__main__":
+    main()
