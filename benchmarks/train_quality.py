@@ -26,6 +26,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from pipeline.geometry import eye_distance  # noqa: E402
 from pipeline.images import read_rgb  # noqa: E402
 from pipeline.transform_net import load_model  # noqa: E402
 from pipeline.weights import model_path  # noqa: E402
@@ -62,10 +63,6 @@ def degrade(image: np.ndarray) -> np.ndarray:
     h, w = img.shape[:2]
     small = cv2.resize(img, (w // 2, h // 2), interpolation=cv2.INTER_AREA)
     return cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR)
-
-
-def eye_distance(p: np.ndarray) -> float:
-    return float(np.linalg.norm(p[36:42].mean(axis=0) - p[42:48].mean(axis=0)))
 
 
 def measure(workspace: Path, limit: int | None = None) -> dict:

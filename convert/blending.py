@@ -10,6 +10,7 @@ the (smoothed) transform put it: no half-pixel wobble from rounding a centre.
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import cv2
@@ -35,14 +36,25 @@ def shape_mask(mask: np.ndarray, erode: int, blur: int) -> np.ndarray:
         k = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * abs(erode) + 1, 2 * abs(erode) + 1))
         m = (cv2.erode(m, k, borderType=cv2.BORDER_CONSTANT, borderValue=0) if erode > 0
              else cv2.dilate(m, k, borderType=cv2.BORDER_CONSTANT, borderValue=0))
-    out = m.astype(np.float32) / 255.0
-    if blur > 0:
-        ksize = 2 * int(blur) + 1
-        out = cv2.GaussianBlur(out, (ksize, ksize), blur / 2.0, borderType=cv2.BORDER_CONSTANT)
-        edge = np.minimum.reduce(np.meshgrid(np.arange(out.shape[1]), np.arange(out.shape[0]))
-                                 + np.meshgrid(np.arange(out.shape[1])[::-1], np.arange(out.shape[0])[::-1]))
-        out *= np.clip(edge / max(blur / 2.0, 1.0), 0.0, 1.0)   # exactly 0 on the crop's border
-    return out
+    return feather(m.astype(np.float32) / 255.0, blur)
+
+
+def feather(core: np.ndarray, blur: int) -> np.ndarray:
+    """Gaussian feather of a 0/1 float mask (``shape_mask`` with blur 0), 0 on the crop's border."""
+    if blur <= 0:
+        return core
+    ksize = 2 * int(blur) + 1
+    out = cv2.GaussianBlur(core, (ksize, ksize), blur / 2.0, borderType=cv2.BORDER_CONSTANT)
+    return out * _border_ramp(out.shape, blur)
+
+
+@functools.lru_cache(maxsize=8)
+def _border_ramp(shape: tuple[int, ...], blur: int) -> np.ndarray:
+    """0 on a crop's border rising to 1 over blur/2 pixels (the same for every face of a run)."""
+    h, w = shape[:2]
+    rows, cols = np.arange(h), np.arange(w)
+    edge = np.minimum(np.minimum(rows, rows[::-1])[:, None], np.minimum(cols, cols[::-1])[None, :])
+    return np.clip(edge / max(blur / 2.0, 1.0), 0.0, 1.0).astype(np.float32)
 
 
 def sharpen(face: np.ndarray, amount: float) -> np.ndarray:
@@ -70,8 +82,7 @@ class Region:
 
 def face_region(to_crop: np.ndarray, crop_size: int, frame_shape: tuple[int, ...], pad: int = 4) -> Region | None:
     """Box of the frame covered by a crop (frame -> crop matrix), clipped to the frame."""
-    corners = np.array([[0, 0], [crop_size, 0], [0, crop_size], [crop_size, crop_size]], np.float64)
-    pts = geometry.transform_points(corners, geometry.invert_affine(to_crop))
+    pts = geometry.crop_corners(to_crop, crop_size)
     h, w = frame_shape[:2]
     x0, y0 = np.floor(pts.min(axis=0)).astype(int) - pad
     x1, y1 = np.ceil(pts.max(axis=0)).astype(int) + pad

@@ -73,7 +73,7 @@ class FacePlan:
     to_aligned: np.ndarray         # frame -> aligned crop (size S), smoothed
     to_model: np.ndarray           # frame -> network crop (resolution R), smoothed
     hand_mask: Path | None         # the artist's (or a non-hull) mask file, else None
-    stored_to_aligned: np.ndarray  # frame -> aligned crop of the stored (unsmoothed) transform
+    hand_mask_move: np.ndarray | None  # its crop (stored transform) -> the smoothed aligned crop
 
 
 @dataclass
@@ -190,13 +190,16 @@ def plan_faces(ws: Workspace, rows: list, size: int, resolution: int, face_type:
         frames = np.array([r["frame_index"] for r in track_rows])
         raw = np.stack([loads_array(r["landmarks"]) for r in track_rows])
         smoothed = smooth_track(frames, raw, sigma)
-        for r, pts, raw_pts in zip(track_rows, smoothed, raw):
+        for r, pts in zip(track_rows, smoothed):
             mask_path = masks_dir / r["mask_file"]
             hand = mask_path if r["mask_origin"] != "hull" and mask_path.is_file() else None
+            to_aligned = geometry.face_transform(pts, face_type, size)
+            # a mask was painted on the crop of the stored transform: it moves onto the smoothed one
+            move = (geometry.compose(to_aligned, geometry.invert_affine(loads_array(r["transform"])))
+                    if hand is not None else None)
+            # the network's crop is the same crop at another size: the matrix scales with it
             plans[r["frame_index"]].append(FacePlan(
-                r["frame_index"], pts, geometry.face_transform(pts, face_type, size),
-                geometry.face_transform(pts, face_type, resolution), hand,
-                loads_array(r["transform"]) if hand is not None else geometry.face_transform(raw_pts, face_type, size)))
+                r["frame_index"], pts, to_aligned, to_aligned * (resolution / size), hand, move))
     for frame in plans:
         excluded.pop(frame, None)
     return dict(plans), excluded
@@ -226,9 +229,7 @@ class _FaceWork:
             if painted is not None:
                 if painted.shape != (self.size, self.size):
                     painted = cv2.resize(painted, (self.size, self.size), interpolation=cv2.INTER_LINEAR)
-                # the mask was painted on the crop of the stored transform: move it onto the smoothed one
-                move = geometry.compose(plan.to_aligned, geometry.invert_affine(plan.stored_to_aligned))
-                return cv2.warpAffine(painted, move, (self.size, self.size), flags=cv2.INTER_LINEAR)
+                return cv2.warpAffine(painted, plan.hand_mask_move, (self.size, self.size), flags=cv2.INTER_LINEAR)
         return geometry.hull_mask(geometry.transform_points(plan.landmarks, plan.to_aligned), self.size)
 
     def prepare(self, frame: np.ndarray, plan: FacePlan) -> _Prepared:
@@ -240,7 +241,8 @@ class _FaceWork:
         core = blending.shape_mask(mask, max(self.opts.mask_erode, 0), 0)
         mask_r = cv2.resize((core * 255).astype(np.uint8), (self.resolution, self.resolution),
                             interpolation=cv2.INTER_AREA)
-        alpha = blending.shape_mask(mask, self.opts.mask_erode, self.opts.mask_blur)
+        alpha = (blending.feather(core, self.opts.mask_blur) if self.opts.mask_erode >= 0 else
+                 blending.shape_mask(mask, self.opts.mask_erode, self.opts.mask_blur))
         self.timings["crop+mask"] += time.perf_counter() - t0
         return _Prepared(plan, crop, mask_r, alpha)
 

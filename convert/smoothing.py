@@ -16,18 +16,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from pipeline import geometry
+from pipeline.geometry import eye_distance
 
 #: Largest move of the face centre between consecutive frames, in eye distances, that
 #: still counts as motion; a larger one is a cut.
 MAX_JUMP = 1.0
 #: Largest change of face size between consecutive frames (ratio) that is still motion.
 MAX_SCALE_STEP = 1.25
-
-
-def eye_distance(landmarks: np.ndarray) -> float:
-    pts = np.asarray(landmarks, dtype=np.float64)
-    return float(np.linalg.norm(pts[geometry.EYE_RIGHT].mean(axis=0) - pts[geometry.EYE_LEFT].mean(axis=0)))
 
 
 def segment_bounds(frames: np.ndarray, landmarks: np.ndarray) -> list[tuple[int, int]]:

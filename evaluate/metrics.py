@@ -9,16 +9,11 @@ import cv2
 import numpy as np
 
 from pipeline import geometry
+from pipeline.geometry import eye_distance  # noqa: F401 - part of this module's vocabulary
 
 SSIM_C1 = (0.01 * 255) ** 2
 SSIM_C2 = (0.03 * 255) ** 2
 SEAM_SECTORS = 24
-
-
-def eye_distance(landmarks: np.ndarray) -> float:
-    """Inter-ocular distance (between eye centres): the face's own length unit."""
-    pts = np.asarray(landmarks, dtype=np.float64)
-    return float(np.linalg.norm(pts[geometry.EYE_RIGHT].mean(axis=0) - pts[geometry.EYE_LEFT].mean(axis=0)))
 
 
 def expression_error(output: np.ndarray, reference: np.ndarray) -> float:

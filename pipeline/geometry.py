@@ -77,6 +77,12 @@ MIRROR_68 = np.array(
 )
 
 
+def eye_distance(landmarks: np.ndarray) -> float:
+    """Distance between the two eye centres: the face's own length unit for every stage's figures."""
+    pts = np.asarray(landmarks, dtype=np.float64)
+    return float(np.linalg.norm(pts[EYE_RIGHT].mean(axis=0) - pts[EYE_LEFT].mean(axis=0)))
+
+
 def umeyama(src: np.ndarray, dst: np.ndarray, estimate_scale: bool = True) -> np.ndarray:
     """Least-squares similarity (2x3) taking ``src`` points onto ``dst`` (Umeyama 1991)."""
     src = np.asarray(src, dtype=np.float64)
@@ -144,6 +150,12 @@ def face_transform(landmarks: np.ndarray, face_type: str = "full", size: int = 2
     return compose(crop_from_template(face_type, size), to_template(landmarks))
 
 
+def crop_corners(matrix: np.ndarray, size: int) -> np.ndarray:
+    """(4, 2) source coordinates of the corners of the ``size`` crop made by ``matrix``."""
+    square = np.array([[0, 0], [size, 0], [0, size], [size, size]], dtype=np.float64)
+    return transform_points(square, invert_affine(matrix))
+
+
 def warp_to_aligned(image: np.ndarray, matrix: np.ndarray, size: int) -> np.ndarray:
     """Aligned crop; pixels outside the source are black (honest about partial faces).
 
@@ -156,8 +168,7 @@ def warp_to_aligned(image: np.ndarray, matrix: np.ndarray, size: int) -> np.ndar
     if scale >= 0.5:
         return cv2.warpAffine(image, matrix, (size, size), flags=cv2.INTER_CUBIC,
                               borderMode=cv2.BORDER_CONSTANT, borderValue=0)
-    corners = transform_points(np.array([[0, 0], [size, 0], [0, size], [size, size]], float),
-                               invert_affine(matrix))
+    corners = crop_corners(matrix, size)
     h, w = image.shape[:2]
     margin = 4.0 / scale
     x0, y0 = np.maximum(np.floor(corners.min(axis=0) - margin), 0).astype(int)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -56,3 +57,11 @@ def extracted_clips(tmp_path_factory) -> dict[str, Path]:
         run_extract(ExtractOptions(input=clip, workspace=ws))
         out[name] = ws
     return out
+
+
+@pytest.fixture
+def ws(base_ws, tmp_path) -> Path:
+    """A fresh copy of the requesting module's ``base_ws`` workspace for one test."""
+    dst = tmp_path / "ws"
+    shutil.copytree(base_ws, dst)
+    return dst

@@ -65,13 +65,6 @@ def base_ws(tmp_path_factory, short_clip):
     return ws
 
 
-@pytest.fixture
-def ws(base_ws, tmp_path):
-    dst = tmp_path / "ws"
-    shutil.copytree(base_ws, dst)
-    return dst
-
-
 @pytest.fixture(scope="module")
 def rows(base_ws):
     """frame index -> the stored face row (one face per frame in this clip)."""

@@ -29,13 +29,6 @@ def base_ws(tmp_path_factory, short_clip):
     return ws
 
 
-@pytest.fixture
-def ws(base_ws, tmp_path):
-    dst = tmp_path / "ws"
-    shutil.copytree(base_ws, dst)
-    return dst
-
-
 def _log(ws):
     return [json.loads(line) for line in (ws / "model" / "log.jsonl").read_text().splitlines()]
 
