@@ -129,17 +129,13 @@ def poisson_clone(face: np.ndarray, target: np.ndarray, mask: np.ndarray, work_s
     return np.clip(face.astype(np.float32) + correction + 0.5, 0, 255).astype(np.uint8)
 
 
-#: seamlessClone's constant offset per geometry (see ``_seamless``), measured once each.
-_OFFSETS: dict[tuple[int, ...], float] = {}
-
-
 def _seamless(face: np.ndarray, target: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, float] | None:
     """cv2.seamlessClone in place, and the constant offset its solver adds for this geometry.
 
     OpenCV truncates its float solution to 8 bits, and for some box sizes the solution of
     "clone an image onto itself" comes out just below the exact integers: the whole face
     then darkens by one grey level. Cloning a flat image with the same mask measures that
-    offset exactly (it is the same for any image of that geometry), so it is subtracted.
+    offset exactly (it is the same for any image with that mask), so it is subtracted.
     """
     binary = (mask > 0.5).astype(np.uint8) * 255
     binary[[0, -1], :] = 0
@@ -150,15 +146,13 @@ def _seamless(face: np.ndarray, target: np.ndarray, mask: np.ndarray) -> tuple[n
     # seamlessClone centres the mask's bounding box on this point: (x + w // 2, y + h // 2)
     # puts it back on itself exactly.
     centre = (x + w // 2, y + h // 2)
-    key = (*binary.shape, x, y, w, h)
-    if key not in _OFFSETS:
-        flat = np.full(target.shape, 128, np.uint8)
-        # a copy: seamlessClone writes into its mask argument
-        probe = cv2.seamlessClone(flat, flat, binary.copy(), centre, cv2.NORMAL_CLONE)
-        if len(_OFFSETS) > 4096:
-            _OFFSETS.clear()
-        _OFFSETS[key] = float(probe[binary > 0].astype(np.float32).mean() - 128.0)
-    return cv2.seamlessClone(face, target, binary, centre, cv2.NORMAL_CLONE), _OFFSETS[key]
+    # measured for every face: it depends on the mask's shape, not only its box, so a cache
+    # keyed on the box gave an offset that depended on which frame came first
+    flat = np.full(target.shape, 128, np.uint8)
+    # a copy: seamlessClone writes into its mask argument
+    probe = cv2.seamlessClone(flat, flat, binary.copy(), centre, cv2.NORMAL_CLONE)
+    offset = float(probe[binary > 0].astype(np.float32).mean() - 128.0)
+    return cv2.seamlessClone(face, target, binary, centre, cv2.NORMAL_CLONE), offset
 
 
 def blend_face(frame: np.ndarray, face: np.ndarray, face_to_crop: np.ndarray, mask: np.ndarray,

@@ -430,3 +430,17 @@ def test_ctrl_c_leaves_the_previous_output_and_no_temp_file(ws):
     assert len(lines) == 1 and "interrupted" in lines[0] and "Traceback" not in err
     assert old.read_bytes() == b"the artist's previous render"
     assert not list(ws.glob(".*.tmp*")), list(ws.glob(".*"))
+
+
+def test_two_renders_are_identical_whatever_the_thread_timing(ws):
+    """Frames are blended in two threads; the video must not depend on which finishes first.
+
+    (A per-box cache of seamlessClone's offset once made it depend on frame order.)
+    """
+    outs = []
+    for name in ("a.mp4", "b.mp4"):
+        res = run_cli("convert", "-w", ws, "-o", ws / name, "--workers", "2", "--batch-size", "4")
+        assert res.returncode == 0, res.stderr
+        outs.append(_frames(ws / name))
+    assert len(outs[0]) == len(outs[1]) == 24
+    assert all(np.array_equal(a, b) for a, b in zip(*outs))
