@@ -1,7 +1,7 @@
 """Putting a face back (convert/blending.py) on a real frame, and the writer's frame-rate string.
 
-The frame is frame 0 of the Katie Hill clip (512x512), decoded by ffmpeg; its face
-landmarks are the 68 points shipped beside the clip (``WDA_KatieHill_000.mp4.lm.npy``).
+The frame is frame 0 of the Katie Hill clip (512x512), decoded by ffmpeg; its 68 face
+landmarks come from the default dlib detector and landmarker, as extract finds them.
 Figures quoted in comments were measured on this frame (OpenCV 5.0, numpy 2).
 """
 from __future__ import annotations
@@ -30,8 +30,11 @@ def frame() -> np.ndarray:
 
 
 @pytest.fixture(scope="module")
-def landmarks() -> np.ndarray:
-    return np.load(str(KATIE) + ".lm.npy")[0].astype(np.float64)
+def landmarks(frame) -> np.ndarray:
+    from pipeline.backends import create_detector, create_landmarker
+    faces = create_detector("dlib").detect(frame)
+    assert len(faces) == 1, faces
+    return create_landmarker("dlib").landmarks(frame, faces[0].box).astype(np.float64)
 
 
 @pytest.fixture(scope="module")
