@@ -26,7 +26,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from pipeline.geometry import eye_distance  # noqa: E402
+from pipeline.geometry import eye_distance, resize_transform, transform_points  # noqa: E402
 from pipeline.images import read_rgb  # noqa: E402
 from pipeline.transform_net import load_model  # noqa: E402
 from pipeline.weights import model_path  # noqa: E402
@@ -74,8 +74,8 @@ def measure(workspace: Path, limit: int | None = None) -> dict:
     def load(set_name: str):
         for row in ws.faces(set_name, "dropped=0"):
             img = read_rgb(ws.aligned_dir(set_name) / row["aligned_file"])
-            scale = res / img.shape[0]
-            yield cv2.resize(img, (res, res), interpolation=cv2.INTER_AREA), loads_array(row["aligned_landmarks"]) * scale
+            pts = transform_points(loads_array(row["aligned_landmarks"]), resize_transform(img.shape[0], res))
+            yield cv2.resize(img, (res, res), interpolation=cv2.INTER_AREA), pts
 
     src_mean = np.mean([ident.descriptor(img, pts) for img, pts in load("src")], axis=0)
     rows = []

@@ -197,9 +197,9 @@ def plan_faces(ws: Workspace, rows: list, size: int, resolution: int, face_type:
             # a mask was painted on the crop of the stored transform: it moves onto the smoothed one
             move = (geometry.compose(to_aligned, geometry.invert_affine(loads_array(r["transform"])))
                     if hand is not None else None)
-            # the network's crop is the same crop at another size: the matrix scales with it
-            plans[r["frame_index"]].append(FacePlan(
-                r["frame_index"], pts, to_aligned, to_aligned * (resolution / size), hand, move))
+            # the network's crop is the aligned crop resized: its matrix adds that resize
+            to_model = geometry.compose(geometry.resize_transform(size, resolution), to_aligned)
+            plans[r["frame_index"]].append(FacePlan(r["frame_index"], pts, to_aligned, to_model, hand, move))
     for frame in plans:
         excluded.pop(frame, None)
     return dict(plans), excluded

@@ -136,6 +136,17 @@ def crop_from_template(face_type: str, size: int) -> np.ndarray:
     return np.array([[scale, 0.0, -x0 * scale], [0.0, scale, -y0 * scale]])
 
 
+def resize_transform(from_size: int, to_size: int) -> np.ndarray:
+    """2x3 matrix from pixel coordinates of a square image to those of its ``cv2.resize`` to ``to_size``.
+
+    Pixel centres sit at integers, so the scale pivots on the image's edge at -0.5, not
+    on pixel 0: ``x' = (x + 0.5) * s - 0.5``. Scaling the coordinates by ``s`` alone puts
+    points half a source pixel off (a 256 crop resized to 128 moves by 0.5 px of 256).
+    """
+    s = to_size / from_size
+    return np.array([[s, 0.0, 0.5 * s - 0.5], [0.0, s, 0.5 * s - 0.5]])
+
+
 def compose(outer: np.ndarray, inner: np.ndarray) -> np.ndarray:
     """2x3 matrix of ``outer(inner(x))``."""
     a = np.vstack([outer, [0, 0, 1]])

@@ -51,8 +51,8 @@ def load_set(ws: Workspace, set_name: str, resolution: int) -> FaceSet:
             img = read_rgb(path)
         except ImageReadError:
             continue   # deleted or unreadable since the sync: not used
-        scale = resolution / img.shape[0]
-        pts = loads_array(row["aligned_landmarks"]) * scale
+        pts = geometry.transform_points(loads_array(row["aligned_landmarks"]),
+                                        geometry.resize_transform(img.shape[0], resolution))
         mask = read_gray(ws.masks_dir(set_name) / row["mask_file"])
         if mask is None:           # mask deleted by the artist: the automatic hull again
             mask = geometry.hull_mask(pts, resolution)
