@@ -89,7 +89,11 @@ def _pyramid_down(image: np.ndarray) -> np.ndarray:
 
 def _pyramid_level(to_image: np.ndarray, size: int) -> int:
     """Pyramid level dlib samples from: -1 = the image itself, 0 = one halving, ..."""
-    span = similarity_scale(to_image) * (size - 1)    # right - left of dlib's chip rect
+    return _level_of_span(similarity_scale(to_image) * (size - 1), size)
+
+
+def _level_of_span(span: float, size: int = CHIP_SIZE) -> int:
+    """The level for a chip whose ``size - 1`` pixels span ``span`` source pixels."""
     level = -1
     while span / 2.0 ** (level + 2) + 1.0 > size:      # rect one level down still bigger
         level += 1
@@ -155,29 +159,49 @@ def aligned_to_chip(aligned_landmarks: np.ndarray, size: int = CHIP_SIZE,
     return chip_transform(aligned_landmarks, size, padding)
 
 
-def chip_from_aligned(aligned: np.ndarray, aligned_landmarks: np.ndarray) -> np.ndarray:
+def chip_from_aligned(aligned: np.ndarray, aligned_landmarks: np.ndarray, source_scale: float) -> np.ndarray:
     """Chip cut from an aligned crop, made to look like dlib's chip of the source frame.
 
-    dlib cuts its chip through a blurring image pyramid whose pixel grid sits about a
-    tenth of a chip pixel right of and above the ideal geometry (phase correlation over
-    80 faces of both shared clips: +0.10, -0.10, spread 0.05). A bare bilinear warp of
-    the sharper aligned crop moves descriptors by about 0.06; the matching blur and
-    shift bring that to about 0.03 (measured on both clips, ``whole`` faces).
+    ``source_scale`` is the crop's pixels per source pixel (the scale of the face's stored
+    source->aligned transform): with it, the pyramid level dlib would use is known, and
+    so is how it differs from an ideal warp (``dlib_pyramid_offsets``): from level 0 on,
+    a blur and a grid offset that grow with each halving; at level -1 (the chip shrinks
+    the frame less than 2x) neither, a bare bilinear warp.
 
-    Gap to the frame chip's descriptor, all 200 faces of each shared clip: ``whole`` crops
-    Hill mean 0.030 (max 0.070), Ocasio-Cortez 0.023 (0.035); ``full`` crops 0.050 (0.080)
-    and 0.028 (0.058).
+    Gap to the frame chip's descriptor (Euclidean), all 200 faces of each shared clip, mean
+    (max): ``whole`` crops Hill 0.018 (0.029), Ocasio-Cortez 0.017 (0.024); ``full`` crops
+    0.041 (0.069) and 0.023 (0.046): their chip's corners lie outside the crop, 7-12 px,
+    and are filled by repeating the crop's edge (black moved descriptors by 0.080 on
+    average, reflecting was no better). A fixed blur and offset, right only for level 0,
+    gave whole 0.030 (0.070) and 0.023 (0.035).
     """
     matrix = aligned_to_chip(aligned_landmarks).copy()
-    matrix[:, 2] += _DLIB_GRID_SHIFT
-    sigma = 0.55 / max(similarity_scale(matrix), 1e-6)
-    soft = cv2.GaussianBlur(aligned, (0, 0), sigma) if sigma > 0.3 else aligned
-    # Where the chip reaches past the crop (its corners do, 7-12 px, for 'full' crops), the
-    # crop's edge is repeated: a black fill moved descriptors by 0.080 on average (Hill,
-    # 'full'), the repeated edge by 0.050; reflecting was no better than black.
+    chip_per_source = similarity_scale(matrix) * source_scale
+    blur, offset = dlib_pyramid_offsets(chip_per_source)
+    matrix[:, 2] += (offset, -offset)
+    sigma = blur / max(similarity_scale(matrix), 1e-6)         # chip px -> crop px
+    soft = cv2.GaussianBlur(aligned, (0, 0), sigma) if sigma > 0.2 else aligned
     return cv2.warpAffine(soft, matrix, (CHIP_SIZE, CHIP_SIZE), flags=cv2.INTER_LINEAR,
                           borderMode=cv2.BORDER_REPLICATE)
 
 
-#: Where dlib's pyramid puts chip pixels relative to the ideal transform, in chip pixels.
-_DLIB_GRID_SHIFT = np.array([0.10, -0.10])
+#: Blur of dlib's chip relative to its pyramid's own (measured, see dlib_pyramid_offsets):
+#: the bilinear sampling after the pyramid softens a little more.
+_PYRAMID_BLUR_GAIN = 1.1
+
+
+def dlib_pyramid_offsets(chip_per_source: float) -> tuple[float, float]:
+    """(Gaussian sigma, grid offset), both in chip pixels, of dlib's chip against an ideal warp.
+
+    Each halving of dlib's pyramid blurs with [1 4 6 4 1]/16 (variance 1 in its input's
+    pixels) and, through dlib's point-down map, samples half an input pixel left of and
+    below the ideal position. Summed over levels 0..L, in source pixels: variance
+    (4^(L+1) - 1) / 3, offset (2^(L+1) - 1) / 2. The gain on the blur was fitted on the
+    shared clips' ``whole`` crops at levels 0 and 1 (0.9-1.2 tried; 1.1 best at both).
+    """
+    level = _level_of_span((CHIP_SIZE - 1) / chip_per_source)
+    if level < 0:
+        return 0.0, 0.0
+    blur = _PYRAMID_BLUR_GAIN * np.sqrt((4.0 ** (level + 1) - 1.0) / 3.0) * chip_per_source
+    offset = 0.5 * (2.0 ** (level + 1) - 1.0) * chip_per_source
+    return float(blur), float(offset)

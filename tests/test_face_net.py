@@ -16,9 +16,9 @@ import torch
 dlib = pytest.importorskip("dlib")
 
 from pipeline.errors import UserError  # noqa: E402
-from pipeline.face_chip import chip_to_image, chip_transform, extract_chip  # noqa: E402
+from pipeline.face_chip import chip_to_image, chip_transform, dlib_pyramid_offsets, extract_chip  # noqa: E402
 from pipeline.face_net import FaceNet, load_dlib_resnet_params, load_face_net  # noqa: E402
-from pipeline.geometry import compose, transform_points  # noqa: E402
+from pipeline.geometry import compose, resize_transform, similarity_scale, transform_points  # noqa: E402
 from pipeline.weights import model_path  # noqa: E402
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -128,6 +128,35 @@ def test_our_chip_matches_dlib_chip(faces, net) -> None:
     assert diff.max() <= 1.0
     # ... so the whole path (our chip, our net) gives dlib's descriptor too.
     assert np.abs(_ours(net, ours) - np.stack([f["dlib"] for f in faces])).max() <= 1e-3
+
+
+# measured on frame 0 of the Hill clip, mean abs difference to dlib's chip inside its
+# central 120x120: (zoom, level) -> bare warp / warp with the pyramid's blur and offset
+# (0.7, -1) 0.45 / 0.45; (1, 0) 3.97 / 1.20; (2, 1) 5.41 / 1.66; (4, 2) 6.12 / 2.08
+@pytest.mark.parametrize("zoom,level", [(0.7, -1), (1.0, 0), (2.0, 1), (4.0, 2)])
+def test_pyramid_blur_and_offset_explain_dlibs_chip(faces, zoom, level) -> None:
+    """chip_from_aligned relies on dlib_pyramid_offsets: an ideal warp plus that blur and
+    offset must come close to dlib's pyramid chip at every level (a bare warp does not)."""
+    import cv2
+    frame = faces[-len(FRAMES)]["image"]
+    side = round(SIDE * zoom)
+    image = cv2.resize(frame, (side, side), interpolation=cv2.INTER_CUBIC if zoom > 1 else cv2.INTER_AREA)
+    points = transform_points(faces[-len(FRAMES)]["landmarks"], resize_transform(SIDE, side))
+    exact = extract_chip(image, points).astype(np.float32)
+    to_chip = chip_transform(points)
+    chip_per_source = similarity_scale(to_chip)
+    blur, offset = dlib_pyramid_offsets(chip_per_source)
+    bare = cv2.warpAffine(image, to_chip, (150, 150), flags=cv2.INTER_LINEAR).astype(np.float32)
+    shifted = to_chip.copy()
+    shifted[:, 2] += (offset, -offset)
+    soft = cv2.GaussianBlur(image, (0, 0), blur / chip_per_source) if blur > 0 else image
+    model = cv2.warpAffine(soft, shifted, (150, 150), flags=cv2.INTER_LINEAR).astype(np.float32)
+    centre = (slice(15, 135), slice(15, 135))
+    err_bare, err_model = (float(np.abs(exact - c)[centre].mean()) for c in (bare, model))
+    if level < 0:
+        assert (blur, offset) == (0.0, 0.0) and err_bare < 0.6
+    else:
+        assert err_model < 0.45 * err_bare and err_model < 2.5, (err_bare, err_model)
 
 
 def test_chip_transform_is_the_inverse_map(faces) -> None:

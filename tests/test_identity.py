@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from pipeline.face_chip import chip_from_aligned
+from pipeline.geometry import similarity_scale
 from pipeline.identity import IdentityEncoder, cluster, distances, unpack
 from pipeline.images import read_rgb
 from pipeline.workspace import Workspace, loads_array
@@ -91,21 +92,25 @@ def test_bad_target_face_is_refused_before_anything_is_written(tmp_path, short_c
     assert snapshot(ws_dir) == before
 
 
-# measured on these 24 frames: whole mean 0.027 (max 0.032); full mean 0.061 (max 0.068), where
-# the chip's corners reach past the crop (over all 200 frames: whole 0.030, full 0.050)
-@pytest.mark.parametrize("face_type,mean_bound", [("whole", 0.05), ("full", 0.07)])
-def test_descriptors_from_aligned_crops_stay_close_to_chip_ones(tmp_path, short_clip, face_type, mean_bound):
+# measured on these 24 frames: whole mean 0.019 (max 0.023); full mean 0.057 (max 0.068), where
+# the chip's corners reach past the crop (over all 200 frames: whole 0.018 (0.029), full 0.041
+# (0.069)); with last version's fixed blur and offset whole was 0.027 (0.032), full 0.061 (0.068)
+@pytest.mark.parametrize("face_type,mean_bound,max_bound", [("whole", 0.03, 0.05), ("full", 0.065, 0.08)])
+def test_descriptors_from_aligned_crops_stay_close_to_chip_ones(tmp_path, short_clip, face_type, mean_bound,
+                                                                 max_bound):
     """Training sees only aligned faces: their per-face warp to the chip must keep identity."""
     ws_dir = tmp_path / "ws"
     assert run_cli("extract", "--input", short_clip, "--workspace", ws_dir, "--face-type", face_type).returncode == 0
     ws = Workspace(ws_dir)
     rows = ws.faces("dst")
-    chips = [chip_from_aligned(read_rgb(ws.aligned_dir("dst") / r["aligned_file"]), loads_array(r["aligned_landmarks"]))
+    chips = [chip_from_aligned(read_rgb(ws.aligned_dir("dst") / r["aligned_file"]), loads_array(r["aligned_landmarks"]),
+                               similarity_scale(loads_array(r["transform"])))
              for r in rows]
     from_aligned = IdentityEncoder("cpu").describe_chips(chips)
     stored = np.stack([unpack(r["descriptor"]) for r in rows])
     gap = np.linalg.norm(from_aligned - stored, axis=1)
-    assert gap.mean() < mean_bound and gap.max() < 0.1, (gap.mean(), gap.max())
+    print(f"{face_type}: mean {gap.mean():.4f} max {gap.max():.4f}")
+    assert gap.mean() < mean_bound and gap.max() < max_bound, (gap.mean(), gap.max())
 
 
 def test_cluster_separates_people_and_orders_by_size():
