@@ -16,7 +16,8 @@ import torch
 dlib = pytest.importorskip("dlib")
 
 from pipeline.errors import UserError  # noqa: E402
-from pipeline.face_chip import chip_to_image, chip_transform, dlib_pyramid_offsets, extract_chip  # noqa: E402
+from pipeline.face_chip import (chip_from_aligned, chip_to_image, chip_transform, dlib_pyramid_offsets,  # noqa: E402
+                                extract_chip)
 from pipeline.face_net import FaceNet, load_dlib_resnet_params, load_face_net  # noqa: E402
 from pipeline.geometry import compose, resize_transform, similarity_scale, transform_points  # noqa: E402
 from pipeline.weights import model_path  # noqa: E402
@@ -144,13 +145,10 @@ def test_pyramid_blur_and_offset_explain_dlibs_chip(faces, zoom, level) -> None:
     points = transform_points(faces[-len(FRAMES)]["landmarks"], resize_transform(SIDE, side))
     exact = extract_chip(image, points).astype(np.float32)
     to_chip = chip_transform(points)
-    chip_per_source = similarity_scale(to_chip)
-    blur, offset = dlib_pyramid_offsets(chip_per_source)
+    blur, offset = dlib_pyramid_offsets(similarity_scale(to_chip))
     bare = cv2.warpAffine(image, to_chip, (150, 150), flags=cv2.INTER_LINEAR).astype(np.float32)
-    shifted = to_chip.copy()
-    shifted[:, 2] += (offset, -offset)
-    soft = cv2.GaussianBlur(image, (0, 0), blur / chip_per_source) if blur > 0 else image
-    model = cv2.warpAffine(soft, shifted, (150, 150), flags=cv2.INTER_LINEAR).astype(np.float32)
+    # the frame is its own "aligned crop" at scale 1: chip_from_aligned applies the model
+    model = chip_from_aligned(image, points, 1.0).astype(np.float32)
     centre = (slice(15, 135), slice(15, 135))
     err_bare, err_model = (float(np.abs(exact - c)[centre].mean()) for c in (bare, model))
     if level < 0:
