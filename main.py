@@ -10,7 +10,11 @@ from pipeline.errors import UserError
 
 
 class _Formatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
-    pass
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        # an option whose help already says its default (in words) would read "(default: None)" too
+        if action.help and "default" in action.help:
+            return action.help
+        return super()._get_help_string(action)
 
 
 def _parser() -> argparse.ArgumentParser:
