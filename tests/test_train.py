@@ -69,9 +69,13 @@ def test_stopping_and_resuming_gives_the_same_losses(ws, tmp_path):
     a = [r for r in _log(straight) if "loss" in r]
     b = [r for r in _log(ws) if "loss" in r]
     assert [r["iteration"] for r in b] == list(range(1, 9))
-    for x, y in zip(a[4:], b[4:]):
+    # Here a resumed run repeats the straight one bit for bit, but a CI machine once differed by 5e-5 (relative,
+    # content loss at iteration 8): float rounding between processes, grown over 4 steps. Real resume bugs are far
+    # larger: not restoring Adam's state, the batch sampler or the degradation generator moved some loss by
+    # 1e-1, 1.3e-1 and 2.4e-2 within these 4 iterations (measured by disabling each restore in turn).
+    for x, y in zip(a, b):
         for key in ("loss", "content", "style", "light", "identity"):
-            assert x[key] == pytest.approx(y[key], rel=1e-5, abs=1e-7), (key, x, y)
+            assert x[key] == pytest.approx(y[key], rel=1e-3, abs=1e-7), (key, x, y)
 
 
 def test_changed_settings_need_fresh_and_fresh_keeps_the_old_model(ws):
