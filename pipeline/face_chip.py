@@ -175,14 +175,26 @@ def chip_from_aligned(aligned: np.ndarray, aligned_landmarks: np.ndarray, source
     average, reflecting was no better). A fixed blur and offset, right only for level 0,
     gave whole 0.030 (0.070) and 0.023 (0.035).
     """
-    matrix = aligned_to_chip(aligned_landmarks).copy()
-    chip_per_source = similarity_scale(matrix) * source_scale
-    blur, offset = dlib_pyramid_offsets(chip_per_source)
-    matrix[:, 2] += (offset, -offset)
-    sigma = blur / max(similarity_scale(matrix), 1e-6)         # chip px -> crop px
-    soft = cv2.GaussianBlur(aligned, (0, 0), sigma) if sigma > 0.2 else aligned
+    matrix, sigma = aligned_chip_warp(aligned_landmarks, source_scale)
+    soft = cv2.GaussianBlur(aligned, (0, 0), sigma) if sigma > MIN_BLUR else aligned
     return cv2.warpAffine(soft, matrix, (CHIP_SIZE, CHIP_SIZE), flags=cv2.INTER_LINEAR,
                           borderMode=cv2.BORDER_REPLICATE)
+
+
+#: Blurs below this sigma (crop pixels) are skipped: they change no 8-bit pixel that matters.
+MIN_BLUR = 0.2
+
+
+def aligned_chip_warp(aligned_landmarks: np.ndarray, source_scale: float) -> tuple[np.ndarray, float]:
+    """(crop -> chip 2x3 affine with dlib's grid offset, Gaussian sigma in crop pixels).
+
+    The recipe of ``chip_from_aligned`` as numbers, so training's differentiable chip
+    path (a grid sample in torch) applies the same blur and offset as the numpy one.
+    """
+    matrix = aligned_to_chip(aligned_landmarks).copy()
+    blur, offset = dlib_pyramid_offsets(similarity_scale(matrix) * source_scale)
+    matrix[:, 2] += (offset, -offset)
+    return matrix, blur / max(similarity_scale(matrix), 1e-6)          # chip px -> crop px
 
 
 #: Blur of dlib's chip relative to its pyramid's own (measured, see dlib_pyramid_offsets):
