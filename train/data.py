@@ -6,7 +6,7 @@ resolution (a few hundred faces fit easily in memory; the images are small).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import cv2
@@ -30,6 +30,10 @@ class FaceSet:
     descriptors: np.ndarray | None = None   # (N, 128) identity descriptors when all faces have one
     face_type: str = "full"
     hand_masks: int = 0
+    # per face, for the chip warp (train.features): crop pixels (at R) per source-frame pixel,
+    # and the stored aligned size over R (how much the resize to R averaged)
+    source_scale: np.ndarray = field(default_factory=lambda: np.ones(0, np.float32))
+    downscale: np.ndarray = field(default_factory=lambda: np.ones(0, np.float32))
 
     def __len__(self) -> int:
         return len(self.images)
@@ -43,7 +47,7 @@ def load_set(ws: Workspace, set_name: str, resolution: int) -> FaceSet:
                         f"PATH --set {set_name}' with {what} first")
     ws.sync_artist_edits(set_name)
     rows = ws.faces(set_name, "dropped=0")
-    images, masks, points, names, descs = [], [], [], [], []
+    images, masks, points, names, descs, scales, downs = [], [], [], [], [], [], []
     hand = 0
     for row in rows:
         path = ws.aligned_dir(set_name) / row["aligned_file"]
@@ -64,13 +68,16 @@ def load_set(ws: Workspace, set_name: str, resolution: int) -> FaceSet:
         points.append(pts)
         names.append(row["aligned_file"])
         descs.append(unpack(row["descriptor"]))
+        scales.append(geometry.similarity_scale(loads_array(row["transform"])) * resolution / img.shape[0])
+        downs.append(img.shape[0] / resolution)
     if not images:
         raise UserError(f"workspace {ws.root}: every {set_name} face is deleted or unreadable; "
                         f"re-run extract (with --force to restore deleted faces)")
     face_types = {r["face_type"] for r in rows}
     all_desc = np.stack(descs).astype(np.float32) if all(d is not None for d in descs) else None
     return FaceSet(np.stack(images), np.stack(masks), np.stack(points).astype(np.float32), names,
-                   all_desc, face_types.pop() if len(face_types) == 1 else "mixed", hand)
+                   all_desc, face_types.pop() if len(face_types) == 1 else "mixed", hand,
+                   np.array(scales, np.float32), np.array(downs, np.float32))
 
 
 def with_flips(faces: FaceSet) -> FaceSet:
@@ -84,7 +91,7 @@ def with_flips(faces: FaceSet) -> FaceSet:
         np.concatenate([faces.landmarks, flipped_pts]),
         faces.names + [f"{n} (flipped)" for n in faces.names],
         None if faces.descriptors is None else np.concatenate([faces.descriptors, faces.descriptors]),
-        faces.face_type, faces.hand_masks)
+        faces.face_type, faces.hand_masks, np.tile(faces.source_scale, 2), np.tile(faces.downscale, 2))
 
 
 def nearest_styles(content_landmarks: np.ndarray, style_landmarks: np.ndarray, n_best: int) -> np.ndarray:
@@ -119,7 +126,9 @@ def load_training_sets(workspace: Path, resolution: int, content_extra: list[Pat
         other.close()
         content = FaceSet(np.concatenate([content.images, more.images]), np.concatenate([content.masks, more.masks]),
                           np.concatenate([content.landmarks, more.landmarks]), content.names + more.names,
-                          None, content.face_type, content.hand_masks + more.hand_masks)
+                          None, content.face_type, content.hand_masks + more.hand_masks,
+                          np.concatenate([content.source_scale, more.source_scale]),
+                          np.concatenate([content.downscale, more.downscale]))
     if content.face_type != style.face_type:
         raise UserError(f"dst faces are '{content.face_type}' crops but src faces '{style.face_type}'; extract both "
                         f"sets with the same --face-type (add --force to re-extract one)")

@@ -27,7 +27,7 @@ from pipeline.images import encode, write_atomic
 from pipeline.transform_net import TransformNet, count_parameters, load_model, save_model
 from train import losses
 from train.data import load_training_sets, nearest_styles
-from train.features import FaceFeatures, Layers, check_layers, create_features
+from train.features import ChipGeometry, FaceFeatures, Layers, check_layers, create_features
 
 log = logging.getLogger("train")
 
@@ -186,7 +186,7 @@ class Trainer:
         for start in range(0, len(self.style), 32):
             sl = slice(start, start + 32)
             imgs = _to_tensor(self.style.images[sl], self.device)
-            geom = self.feats.prepare(self.style.landmarks[sl])
+            geom = self.feats.prepare(self.style, sl)
             out = self.feats.features(imgs, geom, self.layers.style)
             for name in self.layers.style:
                 cache[name].append(out[name])
@@ -200,14 +200,14 @@ class Trainer:
                 for start in range(0, len(self.style), 32):
                     sl = slice(start, start + 32)
                     parts.append(self.id_net.descriptor(_to_tensor(self.style.images[sl], self.device),
-                                                        self.id_net.prepare(self.style.landmarks[sl])))
+                                                        self.id_net.prepare(self.style, sl)))
                 desc = torch.cat(parts)
             self.targets = desc[torch.from_numpy(self.nbest).to(self.device)].mean(dim=1)
         # content features are divided by their mean square, so the weights mean the same
         # whichever network gives the features
         sample = np.linspace(0, len(self.content) - 1, min(32, len(self.content))).astype(int)
         f = self.feats.features(_to_tensor(self.content.images[sample], self.device),
-                                self.feats.prepare(self.content.landmarks[sample]), self.layers.content)
+                                self.feats.prepare(self.content, sample), self.layers.content)
         self.content_scale = {k: float(v.pow(2).mean().clamp_min(1e-8)) for k, v in f.items()}
 
     def _resume_or_grow(self) -> None:
@@ -258,7 +258,7 @@ class Trainer:
         idx = self._batch()
         x = _to_tensor(self.content.images[idx], self.device)
         m = _to_tensor(self.content.masks[idx], self.device)
-        geom = self.feats.prepare(self.content.landmarks[idx])
+        geom = self.feats.prepare(self.content, idx)
         total = o.iterations
         alpha = losses.alpha_at(self.iteration, total, self.alpha_max, o.alpha_ramp)
         lr = o.lr * (o.lr_end / o.lr) ** (self.iteration / max(total - 1, 1))
@@ -284,7 +284,7 @@ class Trainer:
             loss = content + alpha * style + o.beta * light + o.gamma * tv
             identity = torch.zeros((), device=self.device)
             if self.id_net is not None and o.identity_weight > 0:
-                id_geom = geom if self.id_net is self.feats else self.id_net.prepare(self.content.landmarks[idx])
+                id_geom = geom if self.id_net is self.feats else self.id_net.prepare(self.content, idx)
                 degraded, jittered = self._identity_view(y.float(), id_geom)
                 identity = losses.identity_loss(self.id_net.descriptor(degraded, jittered),
                                                 self.targets[torch.from_numpy(idx).to(self.device)])
@@ -297,7 +297,7 @@ class Trainer:
         return {"iteration": self.iteration, "loss": loss.item(), "content": content.item(), "style": style.item(),
                 "light": light.item(), "tv": tv.item(), "identity": identity.item(), "alpha": alpha, "lr": lr}
 
-    def _identity_view(self, y: torch.Tensor, geom: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def _identity_view(self, y: torch.Tensor, geom: ChipGeometry) -> tuple[torch.Tensor, ChipGeometry]:
         """A randomly degraded look at the output, for the identity loss.
 
         A face network can be pushed toward an identity by patterns no person sees; those
@@ -309,16 +309,17 @@ class Trainer:
         degraded = losses.degrade(y, g, strength=IDENTITY_DEGRADE_STRENGTH)
         noise = torch.randn(degraded.shape, generator=g).to(degraded.device) * IDENTITY_NOISE
         degraded = (degraded + noise).clamp(0, 1)
-        b = geom.shape[0]
-        r = torch.rand(b, 4, generator=g).to(geom.device) * 2 - 1
+        thetas = geom.thetas
+        b = thetas.shape[0]
+        r = torch.rand(b, 4, generator=g).to(thetas.device) * 2 - 1
         angle, scale = r[:, 0] * np.radians(4.0), 1 + r[:, 1] * 0.05
         shift = r[:, 2:] * 0.03                                  # of the chip's half size
         cos, sin = torch.cos(angle) * scale, torch.sin(angle) * scale
-        jitter = torch.zeros(b, 3, 3, device=geom.device)
+        jitter = torch.zeros(b, 3, 3, device=thetas.device)
         jitter[:, 0, 0], jitter[:, 0, 1], jitter[:, 1, 0], jitter[:, 1, 1] = cos, -sin, sin, cos
         jitter[:, :2, 2], jitter[:, 2, 2] = shift, 1.0
-        full = torch.cat([geom, torch.tensor([0, 0, 1.0], device=geom.device).expand(b, 1, 3)], dim=1)
-        return degraded, (full @ jitter)[:, :2]
+        full = torch.cat([thetas, torch.tensor([0, 0, 1.0], device=thetas.device).expand(b, 1, 3)], dim=1)
+        return degraded, geom.with_thetas((full @ jitter)[:, :2])
 
     # ------------------------------------------------------------------ outputs
     def _save(self) -> None:
