@@ -192,9 +192,10 @@ def aligned_chip_warp(aligned_landmarks: np.ndarray, source_scale: float) -> tup
     path (a grid sample in torch) applies the same blur and offset as the numpy one.
     """
     matrix = aligned_to_chip(aligned_landmarks).copy()
-    blur, offset = dlib_pyramid_offsets(similarity_scale(matrix) * source_scale)
+    chip_per_crop = similarity_scale(matrix)
+    blur, offset = dlib_pyramid_offsets(chip_per_crop * source_scale)
     matrix[:, 2] += (offset, -offset)
-    return matrix, blur / max(similarity_scale(matrix), 1e-6)          # chip px -> crop px
+    return matrix, blur / max(chip_per_crop, 1e-6)                     # chip px -> crop px
 
 
 #: Blur of dlib's chip relative to its pyramid's own (measured, see dlib_pyramid_offsets):

@@ -62,10 +62,11 @@ def chip_geometry(landmarks: np.ndarray, source_scale: np.ndarray, downscale: np
 
 def blur_each(images: torch.Tensor, sigmas: torch.Tensor) -> torch.Tensor:
     """Gaussian blur with one sigma per image (reflect-101 border, as cv2.GaussianBlur); differentiable."""
-    if float(sigmas.max()) <= MIN_BLUR:
+    widest = float(sigmas.max())
+    if widest <= MIN_BLUR:
         return images
     b, c, h, w = images.shape
-    radius = int(np.ceil(3 * float(sigmas.max())))
+    radius = int(np.ceil(3 * widest))
     x = torch.arange(-radius, radius + 1, device=images.device, dtype=images.dtype)
     s = sigmas.to(images.dtype).clamp_min(1e-3)[:, None]
     kernel = torch.exp(-0.5 * (x[None] / s) ** 2)
@@ -81,8 +82,7 @@ def to_chips(images: torch.Tensor, geom: ChipGeometry, blur: bool = True) -> tor
     """(B,3,R,R) in [0,1] -> (B,3,150,150) in 0..255, differentiable."""
     if blur:
         images = blur_each(images, geom.sigmas)
-    thetas = geom.thetas
-    grid = F.affine_grid(thetas, (images.shape[0], images.shape[1], CHIP_SIZE, CHIP_SIZE), align_corners=False)
+    grid = F.affine_grid(geom.thetas, (images.shape[0], images.shape[1], CHIP_SIZE, CHIP_SIZE), align_corners=False)
     # "border": where the chip reaches past the crop, repeat the crop's edge (as
     # pipeline.face_chip.chip_from_aligned does; closer to the frame chip than black)
     return F.grid_sample(images, grid.to(images.dtype), mode="bilinear", padding_mode="border",
