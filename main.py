@@ -6,7 +6,7 @@ import json
 import sys
 from pathlib import Path
 
-from pipeline.errors import UserError
+from pipeline.core.errors import UserError
 
 
 class _Formatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
@@ -250,8 +250,8 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 
 def _info(args: argparse.Namespace) -> int:
-    from pipeline.workspace import Workspace
-    from pipeline.workspace_info import format_info, summarise
+    from pipeline.workspace.store import Workspace
+    from pipeline.workspace.info import format_info, summarise
     if not (args.workspace / "workspace.json").exists():
         raise UserError(f"{args.workspace} is not a workspace yet (no workspace.json); run "
                         f"'python main.py extract --input VIDEO' first")
@@ -266,7 +266,7 @@ def _info(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    from pipeline.logs import setup_logging
+    from pipeline.core.logs import setup_logging
     setup_logging(args.verbose)
     try:
         return {"extract": _extract, "train": _train, "convert": _convert, "evaluate": _evaluate, "info": _info}[args.command](args)

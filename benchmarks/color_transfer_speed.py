@@ -21,7 +21,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from convert.color_transfer import METHODS, transfer  # noqa: E402
-from pipeline.video import ffmpeg_exe  # noqa: E402
+from pipeline.core.video import ffmpeg_exe  # noqa: E402
 
 VIDEOS = ROOT.parent / "shared" / "data" / "videos"
 TARGET_MS = {"idt": 15.0, "sot": 15.0}   # budget per call at 128x128; 3 ms for the others

@@ -27,7 +27,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from pipeline.video import ffmpeg_exe  # noqa: E402
+from pipeline.core.video import ffmpeg_exe  # noqa: E402
 
 DEFAULT_VIDEO = ROOT.parent / "shared" / "data" / "videos" / "WDA_KatieHill_000.mp4"
 
@@ -69,7 +69,7 @@ def _peak_rss_mib(stderr: str) -> int:
 
 def make_workspace(video: Path, folder: Path, width: int) -> Path:
     from extract.runner import ExtractOptions, run_extract
-    from pipeline.transform_net import TransformNet, save_model
+    from pipeline.models.transform_net import TransformNet, save_model
     ws = folder / "ws"
     run_extract(ExtractOptions(input=video, workspace=ws))
     save_model(ws / "model", TransformNet(128, width), {"face_type": "full", "iteration": 0})

@@ -21,9 +21,9 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from pipeline.face_net import load_face_net  # noqa: E402
-from pipeline.video import ffmpeg_exe  # noqa: E402
-from pipeline.weights import model_path  # noqa: E402
+from pipeline.faces.face_net import load_face_net  # noqa: E402
+from pipeline.core.video import ffmpeg_exe  # noqa: E402
+from pipeline.core.weights import model_path  # noqa: E402
 
 DEFAULT_VIDEO = ROOT.parent / "shared" / "data" / "videos" / "WDA_KatieHill_000.mp4"
 SIDE = 512

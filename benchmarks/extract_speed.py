@@ -17,7 +17,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from pipeline.video import ffmpeg_exe  # noqa: E402
+from pipeline.core.video import ffmpeg_exe  # noqa: E402
 
 DEFAULT_VIDEO = ROOT.parent / "shared" / "data" / "videos" / "WDA_KatieHill_000.mp4"
 
@@ -47,9 +47,9 @@ def descriptor_cost(video: Path, faces: int = 200) -> dict:
     Measured as extract runs them: one torch thread beside the detector threads, batch 16,
     on chips cut from the clip's frames.
     """
-    from pipeline.backends import create_detector, create_landmarker
-    from pipeline.face_chip import extract_chip
-    from pipeline.video import FrameReader, probe
+    from pipeline.faces.backends import create_detector, create_landmarker
+    from pipeline.faces.face_chip import extract_chip
+    from pipeline.core.video import FrameReader, probe
     info = probe(video)
     det, lm = create_detector("dlib"), create_landmarker()
     chips = []
@@ -60,7 +60,7 @@ def descriptor_cost(video: Path, faces: int = 200) -> dict:
         if len(chips) >= faces:
             break
     start = time.perf_counter()
-    from pipeline.identity import IdentityEncoder
+    from pipeline.faces.identity import IdentityEncoder
     enc = IdentityEncoder("cpu", 16, cpu_threads=1)
     load = time.perf_counter() - start
     enc.describe_chips(chips[:16])

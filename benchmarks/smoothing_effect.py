@@ -35,9 +35,9 @@ sys.path.insert(0, str(ROOT))
 
 from convert import runner as convert_runner  # noqa: E402
 from evaluate.runner import EvaluateOptions, run_evaluate  # noqa: E402
-from pipeline.logs import setup_logging  # noqa: E402
-from pipeline.transform_net import TransformNet, save_model  # noqa: E402
-from pipeline.workspace import Workspace  # noqa: E402
+from pipeline.core.logs import setup_logging  # noqa: E402
+from pipeline.models.transform_net import TransformNet, save_model  # noqa: E402
+from pipeline.workspace.store import Workspace  # noqa: E402
 
 
 def _jitter(ws: Path, video: Path) -> tuple[float, float]:

@@ -51,7 +51,7 @@ def time_trainer(ws: Path, batch: int, width: int, steps: int) -> float:
 
 
 def time_network(batch: int, width: int, steps: int, device: torch.device) -> float:
-    from pipeline.transform_net import TransformNet
+    from pipeline.models.transform_net import TransformNet
     net = TransformNet(128, width).to(device)
     opt = torch.optim.Adam(net.parameters())
     x = torch.rand(batch, 3, 128, 128, device=device)

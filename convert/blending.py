@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from pipeline import geometry
+from pipeline.core import geometry
 
 BLEND_MODES = ("poisson", "alpha")
 

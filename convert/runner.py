@@ -29,11 +29,11 @@ from tqdm import tqdm
 
 from convert import blending, color_transfer
 from convert.smoothing import smooth_track
-from pipeline import geometry
-from pipeline.errors import UserError
-from pipeline.images import encode, read_gray, write_atomic
-from pipeline.video import FrameReader, FrameWriter, probe
-from pipeline.workspace import Workspace, loads_array, remove_quietly
+from pipeline.core import geometry
+from pipeline.core.errors import UserError
+from pipeline.core.images import encode, read_gray, write_atomic
+from pipeline.core.video import FrameReader, FrameWriter, probe
+from pipeline.workspace.store import Workspace, loads_array, remove_quietly
 
 log = logging.getLogger("convert")
 
@@ -266,8 +266,8 @@ class _Network:
 
     def __init__(self, model_dir: Path, device_name: str) -> None:
         import torch
-        from pipeline.device import choose_device
-        from pipeline.transform_net import load_model
+        from pipeline.core.device import choose_device
+        from pipeline.models.transform_net import load_model
         self.torch = torch
         self.device = choose_device(device_name)
         self.model_dir = model_dir
@@ -278,9 +278,9 @@ class _Network:
 
     def prepare(self, precision: str, calibration: list[np.ndarray]) -> None:
         """Pick float or int8 (``auto``: int8 on the CPU when the model allows it) and log it."""
-        from pipeline import int8_inference
-        from pipeline.device import describe_device
-        from pipeline.transform_net import inference_copy
+        from pipeline.models import int8_inference
+        from pipeline.core.device import describe_device
+        from pipeline.models.transform_net import inference_copy
         want_int8 = precision == "int8" or (precision == "auto" and self.device.type == "cpu")
         if precision == "int8" and (self.device.type != "cpu" or not int8_inference.supported(self.raw)):
             raise UserError("--precision int8 needs --device cpu and a 128 model with the residual skip; "
@@ -315,7 +315,7 @@ class _Network:
 
 def _calibration_crops(ws: Workspace, rows: list, resolution: int, count: int = 16) -> list[np.ndarray]:
     """Evenly spaced kept dst faces at the network's resolution (for int8 activation ranges)."""
-    from pipeline.images import ImageReadError, read_rgb
+    from pipeline.core.images import ImageReadError, read_rgb
     kept = [r for r in rows if not r["dropped"]]
     crops = []
     for i in np.linspace(0, len(kept) - 1, min(count, len(kept))).round().astype(int):

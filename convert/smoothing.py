@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from pipeline.geometry import eye_distance
+from pipeline.core.geometry import eye_distance
 
 #: Largest move of the face centre between consecutive frames, in eye distances, that
 #: still counts as motion; a larger one is a cut.

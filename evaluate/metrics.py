@@ -8,8 +8,8 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from pipeline import geometry
-from pipeline.geometry import eye_distance  # noqa: F401 - part of this module's vocabulary
+from pipeline.core import geometry
+from pipeline.core.geometry import eye_distance  # noqa: F401 - part of this module's vocabulary
 
 SSIM_C1 = (0.01 * 255) ** 2
 SSIM_C2 = (0.03 * 255) ** 2

@@ -22,13 +22,13 @@ import numpy as np
 from tqdm import tqdm
 
 from evaluate import metrics
-from pipeline.backends import create_detector, create_landmarker
-from pipeline.errors import UserError
-from pipeline.face_chip import extract_chip
-from pipeline.identity import SAME_PERSON, IdentityEncoder, unpack
-from pipeline.images import write_atomic
-from pipeline.video import FrameReader, VideoInfo, probe
-from pipeline.workspace import Workspace
+from pipeline.faces.backends import create_detector, create_landmarker
+from pipeline.core.errors import UserError
+from pipeline.faces.face_chip import extract_chip
+from pipeline.faces.identity import SAME_PERSON, IdentityEncoder, unpack
+from pipeline.core.images import write_atomic
+from pipeline.core.video import FrameReader, VideoInfo, probe
+from pipeline.workspace.store import Workspace
 
 log = logging.getLogger("evaluate")
 

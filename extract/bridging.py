@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from pipeline.backends.base import Landmarker
-from pipeline import geometry
+from pipeline.faces.backends.base import Landmarker
+from pipeline.core import geometry
 
 #: Above this RMS misfit to the mean face (template units) landmarks are not a face.
 #: Real detections here measured 0.027-0.059.

@@ -10,10 +10,10 @@ import cv2
 import numpy as np
 
 from extract.bridging import FoundFace
-from pipeline import geometry
-from pipeline.face_chip import extract_chip
-from pipeline.images import encode
-from pipeline.workspace import dumps, mask_hash
+from pipeline.core import geometry
+from pipeline.faces.face_chip import extract_chip
+from pipeline.core.images import encode
+from pipeline.workspace.store import dumps, mask_hash
 
 
 @dataclass(frozen=True)

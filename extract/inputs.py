@@ -4,9 +4,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pipeline.errors import UserError
-from pipeline.images import IMAGE_EXTENSIONS, is_image_path, list_images
-from pipeline.video import VideoInfo, probe
+from pipeline.core.errors import UserError
+from pipeline.core.images import IMAGE_EXTENSIONS, is_image_path, list_images
+from pipeline.core.video import VideoInfo, probe
 
 
 @dataclass

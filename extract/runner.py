@@ -20,17 +20,17 @@ from typing import Iterator
 import numpy as np
 from tqdm import tqdm
 
-from pipeline.backends import create_detector, create_landmarker
-from pipeline.backends.base import FaceDetector, Landmarker
+from pipeline.faces.backends import create_detector, create_landmarker
+from pipeline.faces.backends.base import FaceDetector, Landmarker
 from extract.bridging import FoundFace, GapBridger
 from extract.faces import AlignSettings, FaceRecord, build_face
 from extract.inputs import InputSource, resolve_input
-from pipeline.errors import UserError
-from pipeline.identity import IdentityEncoder, distances, pack
-from pipeline.images import ImageReadError, read_rgb, write_atomic
-from pipeline.video import FrameReader
-from pipeline.workspace import FACE_COLUMNS, Workspace, loads_array, remove_quietly
-from pipeline.geometry import FACE_TYPES
+from pipeline.core.errors import UserError
+from pipeline.faces.identity import IdentityEncoder, distances, pack
+from pipeline.core.images import ImageReadError, read_rgb, write_atomic
+from pipeline.core.video import FrameReader
+from pipeline.workspace.store import FACE_COLUMNS, Workspace, loads_array, remove_quietly
+from pipeline.core.geometry import FACE_TYPES
 
 log = logging.getLogger("extract")
 

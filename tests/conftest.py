@@ -19,7 +19,7 @@ AOC = VIDEOS / "WDA_AlexandriaOcasioCortez_000.mp4"
 
 
 def ffmpeg() -> str:
-    from pipeline.video import ffmpeg_exe
+    from pipeline.core.video import ffmpeg_exe
     return ffmpeg_exe()
 
 

@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 
 from convert.blending import BLEND_MODES, blend_face, face_region, poisson_clone, shape_mask, sharpen
-from pipeline import geometry
-from pipeline.video import frame_rate_arg
+from pipeline.core import geometry
+from pipeline.core.video import frame_rate_arg
 from tests.conftest import KATIE, ffmpeg
 
 # The face's region of frame 0: rows 150:470, cols 100:420 (the face spans x 126..386,
@@ -31,7 +31,7 @@ def frame() -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def landmarks(frame) -> np.ndarray:
-    from pipeline.backends import create_detector, create_landmarker
+    from pipeline.faces.backends import create_detector, create_landmarker
     faces = create_detector("dlib").detect(frame)
     assert len(faces) == 1, faces
     return create_landmarker("dlib").landmarks(frame, faces[0].box).astype(np.float64)

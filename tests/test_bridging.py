@@ -5,16 +5,16 @@ import subprocess
 import numpy as np
 import pytest
 
-from pipeline.backends import create_detector, create_landmarker
+from pipeline.faces.backends import create_detector, create_landmarker
 from extract.bridging import FoundFace, GapBridger
 from extract.runner import ExtractOptions, run_extract
-from pipeline.workspace import Workspace, loads_array
+from pipeline.workspace.store import Workspace, loads_array
 from tests.conftest import ffmpeg
 
 
 @pytest.fixture(scope="module")
 def frames(short_clip):
-    from pipeline.video import SWS_FLAGS   # the frames exactly as extract's FrameReader decodes them
+    from pipeline.core.video import SWS_FLAGS   # the frames exactly as extract's FrameReader decodes them
     raw = subprocess.run([ffmpeg(), "-v", "error", "-i", str(short_clip), *SWS_FLAGS, "-f", "rawvideo",
                           "-pix_fmt", "rgb24", "-"], capture_output=True, check=True).stdout
     return np.frombuffer(raw, np.uint8).reshape(-1, 512, 512, 3)

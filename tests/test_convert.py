@@ -25,10 +25,10 @@ import torch
 
 from convert.runner import plan_faces
 from convert.smoothing import eye_distance
-from pipeline import geometry
-from pipeline.transform_net import TransformNet, save_model
-from pipeline.video import FrameReader, FrameWriter, probe
-from pipeline.workspace import Workspace, loads_array
+from pipeline.core import geometry
+from pipeline.models.transform_net import TransformNet, save_model
+from pipeline.core.video import FrameReader, FrameWriter, probe
+from pipeline.workspace.store import Workspace, loads_array
 from tests.conftest import KATIE, ffmpeg, run_cli, snapshot
 
 WEIGHT_SCALE = 3e4

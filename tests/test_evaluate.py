@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from evaluate import metrics
-from pipeline import geometry
+from pipeline.core import geometry
 from tests.conftest import AOC, ffmpeg, run_cli
 
 

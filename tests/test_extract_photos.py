@@ -4,7 +4,7 @@ import shutil
 
 import cv2
 
-from pipeline.workspace import Workspace
+from pipeline.workspace.store import Workspace
 from tests.conftest import PHOTOS, run_cli
 
 EXPECTED = {"32bit.png": 1, "biden.jpg": 1, "obama.jpg": 1, "obama2.jpg": 1, "obama3.jpg": 1,

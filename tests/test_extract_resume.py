@@ -9,8 +9,8 @@ import time
 import cv2
 import numpy as np
 
-from pipeline.images import read_gray
-from pipeline.workspace import Workspace
+from pipeline.core.images import read_gray
+from pipeline.workspace.store import Workspace
 from tests.conftest import KATIE, ROOT, run_cli, snapshot
 
 

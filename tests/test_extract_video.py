@@ -5,9 +5,9 @@ import subprocess
 import numpy as np
 import pytest
 
-from pipeline import geometry
-from pipeline.images import read_rgb
-from pipeline.workspace import Workspace, loads_array
+from pipeline.core import geometry
+from pipeline.core.images import read_rgb
+from pipeline.workspace.store import Workspace, loads_array
 from tests.conftest import AOC, KATIE, ffmpeg, run_cli
 
 
@@ -45,7 +45,7 @@ def test_aligned_eye_centres_vary_less_than_2_percent(extracted_clips, name):
 
 
 def _decode_frame(path, index: int) -> np.ndarray:
-    from pipeline.video import SWS_FLAGS   # the same yuv -> rgb conversion as FrameReader
+    from pipeline.core.video import SWS_FLAGS   # the same yuv -> rgb conversion as FrameReader
     raw = subprocess.run([ffmpeg(), "-v", "error", "-i", str(path), "-vf", f"select=eq(n\\,{index})",
                           "-frames:v", "1", *SWS_FLAGS, "-f", "rawvideo", "-pix_fmt", "rgb24", "-"],
                          capture_output=True, check=True).stdout
@@ -97,7 +97,7 @@ def test_rotated_phone_video_is_decoded_upright(tmp_path):
 
 def test_dlib_cnn_detector_finds_the_face(tmp_path):
     import cv2
-    from pipeline.backends import create_detector
+    from pipeline.faces.backends import create_detector
     from tests.conftest import PHOTOS
     img = cv2.cvtColor(cv2.imread(str(PHOTOS / "obama.jpg")), cv2.COLOR_BGR2RGB)
     img = cv2.resize(img, None, fx=0.4, fy=0.4)

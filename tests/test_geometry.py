@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from pipeline import geometry as g
+from pipeline.core import geometry as g
 
 
 def _similarity(angle_deg: float, scale: float, tx: float, ty: float) -> np.ndarray:

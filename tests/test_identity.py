@@ -6,16 +6,16 @@ import subprocess
 import numpy as np
 import pytest
 
-from pipeline.face_chip import chip_from_aligned
-from pipeline.geometry import similarity_scale
-from pipeline.identity import IdentityEncoder, cluster, distances, unpack
-from pipeline.images import read_rgb
-from pipeline.workspace import Workspace, loads_array
+from pipeline.faces.face_chip import chip_from_aligned
+from pipeline.core.geometry import similarity_scale
+from pipeline.faces.identity import IdentityEncoder, cluster, distances, unpack
+from pipeline.core.images import read_rgb
+from pipeline.workspace.store import Workspace, loads_array
 from tests.conftest import KATIE, PHOTOS, ffmpeg, run_cli, snapshot
 
 
 def _frames(path, count):
-    from pipeline.video import SWS_FLAGS   # decoded as extract decodes (FrameReader)
+    from pipeline.core.video import SWS_FLAGS   # decoded as extract decodes (FrameReader)
     raw = subprocess.run([ffmpeg(), "-v", "error", "-i", str(path), "-frames:v", str(count), *SWS_FLAGS,
                           "-f", "rawvideo", "-pix_fmt", "rgb24", "-"], capture_output=True, check=True).stdout
     return np.frombuffer(raw, np.uint8).reshape(-1, 512, 512, 3)
@@ -23,7 +23,7 @@ def _frames(path, count):
 
 def test_every_face_has_a_descriptor_equal_to_dlibs(extracted_clips):
     import dlib
-    from pipeline.weights import model_path
+    from pipeline.core.weights import model_path
     rec = dlib.face_recognition_model_v1(str(model_path("dlib-face-recognition")))
     rows = Workspace(extracted_clips["katie"]).faces("dst")
     assert all(unpack(r["descriptor"]) is not None for r in rows)

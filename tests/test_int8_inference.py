@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from pipeline.int8_inference import quantize, supported
-from pipeline.transform_net import TransformNet
+from pipeline.models.int8_inference import quantize, supported
+from pipeline.models.transform_net import TransformNet
 from tests.conftest import KATIE, ffmpeg
 
 

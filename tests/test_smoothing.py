@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from convert.smoothing import MAX_JUMP, MAX_SCALE_STEP, eye_distance, segment_bounds, smooth_segment, smooth_track
-from pipeline import geometry
-from pipeline.workspace import Workspace, loads_array
+from pipeline.core import geometry
+from pipeline.workspace.store import Workspace, loads_array
 
 SIGMA = 2.0
 

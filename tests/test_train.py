@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from pipeline.transform_net import load_model
+from pipeline.models.transform_net import load_model
 from tests.conftest import AOC, ROOT, ffmpeg, run_cli, snapshot
 
 TINY = ["--width", "8", "--batch-size", "2", "--n-best", "4", "--save-every", "4", "--preview-every", "4"]

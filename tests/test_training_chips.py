@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from pipeline.face_chip import CHIP_SIZE, MIN_BLUR, aligned_chip_warp
-from pipeline.workspace import Workspace
+from pipeline.faces.face_chip import CHIP_SIZE, MIN_BLUR, aligned_chip_warp
+from pipeline.workspace.store import Workspace
 from train.data import load_set
 from train.features import FaceFeatures, chip_geometry, to_chips
 

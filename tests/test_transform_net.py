@@ -6,8 +6,8 @@ import json
 import pytest
 import torch
 
-from pipeline.errors import UserError
-from pipeline.transform_net import TransformNet, count_parameters, load_model, save_model
+from pipeline.core.errors import UserError
+from pipeline.models.transform_net import TransformNet, count_parameters, load_model, save_model
 
 
 #: Small width for the growth/checkpoint tests: same structure, a fraction of the time.

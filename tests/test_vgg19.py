@@ -7,7 +7,7 @@ import urllib.error
 import pytest
 import torch
 
-from pipeline.errors import UserError
+from pipeline.core.errors import UserError
 from train import vgg19
 from train.vgg19 import TAP_NAMES, VGG19Features, load_vgg19
 

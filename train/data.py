@@ -12,11 +12,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from pipeline import geometry
-from pipeline.errors import UserError
-from pipeline.identity import unpack
-from pipeline.images import ImageReadError, read_gray, read_rgb
-from pipeline.workspace import Workspace, loads_array
+from pipeline.core import geometry
+from pipeline.core.errors import UserError
+from pipeline.faces.identity import unpack
+from pipeline.core.images import ImageReadError, read_gray, read_rgb
+from pipeline.workspace.store import Workspace, loads_array
 
 
 @dataclass

@@ -18,9 +18,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from pipeline.face_chip import CHIP_SIZE, MIN_BLUR, aligned_chip_warp, aligned_to_chip
-from pipeline.face_net import load_face_net
-from pipeline.errors import UserError
+from pipeline.faces.face_chip import CHIP_SIZE, MIN_BLUR, aligned_chip_warp, aligned_to_chip
+from pipeline.faces.face_net import load_face_net
+from pipeline.core.errors import UserError
 from train.data import FaceSet
 
 
@@ -84,7 +84,7 @@ def to_chips(images: torch.Tensor, geom: ChipGeometry, blur: bool = True) -> tor
         images = blur_each(images, geom.sigmas)
     grid = F.affine_grid(geom.thetas, (images.shape[0], images.shape[1], CHIP_SIZE, CHIP_SIZE), align_corners=False)
     # "border": where the chip reaches past the crop, repeat the crop's edge (as
-    # pipeline.face_chip.chip_from_aligned does; closer to the frame chip than black)
+    # pipeline.faces.face_chip.chip_from_aligned does; closer to the frame chip than black)
     return F.grid_sample(images, grid.to(images.dtype), mode="bilinear", padding_mode="border",
                          align_corners=False) * 255.0
 

@@ -21,10 +21,10 @@ import cv2
 import numpy as np
 import torch
 
-from pipeline.device import choose_device, describe_device
-from pipeline.errors import UserError
-from pipeline.images import encode, write_atomic
-from pipeline.transform_net import TransformNet, count_parameters, load_model, save_model
+from pipeline.core.device import choose_device, describe_device
+from pipeline.core.errors import UserError
+from pipeline.core.images import encode, write_atomic
+from pipeline.models.transform_net import TransformNet, count_parameters, load_model, save_model
 from train import losses
 from train.data import load_training_sets, nearest_styles
 from train.features import ChipGeometry, FaceFeatures, Layers, check_layers, create_features

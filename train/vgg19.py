@@ -13,7 +13,7 @@ from typing import Iterable
 import torch
 from torch import nn
 
-from pipeline.errors import UserError
+from pipeline.core.errors import UserError
 
 WEIGHTS_URL = "https://download.pytorch.org/models/vgg19-dcbb9e9d.pth"
 WEIGHTS_FILE = "vgg19-dcbb9e9d.pth"

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from pipeline.face_chip import extract_chip
+from pipeline.faces.face_chip import extract_chip
 
 SAME_PERSON = 0.6
 DESCRIPTOR_DIM = 128
@@ -30,9 +30,9 @@ class IdentityEncoder:
     def __init__(self, device: str = "auto", batch_size: int = 16, cpu_threads: int | None = None) -> None:
         import torch
 
-        from pipeline.device import choose_device, describe_device
-        from pipeline.face_net import load_face_net
-        from pipeline.weights import model_path
+        from pipeline.core.device import choose_device, describe_device
+        from pipeline.faces.face_net import load_face_net
+        from pipeline.core.weights import model_path
         self._torch = torch
         if cpu_threads is not None:
             torch.set_num_threads(cpu_threads)   # beside busy detector threads: no spin-waiting

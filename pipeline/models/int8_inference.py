@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from pipeline.transform_net import BASE_RESOLUTION, MultiScale, TransformNet, inference_copy
+from pipeline.models.transform_net import BASE_RESOLUTION, MultiScale, TransformNet, inference_copy
 
 
 def _fused_block(block: nn.Sequential) -> nn.Sequential:

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from pipeline.backends.base import Detection, FaceDetector, by_area, parse_upsample
-from pipeline.weights import model_path
+from pipeline.faces.backends.base import Detection, FaceDetector, by_area, parse_upsample
+from pipeline.core.weights import model_path
 
 
 class DlibCnnDetector(FaceDetector):

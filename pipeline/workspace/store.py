@@ -19,8 +19,8 @@ from typing import Iterable
 
 import numpy as np
 
-from pipeline.errors import UserError
-from pipeline.images import read_gray, write_atomic
+from pipeline.core.errors import UserError
+from pipeline.core.images import read_gray, write_atomic
 
 SCHEMA_VERSION = 1
 SETS = ("dst", "src")

@@ -9,8 +9,8 @@ from collections import Counter
 
 import numpy as np
 
-from pipeline.identity import SAME_PERSON, cluster, unpack
-from pipeline.workspace import SETS, Workspace
+from pipeline.faces.identity import SAME_PERSON, cluster, unpack
+from pipeline.workspace.store import SETS, Workspace
 
 MASK_ORIGINS = ("hull", "xseg", "parsing", "hand", "missing")
 

@@ -19,7 +19,7 @@ from typing import Iterator
 
 import numpy as np
 
-from pipeline.errors import UserError
+from pipeline.core.errors import UserError
 
 
 @functools.lru_cache(maxsize=1)

@@ -1,7 +1,7 @@
 """Which torch device to run on: CUDA when present, else the CPU, with the same code."""
 from __future__ import annotations
 
-from pipeline.errors import UserError
+from pipeline.core.errors import UserError
 
 DEVICE_CHOICES = ("auto", "cpu", "cuda")
 

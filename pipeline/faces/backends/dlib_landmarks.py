@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from pipeline.backends.base import Landmarker
-from pipeline.weights import model_path
+from pipeline.faces.backends.base import Landmarker
+from pipeline.core.weights import model_path
 
 
 class DlibLandmarker(Landmarker):

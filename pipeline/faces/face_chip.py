@@ -1,6 +1,6 @@
 """dlib's 150x150 face chip (``dlib.get_face_chip(img, shape, 150, 0.25)``) without dlib.
 
-The face-recognition ResNet (``pipeline.face_net``) was trained on chips cut exactly
+The face-recognition ResNet (``pipeline.faces.face_net``) was trained on chips cut exactly
 this way; feeding it differently aligned crops degrades its descriptors. Reproducing the
 crop here lets extract compute identity descriptors from our own landmarks, and gives
 training losses the same chip geometry, without calling dlib per face.
@@ -26,7 +26,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from pipeline.geometry import invert_affine, similarity_scale, transform_points, umeyama
+from pipeline.core.geometry import invert_affine, similarity_scale, transform_points, umeyama
 
 CHIP_SIZE = 150
 CHIP_PADDING = 0.25

@@ -8,16 +8,16 @@ from __future__ import annotations
 
 import importlib
 
-from pipeline.backends.base import FaceDetector, Landmarker
-from pipeline.errors import UserError
+from pipeline.faces.backends.base import FaceDetector, Landmarker
+from pipeline.core.errors import UserError
 
 DETECTORS: dict[str, str] = {
-    "dlib": "pipeline.backends.dlib_hog:DlibHogDetector",
-    "dlib-cnn": "pipeline.backends.dlib_cnn:DlibCnnDetector",
+    "dlib": "pipeline.faces.backends.dlib_hog:DlibHogDetector",
+    "dlib-cnn": "pipeline.faces.backends.dlib_cnn:DlibCnnDetector",
 }
 
 LANDMARKERS: dict[str, str] = {
-    "dlib": "pipeline.backends.dlib_landmarks:DlibLandmarker",
+    "dlib": "pipeline.faces.backends.dlib_landmarks:DlibLandmarker",
 }
 
 

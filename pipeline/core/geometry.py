@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from pipeline.weights import model_path
+from pipeline.core.weights import model_path
 
 # iBUG 68-point index groups.
 JAW = list(range(0, 17))
@@ -53,7 +53,7 @@ def mean_face() -> np.ndarray:
     over its training faces), mirrored and averaged so the template is exactly
     symmetric, then scaled uniformly so the brows-to-mouth box fills [0, 1].
     """
-    from pipeline.dlib_format import read_shape_predictor_mean_shape
+    from pipeline.faces.dlib_format import read_shape_predictor_mean_shape
 
     shape = read_shape_predictor_mean_shape(model_path("landmarks-68"))
     mirrored = shape[MIRROR_68].copy()

@@ -6,7 +6,7 @@ import threading
 import cv2
 import numpy as np
 
-from pipeline.backends.base import Detection, FaceDetector, by_area, parse_upsample
+from pipeline.faces.backends.base import Detection, FaceDetector, by_area, parse_upsample
 
 #: Upsampling doubles the image side; beyond this size one retry costs too much per frame.
 RETRY_MAX_SIDE = 1200

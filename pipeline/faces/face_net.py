@@ -5,7 +5,7 @@ dlib's ``dlib_face_recognition_resnet_model_v1.dat`` gives 128-D identity descri
 identity and content/style losses in training, batch on a GPU, and run without dlib.
 The weights are parsed from dlib's own file with numpy only (no pickle, no dlib).
 
-File layout (dlib serialization, see ``pipeline.dlib_format``): a version integer, the
+File layout (dlib serialization, see ``pipeline.faces.dlib_format``): a version integer, the
 loss layer record, one version integer per layer (outermost first; tag and skip layers
 have a version but no record), the input layer record, then one record per layer in
 forward order, each followed by three bools and three empty tensors (the first layer
@@ -22,9 +22,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from pipeline.dlib_format import DlibFormatError, DlibReader
-from pipeline.errors import UserError
-from pipeline.weights import model_path
+from pipeline.faces.dlib_format import DlibFormatError, DlibReader
+from pipeline.core.errors import UserError
+from pipeline.core.weights import model_path
 
 #: Names of the intermediate maps ``FaceNet.features`` can return, shallow to deep, with
 #: their shapes for a 150x150 input: stem (32, 72, 72), level1 (32, 35, 35),
@@ -228,7 +228,7 @@ class FaceNet(nn.Module):
     """dlib's face-recognition ResNet (29 conv layers) in PyTorch.
 
     Input: float (N, 3, 150, 150) RGB chips in 0..255, aligned like ``dlib.get_face_chip``
-    (see ``pipeline.face_chip``). Output: (N, 128) descriptors, not unit length, as dlib's.
+    (see ``pipeline.faces.face_chip``). Output: (N, 128) descriptors, not unit length, as dlib's.
     """
 
     def __init__(self, params: dict[str, Any]) -> None:

@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from pipeline.errors import UserError
+from pipeline.core.errors import UserError
 
 FORMAT_VERSION = 1
 WEIGHTS_FILE = "weights.pt"
