@@ -31,9 +31,10 @@ from convert import blending, color_transfer
 from convert.smoothing import smooth_track
 from pipeline.core import geometry
 from pipeline.core.errors import UserError
-from pipeline.core.images import encode, read_gray, write_atomic
+from pipeline.core.files import commit_file, remove_quietly, write_atomic
+from pipeline.core.images import encode, read_gray
 from pipeline.core.video import FrameReader, FrameWriter, probe
-from pipeline.workspace.store import Workspace, loads_array, remove_quietly
+from pipeline.workspace.store import Workspace, loads_array
 
 log = logging.getLogger("convert")
 
@@ -458,7 +459,7 @@ def _render(opts: ConvertOptions, input_path: Path, video: dict, network: _Netwo
                             f"check the file")
         if writer is not None:
             writer.close()
-            os.replace(tmp, output)
+            commit_file(tmp, output)
         ok = True
     finally:
         bar.close()

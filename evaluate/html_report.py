@@ -10,11 +10,11 @@ from __future__ import annotations
 import base64
 import html
 import math
-import os
 import textwrap
-import uuid
 from pathlib import Path
 from typing import Any, Iterable
+
+from pipeline.core.files import write_atomic
 
 IDENTITY_THRESHOLD = 0.6  # dlib's same-person distance
 
@@ -485,20 +485,8 @@ def render_html(report: dict, samples: list[dict], series: dict[str, list[float 
                 path: Path) -> None:
     """Write the report page to ``path`` atomically, so a reader never sees half a page.
 
-    The file is written next to ``path`` under a temporary name and renamed over it; the
-    parent folder is created when missing.
+    The parent folder is created when missing.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    page = build_html(report, samples, series).encode("utf-8")
-    tmp = path.parent / f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(page)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    write_atomic(path, build_html(report, samples, series).encode("utf-8"))

@@ -26,7 +26,7 @@ from pipeline.faces.backends import create_detector, create_landmarker
 from pipeline.core.errors import UserError
 from pipeline.faces.face_chip import extract_chip
 from pipeline.faces.identity import SAME_PERSON, IdentityEncoder, unpack
-from pipeline.core.images import write_atomic
+from pipeline.core.files import write_atomic
 from pipeline.core.video import FrameReader, VideoInfo, probe
 from pipeline.workspace.store import Workspace
 

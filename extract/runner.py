@@ -27,9 +27,10 @@ from extract.faces import AlignSettings, FaceRecord, build_face
 from extract.inputs import InputSource, resolve_input
 from pipeline.core.errors import UserError
 from pipeline.faces.identity import IdentityEncoder, distances, pack
-from pipeline.core.images import ImageReadError, read_rgb, write_atomic
+from pipeline.core.files import remove_quietly, write_atomic
+from pipeline.core.images import ImageReadError, read_rgb
 from pipeline.core.video import FrameReader
-from pipeline.workspace.store import FACE_COLUMNS, Workspace, loads_array, remove_quietly
+from pipeline.workspace.store import FACE_COLUMNS, Workspace, loads_array
 from pipeline.core.geometry import FACE_TYPES
 
 log = logging.getLogger("extract")

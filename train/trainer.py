@@ -23,7 +23,8 @@ import torch
 
 from pipeline.core.device import choose_device, describe_device
 from pipeline.core.errors import UserError
-from pipeline.core.images import encode, write_atomic
+from pipeline.core.files import write_atomic
+from pipeline.core.images import encode
 from pipeline.models.transform_net import TransformNet, count_parameters, load_model, save_model
 from train import losses
 from train.data import load_training_sets, nearest_styles
@@ -329,9 +330,7 @@ class Trainer:
         state = {"net": self.net.state_dict(), "optimizer": self.optimizer.state_dict(),
                  "iteration": self.iteration, "sampler": json.dumps(self.sampler.bit_generator.state),
                  "generator": self.gen.get_state()}
-        tmp = self.model_dir / f".checkpoint.pt.{os.getpid()}.tmp"
-        torch.save(state, tmp)
-        os.replace(tmp, self.model_dir / "checkpoint.pt")
+        write_atomic(self.model_dir / "checkpoint.pt", lambda fh: torch.save(state, fh))
         save_model(self.model_dir, self.net, {**self.options, "iteration": self.iteration})
 
     @torch.no_grad()

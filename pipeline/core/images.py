@@ -1,7 +1,6 @@
 """Image file I/O: tolerant reading (alpha, grayscale, 16-bit, EXIF) and atomic writes."""
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import cv2
@@ -61,11 +60,3 @@ def encode(image: np.ndarray, ext: str, rgb: bool = True) -> bytes:
     if not ok:
         raise ValueError(f"could not encode image as {ext}")
     return buf.tobytes()
-
-
-def write_atomic(path: Path, data: bytes) -> None:
-    """Write via a temp file in the same folder and rename: a reader never sees half a file."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "wb") as fh:
-        fh.write(data)
-    os.replace(tmp, path)

@@ -22,15 +22,14 @@ Checkpoints are a plain state dict (``weights.pt``, loaded with ``weights_only=T
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
-from typing import Any, Callable
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from pipeline.core.errors import UserError
+from pipeline.core.files import write_atomic
 
 FORMAT_VERSION = 1
 WEIGHTS_FILE = "weights.pt"
@@ -232,18 +231,6 @@ def count_parameters(net: nn.Module, trainable_only: bool = False) -> int:
 
 # ---------------------------------------------------------------------- checkpoints
 
-def _write_atomic(path: Path, write: Callable[[Any], None]) -> None:
-    """Write through a temp file in the same folder and rename: never half a file."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb") as fh:
-            write(fh)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-
-
 def save_model(folder: Path, net: TransformNet, options: dict) -> None:
     """Write ``weights.pt`` (state dict only) and ``options.json``, each atomically.
 
@@ -256,8 +243,8 @@ def save_model(folder: Path, net: TransformNet, options: dict) -> None:
             "format_version": FORMAT_VERSION}
     text = json.dumps(meta, indent=2, sort_keys=True) + "\n"
     state = {k: v.detach().cpu() for k, v in net.state_dict().items()}
-    _write_atomic(folder / WEIGHTS_FILE, lambda fh: torch.save(state, fh))
-    _write_atomic(folder / OPTIONS_FILE, lambda fh: fh.write(text.encode()))
+    write_atomic(folder / WEIGHTS_FILE, lambda fh: torch.save(state, fh))
+    write_atomic(folder / OPTIONS_FILE, lambda fh: fh.write(text.encode()))
 
 
 def _read_options(path: Path) -> dict:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import sqlite3
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,7 +19,8 @@ from typing import Iterable
 import numpy as np
 
 from pipeline.core.errors import UserError
-from pipeline.core.images import read_gray, write_atomic
+from pipeline.core.files import remove_quietly, write_atomic
+from pipeline.core.images import read_gray
 
 SCHEMA_VERSION = 1
 SETS = ("dst", "src")
@@ -249,10 +249,3 @@ def dumps(value) -> str:
 
 def loads_array(text: str) -> np.ndarray:
     return np.asarray(json.loads(text), dtype=np.float64)
-
-
-def remove_quietly(path: Path) -> None:
-    try:
-        os.remove(path)
-    except FileNotFoundError:
-        pass
