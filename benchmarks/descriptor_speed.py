@@ -12,8 +12,8 @@ import json
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
@@ -21,9 +21,9 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from pipeline.faces.face_net import load_face_net  # noqa: E402
 from pipeline.core.video import ffmpeg_exe  # noqa: E402
 from pipeline.core.weights import model_path  # noqa: E402
+from pipeline.faces.face_net import load_face_net  # noqa: E402
 
 DEFAULT_VIDEO = ROOT.parent / "shared" / "data" / "videos" / "WDA_KatieHill_000.mp4"
 SIDE = 512

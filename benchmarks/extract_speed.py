@@ -47,9 +47,9 @@ def descriptor_cost(video: Path, faces: int = 200) -> dict:
     Measured as extract runs them: one torch thread beside the detector threads, batch 16,
     on chips cut from the clip's frames.
     """
+    from pipeline.core.video import FrameReader, probe
     from pipeline.faces.backends import create_detector, create_landmarker
     from pipeline.faces.face_chip import extract_chip
-    from pipeline.core.video import FrameReader, probe
     info = probe(video)
     det, lm = create_detector("dlib"), create_landmarker()
     chips = []

@@ -24,8 +24,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from evaluate import metrics  # noqa: E402
-from pipeline.faces.backends import create_detector, create_landmarker  # noqa: E402
 from pipeline.core.video import FrameReader, ffmpeg_exe, probe  # noqa: E402
+from pipeline.faces.backends import create_detector, create_landmarker  # noqa: E402
 
 DEFAULT_VIDEO = ROOT.parent / "shared" / "data" / "videos" / "WDA_KatieHill_000.mp4"
 

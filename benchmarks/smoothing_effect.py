@@ -96,7 +96,8 @@ def main() -> None:
                              "ratio": row[args.smooth] / row[0.0], "dst": reference}
     print(f"\n{'network':10s} {'--smooth 0':>11s} {f'--smooth {args.smooth:g}':>11s} {'ratio':>7s} {'dst':>7s}")
     for name, r in results.items():
-        print(f"{name:10s} {r['smooth_0']:11.4f} {r[f'smooth_{args.smooth:g}']:11.4f} {r['ratio']:7.2f} {r['dst']:7.4f}")
+        smoothed = r[f"smooth_{args.smooth:g}"]
+        print(f"{name:10s} {r['smooth_0']:11.4f} {smoothed:11.4f} {r['ratio']:7.2f} {r['dst']:7.4f}")
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))
 

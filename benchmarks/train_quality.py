@@ -28,8 +28,8 @@ sys.path.insert(0, str(ROOT))
 
 from pipeline.core.geometry import eye_distance, resize_transform, transform_points  # noqa: E402
 from pipeline.core.images import read_rgb  # noqa: E402
-from pipeline.models.transform_net import load_model  # noqa: E402
 from pipeline.core.weights import model_path  # noqa: E402
+from pipeline.models.transform_net import load_model  # noqa: E402
 from pipeline.workspace.store import Workspace, loads_array  # noqa: E402
 
 

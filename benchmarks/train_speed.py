@@ -31,8 +31,8 @@ DATA = ROOT.parent / "shared" / "data" / "videos"
 def make_workspace(folder: Path) -> Path:
     ws = folder / "ws"
     for clip, set_name in (("WDA_KatieHill_000.mp4", "dst"), ("WDA_AlexandriaOcasioCortez_000.mp4", "src")):
-        subprocess.run([sys.executable, str(ROOT / "main.py"), "extract", "--input", str(DATA / clip), "--set", set_name,
-                        "--workspace", str(ws)], check=True, capture_output=True)
+        subprocess.run([sys.executable, str(ROOT / "main.py"), "extract", "--input", str(DATA / clip),
+                        "--set", set_name, "--workspace", str(ws)], check=True, capture_output=True)
     return ws
 
 

@@ -17,8 +17,7 @@ import cv2
 import numpy as np
 
 from pipeline.core import geometry
-
-BLEND_MODES = ("poisson", "alpha")
+from pipeline.registries import BLEND_MODES
 
 
 def shape_mask(mask: np.ndarray, erode: int, blur: int) -> np.ndarray:
@@ -129,6 +128,16 @@ def poisson_clone(face: np.ndarray, target: np.ndarray, mask: np.ndarray, work_s
     return np.clip(face.astype(np.float32) + correction + 0.5, 0, 255).astype(np.uint8)
 
 
+def poisson_mode(face: np.ndarray, roi: np.ndarray, alpha: np.ndarray) -> np.ndarray:
+    """``--blend poisson``: the face Poisson-cloned into the frame region (then feathered by the caller)."""
+    return poisson_clone(face, roi.copy(), alpha)
+
+
+def alpha_mode(face: np.ndarray, roi: np.ndarray, alpha: np.ndarray) -> np.ndarray:
+    """``--blend alpha``: the face as generated (only the caller's feathered mask blends it)."""
+    return face
+
+
 def _seamless(face: np.ndarray, target: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, float] | None:
     """cv2.seamlessClone in place, and the constant offset its solver adds for this geometry.
 
@@ -171,10 +180,9 @@ def blend_face(frame: np.ndarray, face: np.ndarray, face_to_crop: np.ndarray, ma
     alpha = warp_into_region(mask, mask_to_crop, region, cv2.INTER_LINEAR)
     if not (alpha > 0.004).any():
         return frame
-    if mode == "poisson":
-        warped = poisson_clone(warped, roi.copy(), alpha)
-    elif mode != "alpha":
-        raise ValueError(f"unknown blend mode {mode!r}; choose from {', '.join(BLEND_MODES)}")
+    if mode not in BLEND_MODES:
+        raise ValueError(f"unknown blend mode {mode!r}; choose from {', '.join(BLEND_MODES.names())}")
+    warped = BLEND_MODES.load(mode)(warped, roi, alpha)
     alpha = np.ascontiguousarray(alpha, dtype=np.float32)
     roi[...] = cv2.blendLinear(np.ascontiguousarray(warped), np.ascontiguousarray(roi), alpha, 1.0 - alpha)
     return frame

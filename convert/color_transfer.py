@@ -9,7 +9,8 @@ and no seam appears where the mask ends.
 
 Everything is vectorised numpy / OpenCV in float32, because it runs once per face per frame.
 
-Methods (``METHODS``):
+Methods (registered in ``pipeline.registries.COLOR_TRANSFERS``; each is
+``f(source, target, on, seed) -> uint8 image``):
 
 * ``rct``  - Reinhard et al. 2001, per-channel mean/std matching in L*a*b*.
 * ``lct``  - linear transfer matching mean and full 3x3 RGB covariance
@@ -25,12 +26,10 @@ Methods (``METHODS``):
 """
 from __future__ import annotations
 
-from typing import Callable
-
 import cv2
 import numpy as np
 
-METHODS: tuple[str, ...] = ("rct", "lct", "mkl", "idt", "sot", "hist", "none")
+from pipeline.registries import COLOR_TRANSFERS
 
 MIN_MASK_PIXELS = 16    # fewer in-mask pixels than this: statistics are meaningless
 COV_RIDGE = 1e-5        # added to covariances (0..1 units) so near-flat faces stay invertible
@@ -56,9 +55,9 @@ def transfer(method: str, source: np.ndarray, target: np.ndarray, mask: np.ndarr
     ``MIN_MASK_PIXELS`` mask pixels a copy of ``source`` is returned. ``seed`` makes the
     random rotations / subsampling of ``idt`` and ``sot`` deterministic.
     """
-    if method not in _TRANSFERS:
+    if method not in COLOR_TRANSFERS:
         raise ValueError(f"unknown colour transfer method {method!r}; choose one of: "
-                         f"{', '.join(METHODS)}")
+                         f"{', '.join(COLOR_TRANSFERS.names())}")
     _check_image("source", source)
     _check_image("target", target)
     if source.shape != target.shape:
@@ -68,7 +67,7 @@ def transfer(method: str, source: np.ndarray, target: np.ndarray, mask: np.ndarr
     on = _mask_on(mask, source.shape[:2])
     if np.count_nonzero(on) < MIN_MASK_PIXELS:
         return source.copy()
-    return _TRANSFERS[method](source, target, on, seed)
+    return COLOR_TRANSFERS.load(method)(source, target, on, seed)
 
 
 # --------------------------------------------------------------------------- helpers
@@ -226,7 +225,7 @@ def _axis_step(current: np.ndarray, target_sub: np.ndarray, sub: np.ndarray,
 
 # --------------------------------------------------------------------------- methods
 
-def _rct(source: np.ndarray, target: np.ndarray, on: np.ndarray, seed: int) -> np.ndarray:
+def rct(source: np.ndarray, target: np.ndarray, on: np.ndarray, seed: int) -> np.ndarray:
     """Reinhard: L*a*b* is decorrelated enough that per-channel mean/std matching works."""
     mask8 = on.view(np.uint8)
     lab_s = cv2.cvtColor(source * _INV255, cv2.COLOR_RGB2Lab)
@@ -239,7 +238,7 @@ def _rct(source: np.ndarray, target: np.ndarray, on: np.ndarray, seed: int) -> n
     return _to_uint8(rgb, 255.0)
 
 
-def _lct(source: np.ndarray, target: np.ndarray, on: np.ndarray, seed: int) -> np.ndarray:
+def lct(source: np.ndarray, target: np.ndarray, on: np.ndarray, seed: int) -> np.ndarray:
     """Whiten with Cs^-1/2, colour with Ct^1/2: output mean and covariance equal the target's."""
     mean_s, cov_s = _mean_cov(source, on)
     mean_t, cov_t = _mean_cov(target, on)
@@ -247,7 +246,7 @@ def _lct(source: np.ndarray, target: np.ndarray, on: np.ndarray, seed: int) -> n
     return _apply_affine(source, matrix, mean_s, mean_t)
 
 
-def _mkl(source: np.ndarray, target: np.ndarray, on: np.ndarray, seed: int) -> np.ndarray:
+def mkl(source: np.ndarray, target: np.ndarray, on: np.ndarray, seed: int) -> np.ndarray:
     """Monge-Kantorovich: of all linear maps giving the target covariance, the one moving
     colours least (L2), so no arbitrary rotation of the colour cloud as lct can introduce."""
     mean_s, cov_s = _mean_cov(source, on)
@@ -259,7 +258,7 @@ def _mkl(source: np.ndarray, target: np.ndarray, on: np.ndarray, seed: int) -> n
     return _apply_affine(source, matrix, mean_s, mean_t)
 
 
-def _idt(source: np.ndarray, target: np.ndarray, on: np.ndarray, seed: int) -> np.ndarray:
+def idt(source: np.ndarray, target: np.ndarray, on: np.ndarray, seed: int) -> np.ndarray:
     """Pitie's IDT: matching 1-D marginals along many random rotations converges to a map
     between the full 3-D colour distributions (not only their first two moments)."""
     current, target_sub, sub, rows, rng = _sliced_setup(source, target, on, seed)
@@ -268,7 +267,7 @@ def _idt(source: np.ndarray, target: np.ndarray, on: np.ndarray, seed: int) -> n
     return _to_uint8(current, 255.0)
 
 
-def _sot(source: np.ndarray, target: np.ndarray, on: np.ndarray, seed: int) -> np.ndarray:
+def sot(source: np.ndarray, target: np.ndarray, on: np.ndarray, seed: int) -> np.ndarray:
     """Sliced OT: averaging the 1-D transport steps of several bases per iteration gives a
     smoother descent on the sliced Wasserstein distance than IDT's single rotation."""
     current, target_sub, sub, rows, rng = _sliced_setup(source, target, on, seed)
@@ -282,7 +281,7 @@ def _sot(source: np.ndarray, target: np.ndarray, on: np.ndarray, seed: int) -> n
     return _to_uint8(current, 255.0)
 
 
-def _hist(source: np.ndarray, target: np.ndarray, on: np.ndarray, seed: int) -> np.ndarray:
+def hist(source: np.ndarray, target: np.ndarray, on: np.ndarray, seed: int) -> np.ndarray:
     """Per-channel CDF matching: exact marginals, cheap as a 256-entry look-up table."""
     levels = np.arange(256, dtype=np.float64)
     mask8 = on.view(np.uint8)
@@ -303,7 +302,6 @@ def _hist(source: np.ndarray, target: np.ndarray, on: np.ndarray, seed: int) -> 
     return cv2.LUT(source, lut)
 
 
-_TRANSFERS: dict[str, Callable[[np.ndarray, np.ndarray, np.ndarray, int], np.ndarray]] = {
-    "rct": _rct, "lct": _lct, "mkl": _mkl, "idt": _idt, "sot": _sot, "hist": _hist,
-    "none": lambda source, target, on, seed: source.copy(),
-}
+def none(source: np.ndarray, target: np.ndarray, on: np.ndarray, seed: int) -> np.ndarray:
+    """The generated colours, unchanged."""
+    return source.copy()

@@ -18,51 +18,35 @@ import logging
 import os
 import time
 from collections import Counter, defaultdict
+from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
 
 import cv2
 import numpy as np
 from tqdm import tqdm
 
 from convert import blending, color_transfer
+from convert.options import ConvertOptions
 from convert.smoothing import smooth_track
 from pipeline.core import geometry
 from pipeline.core.errors import UserError
-from pipeline.core.files import commit_file, remove_quietly, write_atomic
-from pipeline.core.images import encode, read_gray
+from pipeline.core.files import commit_file, pid_alive, remove_quietly, write_atomic
+from pipeline.core.images import ImageReadError, encode, read_gray, read_rgb
+from pipeline.core.options import check
 from pipeline.core.video import FrameReader, FrameWriter, probe
-from pipeline.workspace.store import Workspace, loads_array
+from pipeline.faces.backends.base import Masker
+from pipeline.models.interface import FaceModel, Predictor
+from pipeline.registries import MASKERS
+from pipeline.workspace.records import DropReason, FaceRow, MaskOrigin, SetMeta
+from pipeline.workspace.store import Workspace
 
 log = logging.getLogger("convert")
 
 #: Why a frame is passed through unchanged, as the summary words it.
-REASONS = {"no_face": "no face found", "deleted": "face deleted by the artist",
-           "identity": "not the target person", "dropped": "face dropped"}
-
-
-@dataclass
-class ConvertOptions:
-    workspace: Path = Path("workspace")
-    input: Path | None = None           # default: the dst input recorded by extract
-    output: Path | None = None          # default: workspace/result.mp4
-    smooth: float = 2.0                 # landmark smoothing, Gaussian sigma in frames; 0 = off
-    color: str = "rct"
-    blend: str = "poisson"
-    mask_erode: int = 4                 # pixels at the aligned size (< 0 dilates)
-    mask_blur: int = 8
-    sharpen: float = 0.0
-    crf: int = 18
-    preset: str = "medium"
-    start: int = 0
-    end: int | None = None              # exclusive
-    preview: int = 0                    # > 0: this many before/after stills, no video
-    batch_size: int = 8
-    device: str = "auto"
-    precision: str = "auto"             # auto: int8 on the CPU (128 models), float on CUDA
-    workers: int = field(default_factory=lambda: os.cpu_count() or 1)
+REASONS = {"no_face": "no face found", DropReason.DELETED.value: "face deleted by the artist",
+           DropReason.IDENTITY.value: "not the target person", "dropped": "face dropped"}
 
 
 @dataclass
@@ -115,16 +99,16 @@ def _check_output(path: Path, input_path: Path) -> None:
         raise UserError(f"--output {path}: use a .mp4, .mov, .mkv or .m4v file name")
 
 
-def _check_input(ws: Workspace, meta: dict, requested: Path | None) -> tuple[Path, dict]:
-    if meta.get("kind") != "video":
+def _check_input(ws: Workspace, meta: SetMeta, requested: Path | None) -> tuple[Path, dict]:
+    if meta.kind != "video":
         raise UserError(f"workspace {ws.root}: the dst set was extracted from images, not a video; "
                         f"extract the dst video with 'python main.py extract --input VIDEO'")
-    path = Path(requested) if requested is not None else Path(meta["input"])
+    path = Path(requested) if requested is not None else Path(meta.input)
     hint = "pass --input with its new location" if requested is None else "check --input"
     if not path.is_file():
         raise UserError(f"dst video {path} not found; {hint}")
     info = probe(path)
-    recorded = meta.get("video") or {}
+    recorded = meta.video or {}
     if (info.width, info.height) != (recorded.get("width"), recorded.get("height")) or \
             info.frames != recorded.get("frames"):
         raise UserError(f"dst video {path} is not the one extracted ({info.width}x{info.height}, "
@@ -134,73 +118,61 @@ def _check_input(ws: Workspace, meta: dict, requested: Path | None) -> tuple[Pat
     return path, recorded
 
 
-def _check_model(model_meta: dict, set_meta: dict, model_dir: Path) -> None:
-    dst_type = set_meta.get("extract", {}).get("face_type")
-    dst_size = set_meta.get("extract", {}).get("size")
+def _check_model(model: FaceModel, model_meta: dict, set_meta: SetMeta, model_dir: Path) -> None:
+    dst_type, dst_size = set_meta.extract.face_type, set_meta.extract.size
     model_type = model_meta.get("face_type")
     if model_type != dst_type:
         raise UserError(f"model in {model_dir} was trained on '{model_type}' faces but the workspace's dst "
                         f"faces are '{dst_type}'; retrain with 'python main.py train --fresh' or re-extract "
                         f"with --face-type {model_type}")
-    if isinstance(dst_size, int) and model_meta["resolution"] > dst_size:
-        raise UserError(f"model in {model_dir} has resolution {model_meta['resolution']} but the dst faces are "
-                        f"only {dst_size} px; re-extract with --size {model_meta['resolution']} or use a "
+    if isinstance(dst_size, int) and model.resolution > dst_size:
+        raise UserError(f"model in {model_dir} has resolution {model.resolution} but the dst faces are "
+                        f"only {dst_size} px; re-extract with --size {model.resolution} or use a "
                         f"{dst_size} model")
+
+
+def remove_stale_outputs(output: Path) -> int:
+    """Temp videos of earlier converts to ``output`` that were killed (their process is gone)."""
+    count = 0
+    for tmp in output.parent.glob(f".{output.stem}.*.tmp{output.suffix}"):
+        pid = tmp.name[len(output.stem) + 2:-len(f".tmp{output.suffix}")]
+        if pid.isdigit() and int(pid) != os.getpid() and not pid_alive(int(pid)):
+            remove_quietly(tmp)
+            count += 1
+    return count
 
 
 # ---------------------------------------------------------------------- planning
 
 
-def _rows_with_edits(ws: Workspace) -> list[dict]:
-    """The dst rows as the artist left them (deleted faces dropped, repainted masks 'hand').
-
-    Read-only: convert never writes the index, so a run that fails on bad input leaves
-    the workspace exactly as it was (the next extract or train records the edits).
-    """
-    scan = ws.scan_artist_edits("dst")
-    deleted, hand, restored = set(scan.deleted), set(scan.hand_masks), set(scan.restored_masks)
-    rows = []
-    for row in ws.faces("dst"):
-        r = dict(row)
-        if r["id"] in deleted:
-            r["dropped"], r["drop_reason"] = 1, "deleted"
-        if r["id"] in hand:
-            r["mask_origin"] = "hand"
-        elif r["id"] in restored:
-            r["mask_origin"] = "hull"
-        rows.append(r)
-    return rows
-
-
-def plan_faces(ws: Workspace, rows: list, size: int, resolution: int, face_type: str,
+def plan_faces(ws: Workspace, rows: list[FaceRow], size: int, resolution: int, face_type: str,
                sigma: float) -> tuple[dict[int, list[FacePlan]], dict[int, str]]:
     """Per frame, the faces to swap (smoothed per track) and, per frame with none, why not."""
-    kept = [r for r in rows if not r["dropped"]]
+    kept = [r for r in rows if not r.dropped]
     excluded: dict[int, str] = {}
     for r in rows:
-        if r["dropped"]:
-            excluded.setdefault(r["frame_index"], r["drop_reason"] if r["drop_reason"] in REASONS else "dropped")
-    by_track: dict[object, list] = defaultdict(list)
+        if r.dropped:
+            reason = r.drop_reason.value if r.drop_reason is not None else "dropped"
+            excluded.setdefault(r.frame_index, reason if reason in REASONS else "dropped")
+    by_track: dict[object, list[FaceRow]] = defaultdict(list)
     for r in kept:
-        key = r["track"] if r["track"] is not None else ("single", r["id"])
+        key = r.track if r.track is not None else ("single", r.id)
         by_track[key].append(r)
     plans: dict[int, list[FacePlan]] = defaultdict(list)
-    masks_dir = ws.masks_dir("dst")
     for track_rows in by_track.values():
-        track_rows.sort(key=lambda r: r["frame_index"])
-        frames = np.array([r["frame_index"] for r in track_rows])
-        raw = np.stack([loads_array(r["landmarks"]) for r in track_rows])
+        track_rows.sort(key=lambda r: r.frame_index)
+        frames = np.array([r.frame_index for r in track_rows])
+        raw = np.stack([r.landmarks for r in track_rows])
         smoothed = smooth_track(frames, raw, sigma)
         for r, pts in zip(track_rows, smoothed):
-            mask_path = masks_dir / r["mask_file"]
-            hand = mask_path if r["mask_origin"] != "hull" and mask_path.is_file() else None
+            mask_path = ws.mask_path(r)
+            hand = mask_path if r.mask_origin != MaskOrigin.HULL and mask_path.is_file() else None
             to_aligned = geometry.face_transform(pts, face_type, size)
             # a mask was painted on the crop of the stored transform: it moves onto the smoothed one
-            move = (geometry.compose(to_aligned, geometry.invert_affine(loads_array(r["transform"])))
-                    if hand is not None else None)
+            move = geometry.compose(to_aligned, geometry.invert_affine(r.transform)) if hand is not None else None
             # the network's crop is the aligned crop resized: its matrix adds that resize
             to_model = geometry.compose(geometry.resize_transform(size, resolution), to_aligned)
-            plans[r["frame_index"]].append(FacePlan(r["frame_index"], pts, to_aligned, to_model, hand, move))
+            plans[r.frame_index].append(FacePlan(r.frame_index, pts, to_aligned, to_model, hand, move))
     for frame in plans:
         excluded.pop(frame, None)
     return dict(plans), excluded
@@ -220,25 +192,25 @@ class _Prepared:
 class _FaceWork:
     """Per-face steps before and after the network (run in pool threads)."""
 
-    def __init__(self, opts: ConvertOptions, size: int, resolution: int) -> None:
-        self.opts, self.size, self.resolution = opts, size, resolution
+    def __init__(self, opts: ConvertOptions, size: int, resolution: int, masker: Masker) -> None:
+        self.opts, self.size, self.resolution, self.masker = opts, size, resolution, masker
         self.timings: Counter = Counter()
 
-    def _aligned_mask(self, plan: FacePlan) -> np.ndarray:
+    def _aligned_mask(self, plan: FacePlan, aligned: np.ndarray) -> np.ndarray:
         if plan.hand_mask is not None:
             painted = read_gray(plan.hand_mask)
             if painted is not None:
                 if painted.shape != (self.size, self.size):
                     painted = cv2.resize(painted, (self.size, self.size), interpolation=cv2.INTER_LINEAR)
                 return cv2.warpAffine(painted, plan.hand_mask_move, (self.size, self.size), flags=cv2.INTER_LINEAR)
-        return geometry.hull_mask(geometry.transform_points(plan.landmarks, plan.to_aligned), self.size)
+        return self.masker.mask(aligned, geometry.transform_points(plan.landmarks, plan.to_aligned), self.size)
 
     def prepare(self, frame: np.ndarray, plan: FacePlan) -> _Prepared:
         t0 = time.perf_counter()
         aligned = geometry.warp_to_aligned(frame, plan.to_aligned, self.size)
         crop = aligned if self.size == self.resolution else cv2.resize(
             aligned, (self.resolution, self.resolution), interpolation=cv2.INTER_AREA)
-        mask = self._aligned_mask(plan)
+        mask = self._aligned_mask(plan, aligned)
         core = blending.shape_mask(mask, max(self.opts.mask_erode, 0), 0)
         mask_r = cv2.resize((core * 255).astype(np.uint8), (self.resolution, self.resolution),
                             interpolation=cv2.INTER_AREA)
@@ -263,65 +235,55 @@ class _FaceWork:
 
 
 class _Network:
-    """The trained net on its device, run on a batch of crops (uint8 in, uint8 out)."""
+    """The trained model on its device, run on a batch of crops (uint8 in, uint8 out)."""
 
     def __init__(self, model_dir: Path, device_name: str) -> None:
         import torch
+
         from pipeline.core.device import choose_device
-        from pipeline.models.transform_net import load_model
+        from pipeline.models.store import load_model
         self.torch = torch
         self.device = choose_device(device_name)
         self.model_dir = model_dir
-        self.raw, self.meta = load_model(model_dir, self.device)
-        self.net: object = None
-        self.precision = "float32"
+        self.model, self.meta = load_model(model_dir, self.device)
+        self.resolution = self.model.resolution
+        self.predictor: Predictor | None = None
         self.seconds = 0.0
 
     def prepare(self, precision: str, calibration: list[np.ndarray]) -> None:
         """Pick float or int8 (``auto``: int8 on the CPU when the model allows it) and log it."""
-        from pipeline.models import int8_inference
         from pipeline.core.device import describe_device
-        from pipeline.models.transform_net import inference_copy
-        want_int8 = precision == "int8" or (precision == "auto" and self.device.type == "cpu")
-        if precision == "int8" and (self.device.type != "cpu" or not int8_inference.supported(self.raw)):
-            raise UserError("--precision int8 needs --device cpu and a 128 model with the residual skip; "
-                            "use --precision float")
-        self.net = inference_copy(self.raw)
-        if want_int8 and int8_inference.supported(self.raw) and calibration:
-            t0 = time.perf_counter()
-            try:
-                crops = self.torch.from_numpy(np.stack(calibration)).permute(0, 3, 1, 2).float().div_(255.0)
-                self.net = int8_inference.quantize(self.raw, crops)
-                self.precision = f"int8 (calibrated on {len(calibration)} dst faces in {time.perf_counter() - t0:.1f} s)"
-            except Exception as exc:  # noqa: BLE001 - an optional speed path; float always works
-                log.warning("convert: int8 inference unavailable (%s); running in float32", exc)
-        log.info("convert: model %s (resolution %d, width %d, iteration %s), device %s, %s",
-                 self.model_dir / "weights.pt", self.meta["resolution"], self.meta["width"],
-                 self.meta.get("iteration", "?"), describe_device(self.device), self.precision)
+        if precision != "auto" and not self.model.precision_supported(self.device, precision):
+            raise UserError(f"--precision {precision} is not available for this {self.meta['model_type']} model on "
+                            f"{self.device.type} (int8 needs --device cpu and a 128 model with the residual skip); "
+                            f"use --precision float")
+        self.predictor = self.model.predictor(self.device, precision, calibration)
+        arch = ", ".join(f"{k} {v}" for k, v in self.model.architecture().items())
+        log.info("convert: model %s (%s: %s, iteration %s), device %s, %s", self.model_dir / "weights.pt",
+                 self.meta["model_type"], arch, self.meta.get("iteration", "?"), describe_device(self.device),
+                 self.predictor.description)
 
     def __call__(self, crops: list[np.ndarray]) -> list[np.ndarray]:
         if not crops:
             return []
+        assert self.predictor is not None
         torch = self.torch
         t0 = time.perf_counter()
         with torch.inference_mode():
             x = torch.from_numpy(np.stack(crops)).to(self.device).permute(0, 3, 1, 2).float().div_(255.0)
-            if self.precision == "float32":
-                x = x.contiguous(memory_format=torch.channels_last)
-            y = self.net(x).clamp_(0.0, 1.0).mul_(255.0).add_(0.5).to(torch.uint8)
+            y = self.predictor(x).clamp_(0.0, 1.0).mul_(255.0).add_(0.5).to(torch.uint8)
             out = y.permute(0, 2, 3, 1).cpu().numpy()
         self.seconds += time.perf_counter() - t0
         return list(out)
 
 
-def _calibration_crops(ws: Workspace, rows: list, resolution: int, count: int = 16) -> list[np.ndarray]:
+def _calibration_crops(ws: Workspace, rows: list[FaceRow], resolution: int, count: int = 16) -> list[np.ndarray]:
     """Evenly spaced kept dst faces at the network's resolution (for int8 activation ranges)."""
-    from pipeline.core.images import ImageReadError, read_rgb
-    kept = [r for r in rows if not r["dropped"]]
+    kept = [r for r in rows if not r.dropped]
     crops = []
     for i in np.linspace(0, len(kept) - 1, min(count, len(kept))).round().astype(int):
         try:
-            img = read_rgb(ws.aligned_dir("dst") / kept[i]["aligned_file"])
+            img = read_rgb(ws.aligned_path(kept[i]))
         except ImageReadError:
             continue
         crops.append(cv2.resize(img, (resolution, resolution), interpolation=cv2.INTER_AREA))
@@ -359,18 +321,15 @@ def _preview_frames(plans: dict[int, list[FacePlan]], start: int, end: int, coun
 
 def run_convert(opts: ConvertOptions) -> ConvertSummary:
     """Check everything, then render the video (or the preview stills). Raises UserError."""
+    check(opts)
     ws = Workspace(opts.workspace)
-    if not ws.exists or ws.set_meta("dst") is None:
-        raise UserError(f"workspace {ws.root} has no dst faces; run 'python main.py extract --input DST_VIDEO' "
-                        f"first")
-    set_meta = ws.set_meta("dst")
-    if opts.color not in color_transfer.METHODS:
-        raise UserError(f"--color {opts.color}: choose from {', '.join(color_transfer.METHODS)}")
-    if opts.blend not in blending.BLEND_MODES:
-        raise UserError(f"--blend {opts.blend}: choose from {', '.join(blending.BLEND_MODES)}")
     try:
-        rows = _rows_with_edits(ws)
-        if not any(not r["dropped"] for r in rows):
+        set_meta = ws.set_meta("dst")
+        if not ws.exists or set_meta is None:
+            raise UserError(f"workspace {ws.root} has no dst faces; run 'python main.py extract --input DST_VIDEO' "
+                            f"first")
+        rows = ws.faces_as_edited("dst")     # read-only: the next extract or train records the edits
+        if not any(not r.dropped for r in rows):
             raise UserError(f"workspace {ws.root} has no dst faces to swap (every face is deleted or dropped); "
                             f"re-extract the dst video (--force restores deleted faces)")
         input_path, video = _check_input(ws, set_meta, opts.input)
@@ -383,31 +342,32 @@ def run_convert(opts: ConvertOptions) -> ConvertSummary:
             _check_output(output, input_path)
         model_dir = ws.root / "model"
         network = _Network(model_dir, opts.device)
-        _check_model(network.meta, set_meta, model_dir)
-        size = int(set_meta["extract"]["size"])
-        face_type = set_meta["extract"]["face_type"]
-        plans, excluded = plan_faces(ws, rows, size, network.meta["resolution"], face_type, opts.smooth)
-        if opts.precision not in ("auto", "float", "int8"):
-            raise UserError(f"--precision {opts.precision}: choose auto, float or int8")
-        network.prepare(opts.precision, _calibration_crops(ws, rows, network.meta["resolution"]))
+        _check_model(network.model, network.meta, set_meta, model_dir)
+        size, face_type = set_meta.extract.size, set_meta.extract.face_type
+        masker: Masker = MASKERS.load(set_meta.extract.masker)()
+        plans, excluded = plan_faces(ws, rows, size, network.resolution, face_type, opts.smooth)
+        network.prepare(opts.precision, _calibration_crops(ws, rows, network.resolution))
     finally:
         ws.close()
     log.info("convert: %s -> %s; smoothing %s, colour %s, blend %s, mask erode %d blur %d",
              input_path, "previews" if opts.preview else output,
              f"sigma {opts.smooth:g} frames" if opts.smooth > 0 else "off", opts.color, opts.blend,
              opts.mask_erode, opts.mask_blur)
+    work = _FaceWork(opts, size, network.resolution, masker)
     if opts.preview:
-        return _render(opts, input_path, video, network, plans, excluded, start, end, None,
-                       ws.root / "preview", size)
-    return _render(opts, input_path, video, network, plans, excluded, start, end, output, None, size)
+        return _render(opts, input_path, video, network, work, plans, excluded, start, end, None,
+                       ws.root / "preview")
+    stale = remove_stale_outputs(output)
+    if stale:
+        log.info("convert: removed %d temp video(s) left by an earlier convert that was killed", stale)
+    return _render(opts, input_path, video, network, work, plans, excluded, start, end, output, None)
 
 
-def _render(opts: ConvertOptions, input_path: Path, video: dict, network: _Network,
+def _render(opts: ConvertOptions, input_path: Path, video: dict, network: _Network, work: _FaceWork,
             plans: dict[int, list[FacePlan]], excluded: dict[int, str], start: int, end: int,
-            output: Path | None, preview_dir: Path | None, size: int) -> ConvertSummary:
+            output: Path | None, preview_dir: Path | None) -> ConvertSummary:
     summary = ConvertSummary(output=output)
     width, height, fps = int(video["width"]), int(video["height"]), float(video["fps"])
-    work = _FaceWork(opts, size, network.meta["resolution"])
     wanted = None
     if preview_dir is not None:
         wanted = set(_preview_frames(plans, start, end, opts.preview))

@@ -11,8 +11,9 @@ import base64
 import html
 import math
 import textwrap
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from pipeline.core.files import write_atomic
 
@@ -435,7 +436,8 @@ def build_html(report: dict, samples: list[dict], series: dict[str, list[float |
     notes_html = ""
     if notes:
         items = "".join(f"<li>{_e(n)}</li>" for n in notes)
-        notes_html = f'<div class="notes"><strong>&#9888; Check before you trust the figures</strong><ul>{items}</ul></div>'
+        notes_html = ('<div class="notes"><strong>&#9888; Check before you trust the figures</strong>'
+                      f'<ul>{items}</ul></div>')
     series = series or {}
     identity_plot = _svg_plot("Identity distance over time", "identity distance",
                               _plot_lines(series, "identity"),
@@ -461,7 +463,8 @@ def build_html(report: dict, samples: list[dict], series: dict[str, list[float |
 <h2>Summary</h2>
 <div class="cards">
 <div class="card"><table class="t">
-<tr><th class="l">metric</th><th>mean</th><th>median</th><th>worst</th><th>frames</th><th class="l">what it means</th></tr>
+<tr><th class="l">metric</th><th>mean</th><th>median</th><th>worst</th><th>frames</th>
+<th class="l">what it means</th></tr>
 {"".join(_metric_rows(report))}
 </table></div>
 <div class="card"><table class="t">

@@ -10,11 +10,10 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import time
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
@@ -22,28 +21,20 @@ import numpy as np
 from tqdm import tqdm
 
 from evaluate import metrics
-from pipeline.faces.backends import create_detector, create_landmarker
+from evaluate.options import EvaluateOptions
 from pipeline.core.errors import UserError
-from pipeline.faces.face_chip import extract_chip
-from pipeline.faces.identity import SAME_PERSON, IdentityEncoder, unpack
 from pipeline.core.files import write_atomic
+from pipeline.core.options import check
 from pipeline.core.video import FrameReader, VideoInfo, probe
+from pipeline.faces.analyser import FaceAnalyser
+from pipeline.faces.face_chip import extract_chip
+from pipeline.faces.identity import SAME_PERSON, IdentityEncoder
 from pipeline.workspace.store import Workspace
 
 log = logging.getLogger("evaluate")
 
 #: Mean absolute difference (grey levels) inside the face above which it counts as swapped.
 SWAP_DIFFERENCE = 4.0
-
-
-@dataclass
-class EvaluateOptions:
-    workspace: Path = Path("workspace")
-    video: Path | None = None          # default: the workspace's result.mp4
-    reference: Path | None = None      # default: the dst input recorded by extract
-    device: str = "auto"
-    samples: int = 4                   # evenly spaced sample frames on the page
-    workers: int = field(default_factory=lambda: os.cpu_count() or 1)
 
 
 @dataclass
@@ -81,16 +72,11 @@ class _Frame:
 class _Analyser:
     """Finds faces and measures one frame pair (runs in pool threads)."""
 
-    def __init__(self, min_face: int) -> None:
-        self.detector = create_detector("dlib", "auto", min_face)
-        self.landmarker = create_landmarker("dlib")
+    def __init__(self, detector: str, landmarker: str, min_face: int) -> None:
+        self.find = FaceAnalyser(detector, landmarker, "auto", min_face)
 
     def faces(self, image: np.ndarray) -> list[_Face]:
-        out = []
-        for det in self.detector.detect(image):
-            pts = self.landmarker.landmarks(image, det.box)
-            out.append(_Face(det.box, pts, extract_chip(image, pts)))
-        return out
+        return [_Face(f.box, f.landmarks, extract_chip(image, f.landmarks)) for f in self.find(image)]
 
     def __call__(self, index: int, ref: np.ndarray, out: np.ndarray) -> _Frame:
         ref_faces, out_faces = self.faces(ref), self.faces(out)
@@ -105,7 +91,8 @@ class _Analyser:
             mask = metrics.face_mask(rf.landmarks, ref.shape)
             band = max(2, int(round(0.08 * metrics.eye_distance(rf.landmarks))))
             inside = mask > 0
-            diff = float(np.abs(out[inside].astype(np.int16) - ref[inside].astype(np.int16)).mean()) if inside.any() else 0.0
+            diff = (float(np.abs(out[inside].astype(np.int16) - ref[inside].astype(np.int16)).mean())
+                    if inside.any() else 0.0)
             pose, pose_diff = metrics.pose_error(of.landmarks, rf.landmarks)
             pairs.append(_Pair(rf, of, metrics.expression_error(of.landmarks, rf.landmarks), pose, pose_diff,
                                metrics.ssim_in_mask(out, ref, mask), metrics.seam_delta_e(out, mask, band),
@@ -166,8 +153,7 @@ def _jitter_series(frames: list[_Frame], side: str, n: int) -> list[float | None
 
 
 def _src_identity(ws: Workspace) -> np.ndarray | None:
-    descs = [unpack(r["descriptor"]) for r in ws.faces("src", "dropped=0")]
-    descs = [d for d in descs if d is not None]
+    descs = [r.descriptor for r in ws.faces("src", kept=True) if r.descriptor is not None]
     return np.mean(descs, axis=0) if descs else None
 
 
@@ -180,7 +166,7 @@ def _check_inputs(opts: EvaluateOptions, ws: Workspace) -> tuple[Path, Path]:
         if meta is None:
             raise UserError(f"no reference video: {ws.root} has no dst set; pass --reference DST_VIDEO "
                             f"or run 'python main.py extract --input DST_VIDEO' first")
-        reference = Path(meta["input"])
+        reference = Path(meta.input)
     if not video.exists():
         hint = "run 'python main.py convert' first, or pass --video" if opts.video is None else "check the path"
         raise UserError(f"video to evaluate {video} does not exist; {hint}")
@@ -192,11 +178,15 @@ def _check_inputs(opts: EvaluateOptions, ws: Workspace) -> tuple[Path, Path]:
 def run_evaluate(opts: EvaluateOptions) -> tuple[dict, Path]:
     """Measure ``video`` against ``reference``; write report.json and index.html."""
     started = time.perf_counter()
-    ws = Workspace(opts.workspace)
-    video, reference = _check_inputs(opts, ws)
+    check(opts)
+    with Workspace(opts.workspace) as ws:
+        video, reference = _check_inputs(opts, ws)
+        src_mean = _src_identity(ws) if ws.exists else None
+        dst = ws.set_meta("dst")
+        # faces are found the way the dst set was extracted (the defaults when there is none)
+        detector, landmarker = (dst.extract.detector, dst.extract.landmarker) if dst else ("dlib", "dlib")
     info_out, info_ref = probe(video), probe(reference)
     notes: list[str] = []
-    src_mean = _src_identity(ws) if ws.exists else None
     if src_mean is None:
         notes.append("no src faces with descriptors in the workspace: identity to the src person not measured")
     if (info_out.width, info_out.height) != (info_ref.width, info_ref.height):
@@ -205,11 +195,14 @@ def run_evaluate(opts: EvaluateOptions) -> tuple[dict, Path]:
     encoder = IdentityEncoder(opts.device, 16, 1 if opts.workers > 1 else None)
     log.info("evaluate: %s against %s", video, reference)
     log.info("identity: %s", encoder.description)
+    analyser = _Analyser(detector, landmarker, max(80, min(info_ref.width, info_ref.height) // 4))
+    log.info("faces: %s", analyser.find.description)
 
-    frames, frames_in, frames_out = _measure(video, reference, info_out, info_ref, opts, encoder, src_mean)
+    frames, frames_in, frames_out = _measure(video, reference, info_out, info_ref, opts, encoder, src_mean,
+                                             analyser)
     n = len(frames)
     jitter_out, jitter_ref = _jitter_series(frames, "output", n), _jitter_series(frames, "reference", n)
-    report = _report(video, reference, ws, frames, frames_in, frames_out, info_out, info_ref,
+    report = _report(video, reference, ws.root, frames, frames_in, frames_out, info_out, info_ref,
                      jitter_out, jitter_ref, notes)
     report_dir = ws.root / "report"
     report_dir.mkdir(parents=True, exist_ok=True)
@@ -221,13 +214,12 @@ def run_evaluate(opts: EvaluateOptions) -> tuple[dict, Path]:
     from evaluate.html_report import render_html
     render_html(report, samples, series, report_dir / "index.html")
     log.info("evaluated %d frames in %.1f s", n, time.perf_counter() - started)
-    ws.close()
     return report, report_dir
 
 
 def _measure(video: Path, reference: Path, info_out: VideoInfo, info_ref: VideoInfo, opts: EvaluateOptions,
-             encoder: IdentityEncoder, src_mean: np.ndarray | None) -> tuple[list[_Frame], int, int]:
-    analyser = _Analyser(max(80, min(info_ref.width, info_ref.height) // 4))
+             encoder: IdentityEncoder, src_mean: np.ndarray | None,
+             analyser: _Analyser) -> tuple[list[_Frame], int, int]:
     ref_reader = FrameReader(reference, info_ref.width, info_ref.height)
     out_reader = FrameReader(video, info_out.width, info_out.height)
     resize = (info_out.width, info_out.height) != (info_ref.width, info_ref.height)
@@ -282,7 +274,7 @@ def _mean(values: list) -> float | None:
     return float(np.mean(vals)) if vals else None
 
 
-def _report(video: Path, reference: Path, ws: Workspace, frames: list[_Frame], frames_in: int, frames_out: int,
+def _report(video: Path, reference: Path, root: Path, frames: list[_Frame], frames_in: int, frames_out: int,
             info_out: VideoInfo, info_ref: VideoInfo, jitter_out: list, jitter_ref: list, notes: list[str]) -> dict:
     per_frame = []
     for fr in frames:
@@ -308,8 +300,9 @@ def _report(video: Path, reference: Path, ws: Workspace, frames: list[_Frame], f
     missing = sum(1 for f in per_frame if f["faces_reference"] > f["matched"])
     ref_faces = sum(1 for f in per_frame if f["faces_reference"])
     if frames_out != frames_in:
+        where = "missing from" if frames_out < frames_in else "extra in"
         notes.append(f"output has {frames_out} frames, reference {frames_in}: "
-                     f"{abs(frames_in - frames_out)} frames {'missing from' if frames_out < frames_in else 'extra in'} the output")
+                     f"{abs(frames_in - frames_out)} frames {where} the output")
     if not info_out.has_audio and info_ref.has_audio:
         notes.append("the output has no audio stream; the reference has one")
     elif not info_out.has_audio:
@@ -321,7 +314,7 @@ def _report(video: Path, reference: Path, ws: Workspace, frames: list[_Frame], f
     elif missing:
         notes.append(f"{missing} frames have a face in the reference but none at the same place in the output")
     return {
-        "video": str(video), "reference": str(reference), "workspace": str(ws.root),
+        "video": str(video), "reference": str(reference), "workspace": str(root),
         "identity_to_src": metrics.summary(col("identity_to_src")),
         "identity_to_dst": metrics.summary(col("identity_to_dst"), worst="min"),  # near the original = failed swap
         "expression": metrics.summary(col("expression")),

@@ -13,23 +13,15 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from pipeline.faces.backends.base import Landmarker
 from pipeline.core import geometry
+from pipeline.faces.analyser import FoundFace
+from pipeline.faces.backends.base import Landmarker
 
 #: Above this RMS misfit to the mean face (template units) landmarks are not a face.
 #: Real detections here measured 0.027-0.059.
 MAX_TEMPLATE_RESIDUAL = 0.10
 MAX_SCALE_CHANGE = 1.25          # per frame
 MAX_SHIFT = 0.25                 # per frame, in template units (about a face width / 1.3)
-
-
-@dataclass
-class FoundFace:
-    box: tuple[float, float, float, float]
-    landmarks: np.ndarray
-    score: float | None
-    origin: str                   # 'detected' or 'bridged'
-    track: int | None = None
 
 
 @dataclass

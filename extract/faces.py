@@ -1,4 +1,4 @@
-"""Per-face work after landmarks: aligned crop, hull mask, quality figures, encoded files.
+"""Per-face work after landmarks: aligned crop, automatic mask, quality figures, encoded files.
 
 Runs in the worker threads (OpenCV releases the GIL), so both cores share it.
 """
@@ -9,11 +9,12 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from extract.bridging import FoundFace
 from pipeline.core import geometry
-from pipeline.faces.face_chip import extract_chip
 from pipeline.core.images import encode
-from pipeline.workspace.store import dumps, mask_hash
+from pipeline.faces.analyser import FoundFace
+from pipeline.faces.backends.base import Masker
+from pipeline.faces.face_chip import extract_chip
+from pipeline.workspace.store import mask_hash
 
 
 @dataclass(frozen=True)
@@ -25,13 +26,18 @@ class AlignSettings:
 
 @dataclass
 class FaceRecord:
-    """One face ready to store: the index row (minus file names) and the encoded files."""
+    """One face ready to store: its geometry and quality figures and the encoded files."""
 
-    row: dict
+    face: FoundFace
+    aligned_points: np.ndarray    # (68, 2) in the aligned crop
+    transform: np.ndarray         # (2, 3) source -> aligned
+    blur: float
+    pose: tuple[float, float, float]
     aligned_png: bytes
     mask_png: bytes
     mask_pixels_hash: str
     chip: np.ndarray              # 150x150 identity chip, cut from the source image
+    descriptor: np.ndarray | None = None
     dropped_reason: str | None = None
 
 
@@ -43,26 +49,13 @@ def blur_score(aligned: np.ndarray, mask: np.ndarray) -> float:
     return float(lap[inside].var()) if inside.any() else 0.0
 
 
-def build_face(image: np.ndarray, face: FoundFace, settings: AlignSettings) -> FaceRecord:
+def build_face(image: np.ndarray, face: FoundFace, settings: AlignSettings, masker: Masker) -> FaceRecord:
     """Everything extract stores for one face found in ``image`` (RGB)."""
     matrix = geometry.face_transform(face.landmarks, settings.face_type, settings.size)
     aligned = geometry.warp_to_aligned(image, matrix, settings.size)
     aligned_points = geometry.transform_points(face.landmarks, matrix)
-    mask = geometry.hull_mask(aligned_points, settings.size)
-    yaw, pitch, roll = geometry.head_pose(face.landmarks)
-    row = {
-        "track": face.track, "origin": face.origin, "score": face.score,
-        "bbox": dumps(face.box), "landmarks": dumps(face.landmarks),
-        "aligned_landmarks": dumps(aligned_points), "transform": json_matrix(matrix),
-        "face_type": settings.face_type, "size": settings.size,
-        "blur": blur_score(aligned, mask), "yaw": yaw, "pitch": pitch, "roll": roll,
-    }
+    mask = masker.mask(aligned, aligned_points, settings.size)
     ext = ".jpg" if settings.image_format == "jpg" else ".png"
-    return FaceRecord(row, encode(aligned, ext), encode(mask, ".png", rgb=False), mask_hash(mask),
+    return FaceRecord(face, aligned_points, matrix, blur_score(aligned, mask), geometry.head_pose(face.landmarks),
+                      encode(aligned, ext), encode(mask, ".png", rgb=False), mask_hash(mask),
                       extract_chip(image, face.landmarks))
-
-
-def json_matrix(matrix: np.ndarray) -> str:
-    """Transforms keep full precision: convert's warp-back must hit the same pixels."""
-    import json
-    return json.dumps(np.asarray(matrix, dtype=np.float64).tolist())

@@ -9,52 +9,36 @@ exactly where it stopped.
 from __future__ import annotations
 
 import logging
-import os
 import time
 from collections import deque
+from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 from tqdm import tqdm
 
-from pipeline.faces.backends import create_detector, create_landmarker
-from pipeline.faces.backends.base import FaceDetector, Landmarker
-from extract.bridging import FoundFace, GapBridger
+from extract.bridging import GapBridger
 from extract.faces import AlignSettings, FaceRecord, build_face
 from extract.inputs import InputSource, resolve_input
+from extract.options import ExtractOptions
+from extract.search import SlowPassGate, is_anchor
 from pipeline.core.errors import UserError
-from pipeline.faces.identity import IdentityEncoder, distances, pack
 from pipeline.core.files import remove_quietly, write_atomic
-from pipeline.core.images import ImageReadError, read_rgb
+from pipeline.core.images import ImageReadError, read_gray, read_rgb
+from pipeline.core.options import check
 from pipeline.core.video import FrameReader
-from pipeline.workspace.store import FACE_COLUMNS, Workspace, loads_array
-from pipeline.core.geometry import FACE_TYPES
+from pipeline.faces.analyser import FaceAnalyser, FoundFace
+from pipeline.faces.backends.base import Masker
+from pipeline.faces.identity import IdentityEncoder, distances
+from pipeline.registries import MASKERS
+from pipeline.workspace.records import DropReason, ExtractSettings, FaceOrigin, FaceRow, MaskOrigin, SetMeta
+from pipeline.workspace.store import Workspace, mask_hash
 
 log = logging.getLogger("extract")
 
 COMMIT_EVERY_S = 1.0
-
-
-@dataclass
-class ExtractOptions:
-    input: Path
-    workspace: Path = Path("workspace")
-    set_name: str | None = None
-    detector: str = "dlib"
-    face_type: str = "full"
-    size: int = 256
-    image_format: str = "png"
-    upsample: str = "auto"
-    min_face: int | None = None         # None: a quarter of the frame for video, 80 px for photos
-    bridge_gap: int = 5
-    force: bool = False
-    target_face: Path | None = None
-    target_threshold: float = 0.6
-    device: str = "auto"
-    workers: int = field(default_factory=lambda: os.cpu_count() or 1)
 
 
 @dataclass
@@ -100,36 +84,11 @@ class _Item:
     status: str = "ok"
 
 
-class _Detect:
-    """Detector + landmarks for one image (runs in a pool thread)."""
-
-    def __init__(self, detector: FaceDetector, landmarker: Landmarker) -> None:
-        self.detector, self.landmarker = detector, landmarker
-
-    def __call__(self, image: np.ndarray) -> list[FoundFace]:
-        return [FoundFace(d.box, self.landmarker.landmarks(image, d.box), d.score, "detected")
-                for d in self.detector.detect(image)]
-
-
-def _settings_of(opts: ExtractOptions) -> dict:
-    return {"detector": opts.detector, "face_type": opts.face_type, "size": opts.size,
-            "image_format": opts.image_format,
-            "target_face": str(Path(opts.target_face).resolve()) if opts.target_face else None,
-            "target_threshold": opts.target_threshold if opts.target_face else None}
-
-
-def _check_options(opts: ExtractOptions) -> None:
-    if opts.face_type not in FACE_TYPES:
-        raise UserError(f"unknown face type '{opts.face_type}'; choose one of: {', '.join(FACE_TYPES)}")
-    if not 64 <= opts.size <= 2048:
-        raise UserError(f"--size {opts.size} is out of range; use 64 to 2048 (default 256)")
-    if opts.image_format not in ("png", "jpg"):
-        raise UserError(f"--image-format {opts.image_format}: choose png or jpg")
-    if opts.bridge_gap < 0:
-        raise UserError("--bridge-gap must be 0 (off) or more frames")
-    if not 0.0 < opts.target_threshold < 2.0:
-        raise UserError(f"--target-threshold {opts.target_threshold}: use a distance between 0 and 2 "
-                        f"(dlib's same-person threshold is 0.6)")
+def _settings_of(opts: ExtractOptions) -> ExtractSettings:
+    return ExtractSettings(detector=opts.detector, landmarker=opts.landmarker, masker=opts.masker,
+                           face_type=opts.face_type, size=opts.size, image_format=opts.image_format,
+                           target_face=str(Path(opts.target_face).resolve()) if opts.target_face else None,
+                           target_threshold=opts.target_threshold if opts.target_face else None)
 
 
 def _min_face(opts: ExtractOptions, src: InputSource) -> int:
@@ -141,7 +100,7 @@ def _min_face(opts: ExtractOptions, src: InputSource) -> int:
     return 80
 
 
-def _reference_descriptor(path: Path, detect: "_Detect", encoder) -> np.ndarray:
+def _reference_descriptor(path: Path, detect: FaceAnalyser, encoder: IdentityEncoder) -> np.ndarray:
     """Identity of the one face in the --target-face photo (the largest, if several)."""
     path = Path(path).expanduser().resolve()
     if not path.is_file():
@@ -163,16 +122,16 @@ def _check_set(ws: Workspace, set_name: str, src: InputSource, opts: ExtractOpti
     meta = ws.set_meta(set_name)
     if meta is None:
         return
-    if meta.get("input") != str(src.path):
-        raise UserError(f"set '{set_name}' in {ws.root} already holds faces from {meta.get('input')}; "
+    if meta.input != str(src.path):
+        raise UserError(f"set '{set_name}' in {ws.root} already holds faces from {meta.input}; "
                         f"extract {src.path} into another workspace (--workspace DIR)")
-    old = meta.get("extract", {})
-    new = _settings_of(opts)
+    old = meta.extract.to_json()
+    new = _settings_of(opts).to_json()
     diff = [f"{k} {old.get(k)} -> {v}" for k, v in new.items() if old.get(k) != v]
     if diff and not opts.force:
         raise UserError(f"set '{set_name}' was extracted with other settings ({', '.join(diff)}); "
                         f"run with the same options, or add --force to re-extract (hand-edited masks are kept)")
-    video = meta.get("video")
+    video = meta.video
     if src.video and video and not opts.force and (
             (video.get("width"), video.get("height")) != (src.video.width, src.video.height)
             or video.get("frames_expected") != src.video.frames_expected):
@@ -184,41 +143,41 @@ def _check_set(ws: Workspace, set_name: str, src: InputSource, opts: ExtractOpti
 def run_extract(opts: ExtractOptions) -> ExtractSummary:
     """Extract faces from ``opts.input`` into the workspace; resumable and idempotent."""
     started = time.perf_counter()
-    _check_options(opts)
+    check(opts)
     src = resolve_input(opts.input)
-    ws = Workspace(opts.workspace)
     set_name = opts.set_name or src.default_set
-    if set_name not in ("dst", "src"):
-        raise UserError(f"--set {set_name}: choose dst or src")
-    how = "given by --set" if opts.set_name else f"default for {'a video' if src.kind == 'video' else 'images'}; use --set to change"
-    log.info("input: %s (%s) -> set %s (%s)", src.path, src.kind, set_name, how)
-    _check_set(ws, set_name, src, opts)
-
-    detector = create_detector(opts.detector, opts.upsample, _min_face(opts, src))
-    landmarker = create_landmarker("dlib")
-    log.info("detector: %s", detector.description)
-    log.info("landmarks: %s", landmarker.description)
-    log.info("workers: %d threads; face type %s, %dx%d %s", opts.workers, opts.face_type,
-             opts.size, opts.size, opts.image_format)
-
-    if ws.exists and ws.set_meta(set_name):
-        ws.remove_stale_temp_files(set_name)
-        scan = ws.sync_artist_edits(set_name)
-        if scan.deleted or scan.hand_masks:
-            log.info("artist edits found: %d aligned faces deleted (kept dropped%s), %d masks hand-edited (never overwritten)",
-                     len(scan.deleted), ", restored by --force" if opts.force else "", len(scan.hand_masks))
-
-    detect = _Detect(detector, landmarker)
-    loader = ThreadPoolExecutor(1, thread_name_prefix="load")
-    # torch loads while detection starts; one torch thread, the detector threads use the cores
-    encoder_future = loader.submit(IdentityEncoder, opts.device, 16, 1 if opts.workers > 1 else None)
-    loader.shutdown(wait=False)
-    job = _ExtractJob(ws, set_name, src, opts, detect, landmarker, encoder_future)
-    if opts.target_face is not None:
-        job.reference = _reference_descriptor(opts.target_face, detect, job.encoder)
-        log.info("target face: %s (faces further than %.2f from it are dropped)", opts.target_face,
-                 opts.target_threshold)
+    masker: Masker = MASKERS.load(opts.masker)()
+    ws = Workspace(opts.workspace, write=True, command="extract", rebuild_index=True)
     try:
+        what = "a video" if src.kind == "video" else "images"
+        how = "given by --set" if opts.set_name else f"default for {what}; use --set to change"
+        log.info("input: %s (%s) -> set %s (%s)", src.path, src.kind, set_name, how)
+        _check_set(ws, set_name, src, opts)
+        analyser = FaceAnalyser(opts.detector, opts.landmarker, opts.upsample, _min_face(opts, src))
+        log.info("detector: %s: %s", opts.detector, analyser.detector.description)
+        log.info("landmarks: %s: %s", opts.landmarker, analyser.landmarker.description)
+        log.info("masks: %s: %s", opts.masker, masker.description)
+        log.info("workers: %d threads; face type %s, %dx%d %s", opts.workers, opts.face_type,
+                 opts.size, opts.size, opts.image_format)
+        if ws.set_unindexed(set_name):
+            log.warning("warning: %s has no faces of set %s: building them again from the input; masks repainted "
+                        "by hand and aligned faces deleted by hand are found on disk and kept", ws.db_path, set_name)
+        elif ws.exists and ws.set_meta(set_name):
+            ws.remove_stale_temp_files(set_name)
+            scan = ws.sync_artist_edits(set_name)
+            if scan.deleted or scan.hand_masks:
+                log.info("artist edits found: %d aligned faces deleted (kept dropped%s), %d masks hand-edited "
+                         "(never overwritten)", len(scan.deleted), ", restored by --force" if opts.force else "",
+                         len(scan.hand_masks))
+        loader = ThreadPoolExecutor(1, thread_name_prefix="load")
+        # torch loads while detection starts; one torch thread, the detector threads use the cores
+        encoder_future = loader.submit(IdentityEncoder, opts.device, 16, 1 if opts.workers > 1 else None)
+        loader.shutdown(wait=False)
+        job = _ExtractJob(ws, set_name, src, opts, analyser, masker, encoder_future)
+        if opts.target_face is not None:
+            job.reference = _reference_descriptor(opts.target_face, analyser, job.encoder)
+            log.info("target face: %s (faces further than %.2f from it are dropped)", opts.target_face,
+                     opts.target_threshold)
         summary = job.run()
     finally:
         ws.close()
@@ -228,29 +187,30 @@ def run_extract(opts: ExtractOptions) -> ExtractSummary:
 
 class _ExtractJob:
     def __init__(self, ws: Workspace, set_name: str, src: InputSource, opts: ExtractOptions,
-                 detect: _Detect, landmarker: Landmarker, encoder: Future) -> None:
+                 analyser: FaceAnalyser, masker: Masker, encoder: Future) -> None:
         self.ws, self.set_name, self.src, self.opts = ws, set_name, src, opts
-        self.detect, self.landmarker = detect, landmarker
-        self._encoder_future, self._encoder = encoder, None
+        self.detect, self.landmarker, self.masker = analyser, analyser.landmarker, masker
+        self._encoder_future: Future = encoder
+        self._encoder: IdentityEncoder | None = None
         self.reference: np.ndarray | None = None      # --target-face descriptor
         self.to_describe: list[tuple[_Item, list[FaceRecord]]] = []
         self.settings = AlignSettings(opts.face_type, opts.size, opts.image_format)
         self.ext = ".jpg" if opts.image_format == "jpg" else ".png"
         self.summary = ExtractSummary(set_name=set_name)
-        self.created = ws.exists and ws.set_meta(set_name) is not None
+        self.created = ws.exists and ws.set_meta(set_name) is not None and not ws.index_missing
+        self.rebuilding = ws.set_unindexed(set_name)   # the index lost this set: find the artist's edits on disk
         self.early: list[tuple[_Item, list[FaceRecord]]] = []   # stored once the set exists
-        self.in_txn = False
         self.last_commit = time.monotonic()
         self.bar: tqdm | None = None
 
     # ------------------------------------------------------------------ main loop
     def run(self) -> ExtractSummary:
-        done = set() if self.opts.force else self._done_keys()
+        done = set() if self.opts.force else self.ws.done_frames(self.set_name)
         total = self.src.video.frames if self.src.video else len(self.src.images)
         self.summary.frames_resumed = len(done)
         bridger = None
         if self.src.kind == "video" and self.opts.bridge_gap > 0:
-            bridger = GapBridger(self.landmarker, self.opts.bridge_gap, next_track=self._next_track())
+            bridger = GapBridger(self.landmarker, self.opts.bridge_gap, next_track=self.ws.next_track(self.set_name))
         unit = "frame" if self.src.kind == "video" else "img"
         self.bar = tqdm(total=total, initial=len(done), unit=unit, desc=f"extract {self.set_name}",
                         dynamic_ncols=True, mininterval=0.5)
@@ -260,26 +220,36 @@ class _ExtractJob:
         reader: FrameReader | None = None
         pool = ThreadPoolExecutor(workers, thread_name_prefix="extract")
         seeded = False
+        gate: SlowPassGate | None = None
         try:
             items, reader = self._items()
             for item in items:
                 if (item.source, item.index) in done:
                     continue
-                if bridger is not None and not seeded:
+                if not seeded:
                     seeded = True
-                    bridger.seed(self._stored_faces(item.index - 1), item.index - 1)
+                    before = self._stored_faces(item.index - 1)
+                    if bridger is not None:
+                        bridger.seed(before, item.index - 1)
+                    if self.src.kind == "video":
+                        gate = SlowPassGate(lambda it: self.detect(it.image), bool(before))
                 if item.image is None:   # unreadable photo
                     building.append((item, _done_future([])))
                 else:
-                    inflight.append((item, pool.submit(self.detect, item.image)))
+                    inflight.append((item, pool.submit(self._first_look, item)))
                 while len(inflight) > 2 * workers + 2:
-                    self._after_detect(*inflight.popleft(), bridger, pool, building)
+                    item, fut = inflight.popleft()
+                    self._decided(self._after_look(item, fut, gate), bridger, pool, building)
                 while len(building) > 2 * workers + 2:
                     self._store(*building.popleft())
             while inflight:
-                self._after_detect(*inflight.popleft(), bridger, pool, building)
+                item, fut = inflight.popleft()
+                self._decided(self._after_look(item, fut, gate), bridger, pool, building)
+            if gate is not None:
+                self._decided(gate.finish(), bridger, pool, building)
+                log.debug("slow detector passes on %d frames", gate.slow_searches)
             if bridger is not None:
-                for index, item, faces in bridger.finish():
+                for _, item, faces in bridger.finish():
                     building.append((item, pool.submit(self._build, item.image, faces)))
             while building:
                 self._store(*building.popleft())
@@ -304,15 +274,27 @@ class _ExtractJob:
         self._finish(reader, done)
         return self.summary
 
-    def _after_detect(self, item: _Item, fut: Future, bridger: GapBridger | None,
-                      pool: ThreadPoolExecutor, building: deque) -> None:
-        faces = fut.result()
-        released = [(item.index, item, faces)] if bridger is None else bridger.push(item.index, item, faces, item.image)
-        for _, ready, ready_faces in released:
-            building.append((ready, pool.submit(self._build, ready.image, ready_faces)))
+    def _first_look(self, item: _Item) -> tuple[list[FoundFace], bool]:
+        """Faces with the cheap pass (every pass for photos and anchor frames); runs in the pool."""
+        thorough = self.src.kind != "video" or is_anchor(item.index)
+        return self.detect(item.image, thorough), thorough
+
+    @staticmethod
+    def _after_look(item: _Item, fut: Future, gate: SlowPassGate | None) -> list[tuple[_Item, list[FoundFace]]]:
+        faces, thorough = fut.result()
+        return [(item, faces)] if gate is None else gate.push(item, faces, thorough)
+
+    def _decided(self, frames: list[tuple[_Item, list[FoundFace]]], bridger: GapBridger | None,
+                 pool: ThreadPoolExecutor, building: deque) -> None:
+        """Frames whose faces are known, in order: through the gap bridger, then built in the pool."""
+        for item, faces in frames:
+            released = [(item.index, item, faces)] if bridger is None else bridger.push(item.index, item, faces,
+                                                                                      item.image)
+            for _, ready, ready_faces in released:
+                building.append((ready, pool.submit(self._build, ready.image, ready_faces)))
 
     def _build(self, image: np.ndarray, faces: list[FoundFace]) -> list[FaceRecord]:
-        return [build_face(image, face, self.settings) for face in faces]
+        return [build_face(image, face, self.settings, self.masker) for face in faces]
 
     # ------------------------------------------------------------------ inputs
     def _items(self) -> tuple[Iterator[_Item], FrameReader | None]:
@@ -339,28 +321,13 @@ class _ExtractJob:
                 yield _Item(name, 0, stem, None, status="unreadable")
 
     # ------------------------------------------------------------------ index
-    def _done_keys(self) -> set[tuple[str, int]]:
-        db = self.ws.read_db()
-        if db is None:
-            return set()
-        rows = db.execute("SELECT source, frame_index FROM frames WHERE set_name=?", (self.set_name,))
-        return {(r[0], r[1]) for r in rows}
-
-    def _next_track(self) -> int:
-        db = self.ws.read_db()
-        if db is None:
-            return 0
-        value = db.execute("SELECT MAX(track) FROM faces WHERE set_name=?", (self.set_name,)).fetchone()[0]
-        return 0 if value is None else value + 1
-
     def _stored_faces(self, frame_index: int) -> list[FoundFace]:
         """Faces of the last frame done before a resume, to continue their tracks."""
         if frame_index < 0 or self.src.kind != "video":
             return []
-        rows = self.ws.faces(self.set_name, "source=? AND frame_index=?",
-                             (self.src.source_name(), frame_index))
-        return [FoundFace(tuple(loads_array(r["bbox"])), loads_array(r["landmarks"]), r["score"],
-                          r["origin"], r["track"]) for r in rows]
+        rows = self.ws.faces(self.set_name, source=self.src.source_name(), frame_index=frame_index)
+        return [FoundFace((float(r.bbox[0]), float(r.bbox[1]), float(r.bbox[2]), float(r.bbox[3])), r.landmarks,
+                          r.score, r.origin.value, r.track) for r in rows]
 
     @property
     def encoder(self) -> IdentityEncoder:
@@ -381,9 +348,9 @@ class _ExtractJob:
         if records:
             descriptors = self.encoder.describe_chips([rec.chip for rec in records])
             for rec, desc in zip(records, descriptors):
-                rec.row["descriptor"] = pack(desc)
+                rec.descriptor = desc
                 if self.reference is not None and distances(desc, self.reference)[0] > self.opts.target_threshold:
-                    rec.dropped_reason = "identity"
+                    rec.dropped_reason = DropReason.IDENTITY
         for item, recs in queued:
             self._store_records(item, recs)
 
@@ -405,8 +372,8 @@ class _ExtractJob:
         elif not records:
             s.without_face += 1
         s.faces += len(records)
-        s.detected += sum(1 for r in records if r.row["origin"] == "detected")
-        s.dropped_identity += sum(1 for r in records if r.dropped_reason == "identity")
+        s.detected += sum(1 for r in records if r.face.origin == FaceOrigin.DETECTED)
+        s.dropped_identity += sum(1 for r in records if r.dropped_reason == DropReason.IDENTITY)
         if self.bar is not None:
             self.bar.update(1)
             self.bar.set_postfix(faces=s.faces, refresh=False)
@@ -420,91 +387,100 @@ class _ExtractJob:
             self._write(item, records)
 
     def _record_set_meta(self, complete: bool, frames_decoded: int | None = None) -> None:
-        meta = self.ws.set_meta(self.set_name) or {}
-        meta.update({"input": str(self.src.path), "kind": self.src.kind,
-                     "extract": _settings_of(self.opts), "complete": complete})
+        meta = SetMeta(input=str(self.src.path), kind=self.src.kind, extract=_settings_of(self.opts),
+                       complete=complete)
         if self.src.video is not None:
             video = self.src.video.to_json()
             video["frames_expected"] = self.src.video.frames_expected
             if frames_decoded is not None:
                 video["frames"] = frames_decoded
-            meta["video"] = video
+            meta.video = video
         else:
-            meta["images"] = len(self.src.images)
-        self.ws.meta["sets"][self.set_name] = meta
-        self.ws.save_meta()
+            meta.images = len(self.src.images)
+        self.ws.put_set_meta(self.set_name, meta)
+
+    def _row(self, item: _Item, face_index: int, rec: FaceRecord, aligned_name: str, mask_name: str) -> FaceRow:
+        f = rec.face
+        yaw, pitch, roll = rec.pose
+        return FaceRow(set_name=self.set_name, source=item.source, frame_index=item.index, face_index=face_index,
+                       track=f.track, origin=FaceOrigin(f.origin), detector=self.opts.detector,
+                       landmarker=self.opts.landmarker, score=f.score, bbox=np.asarray(f.box, np.float64),
+                       landmarks=f.landmarks, aligned_landmarks=rec.aligned_points, transform=rec.transform,
+                       face_type=self.settings.face_type, size=self.settings.size, aligned_file=aligned_name,
+                       mask_file=mask_name, mask_origin=MaskOrigin(self.opts.masker),
+                       mask_hash=rec.mask_pixels_hash, mask_mtime_ns=None, mask_bytes=None,
+                       descriptor=rec.descriptor, blur=rec.blur, yaw=yaw, pitch=pitch, roll=roll)
+
+    def _unindexed_edits(self, aligned: Path, mask: Path, rec: FaceRecord) -> tuple[bool, bool]:
+        """(repainted mask, deleted face) for a face the index does not know but whose files exist.
+
+        Only after the index was lost: a mask of the right size whose pixels are not the
+        automatic ones was painted by the artist; a mask whose aligned image is gone means
+        the artist deleted that face. Files a killed run left are the automatic ones, so
+        they are neither.
+        """
+        pixels = read_gray(mask) if mask.exists() else None
+        if pixels is None or pixels.shape != (self.settings.size, self.settings.size):
+            return False, False
+        return mask_hash(pixels) != rec.mask_pixels_hash, not aligned.exists()
 
     def _write(self, item: _Item, records: list[FaceRecord]) -> None:
         """Files first (atomic), then the rows; the frame counts as done with its rows."""
-        db = self.ws.db
-        existing = {r["face_index"]: r for r in db.execute(
-            "SELECT * FROM faces WHERE set_name=? AND source=? AND frame_index=?",
-            (self.set_name, item.source, item.index))}
-        aligned_dir, masks_dir = self.ws.aligned_dir(self.set_name), self.ws.masks_dir(self.set_name)
+        ws = self.ws
+        existing = ws.frame_faces(self.set_name, item.source, item.index)
+        aligned_dir, masks_dir = ws.aligned_dir(self.set_name), ws.masks_dir(self.set_name)
         rows = []
         for face_index, rec in enumerate(records):
             aligned_name = f"{item.stem}_{face_index}{self.ext}"
             mask_name = f"{item.stem}_{face_index}.png"
+            row = self._row(item, face_index, rec, aligned_name, mask_name)
             old = existing.get(face_index)
-            if old is not None and old["aligned_file"] != aligned_name:
-                remove_quietly(aligned_dir / old["aligned_file"])
-            hand = old is not None and (old["mask_origin"] == "hand" or self.ws.is_hand_mask(
-                self.set_name, old["mask_file"], old["mask_hash"]))
-            row = dict(rec.row, set_name=self.set_name, source=item.source, frame_index=item.index,
-                       face_index=face_index, detector=self.opts.detector, aligned_file=aligned_name,
-                       dropped=0, drop_reason=None)
+            if old is not None and old.aligned_file != aligned_name:
+                remove_quietly(ws.aligned_path(old))
+            hand = old is not None and (old.mask_origin == MaskOrigin.HAND or ws.is_hand_mask(old))
+            deleted = False
+            if old is None and self.rebuilding:
+                hand, deleted = self._unindexed_edits(aligned_dir / aligned_name, masks_dir / mask_name, rec)
             if rec.dropped_reason is not None:
                 # not the target person: indexed (with why) but no files for the artist to sort
                 remove_quietly(aligned_dir / aligned_name)
-                row.update(dropped=1, drop_reason=rec.dropped_reason, mask_file=mask_name,
-                           mask_origin="hull", mask_hash=rec.mask_pixels_hash, mask_mtime_ns=None,
-                           mask_bytes=None)
+                row.dropped, row.drop_reason = True, DropReason(rec.dropped_reason)
                 if not hand:
                     remove_quietly(masks_dir / mask_name)
+                elif old is not None:
+                    row.mask_file, row.mask_origin, row.mask_hash = old.mask_file, MaskOrigin.HAND, old.mask_hash
                 else:
-                    row.update(mask_file=old["mask_file"], mask_origin="hand", mask_hash=old["mask_hash"])
+                    row.mask_origin = MaskOrigin.HAND
                 rows.append(row)
                 continue
-            write_atomic(aligned_dir / aligned_name, rec.aligned_png)
+            if deleted:
+                row.dropped, row.drop_reason = True, DropReason.DELETED
+            else:
+                write_atomic(aligned_dir / aligned_name, rec.aligned_png)
             if hand:
                 self.summary.kept_hand_masks += 1
-                st = (masks_dir / old["mask_file"]).stat()
-                row.update(mask_file=old["mask_file"], mask_origin="hand", mask_hash=old["mask_hash"],
-                           mask_mtime_ns=st.st_mtime_ns, mask_bytes=st.st_size)
+                mask_path = ws.mask_path(old) if old is not None else masks_dir / mask_name
+                st = mask_path.stat()
+                row.mask_file, row.mask_origin = mask_path.name, MaskOrigin.HAND
+                row.mask_hash = old.mask_hash if old is not None else rec.mask_pixels_hash
+                row.mask_mtime_ns, row.mask_bytes = st.st_mtime_ns, st.st_size
             else:
                 path = masks_dir / mask_name
                 write_atomic(path, rec.mask_png)
                 st = path.stat()
-                row.update(mask_file=mask_name, mask_origin="hull", mask_hash=rec.mask_pixels_hash,
-                           mask_mtime_ns=st.st_mtime_ns, mask_bytes=st.st_size)
+                row.mask_mtime_ns, row.mask_bytes = st.st_mtime_ns, st.st_size
             rows.append(row)
-        self._begin()
-        for face_index, old in existing.items():
-            if face_index >= len(records):     # --force found fewer faces than before
-                remove_quietly(aligned_dir / old["aligned_file"])
-                if old["mask_origin"] != "hand":
-                    remove_quietly(masks_dir / old["mask_file"])
-                db.execute("DELETE FROM faces WHERE id=?", (old["id"],))
-        cols = ", ".join(FACE_COLUMNS)
-        marks = ", ".join("?" for _ in FACE_COLUMNS)
-        updates = ", ".join(f"{c}=excluded.{c}" for c in FACE_COLUMNS)
-        db.executemany(f"INSERT INTO faces ({cols}) VALUES ({marks}) ON CONFLICT "
-                       f"(set_name, source, frame_index, face_index) DO UPDATE SET {updates}",
-                       [tuple(r[c] for c in FACE_COLUMNS) for r in rows])
-        db.execute("INSERT OR REPLACE INTO frames (set_name, source, frame_index, status, faces) "
-                   "VALUES (?, ?, ?, ?, ?)", (self.set_name, item.source, item.index, item.status, len(records)))
+        removed = [old for face_index, old in existing.items() if face_index >= len(records)]
+        for old in removed:                    # --force found fewer faces than before
+            remove_quietly(ws.aligned_path(old))
+            if old.mask_origin != MaskOrigin.HAND:
+                remove_quietly(ws.mask_path(old))
+        ws.write_frame(self.set_name, item.source, item.index, item.status, rows, removed)
         if time.monotonic() - self.last_commit > COMMIT_EVERY_S:
             self._commit()
 
-    def _begin(self) -> None:
-        if not self.in_txn:
-            self.ws.db.execute("BEGIN")
-            self.in_txn = True
-
     def _commit(self) -> None:
-        if self.in_txn:
-            self.ws.db.commit()
-            self.in_txn = False
+        self.ws.commit()
         self.last_commit = time.monotonic()
 
     # ------------------------------------------------------------------ the end

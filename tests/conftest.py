@@ -16,6 +16,19 @@ VIDEOS = DATA / "videos"
 PHOTOS = DATA / "photos"
 KATIE = VIDEOS / "WDA_KatieHill_000.mp4"
 AOC = VIDEOS / "WDA_AlexandriaOcasioCortez_000.mp4"
+#: The first 6 frames of KATIE (kept in the repository with the version-1 workspace made from them)
+CLIP6 = ROOT / "tests" / "data" / "workspace_v1_input" / "clip.mp4"
+
+
+def detector(name: str = "dlib", upsample: str = "auto", min_face: int = 80):
+    """A registered face detector, as extract creates it."""
+    from pipeline.registries import DETECTORS
+    return DETECTORS.load(name)(upsample=upsample, min_face=min_face)
+
+
+def landmarker(name: str = "dlib"):
+    from pipeline.registries import LANDMARKERS
+    return LANDMARKERS.load(name)()
 
 
 def ffmpeg() -> str:
@@ -50,7 +63,8 @@ def short_clip(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def extracted_clips(tmp_path_factory) -> dict[str, Path]:
     """Both shared clips extracted once (default options) into their own workspaces."""
-    from extract.runner import ExtractOptions, run_extract
+    from extract.options import ExtractOptions
+    from extract.runner import run_extract
     out = {}
     for name, clip in (("katie", KATIE), ("aoc", AOC)):
         ws = tmp_path_factory.mktemp(f"ws_{name}")
@@ -64,4 +78,47 @@ def ws(base_ws, tmp_path) -> Path:
     """A fresh copy of the requesting module's ``base_ws`` workspace for one test."""
     dst = tmp_path / "ws"
     shutil.copytree(base_ws, dst)
+    return dst
+
+
+def clean_error(res: subprocess.CompletedProcess, *needles: str) -> str:
+    """The one 'error:' line of a failed command (no traceback), containing every needle."""
+    assert res.returncode != 0, res.stdout + res.stderr
+    errors = [ln for ln in res.stderr.splitlines() if ln.startswith("error:")]
+    assert len(errors) == 1, res.stderr
+    assert "Traceback" not in res.stderr, res.stderr
+    for needle in needles:
+        assert needle in errors[0], errors[0]
+    return errors[0]
+
+
+def write_tiny_model(folder: Path, face_type: str = "full", width: int = 4) -> None:
+    """An untrained transformation network as a trained model (for convert tests)."""
+    import torch
+
+    from pipeline.models.store import save_model
+    from pipeline.models.transform import TransformModel
+    from pipeline.models.transform_net import TransformNet
+    torch.manual_seed(0)
+    save_model(folder, TransformModel(TransformNet(128, width=width)), {"face_type": face_type, "iteration": 0})
+
+
+@pytest.fixture(scope="session")
+def small_ws_template(tmp_path_factory) -> Path:
+    """dst: the 6-frame clip at 128 px; src: two photos; a tiny model. Copy it before use."""
+    ws = tmp_path_factory.mktemp("small") / "ws"
+    photos = ws.parent / "photos"
+    photos.mkdir()
+    for name in ("obama2.jpg", "obama3.jpg"):
+        shutil.copy(PHOTOS / name, photos / name)
+    assert run_cli("extract", "--input", CLIP6, "--workspace", ws, "--size", "128").returncode == 0
+    assert run_cli("extract", "--input", photos, "--workspace", ws, "--size", "128").returncode == 0
+    write_tiny_model(ws / "model")
+    return ws
+
+
+@pytest.fixture
+def small_ws(small_ws_template, tmp_path) -> Path:
+    dst = tmp_path / "small_ws"
+    shutil.copytree(small_ws_template, dst)
     return dst

@@ -12,7 +12,7 @@ import cv2
 import numpy as np
 import pytest
 
-from convert.blending import BLEND_MODES, blend_face, face_region, poisson_clone, shape_mask, sharpen
+from convert.blending import blend_face, face_region, poisson_clone, shape_mask, sharpen
 from pipeline.core import geometry
 from pipeline.core.video import frame_rate_arg
 from tests.conftest import KATIE, ffmpeg
@@ -31,10 +31,10 @@ def frame() -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def landmarks(frame) -> np.ndarray:
-    from pipeline.faces.backends import create_detector, create_landmarker
-    faces = create_detector("dlib").detect(frame)
+    from tests.conftest import detector, landmarker
+    faces = detector().detect(frame)
     assert len(faces) == 1, faces
-    return create_landmarker("dlib").landmarks(frame, faces[0].box).astype(np.float64)
+    return landmarker().landmarks(frame, faces[0].box).astype(np.float64)
 
 
 @pytest.fixture(scope="module")
@@ -245,6 +245,7 @@ def test_blend_face_changes_only_the_face_and_rejects_unknown_modes(frame, landm
     assert np.array_equal(out[far], frame[far])
     with pytest.raises(ValueError, match="unknown blend mode"):
         blend_face(frame.copy(), face, to_model, alpha, to_aligned, "multiply")
+    from pipeline.registries import BLEND_MODES
     assert "multiply" not in BLEND_MODES
 
 

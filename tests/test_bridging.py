@@ -5,16 +5,19 @@ import subprocess
 import numpy as np
 import pytest
 
-from pipeline.faces.backends import create_detector, create_landmarker
-from extract.bridging import FoundFace, GapBridger
-from extract.runner import ExtractOptions, run_extract
-from pipeline.workspace.store import Workspace, loads_array
-from tests.conftest import ffmpeg
+from extract.bridging import GapBridger
+from extract.options import ExtractOptions
+from extract.runner import run_extract
+from pipeline.faces.analyser import FoundFace
+from pipeline.registries import DETECTORS
+from pipeline.workspace.records import FaceOrigin
+from pipeline.workspace.store import Workspace
+from tests.conftest import detector, ffmpeg, landmarker
 
 
 @pytest.fixture(scope="module")
 def frames(short_clip):
-    from pipeline.core.video import SWS_FLAGS   # the frames exactly as extract's FrameReader decodes them
+    from pipeline.core.video import SWS_FLAGS  # the frames exactly as extract's FrameReader decodes them
     raw = subprocess.run([ffmpeg(), "-v", "error", "-i", str(short_clip), *SWS_FLAGS, "-f", "rawvideo",
                           "-pix_fmt", "rgb24", "-"], capture_output=True, check=True).stdout
     return np.frombuffer(raw, np.uint8).reshape(-1, 512, 512, 3)
@@ -22,7 +25,7 @@ def frames(short_clip):
 
 @pytest.fixture(scope="module")
 def detections(frames):
-    det, lm = create_detector("dlib"), create_landmarker()
+    det, lm = detector(), landmarker()
     out = []
     for f in frames:
         out.append([FoundFace(d.box, lm.landmarks(f, d.box), d.score, "detected") for d in det.detect(f)])
@@ -31,7 +34,7 @@ def detections(frames):
 
 
 def _run(frames, detections, missing: set[int], max_gap: int = 5, blank: set[int] = frozenset()):
-    bridger = GapBridger(create_landmarker(), max_gap=max_gap)
+    bridger = GapBridger(landmarker(), max_gap=max_gap)
     released = []
     for i, f in enumerate(frames):
         image = np.zeros_like(f) if i in blank else f
@@ -67,23 +70,36 @@ def test_a_frame_without_a_face_is_not_bridged(frames, detections):
     assert out[5] == [] and out[6] == []
 
 
-def test_extract_reports_and_indexes_bridged_faces(tmp_path, short_clip, frames, monkeypatch):
+HIDDEN: set[str] = set()
+
+
+class FlakyDetector:
+    """dlib's HOG detector that 'misses' the frames whose hashes are in HIDDEN."""
+
+    def __init__(self, upsample: str = "auto", min_face: int = 80) -> None:
+        self.inner = detector("dlib", upsample, min_face)
+        self.description = "dlib HOG, blind in some frames (test)"
+
+    def detect(self, img):
+        if hashlib.sha1(np.ascontiguousarray(img).tobytes()).hexdigest() in HIDDEN:
+            return []
+        return self.inner.detect(img)
+
+
+def test_extract_reports_and_indexes_bridged_faces(tmp_path, short_clip, frames):
     """Through the whole runner: the detector 'misses' frames 10 and 11."""
-    import extract.runner as runner
-    hidden = {hashlib.sha1(frames[i].tobytes()).hexdigest() for i in (10, 11)}
-    real = runner.create_detector
-
-    def flaky(name, upsample, min_face):
-        det = real(name, upsample, min_face)
-        original = det.detect
-        det.detect = lambda img: [] if hashlib.sha1(np.ascontiguousarray(img).tobytes()).hexdigest() in hidden else original(img)
-        return det
-
-    monkeypatch.setattr(runner, "create_detector", flaky)
-    summary = run_extract(ExtractOptions(input=short_clip, workspace=tmp_path / "ws"))
+    from pipeline.core.registry import Entry
+    HIDDEN.clear()
+    HIDDEN.update(hashlib.sha1(frames[i].tobytes()).hexdigest() for i in (10, 11))
+    DETECTORS.register(Entry("flaky", "tests.test_bridging:FlakyDetector", "misses frames 10 and 11"))
+    try:
+        summary = run_extract(ExtractOptions(input=short_clip, workspace=tmp_path / "ws", detector="flaky"))
+    finally:
+        DETECTORS.unregister("flaky")
     assert summary.bridged == 2 and summary.detected == 22 and summary.without_face == 0
     assert "2 bridged" in summary.line()
-    rows = Workspace(tmp_path / "ws").faces("dst", "origin='bridged'")
-    assert [r["frame_index"] for r in rows] == [10, 11]
-    assert len({r["track"] for r in Workspace(tmp_path / "ws").faces("dst")}) == 1
-    assert all(len(loads_array(r["landmarks"])) == 68 for r in rows)
+    all_rows = Workspace(tmp_path / "ws").faces("dst")
+    rows = [r for r in all_rows if r.origin == FaceOrigin.BRIDGED]
+    assert [r.frame_index for r in rows] == [10, 11]
+    assert len({r.track for r in all_rows}) == 1
+    assert all(len(r.landmarks) == 68 for r in rows)

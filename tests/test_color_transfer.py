@@ -12,8 +12,11 @@ import cv2
 import numpy as np
 import pytest
 
-from convert.color_transfer import METHODS, transfer
+from convert.color_transfer import transfer
+from pipeline.registries import COLOR_TRANSFERS
 from tests.conftest import AOC, KATIE, ffmpeg
+
+METHODS = COLOR_TRANSFERS.names()
 
 SIDE = 128
 ACTIVE = [m for m in METHODS if m != "none"]

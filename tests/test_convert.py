@@ -26,9 +26,11 @@ import torch
 from convert.runner import plan_faces
 from convert.smoothing import eye_distance
 from pipeline.core import geometry
-from pipeline.models.transform_net import TransformNet, save_model
 from pipeline.core.video import FrameReader, FrameWriter, probe
-from pipeline.workspace.store import Workspace, loads_array
+from pipeline.models.store import save_model
+from pipeline.models.transform import TransformModel
+from pipeline.models.transform_net import TransformNet
+from pipeline.workspace.store import Workspace
 from tests.conftest import KATIE, ffmpeg, run_cli, snapshot
 
 WEIGHT_SCALE = 3e4
@@ -44,7 +46,7 @@ def _write_model(folder, face_type="full"):
     net = TransformNet(128, width=4)
     with torch.no_grad():
         net.head.weight.mul_(WEIGHT_SCALE)
-    save_model(folder, net, {"face_type": face_type, "iteration": 0})
+    save_model(folder, TransformModel(net), {"face_type": face_type, "iteration": 0})
 
 
 @pytest.fixture(scope="module")
@@ -73,7 +75,7 @@ def rows(base_ws):
         faces = w.faces("dst")
     finally:
         w.close()
-    out = {r["frame_index"]: dict(r) for r in faces}
+    out = {r.frame_index: r for r in faces}
     assert len(out) == len(faces) == 24
     return out
 
@@ -93,7 +95,7 @@ def _ellipse(px: int) -> np.ndarray:
 
 def _regions(row) -> tuple[np.ndarray, np.ndarray]:
     """(far from the face: outside the hull dilated by 60 px, inside: the hull eroded by 10 px)."""
-    hull = geometry.hull_mask(loads_array(row["landmarks"]), (SIZE, SIZE))
+    hull = geometry.hull_mask(row.landmarks, (SIZE, SIZE))
     return cv2.dilate(hull, _ellipse(FAR_PX)) == 0, cv2.erode(hull, _ellipse(IN_PX)) > 0
 
 
@@ -142,8 +144,8 @@ def edited(base_ws, rows, tmp_path_factory):
     mask so only the left half of the crop is face (two edits, one run: half the time)."""
     ws = tmp_path_factory.mktemp("edited") / "ws"
     shutil.copytree(base_ws, ws)
-    (ws / "data_dst" / "aligned" / rows[5]["aligned_file"]).unlink()
-    mask_path = ws / "data_dst" / "masks" / rows[10]["mask_file"]
+    (ws / "data_dst" / "aligned" / rows[5].aligned_file).unlink()
+    mask_path = ws / "data_dst" / "masks" / rows[10].mask_file
     old = cv2.imread(str(mask_path), cv2.IMREAD_GRAYSCALE)
     painted = np.zeros_like(old)
     painted[:, : old.shape[1] // 2] = 255
@@ -180,7 +182,7 @@ def test_the_generated_face_lands_where_it_was_cut(ws, rows, source_frames):
         net.head.weight.zero_()
         net.head.bias.zero_()
     shutil.rmtree(ws / "model")
-    save_model(ws / "model", net, {"face_type": "full", "iteration": 0})
+    save_model(ws / "model", TransformModel(net), {"face_type": "full", "iteration": 0})
     _convert(ws, *FAST, "--color", "none", "--blend", "alpha", "--smooth", "0", "--end", "6", "--crf", "0")
     shifts = []
     for i, after in enumerate(_frames(ws / "result.mp4")):
@@ -224,10 +226,10 @@ def test_a_round_trip_keeps_the_brightness(edited, short_clip, tmp_path):
 def _halves(row, margin=24):
     """Inside-face pixels left and right of the aligned crop's vertical midline (stored transform)."""
     _, inside = _regions(row)
-    to_aligned = loads_array(row["transform"])
+    to_aligned = row.transform
     ys, xs = np.mgrid[0:SIZE, 0:SIZE]
     ax = to_aligned[0, 0] * xs + to_aligned[0, 1] * ys + to_aligned[0, 2]
-    half = row["size"] / 2
+    half = row.size / 2
     return inside & (ax < half - margin), inside & (ax > half + margin)
 
 
@@ -423,7 +425,7 @@ def test_smoothing_steadies_the_warp(base_ws, rows):
         unsmoothed, _ = plan_faces(w, faces, 256, 128, "full", 0.0)
     finally:
         w.close()
-    e = float(np.mean([eye_distance(loads_array(r["landmarks"])) for r in rows.values()]))
+    e = float(np.mean([eye_distance(r.landmarks) for r in rows.values()]))
 
     def jitter(track):   # RMS second difference of crop centre and crop side, in eye distances
         return float(np.sqrt((np.diff(track, 2, axis=0) ** 2).sum(axis=1).mean())) / e
@@ -432,7 +434,7 @@ def test_smoothing_steadies_the_warp(base_ws, rows):
     assert jitter(smooth) <= 0.5 * jitter(raw), (jitter(smooth), jitter(raw))
     # sigma 0 is the stored transform itself
     for i in (0, 11, 23):
-        assert np.allclose(unsmoothed[i][0].to_aligned, loads_array(rows[i]["transform"]), atol=1e-2)
+        assert np.allclose(unsmoothed[i][0].to_aligned, rows[i].transform, atol=1e-2)
 
 
 # ---------------------------------------------------------------------- interruption
@@ -444,6 +446,7 @@ def test_ctrl_c_leaves_the_previous_output_and_no_temp_file(ws):
     import signal
     import sys
     import time
+
     from tests.conftest import ROOT
     old = ws / "result.mp4"
     old.write_bytes(b"the artist's previous render")

@@ -132,7 +132,8 @@ def test_jitter_is_zero_for_smooth_motion_and_grows_with_noise():
     assert max(v for v in metrics.second_difference_jitter(smooth) if v is not None) < 1e-9
     shaky = [p + rng.normal(0, 1.0, p.shape) for p in smooth]
     shakier = [p + rng.normal(0, 3.0, p.shape) for p in smooth]
-    j1, j3 = metrics.rms(metrics.second_difference_jitter(shaky)), metrics.rms(metrics.second_difference_jitter(shakier))
+    j1 = metrics.rms(metrics.second_difference_jitter(shaky))
+    j3 = metrics.rms(metrics.second_difference_jitter(shakier))
     assert 0 < j1 < j3 and j3 / j1 == pytest.approx(3.0, rel=0.2)
 
 

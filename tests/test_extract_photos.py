@@ -18,10 +18,10 @@ def test_every_face_in_the_photos_is_found(tmp_path):
     rows = Workspace(tmp_path / "ws").faces("src")
     found: dict[str, int] = {}
     for r in rows:
-        found[r["source"]] = found.get(r["source"], 0) + 1
+        found[r.source] = found.get(r.source, 0) + 1
     assert found == EXPECTED
-    two = [r for r in rows if r["source"] == "two_people.jpg"]
-    assert sorted(r["face_index"] for r in two) == [0, 1]
+    two = [r for r in rows if r.source == "two_people.jpg"]
+    assert sorted(r.face_index for r in two) == [0, 1]
 
 
 def test_rgba_grayscale_and_a_corrupt_image_among_good_ones(tmp_path):
@@ -39,7 +39,7 @@ def test_rgba_grayscale_and_a_corrupt_image_among_good_ones(tmp_path):
     info = json.loads(run_cli("info", "--json", "--workspace", tmp_path / "ws").stdout)["sets"]["src"]
     assert info["faces"] == 2 and info["unreadable"] == ["broken.jpg"] and info["frames"] == 3
     rows = Workspace(tmp_path / "ws").faces("src")
-    assert sorted(r["source"] for r in rows) == ["gray.png", "rgba.png"]
+    assert sorted(r.source for r in rows) == ["gray.png", "rgba.png"]
 
 
 def test_one_image_and_a_video_into_src(tmp_path, short_clip):

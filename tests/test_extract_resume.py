@@ -52,15 +52,15 @@ def test_interrupted_twice_then_resumed_matches_a_clean_run(tmp_path, extracted_
 
     ws, clean = Workspace(ws_dir), Workspace(extracted_clips["katie"])
     rows, clean_rows = ws.faces("dst"), clean.faces("dst")
-    keys = [(r["frame_index"], r["face_index"]) for r in rows]
+    keys = [(r.frame_index, r.face_index) for r in rows]
     assert len(keys) == len(set(keys)) == len(clean_rows)
-    assert sorted(keys) == sorted((r["frame_index"], r["face_index"]) for r in clean_rows)
+    assert sorted(keys) == sorted((r.frame_index, r.face_index) for r in clean_rows)
     assert _frames_done(ws_dir) == 200
     files = sorted(p.name for p in ws.aligned_dir("dst").iterdir())
-    assert files == sorted(r["aligned_file"] for r in rows)   # no temp files, no orphans
+    assert files == sorted(r.aligned_file for r in rows)   # no temp files, no orphans
     # the same faces, landmark for landmark
     for a, b in zip(rows, clean_rows):
-        assert a["landmarks"] == b["landmarks"]
+        assert np.array_equal(a.landmarks, b.landmarks)
 
 
 def test_rerun_on_same_input_adds_nothing(tmp_path, short_clip):
@@ -81,8 +81,8 @@ def test_deleted_faces_stay_dropped_and_hand_masks_are_never_overwritten(tmp_pat
     rows = ws.faces("dst")
     # the artist deletes two aligned faces and repaints one mask
     for r in rows[3:5]:
-        (ws.aligned_dir("dst") / r["aligned_file"]).unlink()
-    mask_path = ws.masks_dir("dst") / rows[10]["mask_file"]
+        (ws.aligned_dir("dst") / r.aligned_file).unlink()
+    mask_path = ws.masks_dir("dst") / rows[10].mask_file
     painted = read_gray(mask_path)
     painted[: painted.shape[0] // 3] = 255   # add the whole forehead
     cv2.imwrite(str(mask_path), painted)
@@ -95,9 +95,9 @@ def test_deleted_faces_stay_dropped_and_hand_masks_are_never_overwritten(tmp_pat
     # a plain rerun keeps both edits
     assert run_cli("extract", "--input", short_clip, "--workspace", ws_dir).returncode == 0
     ws = Workspace(ws_dir)
-    assert not (ws.aligned_dir("dst") / rows[3]["aligned_file"]).exists()
-    dropped = ws.faces("dst", "dropped=1")
-    assert [(r["frame_index"], r["drop_reason"]) for r in dropped] == [(3, "deleted"), (4, "deleted")]
+    assert not (ws.aligned_dir("dst") / rows[3].aligned_file).exists()
+    dropped = [r for r in ws.faces("dst") if r.dropped]
+    assert [(r.frame_index, r.drop_reason) for r in dropped] == [(3, "deleted"), (4, "deleted")]
     ws.close()
 
     # --force restores deleted faces but still keeps the painted mask
@@ -106,9 +106,9 @@ def test_deleted_faces_stay_dropped_and_hand_masks_are_never_overwritten(tmp_pat
     assert "1 hand-edited masks kept" in res.stdout
     ws = Workspace(ws_dir)
     assert np.array_equal(read_gray(mask_path), painted)
-    assert (ws.aligned_dir("dst") / rows[3]["aligned_file"]).exists()
-    assert len(ws.faces("dst", "dropped=0")) == 24
-    assert ws.faces("dst", "frame_index=10")[0]["mask_origin"] == "hand"
+    assert (ws.aligned_dir("dst") / rows[3].aligned_file).exists()
+    assert len(ws.faces("dst", kept=True)) == 24
+    assert ws.faces("dst", frame_index=10)[0].mask_origin == "hand"
     info = json.loads(run_cli("info", "--json", "--workspace", ws_dir).stdout)["sets"]["dst"]
     assert info["masks"] == {**info["masks"], "hand": 1, "hull": 23} and info["dropped"] == 0
 

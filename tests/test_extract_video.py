@@ -7,7 +7,7 @@ import pytest
 
 from pipeline.core import geometry
 from pipeline.core.images import read_rgb
-from pipeline.workspace.store import Workspace, loads_array
+from pipeline.workspace.store import Workspace
 from tests.conftest import AOC, KATIE, ffmpeg, run_cli
 
 
@@ -15,15 +15,15 @@ from tests.conftest import AOC, KATIE, ffmpeg, run_cli
 def test_a_face_in_at_least_199_of_200_frames_with_files(extracted_clips, name):
     ws = Workspace(extracted_clips[name])
     rows = ws.faces("dst")
-    frames_with_face = {r["frame_index"] for r in rows}
+    frames_with_face = {r.frame_index for r in rows}
     assert len(frames_with_face) >= 199
     assert max(frames_with_face) <= 199 and min(frames_with_face) >= 0
     for r in rows:
-        assert (ws.aligned_dir("dst") / r["aligned_file"]).is_file()
-        assert (ws.masks_dir("dst") / r["mask_file"]).is_file()
-        assert r["mask_origin"] == "hull"
-        assert all(np.isfinite([r["yaw"], r["pitch"], r["roll"], r["blur"]]))
-        assert len(loads_array(r["landmarks"])) == 68
+        assert (ws.aligned_dir("dst") / r.aligned_file).is_file()
+        assert (ws.masks_dir("dst") / r.mask_file).is_file()
+        assert r.mask_origin == "hull"
+        assert all(np.isfinite([r.yaw, r.pitch, r.roll, r.blur]))
+        assert len(r.landmarks) == 68
     meta = json.loads((extracted_clips[name] / "workspace.json").read_text())["sets"]["dst"]
     video = meta["video"]
     assert (video["frames"], video["width"], video["height"], video["fps"]) == (200, 512, 512, 25.0)
@@ -33,9 +33,9 @@ def test_a_face_in_at_least_199_of_200_frames_with_files(extracted_clips, name):
 @pytest.mark.parametrize("name", ["katie", "aoc"])
 def test_aligned_eye_centres_vary_less_than_2_percent(extracted_clips, name):
     ws = Workspace(extracted_clips[name])
-    rows = ws.faces("dst", "origin='detected'")
-    size = rows[0]["size"]
-    pts = np.stack([loads_array(r["aligned_landmarks"]) for r in rows])
+    rows = [r for r in ws.faces("dst") if r.origin == "detected"]
+    size = rows[0].size
+    pts = np.stack([r.aligned_landmarks for r in rows])
     for eye in (geometry.EYE_RIGHT, geometry.EYE_LEFT):
         centres = pts[:, eye].mean(axis=1)
         spread = centres.std(axis=0) / size
@@ -45,7 +45,7 @@ def test_aligned_eye_centres_vary_less_than_2_percent(extracted_clips, name):
 
 
 def _decode_frame(path, index: int) -> np.ndarray:
-    from pipeline.core.video import SWS_FLAGS   # the same yuv -> rgb conversion as FrameReader
+    from pipeline.core.video import SWS_FLAGS  # the same yuv -> rgb conversion as FrameReader
     raw = subprocess.run([ffmpeg(), "-v", "error", "-i", str(path), "-vf", f"select=eq(n\\,{index})",
                           "-frames:v", "1", *SWS_FLAGS, "-f", "rawvideo", "-pix_fmt", "rgb24", "-"],
                          capture_output=True, check=True).stdout
@@ -56,14 +56,14 @@ def _decode_frame(path, index: int) -> np.ndarray:
 def test_rows_point_at_the_exact_frame(extracted_clips, index):
     """Re-decode frame N on its own; the stored transform must reproduce the stored crop."""
     ws = Workspace(extracted_clips["katie"])
-    row = ws.faces("dst", "frame_index=?", (index,))[0]
+    row = ws.faces("dst", frame_index=index)[0]
     frame = _decode_frame(KATIE, index)
-    crop = geometry.warp_to_aligned(frame, loads_array(row["transform"]), row["size"])
-    stored = read_rgb(ws.aligned_dir("dst") / row["aligned_file"])
+    crop = geometry.warp_to_aligned(frame, row.transform, row.size)
+    stored = read_rgb(ws.aligned_dir("dst") / row.aligned_file)
     assert np.abs(crop.astype(int) - stored.astype(int)).mean() < 0.5
     # a neighbouring frame differs clearly (the check can tell frames apart)
     other = geometry.warp_to_aligned(_decode_frame(KATIE, index + 1 if index < 199 else index - 1),
-                                     loads_array(row["transform"]), row["size"])
+                                     row.transform, row.size)
     assert np.abs(other.astype(int) - stored.astype(int)).mean() > 1.0
 
 
@@ -91,17 +91,17 @@ def test_rotated_phone_video_is_decoded_upright(tmp_path):
     video = json.loads((tmp_path / "ws" / "workspace.json").read_text())["sets"]["dst"]["video"]
     assert (video["rotation"], video["width"], video["height"]) == (90, 512, 400)
     rows = Workspace(tmp_path / "ws").faces("dst")
-    assert len(rows) == 6 and all(r["origin"] == "detected" for r in rows)
-    assert all(abs(r["roll"]) < 15 for r in rows)   # upright, not sideways
+    assert len(rows) == 6 and all(r.origin == "detected" for r in rows)
+    assert all(abs(r.roll) < 15 for r in rows)   # upright, not sideways
 
 
 def test_dlib_cnn_detector_finds_the_face(tmp_path):
     import cv2
-    from pipeline.faces.backends import create_detector
-    from tests.conftest import PHOTOS
+
+    from tests.conftest import PHOTOS, detector
     img = cv2.cvtColor(cv2.imread(str(PHOTOS / "obama.jpg")), cv2.COLOR_BGR2RGB)
     img = cv2.resize(img, None, fx=0.4, fy=0.4)
-    dets = create_detector("dlib-cnn", "0").detect(img)
+    dets = detector("dlib-cnn", "0").detect(img)
     assert len(dets) == 1
     x0, y0, x1, y1 = dets[0].box
     assert 140 < (x0 + x1) / 2 < 220 and 70 < (y0 + y1) / 2 < 130   # the face, not elsewhere

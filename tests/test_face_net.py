@@ -16,11 +16,16 @@ import torch
 dlib = pytest.importorskip("dlib")
 
 from pipeline.core.errors import UserError  # noqa: E402
-from pipeline.faces.face_chip import (chip_from_aligned, chip_to_image, chip_transform, dlib_pyramid_offsets,  # noqa: E402
-                                extract_chip)
-from pipeline.faces.face_net import FaceNet, load_dlib_resnet_params, load_face_net  # noqa: E402
 from pipeline.core.geometry import compose, resize_transform, similarity_scale, transform_points  # noqa: E402
 from pipeline.core.weights import model_path  # noqa: E402
+from pipeline.faces.face_chip import (  # noqa: E402
+    chip_from_aligned,
+    chip_to_image,
+    chip_transform,
+    dlib_pyramid_offsets,
+    extract_chip,
+)
+from pipeline.faces.face_net import FaceNet, load_dlib_resnet_params, load_face_net  # noqa: E402
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 CLIPS = ("WDA_AlexandriaOcasioCortez_000.mp4", "WDA_KatieHill_000.mp4")

@@ -54,7 +54,8 @@ def _project(yaw: float, pitch: float, roll: float) -> np.ndarray:
     return ((rz @ ry @ rx) @ model.T).T[:, :2] * 300 + 400
 
 
-@pytest.mark.parametrize("angles", [(0, 0, 0), (25, 0, 0), (-25, 0, 0), (0, 15, 0), (0, -15, 0), (0, 0, 20), (20, -10, 8)])
+@pytest.mark.parametrize("angles", [(0, 0, 0), (25, 0, 0), (-25, 0, 0), (0, 15, 0), (0, -15, 0), (0, 0, 20),
+                                    (20, -10, 8)])
 def test_head_pose_recovers_angles_of_a_turned_face(angles):
     est = g.head_pose(_project(*angles))
     assert np.abs(np.array(est) - np.array(angles)).max() < 1.0, est

@@ -6,16 +6,16 @@ import subprocess
 import numpy as np
 import pytest
 
-from pipeline.faces.face_chip import chip_from_aligned
 from pipeline.core.geometry import similarity_scale
-from pipeline.faces.identity import IdentityEncoder, cluster, distances, unpack
 from pipeline.core.images import read_rgb
-from pipeline.workspace.store import Workspace, loads_array
+from pipeline.faces.face_chip import chip_from_aligned
+from pipeline.faces.identity import IdentityEncoder, cluster, distances
+from pipeline.workspace.store import Workspace
 from tests.conftest import KATIE, PHOTOS, ffmpeg, run_cli, snapshot
 
 
 def _frames(path, count):
-    from pipeline.core.video import SWS_FLAGS   # decoded as extract decodes (FrameReader)
+    from pipeline.core.video import SWS_FLAGS  # decoded as extract decodes (FrameReader)
     raw = subprocess.run([ffmpeg(), "-v", "error", "-i", str(path), "-frames:v", str(count), *SWS_FLAGS,
                           "-f", "rawvideo", "-pix_fmt", "rgb24", "-"], capture_output=True, check=True).stdout
     return np.frombuffer(raw, np.uint8).reshape(-1, 512, 512, 3)
@@ -23,19 +23,20 @@ def _frames(path, count):
 
 def test_every_face_has_a_descriptor_equal_to_dlibs(extracted_clips):
     import dlib
+
     from pipeline.core.weights import model_path
     rec = dlib.face_recognition_model_v1(str(model_path("dlib-face-recognition")))
     rows = Workspace(extracted_clips["katie"]).faces("dst")
-    assert all(unpack(r["descriptor"]) is not None for r in rows)
+    assert all(r.descriptor is not None for r in rows)
     frames = _frames(KATIE, 40)
     worst = 0.0
     for r in rows[:40:4]:
-        pts = loads_array(r["landmarks"])
-        box = loads_array(r["bbox"]).astype(int)
+        pts = r.landmarks
+        box = r.bbox.astype(int)
         shape = dlib.full_object_detection(dlib.rectangle(*box[:2], *(box[2:] - 1)),
                                            [dlib.point(int(x), int(y)) for x, y in pts])
-        theirs = np.array(rec.compute_face_descriptor(frames[r["frame_index"]], shape))
-        worst = max(worst, np.abs(unpack(r["descriptor"]) - theirs).max())
+        theirs = np.array(rec.compute_face_descriptor(frames[r.frame_index], shape))
+        worst = max(worst, np.abs(r.descriptor - theirs).max())
     assert worst <= 1e-4, worst
 
 
@@ -59,16 +60,17 @@ def test_target_face_keeps_exactly_the_obama_faces(tmp_path):
     assert res.returncode == 0, res.stderr
     assert "3 kept, 2 dropped as not the target face" in res.stdout
     ws = Workspace(ws_dir)
-    kept = {(r["source"], r["face_index"]) for r in ws.faces("src", "dropped=0")}
-    dropped = {(r["source"], r["face_index"]): r["drop_reason"] for r in ws.faces("src", "dropped=1")}
+    kept = {(r.source, r.face_index) for r in ws.faces("src", kept=True)}
+    dropped = {(r.source, r.face_index): r.drop_reason for r in ws.faces("src") if r.dropped}
     assert kept == {("obama2.jpg", 0), ("obama3.jpg", 0), ("two_people.jpg", 0)}
     assert dropped == {("biden.jpg", 0): "identity", ("two_people.jpg", 1): "identity"}
     # the other face in two_people.jpg is Biden, by distance to biden.jpg's face
-    biden = unpack(ws.faces("src", "source='biden.jpg'")[0]["descriptor"])
-    other = unpack(ws.faces("src", "source='two_people.jpg' AND face_index=1")[0]["descriptor"])
+    biden = ws.faces("src", source="biden.jpg")[0].descriptor
+    other = ws.frame_faces("src", "two_people.jpg", 0)[1].descriptor
     assert distances(other, biden)[0] < 0.6
     # dropped faces get no aligned file; kept ones do
-    assert sorted(p.name for p in ws.aligned_dir("src").iterdir()) == ["obama2_0.png", "obama3_0.png", "two_people_0.png"]
+    kept_files = sorted(p.name for p in ws.aligned_dir("src").iterdir())
+    assert kept_files == ["obama2_0.png", "obama3_0.png", "two_people_0.png"]
     info = json.loads(run_cli("info", "--json", "--workspace", ws_dir).stdout)["sets"]["src"]
     assert info["identity"]["kept"] == 3 and info["identity"]["dropped"] == 2
     assert info["identity"]["target_face"] == str((PHOTOS / "obama.jpg").resolve())
@@ -103,11 +105,11 @@ def test_descriptors_from_aligned_crops_stay_close_to_chip_ones(tmp_path, short_
     assert run_cli("extract", "--input", short_clip, "--workspace", ws_dir, "--face-type", face_type).returncode == 0
     ws = Workspace(ws_dir)
     rows = ws.faces("dst")
-    chips = [chip_from_aligned(read_rgb(ws.aligned_dir("dst") / r["aligned_file"]), loads_array(r["aligned_landmarks"]),
-                               similarity_scale(loads_array(r["transform"])))
+    chips = [chip_from_aligned(read_rgb(ws.aligned_dir("dst") / r.aligned_file), r.aligned_landmarks,
+                               similarity_scale(r.transform))
              for r in rows]
     from_aligned = IdentityEncoder("cpu").describe_chips(chips)
-    stored = np.stack([unpack(r["descriptor"]) for r in rows])
+    stored = np.stack([r.descriptor for r in rows])
     gap = np.linalg.norm(from_aligned - stored, axis=1)
     print(f"{face_type}: mean {gap.mean():.4f} max {gap.max():.4f}")
     assert gap.mean() < mean_bound and gap.max() < max_bound, (gap.mean(), gap.max())

@@ -5,8 +5,17 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from train.losses import (LossWeights, alpha_at, content_loss, degrade, identity_loss, light_loss,
-                          masked_mean, resize_mask, style_loss, tv_loss)
+from train.losses import (
+    alpha_at,
+    content_loss,
+    degrade,
+    identity_loss,
+    light_loss,
+    masked_mean,
+    resize_mask,
+    style_loss,
+    tv_loss,
+)
 
 
 def gen(seed: int = 0) -> torch.Generator:
@@ -298,11 +307,6 @@ def test_identity_loss():
 
 
 # ----------------------------------------------------------------------------- weights / schedule
-
-
-def test_loss_weights_defaults():
-    w = LossWeights()
-    assert (w.alpha, w.beta, w.gamma, w.identity) == (20.0, 1.0, 0.3, 0.0)
 
 
 def test_alpha_at_ramp():

@@ -11,7 +11,7 @@ import pytest
 
 from convert.smoothing import MAX_JUMP, MAX_SCALE_STEP, eye_distance, segment_bounds, smooth_segment, smooth_track
 from pipeline.core import geometry
-from pipeline.workspace.store import Workspace, loads_array
+from pipeline.workspace.store import Workspace
 
 SIGMA = 2.0
 
@@ -162,12 +162,12 @@ def test_sigma_zero_and_short_segments_are_unchanged(face):
 def test_real_track_gets_less_jitter_and_stays_on_the_face(extracted_clips):
     ws = Workspace(extracted_clips["katie"])
     try:
-        rows = [r for r in ws.faces("dst") if not r["dropped"]]
+        rows = [r for r in ws.faces("dst") if not r.dropped]
     finally:
         ws.close()
-    assert len(rows) == 200 and len({r["track"] for r in rows}) == 1
-    frames = np.array([r["frame_index"] for r in rows])
-    raw = np.stack([loads_array(r["landmarks"]) for r in rows])
+    assert len(rows) == 200 and len({r.track for r in rows}) == 1
+    frames = np.array([r.frame_index for r in rows])
+    raw = np.stack([r.landmarks for r in rows])
     e = float(np.mean([eye_distance(p) for p in raw]))
     smoothed = smooth_track(frames, raw, SIGMA)
     # measured: eye distance 108 px; jitter 0.044 -> 0.017 eye distances/frame^2 (ratio 0.38);

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from pipeline.models.transform_net import load_model
+from pipeline.models.store import load_model
 from tests.conftest import AOC, ROOT, ffmpeg, run_cli, snapshot
 
 TINY = ["--width", "8", "--batch-size", "2", "--n-best", "4", "--save-every", "4", "--preview-every", "4"]
@@ -47,7 +47,8 @@ def test_loss_falls_and_the_model_is_complete(ws):
     model = ws / "model"
     for name in ("weights.pt", "options.json", "checkpoint.pt", "preview.jpg", "history/preview_000028.jpg"):
         assert (model / name).is_file(), name
-    net, options = load_model(model)
+    model_, options = load_model(model)
+    net = model_.network
     assert options["resolution"] == 128 and options["face_type"] == "full" and options["iteration"] == 30
     out = net(torch.rand(1, 3, 128, 128))
     assert out.shape == (1, 3, 128, 128)
@@ -104,9 +105,10 @@ def test_missing_src_set_and_corrupt_checkpoint_are_clear_errors(ws, tmp_path, s
 
 def test_the_256_stage_grows_from_the_128_model_and_trains_only_the_new_branch(ws):
     _train(ws, "--iterations", "2")
-    small, _ = load_model(ws / "model")
+    small = load_model(ws / "model")[0].network
     _train(ws, "--iterations", "2", "--resolution", "256")
-    big, options = load_model(ws / "model")
+    big_model, options = load_model(ws / "model")
+    big = big_model.network
     assert options["resolution"] == 256 and (ws / "model" / "base_128" / "weights.pt").is_file()
     small_state = small.state_dict()
     big_state = big.state_dict()
@@ -154,3 +156,76 @@ def test_vgg19_features_with_weights_from_the_hub_cache(ws, tmp_path):
     assert "features vgg19 (content relu4_2, style relu3_1,relu4_1)" in res.stderr
     res = run_cli("train", "--workspace", ws, *TINY, "--iterations", "2", "--features", "vgg19", "--fresh")
     assert res.returncode != 0 and "vgg19-dcbb9e9d.pth" in res.stderr and "Traceback" not in res.stderr
+
+
+# ---------------------------------------------------------------------- failures it must notice
+
+
+def test_a_diverging_run_stops_and_keeps_the_last_good_model(small_ws):
+    shutil.rmtree(small_ws / "model")
+    _train(small_ws, "--iterations", "2", "--n-best", "2")
+    weights = (small_ws / "model" / "weights.pt").read_bytes()
+    res = run_cli("train", "--workspace", small_ws, *TINY, "--n-best", "2", "--iterations", "40", "--lr", "1e6")
+    assert res.returncode == 1
+    assert "diverged" in res.stderr and "checkpoint of iteration 2" in res.stderr and "Traceback" not in res.stderr
+    assert (small_ws / "model" / "weights.pt").read_bytes() == weights
+    assert json.loads((small_ws / "model" / "options.json").read_text())["iteration"] == 2
+    last = _log(small_ws)[-1]
+    assert "diverged" in last and last["iteration"] < 40
+
+
+def test_a_run_that_diverges_at_once_saves_no_model(small_ws):
+    shutil.rmtree(small_ws / "model")
+    res = run_cli("train", "--workspace", small_ws, *TINY, "--n-best", "2", "--iterations", "40", "--lr", "1e6")
+    assert res.returncode == 1 and "no model was saved" in res.stderr
+    assert not (small_ws / "model" / "weights.pt").exists()
+    res = run_cli("convert", "--workspace", small_ws)
+    assert res.returncode != 0 and "no trained model" in res.stderr
+
+
+def test_content_extra_of_another_face_type_is_refused(small_ws, tmp_path):
+    other = tmp_path / "whole"
+    from tests.conftest import CLIP6
+    assert run_cli("extract", "--input", CLIP6, "--size", "128", "--face-type", "whole",
+                   "--workspace", other).returncode == 0
+    res = run_cli("train", "--workspace", small_ws, *TINY, "--n-best", "2", "--iterations", "1", "--fresh",
+                  "--content-extra", other)
+    assert res.returncode != 0 and "Traceback" not in res.stderr
+    assert "--content-extra" in res.stderr and "'whole'" in res.stderr and "'full'" in res.stderr
+
+
+def test_ranks_that_disagree_are_an_error():
+    from train.trainer import ranks_agree
+    a = torch.tensor([1.0, 2.0], dtype=torch.float64)
+    assert ranks_agree([a, a.clone()]) and not ranks_agree([a, a + 1e-3])
+
+
+def _torchrun(ws, *args):
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    return subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+                           "--master_addr", "127.0.0.1", "--master_port", str(_free_port()),
+                           str(ROOT / "main.py"), "train", "--workspace", str(ws), *TINY, *args],
+                          capture_output=True, text=True, timeout=600, env=env)
+
+
+@pytest.mark.slow
+def test_two_processes_resume_exactly(small_ws, tmp_path):
+    """Every process's batches and random views continue where they stopped (not rank 0's only)."""
+    shutil.rmtree(small_ws / "model")
+    straight = tmp_path / "straight"
+    shutil.copytree(small_ws, straight)
+    res = _torchrun(straight, "--n-best", "2", "--iterations", "4", "--save-every", "2")
+    assert res.returncode == 0, res.stderr[-2000:]
+    res = _torchrun(small_ws, "--n-best", "2", "--iterations", "4", "--save-every", "2", "--stop-at", "2")
+    assert res.returncode == 0, res.stderr[-2000:]
+    res = _torchrun(small_ws, "--n-best", "2", "--iterations", "4", "--save-every", "2")
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert "resuming at iteration 2" in res.stderr and "written by" not in res.stderr
+    a = [r for r in _log(straight) if "loss" in r]
+    b = [r for r in _log(small_ws) if "loss" in r]
+    assert [r["iteration"] for r in b] == [1, 2, 3, 4]
+    # rank 1's batches after the resume change the shared weights, so rank 0's later losses
+    # differ by 1e-2 and more when only rank 0's streams are restored
+    for x, y in zip(a, b):
+        for key in ("loss", "content", "style", "identity"):
+            assert x[key] == pytest.approx(y[key], rel=1e-3, abs=1e-7), (key, x, y)

@@ -7,7 +7,22 @@ import pytest
 import torch
 
 from pipeline.core.errors import UserError
-from pipeline.models.transform_net import TransformNet, count_parameters, load_model, save_model
+from pipeline.models.interface import count_parameters
+from pipeline.models.store import load_model as _load_model
+from pipeline.models.store import save_model as _save_model
+from pipeline.models.transform import TransformModel
+from pipeline.models.transform_net import TransformNet
+
+
+def save_model(folder, net, options):
+    """The model store, with a bare network wrapped as the transformation-network model type."""
+    _save_model(folder, TransformModel(net), options)
+
+
+def load_model(folder, device="cpu"):
+    model, options = _load_model(folder, device)
+    return model.network, options
+
 
 
 #: Small width for the growth/checkpoint tests: same structure, a fraction of the time.

@@ -11,12 +11,15 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import torch
 
 from pipeline.core import geometry
 from pipeline.core.errors import UserError
-from pipeline.faces.identity import unpack
 from pipeline.core.images import ImageReadError, read_gray, read_rgb
-from pipeline.workspace.store import Workspace, loads_array
+from pipeline.faces.backends.base import Masker
+from pipeline.registries import MASKERS
+from pipeline.workspace.records import MaskOrigin
+from pipeline.workspace.store import Workspace
 
 
 @dataclass
@@ -39,41 +42,57 @@ class FaceSet:
         return len(self.images)
 
 
-def load_set(ws: Workspace, set_name: str, resolution: int) -> FaceSet:
-    """Kept faces of one set (deleted ones are dropped first), resized to ``resolution``."""
-    if ws.set_meta(set_name) is None:
+def to_tensor(images: np.ndarray, device: torch.device) -> torch.Tensor:
+    """(N, R, R, 3) or (N, R, R) uint8 -> (N, C, R, R) float in [0, 1] on ``device``."""
+    t = torch.from_numpy(np.ascontiguousarray(images)).to(device)
+    if t.ndim == 3:
+        return t[:, None].float() / 255.0
+    return t.permute(0, 3, 1, 2).float() / 255.0
+
+
+def load_set(ws: Workspace, set_name: str, resolution: int, writer: bool = True) -> FaceSet:
+    """Kept faces of one set (deleted ones are dropped first), resized to ``resolution``.
+
+    ``writer`` records the artist's edits in the index; other training processes only
+    read them.
+    """
+    meta = ws.set_meta(set_name)
+    if meta is None:
         what = "the video to change" if set_name == "dst" else "photos or a video of the person to put in"
         raise UserError(f"workspace {ws.root} has no {set_name} faces; run 'python main.py extract --input "
                         f"PATH --set {set_name}' with {what} first")
-    ws.sync_artist_edits(set_name)
-    rows = ws.faces(set_name, "dropped=0")
+    if writer:
+        ws.sync_artist_edits(set_name)
+        rows = ws.faces(set_name, kept=True)
+    else:
+        rows = [r for r in ws.faces_as_edited(set_name) if r.kept]
+    masker: Masker = MASKERS.load(meta.extract.masker)()
     images, masks, points, names, descs, scales, downs = [], [], [], [], [], [], []
     hand = 0
     for row in rows:
-        path = ws.aligned_dir(set_name) / row["aligned_file"]
         try:
-            img = read_rgb(path)
+            img = read_rgb(ws.aligned_path(row))
         except ImageReadError:
             continue   # deleted or unreadable since the sync: not used
-        pts = geometry.transform_points(loads_array(row["aligned_landmarks"]),
-                                        geometry.resize_transform(img.shape[0], resolution))
-        mask = read_gray(ws.masks_dir(set_name) / row["mask_file"])
-        if mask is None:           # mask deleted by the artist: the automatic hull again
-            mask = geometry.hull_mask(pts, resolution)
+        pts = geometry.transform_points(row.aligned_landmarks, geometry.resize_transform(img.shape[0], resolution))
+        small = cv2.resize(img, (resolution, resolution), interpolation=cv2.INTER_AREA)
+        mask = read_gray(ws.mask_path(row))
+        if mask is None:           # mask deleted by the artist: the automatic one again
+            mask = masker.mask(small, pts, resolution)
         else:
-            hand += row["mask_origin"] == "hand"
+            hand += row.mask_origin == MaskOrigin.HAND
             mask = cv2.resize(mask, (resolution, resolution), interpolation=cv2.INTER_AREA)
-        images.append(cv2.resize(img, (resolution, resolution), interpolation=cv2.INTER_AREA))
+        images.append(small)
         masks.append(mask)
         points.append(pts)
-        names.append(row["aligned_file"])
-        descs.append(unpack(row["descriptor"]))
-        scales.append(geometry.similarity_scale(loads_array(row["transform"])) * resolution / img.shape[0])
+        names.append(row.aligned_file)
+        descs.append(row.descriptor)
+        scales.append(geometry.similarity_scale(row.transform) * resolution / img.shape[0])
         downs.append(img.shape[0] / resolution)
     if not images:
         raise UserError(f"workspace {ws.root}: every {set_name} face is deleted or unreadable; "
                         f"re-run extract (with --force to restore deleted faces)")
-    face_types = {r["face_type"] for r in rows}
+    face_types = {r.face_type for r in rows}
     all_desc = np.stack(descs).astype(np.float32) if all(d is not None for d in descs) else None
     return FaceSet(np.stack(images), np.stack(masks), np.stack(points).astype(np.float32), names,
                    all_desc, face_types.pop() if len(face_types) == 1 else "mixed", hand,
@@ -109,21 +128,24 @@ def nearest_styles(content_landmarks: np.ndarray, style_landmarks: np.ndarray, n
     return np.take_along_axis(idx, order, axis=1)
 
 
-def load_training_sets(workspace: Path, resolution: int, content_extra: list[Path]) -> tuple[FaceSet, FaceSet]:
+def load_training_sets(workspace: Path, resolution: int, content_extra: list[Path],
+                       writer: bool = True) -> tuple[FaceSet, FaceSet]:
     """Content = dst faces (+ dst faces of other workspaces), style = src faces with flips."""
-    ws = Workspace(workspace)
-    if not ws.exists:
+    if not (Path(workspace) / "workspace.json").is_file():
         raise UserError(f"{workspace} is not a workspace yet (no workspace.json); run 'python main.py extract' first")
-    content = load_set(ws, "dst", resolution)
-    style = load_set(ws, "src", resolution)
-    ws.close()
+    with Workspace(workspace, write=writer, command="train") as ws:
+        content = load_set(ws, "dst", resolution, writer)
+        style = load_set(ws, "src", resolution, writer)
     for extra in content_extra:
-        other = Workspace(extra)
-        if not other.exists:
+        if not (Path(extra) / "workspace.json").is_file():
             raise UserError(f"--content-extra {extra} is not a workspace (no workspace.json); give the folder "
                             f"of a workspace with extracted dst faces")
-        more = load_set(other, "dst", resolution)
-        other.close()
+        with Workspace(extra, write=writer, command="train") as other:
+            more = load_set(other, "dst", resolution, writer)
+        if more.face_type != content.face_type:
+            raise UserError(f"--content-extra {extra}: its dst faces are '{more.face_type}' crops but this "
+                            f"workspace's are '{content.face_type}'; use workspaces extracted with the same "
+                            f"--face-type")
         content = FaceSet(np.concatenate([content.images, more.images]), np.concatenate([content.masks, more.masks]),
                           np.concatenate([content.landmarks, more.landmarks]), content.names + more.names,
                           None, content.face_type, content.hand_masks + more.hand_masks,

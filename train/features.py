@@ -18,9 +18,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from pipeline.core.errors import UserError
 from pipeline.faces.face_chip import CHIP_SIZE, MIN_BLUR, aligned_chip_warp, aligned_to_chip
 from pipeline.faces.face_net import load_face_net
-from pipeline.core.errors import UserError
 from train.data import FaceSet
 
 
@@ -31,7 +31,7 @@ class ChipGeometry:
     thetas: torch.Tensor
     sigmas: torch.Tensor
 
-    def with_thetas(self, thetas: torch.Tensor) -> "ChipGeometry":
+    def with_thetas(self, thetas: torch.Tensor) -> ChipGeometry:
         return ChipGeometry(thetas, self.sigmas)
 
 
@@ -95,8 +95,27 @@ class Layers:
     style: list[str]
 
 
-class FaceFeatures:
-    """dlib ResNet features of aligned faces (see module docstring)."""
+class LossFeatures:
+    """A feature network for the losses: per-batch geometry, named feature maps, masks to match."""
+
+    name = ""
+    default_layers = Layers(content=[], style=[])
+    taps: set[str] = set()
+
+    def prepare(self, faces: FaceSet, idx) -> ChipGeometry | None:
+        """Per-batch geometry (e.g. chip warps); computed once per batch, reused by every call."""
+        return None
+
+    def features(self, images: torch.Tensor, geom, taps: list[str]) -> dict[str, torch.Tensor]:
+        raise NotImplementedError
+
+    def masks(self, masks: torch.Tensor, geom) -> torch.Tensor:
+        """Face masks in the pixels the features see."""
+        return masks
+
+
+class FaceFeatures(LossFeatures):
+    """dlib ResNet features of aligned faces, warped to their chips (see module docstring)."""
 
     name = "dlib"
     default_layers = Layers(content=["level2"], style=["level1", "level2"])
@@ -107,7 +126,6 @@ class FaceFeatures:
         self.taps = set(self.net.taps)
 
     def prepare(self, faces: FaceSet, idx) -> ChipGeometry:
-        """Per-batch geometry (the chip warps); computed once per batch, reused by every call."""
         return chip_geometry(faces.landmarks[idx], faces.source_scale[idx], faces.downscale[idx], self.resolution,
                              self.device)
 
@@ -121,7 +139,7 @@ class FaceFeatures:
         return self.net(to_chips(images, geom))
 
 
-class VGGFeatures:
+class VGGFeatures(LossFeatures):
     """ImageNet VGG19 features of the aligned crop (the paper's loss network)."""
 
     name = "vgg19"
@@ -133,26 +151,18 @@ class VGGFeatures:
         self.device, self.resolution = device, resolution
         self.taps = {f"relu{b}_{i}" for b, n in ((1, 2), (2, 2), (3, 4), (4, 4), (5, 4)) for i in range(1, n + 1)}
 
-    def prepare(self, faces: FaceSet, idx) -> None:
-        return None
-
     def features(self, images: torch.Tensor, geom, taps: list[str]) -> dict[str, torch.Tensor]:
         return self.net.features(images, taps)
 
-    def masks(self, masks: torch.Tensor, geom) -> torch.Tensor:
-        return masks
+
+def create_features(name: str, device: torch.device, resolution: int) -> LossFeatures:
+    """The ``--features`` network by its registry name."""
+    from pipeline.registries import FEATURES
+    features: LossFeatures = FEATURES.load(name)(device, resolution)
+    return features
 
 
-FEATURES = {"dlib": FaceFeatures, "vgg19": VGGFeatures}
-
-
-def create_features(name: str, device: torch.device, resolution: int):
-    if name not in FEATURES:
-        raise UserError(f"unknown --features {name}; choose one of: {', '.join(FEATURES)}")
-    return FEATURES[name](device, resolution)
-
-
-def check_layers(extractor, layers: Layers) -> None:
+def check_layers(extractor: LossFeatures, layers: Layers) -> None:
     unknown = [t for t in layers.content + layers.style if t not in extractor.taps]
     if unknown:
         raise UserError(f"--features {extractor.name} has no layer(s) {', '.join(unknown)}; choose from "

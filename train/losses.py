@@ -20,7 +20,6 @@ masks are (B,1,H,W) in [0,1] (1 = face) and may be None (then every position cou
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -31,20 +30,6 @@ from torch import Tensor
 _EPS = 1e-12
 #: Style loss norm softening, relative to the style features' mean squared patch norm.
 _STYLE_EPS_REL = 1e-6
-
-
-@dataclass
-class LossWeights:
-    """Weights of the loss terms: content has weight 1, the rest are relative to it.
-
-    ``alpha`` is the final style weight; the trainer ramps it up with :func:`alpha_at`.
-    ``identity`` is 0 by default: the identity term is opt-in.
-    """
-
-    alpha: float = 20.0
-    beta: float = 1.0
-    gamma: float = 0.3
-    identity: float = 0.0
 
 
 def alpha_at(iteration: int, total: int, alpha_max: float, ramp: float = 0.5) -> float:

@@ -7,16 +7,18 @@ torchvision's ``vgg19``: the official ImageNet file loads directly into it (its
 """
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 import torch
 from torch import nn
 
 from pipeline.core.errors import UserError
+from pipeline.core.weights import WEIGHTS
 
-WEIGHTS_URL = "https://download.pytorch.org/models/vgg19-dcbb9e9d.pth"
-WEIGHTS_FILE = "vgg19-dcbb9e9d.pth"
+_WEIGHTS = WEIGHTS["vgg19-imagenet"]
+WEIGHTS_URL: str = _WEIGHTS.url or ""
+WEIGHTS_FILE = _WEIGHTS.file
 
 #: VGG configuration E: output channels of each conv, "M" = 2x2 max pooling.
 CONFIG = (64, 64, "M", 128, 128, "M", 256, 256, 256, 256, "M",

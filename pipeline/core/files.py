@@ -12,8 +12,9 @@ outside the folder the name belongs to.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import BinaryIO, Callable, Union
+from typing import BinaryIO
 
 from pipeline.core.errors import UserError
 
@@ -25,7 +26,7 @@ def temp_name(path: Path) -> Path:
     return path.with_name(f".{path.name}.{os.getpid()}.tmp")
 
 
-def write_atomic(path: Path, data: Union[bytes, Writer]) -> None:
+def write_atomic(path: Path, data: bytes | Writer) -> None:
     """Write ``data`` (bytes, or a function that writes to a binary file) to ``path`` atomically."""
     path = Path(path)
     tmp = temp_name(path)

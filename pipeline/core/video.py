@@ -1,5 +1,8 @@
 """Video I/O through ffmpeg: probing, and a frame reader that decodes ahead in a thread.
 
+Every ffmpeg command is an argument list built here, by hand, and run as a subprocess
+(no shell, no command-line builder library): what runs is what the code shows.
+
 Frame indices are the order in which ffmpeg hands frames out with timestamps passed
 through untouched (no dropped or duplicated frames), rotation applied. Extract and
 convert both read frames this way, so a face row's frame index is the frame convert
@@ -13,9 +16,9 @@ import re
 import shutil
 import subprocess
 import threading
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 
@@ -70,7 +73,9 @@ class VideoInfo:
         return asdict(self)
 
 
-_STREAM_RE = re.compile(r"Stream #\d+:\d+.*?: Video: (?P<codec>\w+).*?, (?P<w>\d{2,5})x(?P<h>\d{2,5})")
+#: The first video stream and its size; any size from 1x1 up ("0x31637661" codec tags are not
+#: sizes: a size follows ", " and is not followed by more hex digits)
+_STREAM_RE = re.compile(r"Stream #\d+:\d+.*?: Video: (?P<codec>\w+).*?, (?P<w>\d{1,5})x(?P<h>\d{1,5})(?![\dA-Fa-fx])")
 
 
 def probe(path: Path) -> VideoInfo:
@@ -143,11 +148,8 @@ class FrameReader:
         self._thread: threading.Thread | None = None
 
     def _command(self) -> list[str]:
-        import ffmpeg  # ffmpeg-python builds the command line
-        stream = ffmpeg.input(str(self.path), v="error").output(
-            "pipe:", format="rawvideo", pix_fmt="rgb24", map="0:v:0", an=None, sn=None, dn=None)
-        args = ffmpeg.compile(stream, cmd=ffmpeg_exe())
-        return args[:-1] + _sync_args() + SWS_FLAGS + args[-1:]
+        return [ffmpeg_exe(), "-v", "error", "-i", str(self.path), "-f", "rawvideo", "-an", "-dn", "-map", "0:v:0",
+                "-pix_fmt", "rgb24", "-sn", *_sync_args(), *SWS_FLAGS, "pipe:"]
 
     def _run(self) -> None:
         frame_bytes = self.width * self.height * 3
@@ -173,10 +175,12 @@ class FrameReader:
                 continue
 
     def __iter__(self) -> Iterator[tuple[int, np.ndarray]]:
-        self._proc = subprocess.Popen(self._command(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                      bufsize=self.width * self.height * 3)
+        proc = self._proc = subprocess.Popen(self._command(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                             bufsize=self.width * self.height * 3)
         err_chunks: list[bytes] = []
-        err_thread = threading.Thread(target=lambda: err_chunks.append(self._proc.stderr.read()), daemon=True)
+        stderr = proc.stderr
+        assert stderr is not None
+        err_thread = threading.Thread(target=lambda: err_chunks.append(stderr.read()), daemon=True)
         err_thread.start()
         self._thread = threading.Thread(target=self._run, name="decode", daemon=True)
         self._thread.start()
@@ -255,8 +259,9 @@ class FrameWriter:
         self.command = cmd
         self._proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stderr=subprocess.PIPE)
         self._err: list[bytes] = []
-        self._err_thread = threading.Thread(target=lambda: self._err.append(self._proc.stderr.read()),
-                                            daemon=True)
+        stderr = self._proc.stderr
+        assert stderr is not None
+        self._err_thread = threading.Thread(target=lambda: self._err.append(stderr.read()), daemon=True)
         self._err_thread.start()
         self._queue: queue.Queue = queue.Queue(maxsize=queue_size)
         self._failed: BaseException | None = None

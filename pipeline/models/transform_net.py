@@ -16,24 +16,14 @@ Deviation, on by default (``skip=True``): the net predicts a residual that is ad
 input, so an untrained net is (nearly) the identity and CPU training converges much faster.
 ``skip=False`` is the paper's plain form (output = the 1x1 conv alone).
 
-Checkpoints are a plain state dict (``weights.pt``, loaded with ``weights_only=True``) plus
-``options.json``: no pickle, so opening someone else's model cannot run code.
+Saving and loading is the model store's (``pipeline.models.store``); this module is the
+network only.
 """
 from __future__ import annotations
-
-import json
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import nn
-
-from pipeline.core.errors import UserError
-from pipeline.core.files import write_atomic
-
-FORMAT_VERSION = 1
-WEIGHTS_FILE = "weights.pt"
-OPTIONS_FILE = "options.json"
 
 #: Resolution of the base network and how many branches it has (128, 64, 32, 16, 8).
 BASE_RESOLUTION = 128
@@ -174,7 +164,7 @@ class TransformNet(nn.Module):
 
     # ------------------------------------------------------------------ growth
 
-    def grow_from(self, small: "TransformNet") -> None:
+    def grow_from(self, small: TransformNet) -> None:
         """Copy a trained 128 model into this 256 model's base (and base_head with skip).
 
         The 128 model's ``head`` becomes ``base_head`` when ``skip=True`` and is not used
@@ -212,7 +202,7 @@ class TransformNet(nn.Module):
         self._base_frozen = True
         self.train(self.training)
 
-    def train(self, mode: bool = True) -> "TransformNet":
+    def train(self, mode: bool = True) -> TransformNet:
         super().train(mode)
         if self._base_frozen:
             for m in self.base_modules():
@@ -222,100 +212,6 @@ class TransformNet(nn.Module):
     def trainable_parameters(self) -> list[nn.Parameter]:
         """Parameters an optimizer should get (all, or only the new ones once frozen)."""
         return [p for p in self.parameters() if p.requires_grad]
-
-
-def count_parameters(net: nn.Module, trainable_only: bool = False) -> int:
-    """Number of scalar parameters (BatchNorm running statistics are buffers, not counted)."""
-    return sum(p.numel() for p in net.parameters() if p.requires_grad or not trainable_only)
-
-
-# ---------------------------------------------------------------------- checkpoints
-
-def save_model(folder: Path, net: TransformNet, options: dict) -> None:
-    """Write ``weights.pt`` (state dict only) and ``options.json``, each atomically.
-
-    ``options`` are stored as given (they must be JSON-serialisable) plus ``resolution``,
-    ``width``, ``skip`` and ``format_version``, which ``load_model`` needs to rebuild the net.
-    """
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    meta = {**options, "resolution": net.resolution, "width": net.width, "skip": net.skip,
-            "format_version": FORMAT_VERSION}
-    text = json.dumps(meta, indent=2, sort_keys=True) + "\n"
-    state = {k: v.detach().cpu() for k, v in net.state_dict().items()}
-    write_atomic(folder / WEIGHTS_FILE, lambda fh: torch.save(state, fh))
-    write_atomic(folder / OPTIONS_FILE, lambda fh: fh.write(text.encode()))
-
-
-def _read_options(path: Path) -> dict:
-    try:
-        meta = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise UserError(f"model options {path} are unreadable ({_one_line(err)}); "
-                        f"restore the file or retrain with 'python main.py train'") from err
-    if not isinstance(meta, dict):
-        raise UserError(f"model options {path} are not a JSON object; "
-                        f"restore the file or retrain with 'python main.py train'")
-    version = meta.get("format_version")
-    if not isinstance(version, int) or isinstance(version, bool):
-        raise UserError(f"model options {path} have no valid format_version; "
-                        f"restore the file or retrain with 'python main.py train'")
-    if version > FORMAT_VERSION:
-        raise UserError(f"model {path} has format_version {version}, newer than this tool "
-                        f"understands ({FORMAT_VERSION}); update the tool")
-    resolution, width, skip = meta.get("resolution"), meta.get("width"), meta.get("skip")
-    if (resolution not in RESOLUTIONS or not isinstance(width, int) or isinstance(width, bool)
-            or width < 1 or not isinstance(skip, bool)):
-        raise UserError(f"model options {path} have invalid resolution/width/skip "
-                        f"({resolution!r}, {width!r}, {skip!r}); restore the file or retrain "
-                        f"with 'python main.py train'")
-    return meta
-
-
-def _one_line(err: BaseException) -> str:
-    text = " ".join(str(err).split())
-    return text if len(text) <= 300 else text[:297] + "..."
-
-
-def load_model(folder: Path, device: str | torch.device = "cpu") -> tuple[TransformNet, dict]:
-    """Rebuild the net from ``options.json`` and load ``weights.pt``; eval mode.
-
-    Raises UserError (naming the file and the fix) for a missing model, unreadable or newer
-    options, and weights that are corrupt, not a plain state dict, or do not fit the options.
-    """
-    folder = Path(folder)
-    options_path, weights_path = folder / OPTIONS_FILE, folder / WEIGHTS_FILE
-    for path in (options_path, weights_path):
-        if not path.is_file():
-            raise UserError(f"no trained model in {folder} ({path.name} is missing); "
-                            f"run 'python main.py train' first")
-    meta = _read_options(options_path)
-    net = TransformNet(meta["resolution"], meta["width"], meta["skip"])
-    try:
-        state = torch.load(weights_path, map_location=device, weights_only=True)
-    except Exception as err:  # corrupt/truncated file, or pickled objects refused
-        raise UserError(f"model weights {weights_path} are unreadable or not a plain state "
-                        f"dict ({_one_line(err)}); retrain with 'python main.py train'") from err
-    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise UserError(f"model weights {weights_path} are not a state dict of tensors; "
-                        f"retrain with 'python main.py train'")
-    try:
-        net.load_state_dict(state, strict=True)
-    except RuntimeError as err:
-        expected = net.state_dict()
-        missing = sorted(set(expected) - set(state))
-        unexpected = sorted(set(state) - set(expected))
-        shapes = sorted(k for k in set(expected) & set(state) if expected[k].shape != state[k].shape)
-        detail = "; ".join(f"{name} {keys[:3]}{'...' if len(keys) > 3 else ''}"
-                           for name, keys in (("missing", missing), ("unexpected", unexpected),
-                                              ("wrong shape", shapes)) if keys)
-        raise UserError(f"model weights {weights_path} do not match {options_path} "
-                        f"(resolution {meta['resolution']}, width {meta['width']}, skip "
-                        f"{meta['skip']}: {detail or _one_line(err)}); restore the matching "
-                        f"{OPTIONS_FILE} or retrain with 'python main.py train'") from err
-    net.to(device)
-    net.eval()
-    return net, meta
 
 
 def inference_copy(net: TransformNet) -> nn.Module:
@@ -334,9 +230,11 @@ def inference_copy(net: TransformNet) -> nn.Module:
             for i in range(len(block) - 1):
                 conv, bn = block[i], block[i + 1]
                 if isinstance(conv, nn.Conv2d) and isinstance(bn, nn.BatchNorm2d):
+                    assert bn.running_var is not None and bn.running_mean is not None
                     scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
                     conv.weight.mul_(scale[:, None, None, None])
                     bias = conv.bias if conv.bias is not None else torch.zeros_like(bn.running_mean)
                     conv.bias = nn.Parameter((bias - bn.running_mean) * scale + bn.bias)
                     block[i + 1] = nn.Identity()
-    return fused.to(memory_format=torch.channels_last)
+    # torch's type stubs lack Module.to(memory_format=...), which exists and is documented
+    return fused.to(memory_format=torch.channels_last)  # type: ignore[call-overload]

@@ -6,83 +6,113 @@ without writing them to the index.
 from __future__ import annotations
 
 from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
-from pipeline.faces.identity import SAME_PERSON, cluster, unpack
-from pipeline.workspace.store import SETS, Workspace
+from pipeline.core.errors import UserError
+from pipeline.core.options import option
 
-MASK_ORIGINS = ("hull", "xseg", "parsing", "hand", "missing")
+from pipeline.faces.identity import SAME_PERSON, cluster
+from pipeline.registries import MASKERS
+from pipeline.workspace.records import SETS, DropReason, FaceOrigin, MaskOrigin
+from pipeline.workspace.store import Workspace
+
+
+@dataclass
+class InfoOptions:
+    workspace: Path = option(Path("workspace"), flags=("-w",), help="workspace folder")
+    json: bool = option(False, action="store_true", help="print stable JSON for other tools")
+
+
+@dataclass
+class MigrateOptions:
+    workspace: Path = option(Path("workspace"), flags=("-w",), help="workspace folder")
+
+
+def run_info(opts: InfoOptions) -> dict:
+    """The summary of a workspace (read-only)."""
+    if not (Path(opts.workspace) / "workspace.json").exists():
+        raise UserError(f"{opts.workspace} is not a workspace yet (no workspace.json); run "
+                        f"'python main.py extract --input VIDEO' first")
+    with Workspace(opts.workspace) as ws:
+        return summarise(ws)
+
+
+def run_migrate(opts: MigrateOptions) -> str:
+    """Bring a workspace to the current schema now (writers do it on their own)."""
+    if not (Path(opts.workspace) / "workspace.json").exists():
+        raise UserError(f"{opts.workspace} is not a workspace (no workspace.json); nothing to migrate")
+    with Workspace(opts.workspace, write=True, command="migrate") as ws:
+        if ws.migrated_from is not None:
+            return f"workspace {ws.root}: migrated from schema {ws.migrated_from} to {ws.file_version}"
+        return f"workspace {ws.root} is already at schema {ws.file_version}"
+
+
+def mask_origins() -> tuple[str, ...]:
+    """Every automatic masker, the artist's hand, and masks whose file is gone."""
+    return (*MASKERS.names(), MaskOrigin.HAND.value, "missing")
 
 
 def _empty_set() -> dict:
     return {"input": None, "kind": None, "complete": False, "frames": 0, "faces": 0, "dropped": 0,
             "dropped_by_reason": {}, "detected": 0, "bridged": 0, "frames_without_face": [],
-            "sources_without_face": [], "unreadable": [], "masks": {k: 0 for k in MASK_ORIGINS},
+            "sources_without_face": [], "unreadable": [], "masks": {k: 0 for k in mask_origins()},
             "face_type": None, "size": None, "video": None,
             "identity": {"target_face": None, "threshold": None, "kept": 0, "dropped": 0},
-            "identities": 0, "identity_groups": [], "faces_without_descriptor": 0}
+            "identities": 0, "identity_groups": [], "faces_without_descriptor": 0, "backends": {}}
 
 
 def summarise(ws: Workspace) -> dict:
     """The JSON ``info --json`` prints; keys are stable for other tools to read."""
-    out = {"workspace": str(ws.root), "schema_version": ws.meta.get("schema_version"), "sets": {}}
+    out: dict = {"workspace": str(ws.root), "schema_version": ws.file_version, "sets": {}}
     for set_name in SETS:
         info = _empty_set()
         out["sets"][set_name] = info
         meta = ws.set_meta(set_name)
         if meta is None:
             continue
-        info.update(input=meta.get("input"), kind=meta.get("kind"), complete=bool(meta.get("complete")),
-                    face_type=meta.get("extract", {}).get("face_type"), size=meta.get("extract", {}).get("size"),
-                    video=meta.get("video"))
+        settings = meta.extract
+        info.update(input=meta.input, kind=meta.kind, complete=meta.complete, face_type=settings.face_type,
+                    size=settings.size, video=meta.video,
+                    backends={"detector": settings.detector, "landmarker": settings.landmarker,
+                              "masker": settings.masker})
         scan = ws.scan_artist_edits(set_name)
-        deleted, hand = set(scan.deleted), set(scan.hand_masks)
-        restored, missing = set(scan.restored_masks), set(scan.missing_masks)
+        missing = set(scan.missing_masks)
         reasons: Counter = Counter()
-        masks: Counter = Counter({k: 0 for k in MASK_ORIGINS})
+        masks: Counter = Counter({k: 0 for k in mask_origins()})
         descriptors = []
-        for row in ws.faces(set_name):
-            if row["dropped"] or row["id"] in deleted:
-                reasons[row["drop_reason"] or "deleted"] += 1
+        for row in ws.faces_as_edited(set_name, scan):
+            if row.dropped:
+                reasons[(row.drop_reason or DropReason.DELETED).value] += 1
                 continue
             info["faces"] += 1
-            desc = unpack(row["descriptor"])
-            if desc is None:
+            if row.descriptor is None:
                 info["faces_without_descriptor"] += 1
             else:
-                descriptors.append(desc)
-            info["detected" if row["origin"] == "detected" else "bridged"] += 1
-            if row["id"] in missing:
-                masks["missing"] += 1
-            elif row["id"] in hand:
-                masks["hand"] += 1
-            elif row["id"] in restored:
-                masks["hull"] += 1
-            else:
-                masks[row["mask_origin"]] += 1
+                descriptors.append(row.descriptor)
+            info["detected" if row.origin == FaceOrigin.DETECTED else "bridged"] += 1
+            masks["missing" if row.id in missing else MaskOrigin(row.mask_origin).value] += 1
         if descriptors:
             groups = np.bincount(cluster(np.stack(descriptors), SAME_PERSON))
             info["identities"] = int(len(groups))
             info["identity_groups"] = [int(g) for g in groups]
-        settings = meta.get("extract", {})
-        info["identity"] = {"target_face": settings.get("target_face"),
-                            "threshold": settings.get("target_threshold"),
+        info["identity"] = {"target_face": settings.target_face,
+                            "threshold": settings.target_threshold,
                             "kept": info["faces"], "dropped": reasons.get("identity", 0)}
         info["dropped"] = sum(reasons.values())
         info["dropped_by_reason"] = dict(reasons)
         info["masks"] = dict(masks)
-        db = ws.read_db()
-        frames = db.execute("SELECT source, frame_index, status, faces FROM frames WHERE set_name=? "
-                            "ORDER BY source, frame_index", (set_name,)).fetchall() if db else []
+        frames = ws.frames(set_name)
         info["frames"] = len(frames)
-        for ordinal, (source, index, status, faces) in enumerate(frames):
-            key = index if meta.get("kind") == "video" else ordinal
-            if status == "unreadable":
-                info["unreadable"].append(source)
-            elif faces == 0:
+        for ordinal, fr in enumerate(frames):
+            key = fr.frame_index if meta.kind == "video" else ordinal
+            if fr.status == "unreadable":
+                info["unreadable"].append(fr.source)
+            elif fr.faces == 0:
                 info["frames_without_face"].append(key)
-                info["sources_without_face"].append(source if meta.get("kind") != "video" else f"{source}#{index}")
+                info["sources_without_face"].append(fr.source if meta.kind != "video" else f"{fr.source}#{fr.frame_index}")
     return out
 
 
@@ -104,6 +134,7 @@ def format_info(summary: dict) -> str:
                      + (f"; target face {ident['target_face']}: {ident['kept']} kept, {ident['dropped']} "
                         f"dropped" if ident["target_face"] else ""))
         lines.append("    masks: " + ", ".join(f"{k} {v}" for k, v in s["masks"].items() if v or k in ("hull", "hand")))
+        lines.append("    extracted with: " + ", ".join(f"{k} {v}" for k, v in s["backends"].items()))
         if s["frames_without_face"]:
             shown = s["frames_without_face"][:20] if s["kind"] == "video" else s["sources_without_face"][:20]
             more = len(s["frames_without_face"]) - len(shown)

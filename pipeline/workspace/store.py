@@ -1,66 +1,44 @@
 """The on-disk workspace: versioned workspace.json, the SQLite face index, set folders.
 
-Rules every stage relies on:
+This module owns every SQL statement and every read or write of workspace.json; stages
+work with the types of ``pipeline.workspace.records``. Rules every stage relies on:
+
 - Nothing is created until there is something to store, so a failed first run leaves
   no half-made workspace behind.
 - The artist's files are the truth: ``scan_artist_edits`` finds aligned faces deleted
   by hand and masks repainted by hand; automatic steps never overwrite such a mask.
 - Writes are atomic: json by temp file + rename, the index by SQLite transactions.
+- One writer at a time (``lock.WorkspaceLock``); readers never write anything.
+- A workspace of an older schema is read as it is and migrated, after a backup, when a
+  writer opens it. File names read from the index must stay inside their folder.
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
+import logging
 import sqlite3
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Iterable
+from typing import Any, Iterator
 
 import numpy as np
 
 from pipeline.core.errors import UserError
-from pipeline.core.files import remove_quietly, write_atomic
+from pipeline.core.files import inside, remove_quietly, write_atomic
 from pipeline.core.images import read_gray
+from pipeline.workspace.lock import WorkspaceLock
+from pipeline.workspace.records import (
+    FACE_COLUMNS, SETS, DropReason, FaceRow, FrameRow, MaskOrigin, SetMeta, face_from_sql, face_to_sql)
+from pipeline.workspace.schema import MIGRATIONS, SCHEMA_VERSION, TABLES, upgrade_meta
 
-SCHEMA_VERSION = 1
-SETS = ("dst", "src")
+log = logging.getLogger("workspace")
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS frames (
-    set_name TEXT NOT NULL, source TEXT NOT NULL, frame_index INTEGER NOT NULL,
-    status TEXT NOT NULL,          -- 'ok' or 'unreadable'
-    faces INTEGER NOT NULL,        -- faces found in this frame (detected + bridged)
-    PRIMARY KEY (set_name, source, frame_index)
-);
-CREATE TABLE IF NOT EXISTS faces (
-    id INTEGER PRIMARY KEY,
-    set_name TEXT NOT NULL, source TEXT NOT NULL, frame_index INTEGER NOT NULL,
-    face_index INTEGER NOT NULL,
-    track INTEGER,                 -- face track within a video set, NULL for photos
-    origin TEXT NOT NULL,          -- 'detected' or 'bridged'
-    detector TEXT NOT NULL, score REAL,
-    bbox TEXT NOT NULL,            -- JSON [x0, y0, x1, y1], source pixels
-    landmarks TEXT NOT NULL,       -- JSON 68 x [x, y], source pixels
-    aligned_landmarks TEXT NOT NULL,
-    transform TEXT NOT NULL,       -- JSON 2x3, source -> aligned
-    face_type TEXT NOT NULL, size INTEGER NOT NULL,
-    aligned_file TEXT NOT NULL, mask_file TEXT NOT NULL,   -- relative to the set folder
-    mask_origin TEXT NOT NULL,     -- 'hull', 'xseg', 'parsing', 'hand'
-    mask_hash TEXT NOT NULL,       -- hash of the mask pixels as written automatically
-    mask_mtime_ns INTEGER, mask_bytes INTEGER,
-    descriptor BLOB,
-    blur REAL, yaw REAL, pitch REAL, roll REAL,
-    dropped INTEGER NOT NULL DEFAULT 0, drop_reason TEXT,
-    UNIQUE (set_name, source, frame_index, face_index)
-);
-CREATE INDEX IF NOT EXISTS faces_by_set ON faces (set_name, frame_index);
-"""
-
-FACE_COLUMNS = ("set_name", "source", "frame_index", "face_index", "track", "origin", "detector",
-                "score", "bbox", "landmarks", "aligned_landmarks", "transform", "face_type", "size",
-                "aligned_file", "mask_file", "mask_origin", "mask_hash", "mask_mtime_ns",
-                "mask_bytes", "descriptor", "blur", "yaw", "pitch", "roll", "dropped", "drop_reason")
+INDEX_NAME = "faces.sqlite"
+META_NAME = "workspace.json"
+_REBUILD = ("run extract again for each set with the same --input (it rebuilds the index and keeps "
+            "hand-edited masks and deleted faces)")
 
 
 def mask_hash(mask: np.ndarray) -> str:
@@ -81,48 +59,133 @@ class EditScan:
     missing_masks: list[int] = field(default_factory=list)   # face ids whose mask file is gone
     mask_stats: dict[int, tuple[int, int]] = field(default_factory=dict)
 
+    def applied(self, row: FaceRow, automatic: str) -> FaceRow:
+        """``row`` as the artist left it (in memory): deleted -> dropped, repainted -> 'hand'."""
+        changes: dict[str, Any] = {}
+        if row.id in self.deleted:
+            changes.update(dropped=True, drop_reason=DropReason.DELETED)
+        if row.id in self.hand_masks:
+            changes["mask_origin"] = MaskOrigin.HAND
+        elif row.id in self.restored_masks:
+            changes["mask_origin"] = MaskOrigin(automatic)
+        return replace(row, **changes) if changes else row
+
 
 class Workspace:
-    """Handle on a workspace folder; creates files only when ``create`` is called."""
+    """Handle on a workspace folder.
 
-    def __init__(self, root: Path) -> None:
+    ``write=True`` is for commands that change it (extract, train, migrate): they take
+    the write lock and migrate an older schema. Readers (info, convert, evaluate) take
+    no lock and write nothing. ``rebuild_index`` lets extract open a workspace whose
+    index was deleted, to build it again.
+    """
+
+    def __init__(self, root: Path, write: bool = False, command: str = "", rebuild_index: bool = False) -> None:
         self.root = Path(root).absolute()
-        self.meta_path = self.root / "workspace.json"
-        self.db_path = self.root / "faces.sqlite"
+        self.meta_path = self.root / META_NAME
+        self.db_path = self.root / INDEX_NAME
+        self.write = write
         self._db: sqlite3.Connection | None = None
+        self._in_txn = False
+        self.migrated_from: int | None = None
         if self.root.exists() and not self.root.is_dir():
             raise UserError(f"workspace {self.root} is a file, not a folder; pass --workspace DIR")
-        self.meta = self._read_meta()
+        self._lock = WorkspaceLock(self.root, command or "a writer") if write else None
+        if self._lock is not None and self.root.exists():
+            self._lock.acquire()
+        try:
+            self._meta, self.file_version = self._read_meta()
+            self._check_index(rebuild_index)
+            if self.file_version < SCHEMA_VERSION and self.exists:
+                if write:
+                    self.migrate()
+                else:
+                    log.warning("note: workspace %s uses schema %d; it is read as it is and migrated to schema %d "
+                                "the next time extract or train writes to it (or now: python main.py migrate "
+                                "--workspace %s)", self.root, self.file_version, SCHEMA_VERSION, self.root)
+        except BaseException:
+            self.close()
+            raise
 
     # ---------------------------------------------------------------- metadata
-    def _read_meta(self) -> dict:
+    def _read_meta(self) -> tuple[dict[str, Any], int]:
         if not self.meta_path.exists():
-            return {"schema_version": SCHEMA_VERSION, "sets": {}}
+            return {"schema_version": SCHEMA_VERSION, "sets": {}}, SCHEMA_VERSION
         try:
             meta = json.loads(self.meta_path.read_text())
         except (OSError, ValueError) as exc:
             raise UserError(f"{self.meta_path} is not valid JSON ({exc}); restore it from a backup "
                             f"or move the workspace aside") from exc
         version = meta.get("schema_version") if isinstance(meta, dict) else None
-        if not isinstance(version, int):
+        if not isinstance(version, int) or isinstance(version, bool) or version < 1:
             raise UserError(f"{self.meta_path} has no schema_version; it is not a workspace of this tool")
         if version > SCHEMA_VERSION:
             raise UserError(f"workspace {self.root} was written by a newer version of this tool "
                             f"(schema {version}, this one reads up to {SCHEMA_VERSION}); "
                             f"upgrade the tool to use it")
-        meta.setdefault("sets", {})
-        return meta
+        sets = meta.setdefault("sets", {})
+        unknown = [name for name in sets if name not in SETS]
+        if not isinstance(sets, dict) or unknown:
+            raise UserError(f"{self.meta_path} lists unknown face sets {unknown}; only {', '.join(SETS)} exist: "
+                            f"restore workspace.json from a backup")
+        return upgrade_meta(meta, version), version
+
+    def _check_index(self, rebuild: bool) -> None:
+        """A missing or damaged index is one clear error (extract may rebuild a missing one)."""
+        if not self.db_path.exists():
+            if self._meta["sets"] and not rebuild:
+                raise UserError(f"{self.db_path} is missing, but {META_NAME} lists set(s) "
+                                f"{', '.join(self._meta['sets'])}: the index was deleted or moved; put it back, "
+                                f"or {_REBUILD}")
+            return
+        with self._sql():
+            self.db.execute("SELECT count(*) FROM sqlite_master").fetchone()
+        lost = [name for name in self._meta["sets"] if self.set_unindexed(name)]
+        if lost and not rebuild:
+            raise UserError(f"{self.db_path} has no faces of set(s) {', '.join(lost)} though {META_NAME} lists "
+                            f"them (the index was replaced or rebuilt); {_REBUILD}")
+
+    def set_unindexed(self, set_name: str) -> bool:
+        """workspace.json lists the set but the index has no frame of it (index deleted or replaced)."""
+        if set_name not in self._meta["sets"]:
+            return False
+        return not self._has_index() or not self._query("SELECT 1 FROM frames WHERE set_name=? LIMIT 1", (set_name,))
+
+    def remove_stale_temp_files(self, set_name: str) -> int:
+        """Temp files a killed run left in the set's folders (never the artist's files; writers only)."""
+        count = 0
+        for folder in (self.aligned_dir(set_name), self.masks_dir(set_name)):
+            if folder.is_dir():
+                for tmp in folder.glob(".*.tmp"):
+                    remove_quietly(tmp)
+                    count += 1
+        return count
+
+    @property
+    def index_missing(self) -> bool:
+        """True when workspace.json lists sets but faces.sqlite is gone (only opened with rebuild_index)."""
+        return bool(self._meta["sets"]) and not self.db_path.exists()
 
     @property
     def exists(self) -> bool:
         return self.meta_path.exists()
 
-    def save_meta(self) -> None:
-        self.meta["schema_version"] = SCHEMA_VERSION
-        write_atomic(self.meta_path, (json.dumps(self.meta, indent=2, sort_keys=True) + "\n").encode())
+    @property
+    def schema_version(self) -> int:
+        return int(self._meta["schema_version"])
 
-    def set_meta(self, set_name: str) -> dict | None:
-        return self.meta["sets"].get(set_name)
+    def save_meta(self) -> None:
+        self._meta["schema_version"] = SCHEMA_VERSION
+        write_atomic(self.meta_path, (json.dumps(self._meta, indent=2, sort_keys=True) + "\n").encode())
+
+    def set_meta(self, set_name: str) -> SetMeta | None:
+        data = self._meta["sets"].get(set_name)
+        return None if data is None else SetMeta.from_json(data)
+
+    def put_set_meta(self, set_name: str, meta: SetMeta) -> None:
+        """Record a set's metadata in workspace.json (atomically)."""
+        self._meta["sets"][set_name] = meta.to_json()
+        self.save_meta()
 
     def set_dir(self, set_name: str) -> Path:
         return self.root / f"data_{set_name}"
@@ -133,119 +196,269 @@ class Workspace:
     def masks_dir(self, set_name: str) -> Path:
         return self.set_dir(set_name) / "masks"
 
-    # ---------------------------------------------------------------- creation
-    def create(self, set_name: str) -> None:
-        """Make the folders, index and json; called once there is a first face to store."""
-        self.aligned_dir(set_name).mkdir(parents=True, exist_ok=True)
-        self.masks_dir(set_name).mkdir(parents=True, exist_ok=True)
-        db = self.db
-        with db:
-            db.execute("INSERT OR REPLACE INTO meta(key, value) VALUES ('schema_version', ?)",
-                       (str(SCHEMA_VERSION),))
-        if not self.meta_path.exists():
-            self.save_meta()
+    def _where(self, row: FaceRow, column: str) -> str:
+        return (f"{INDEX_NAME} row {row.id} ({row.set_name} {row.source} frame {row.frame_index} face "
+                f"{row.face_index}), {column}")
+
+    def aligned_path(self, row: FaceRow) -> Path:
+        """The row's aligned image; UserError naming the row if its name leads out of aligned/."""
+        return inside(self.aligned_dir(row.set_name), row.aligned_file, self._where(row, "aligned_file"))
+
+    def mask_path(self, row: FaceRow) -> Path:
+        return inside(self.masks_dir(row.set_name), row.mask_file, self._where(row, "mask_file"))
+
+    # ---------------------------------------------------------------- the index
+    @contextlib.contextmanager
+    def _sql(self) -> Iterator[None]:
+        """SQLite errors as one line: a damaged index says how to rebuild it."""
+        try:
+            yield
+        except sqlite3.OperationalError as exc:
+            if "locked" in str(exc) or "busy" in str(exc):
+                raise UserError(f"{self.db_path} is busy ({exc}): another program holds it; wait and run this "
+                                f"again") from exc
+            raise self._damaged(exc) from exc
+        except sqlite3.DatabaseError as exc:
+            raise self._damaged(exc) from exc
+
+    def _damaged(self, exc: Exception) -> UserError:
+        self.close_db()
+        return UserError(f"{self.db_path} is damaged ({exc}); move it aside (mv {self.db_path} "
+                         f"{self.db_path}.bad) and {_REBUILD}")
 
     @property
     def db(self) -> sqlite3.Connection:
         if self._db is None:
+            if not self.write and not self.db_path.exists():
+                raise UserError(f"{self.root} has no index yet; run 'python main.py extract' first")
             if not self.db_path.exists() and not self.root.exists():
                 self.root.mkdir(parents=True)
-            self._db = sqlite3.connect(self.db_path, isolation_level="DEFERRED", timeout=30,
-                                       check_same_thread=False)
-            self._db.row_factory = sqlite3.Row
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=NORMAL")
-            self._db.executescript(_SCHEMA)
+            with self._sql():
+                db = sqlite3.connect(self.db_path, isolation_level=None, timeout=30, check_same_thread=False)
+                self._db = db
+                db.row_factory = sqlite3.Row
+                if self.write:
+                    db.execute("PRAGMA journal_mode=WAL")
+                    db.execute("PRAGMA synchronous=NORMAL")
+                    db.executescript(TABLES)
         return self._db
 
-    def read_db(self) -> sqlite3.Connection | None:
-        """Connection for reading, or None when no index exists yet (never creates one)."""
-        if not self.db_path.exists():
-            return None
-        return self.db
+    def _has_index(self) -> bool:
+        return self.db_path.exists()
 
-    def close(self) -> None:
+    def _query(self, sql: str, params: tuple = ()) -> list[sqlite3.Row]:
+        if not self._has_index():
+            return []
+        with self._sql():
+            return self.db.execute(sql, params).fetchall()
+
+    def close_db(self) -> None:
         if self._db is not None:
             self._db.close()
             self._db = None
+            self._in_txn = False
 
-    def remove_stale_temp_files(self, set_name: str) -> int:
-        """Temp files a killed run left behind (never the artist's files)."""
-        count = 0
-        for folder in (self.aligned_dir(set_name), self.masks_dir(set_name)):
-            if folder.is_dir():
-                for tmp in folder.glob(".*.tmp"):
-                    remove_quietly(tmp)
-                    count += 1
-        return count
+    def close(self) -> None:
+        """Close the index (an uncommitted batch is rolled back) and release the write lock."""
+        self.close_db()
+        if self._lock is not None:
+            self._lock.release()
+
+    def __enter__(self) -> "Workspace":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ---------------------------------------------------------------- creation, migration
+    def create(self, set_name: str) -> None:
+        """Make the folders, index and json; called once there is a first face to store."""
+        self.aligned_dir(set_name).mkdir(parents=True, exist_ok=True)
+        self.masks_dir(set_name).mkdir(parents=True, exist_ok=True)
+        if self._lock is not None:
+            self._lock.acquire()
+        if not self.db_path.exists():
+            for leftover in (self.root / f"{INDEX_NAME}-wal", self.root / f"{INDEX_NAME}-shm"):
+                remove_quietly(leftover)      # of a deleted index: must not be replayed into a new one
+        with self._sql():
+            db = self.db
+            db.executescript(TABLES)
+            db.execute("INSERT OR REPLACE INTO meta(key, value) VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+        if not self.meta_path.exists():
+            self.save_meta()
+
+    def migrate(self) -> bool:
+        """Bring an older workspace to the current schema, after backing up both files; True if it did."""
+        old = self.file_version
+        if old >= SCHEMA_VERSION or not self.exists:
+            return False
+        backups = [self.meta_path.with_name(f"{META_NAME}.v{old}.bak")]
+        write_atomic(backups[0], self.meta_path.read_bytes())
+        raw = json.loads(self.meta_path.read_text())
+        if self._has_index():
+            backups.append(self.db_path.with_name(f"{INDEX_NAME}.v{old}.bak"))
+            with self._sql():
+                target = sqlite3.connect(backups[1])
+                try:
+                    self.db.backup(target)
+                finally:
+                    target.close()
+                with self._transaction():
+                    for version in range(old, SCHEMA_VERSION):
+                        MIGRATIONS[version].index(self.db)
+                    self.db.execute("INSERT OR REPLACE INTO meta(key, value) VALUES ('schema_version', ?)",
+                                    (str(SCHEMA_VERSION),))
+        for version in range(old, SCHEMA_VERSION):
+            MIGRATIONS[version].meta(raw)
+        self._meta = {**raw, "sets": raw.get("sets", {})}
+        self.save_meta()
+        self.file_version = SCHEMA_VERSION
+        self.migrated_from = old
+        log.info("workspace %s migrated from schema %d to %d (backups: %s)", self.root, old, SCHEMA_VERSION,
+                 ", ".join(p.name for p in backups))
+        return True
+
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[None]:
+        with self._sql():
+            self.db.execute("BEGIN")
+            try:
+                yield
+            except BaseException:
+                self.db.execute("ROLLBACK")
+                raise
+            self.db.execute("COMMIT")
 
     # ---------------------------------------------------------------- queries
-    def faces(self, set_name: str, where: str = "", params: Iterable = ()) -> list[sqlite3.Row]:
-        db = self.read_db()
-        if db is None:
-            return []
-        sql = "SELECT * FROM faces WHERE set_name=?" + (f" AND {where}" if where else "")
-        return db.execute(sql + " ORDER BY source, frame_index, face_index", (set_name, *params)).fetchall()
+    def faces(self, set_name: str, kept: bool = False, source: str | None = None,
+              frame_index: int | None = None) -> list[FaceRow]:
+        """Faces of a set in source, frame, face order; ``kept`` leaves out dropped ones."""
+        sql = "SELECT * FROM faces WHERE set_name=?"
+        params: list[Any] = [set_name]
+        if kept:
+            sql += " AND dropped=0"
+        if source is not None:
+            sql += " AND source=?"
+            params.append(source)
+        if frame_index is not None:
+            sql += " AND frame_index=?"
+            params.append(frame_index)
+        rows = self._query(sql + " ORDER BY source, frame_index, face_index", tuple(params))
+        with self._sql():
+            return [face_from_sql(r) for r in rows]
+
+    def frame_faces(self, set_name: str, source: str, frame_index: int) -> dict[int, FaceRow]:
+        """The faces stored for one frame, by face index."""
+        return {r.face_index: r for r in self.faces(set_name, source=source, frame_index=frame_index)}
+
+    def frames(self, set_name: str) -> list[FrameRow]:
+        rows = self._query("SELECT source, frame_index, status, faces FROM frames WHERE set_name=? "
+                           "ORDER BY source, frame_index", (set_name,))
+        return [FrameRow(r[0], r[1], r[2], r[3]) for r in rows]
+
+    def done_frames(self, set_name: str) -> set[tuple[str, int]]:
+        """(source, frame) pairs extract has finished (with or without faces)."""
+        return {(r[0], r[1]) for r in self._query("SELECT source, frame_index FROM frames WHERE set_name=?",
+                                                   (set_name,))}
+
+    def next_track(self, set_name: str) -> int:
+        rows = self._query("SELECT MAX(track) FROM faces WHERE set_name=?", (set_name,))
+        value = rows[0][0] if rows else None
+        return 0 if value is None else int(value) + 1
+
+    # ---------------------------------------------------------------- writing frames
+    def write_frame(self, set_name: str, source: str, frame_index: int, status: str, rows: list[FaceRow],
+                    removed: list[FaceRow]) -> None:
+        """Store one finished frame: its faces (insert or update), faces it no longer has, the frame.
+
+        Runs in the open batch transaction (begun here if none is); ``commit`` ends it, so a
+        frame counts as done exactly when its faces are stored.
+        """
+        cols = ", ".join(FACE_COLUMNS)
+        marks = ", ".join("?" for _ in FACE_COLUMNS)
+        updates = ", ".join(f"{c}=excluded.{c}" for c in FACE_COLUMNS)
+        with self._sql():
+            db = self.db
+            if not self._in_txn:
+                db.execute("BEGIN")
+                self._in_txn = True
+            db.executemany("DELETE FROM faces WHERE id=?", [(r.id,) for r in removed])
+            db.executemany(f"INSERT INTO faces ({cols}) VALUES ({marks}) ON CONFLICT "
+                           f"(set_name, source, frame_index, face_index) DO UPDATE SET {updates}",
+                           [face_to_sql(r) for r in rows])
+            db.execute("INSERT OR REPLACE INTO frames (set_name, source, frame_index, status, faces) "
+                       "VALUES (?, ?, ?, ?, ?)", (set_name, source, frame_index, status, len(rows)))
+
+    def commit(self) -> None:
+        if self._in_txn and self._db is not None:
+            with self._sql():
+                self._db.execute("COMMIT")
+            self._in_txn = False
 
     # ---------------------------------------------------------------- artist edits
     def scan_artist_edits(self, set_name: str) -> EditScan:
         """Compare the set's files with the index (read-only; ``apply_edits`` records it)."""
         scan = EditScan()
-        aligned_dir, masks_dir = self.aligned_dir(set_name), self.masks_dir(set_name)
         for row in self.faces(set_name):
-            if not row["dropped"] and not (aligned_dir / row["aligned_file"]).exists():
-                scan.deleted.append(row["id"])
-            mask_path = masks_dir / row["mask_file"]
+            assert row.id is not None
+            if not row.dropped and not self.aligned_path(row).exists():
+                scan.deleted.append(row.id)
+            mask_path = self.mask_path(row)
             try:
                 st = mask_path.stat()
             except FileNotFoundError:
-                scan.missing_masks.append(row["id"])
+                scan.missing_masks.append(row.id)
                 continue
-            if (st.st_mtime_ns, st.st_size) == (row["mask_mtime_ns"], row["mask_bytes"]):
+            if (st.st_mtime_ns, st.st_size) == (row.mask_mtime_ns, row.mask_bytes):
                 continue  # untouched since we last looked
             pixels = read_gray(mask_path)
-            changed = pixels is None or mask_hash(pixels) != row["mask_hash"]
-            if changed and row["mask_origin"] != "hand":
-                scan.hand_masks.append(row["id"])
-            elif not changed and row["mask_origin"] == "hand":
-                scan.restored_masks.append(row["id"])
-            scan.mask_stats[row["id"]] = (st.st_mtime_ns, st.st_size)
+            changed = pixels is None or mask_hash(pixels) != row.mask_hash
+            if changed and row.mask_origin != MaskOrigin.HAND:
+                scan.hand_masks.append(row.id)
+            elif not changed and row.mask_origin == MaskOrigin.HAND:
+                scan.restored_masks.append(row.id)
+            scan.mask_stats[row.id] = (st.st_mtime_ns, st.st_size)
         return scan
 
     def apply_edits(self, set_name: str, scan: EditScan) -> None:
         """Record an EditScan in the index in one transaction."""
-        db = self.read_db()
-        if db is None:
+        if not self._has_index():
             return
-        with db:
-            db.executemany("UPDATE faces SET dropped=1, drop_reason='deleted' WHERE id=?",
-                           [(i,) for i in scan.deleted])
-            db.executemany("UPDATE faces SET mask_origin='hand' WHERE id=?", [(i,) for i in scan.hand_masks])
-            db.executemany("UPDATE faces SET mask_origin='hull' WHERE id=? AND mask_origin='hand'",
-                           [(i,) for i in scan.restored_masks])
+        automatic = self.automatic_mask_origin(set_name)
+        with self._transaction():
+            db = self.db
+            db.executemany("UPDATE faces SET dropped=1, drop_reason=? WHERE id=?",
+                           [(DropReason.DELETED.value, i) for i in scan.deleted])
+            db.executemany("UPDATE faces SET mask_origin=? WHERE id=?",
+                           [(MaskOrigin.HAND.value, i) for i in scan.hand_masks])
+            db.executemany("UPDATE faces SET mask_origin=? WHERE id=? AND mask_origin=?",
+                           [(automatic, i, MaskOrigin.HAND.value) for i in scan.restored_masks])
             db.executemany("UPDATE faces SET mask_mtime_ns=?, mask_bytes=? WHERE id=?",
                            [(m, b, i) for i, (m, b) in scan.mask_stats.items()])
 
     def sync_artist_edits(self, set_name: str) -> EditScan:
+        """Scan the artist's edits and record them (writers only)."""
         scan = self.scan_artist_edits(set_name)
-        self.apply_edits(set_name, scan)
+        if self.write:
+            self.apply_edits(set_name, scan)
         return scan
 
-    def is_hand_mask(self, set_name: str, mask_file: str, recorded_hash: str | None) -> bool:
+    def faces_as_edited(self, set_name: str, scan: EditScan | None = None) -> list[FaceRow]:
+        """The set's faces with the artist's edits on disk (``scan``) applied, without writing the index."""
+        scan = scan if scan is not None else self.scan_artist_edits(set_name)
+        automatic = self.automatic_mask_origin(set_name)
+        return [scan.applied(row, automatic) for row in self.faces(set_name)]
+
+    def automatic_mask_origin(self, set_name: str) -> str:
+        meta = self.set_meta(set_name)
+        return meta.extract.masker if meta is not None else MaskOrigin.HULL.value
+
+    def is_hand_mask(self, row: FaceRow) -> bool:
         """True when the mask on disk is not the one we wrote: never overwrite it.
 
         A mask with no recorded hash was left by an interrupted run, not by the artist.
         """
-        pixels = read_gray(self.masks_dir(set_name) / mask_file)
+        pixels = read_gray(self.mask_path(row))
         if pixels is None:
             return False
-        return recorded_hash is not None and mask_hash(pixels) != recorded_hash
-
-
-def dumps(value) -> str:
-    """Compact JSON for arrays stored in the index (rounded to 1/1000 pixel)."""
-    return json.dumps(np.round(np.asarray(value, dtype=np.float64), 3).tolist(), separators=(",", ":"))
-
-
-def loads_array(text: str) -> np.ndarray:
-    return np.asarray(json.loads(text), dtype=np.float64)
+        return bool(row.mask_hash) and mask_hash(pixels) != row.mask_hash

@@ -1,4 +1,4 @@
-"""The two interfaces every detection backend implements."""
+"""The interfaces of the face backends: detector, landmark model, masker."""
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
@@ -20,8 +20,13 @@ class FaceDetector(ABC):
     description: str = ""
 
     @abstractmethod
-    def detect(self, image: np.ndarray) -> list[Detection]:
-        """Faces in an (H, W, 3) uint8 RGB image, largest first."""
+    def detect(self, image: np.ndarray, thorough: bool = True) -> list[Detection]:
+        """Faces in an (H, W, 3) uint8 RGB image, largest first.
+
+        ``thorough=False`` runs only the detector's first, cheap pass (it may miss small
+        faces); extract's video loop decides, frame by frame, when the slow passes are
+        worth running (``extract.search.SlowPassGate``).
+        """
 
 
 class Landmarker(ABC):
@@ -33,6 +38,18 @@ class Landmarker(ABC):
     @abstractmethod
     def landmarks(self, image: np.ndarray, box: tuple[float, float, float, float]) -> np.ndarray:
         """(68, 2) float landmarks in image pixels for the face in ``box``."""
+
+
+class Masker(ABC):
+    """Makes the automatic face mask of an aligned face (white = face)."""
+
+    name: str = ""
+    description: str = ""
+
+    @abstractmethod
+    def mask(self, aligned: np.ndarray | None, landmarks: np.ndarray, size: int) -> np.ndarray:
+        """(size, size) uint8 mask, 0 or 255, for the aligned crop (RGB, may be None for
+        landmark-only maskers) whose landmarks are ``landmarks`` (crop pixels)."""
 
 
 def parse_upsample(value: str) -> tuple[int, bool]:

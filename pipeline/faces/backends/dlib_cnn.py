@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from pipeline.faces.backends.base import Detection, FaceDetector, by_area, parse_upsample
 from pipeline.core.weights import model_path
+from pipeline.faces.backends.base import Detection, FaceDetector, by_area, parse_upsample
 
 
 class DlibCnnDetector(FaceDetector):
@@ -24,8 +24,8 @@ class DlibCnnDetector(FaceDetector):
             out.append(Detection((r.left(), r.top(), r.right() + 1, r.bottom() + 1), float(d.confidence)))
         return out
 
-    def detect(self, image: np.ndarray) -> list[Detection]:
+    def detect(self, image: np.ndarray, thorough: bool = True) -> list[Detection]:
         found = self._run(image, self.upsample)
-        if not found and self.retry and max(image.shape[:2]) <= 800:
+        if not found and thorough and self.retry and max(image.shape[:2]) <= 800:
             found = self._run(image, self.upsample + 1)
         return by_area(found)

@@ -40,7 +40,7 @@ class DlibHogDetector(FaceDetector):
         return [Detection((r.left() * inv, r.top() * inv, (r.right() + 1) * inv, (r.bottom() + 1) * inv), float(s))
                 for r, s in zip(rects, scores)]
 
-    def detect(self, image: np.ndarray) -> list[Detection]:
+    def detect(self, image: np.ndarray, thorough: bool = True) -> list[Detection]:
         """Largest faces first; a cheap pass for faces >= min_face, then finer passes if empty.
 
         The HOG cost grows with the pixels scanned: looking for faces of at least
@@ -51,8 +51,12 @@ class DlibHogDetector(FaceDetector):
         scale = WINDOW / self.min_face
         if scale < 0.9:
             found = self._run(image, 0, scale)
+            if not thorough:
+                return by_area(found)
         if not found:
             found = self._run(image, self.upsample)
+        if not thorough:
+            return by_area(found)
         if not found and self.retry and max(image.shape[:2]) <= RETRY_MAX_SIDE:
             found = self._run(image, self.upsample + 1)
         return by_area(found)

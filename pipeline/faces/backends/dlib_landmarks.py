@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from pipeline.faces.backends.base import Landmarker
 from pipeline.core.weights import model_path
+from pipeline.faces.backends.base import Landmarker
 
 
 class DlibLandmarker(Landmarker):

@@ -1,0 +1,52 @@
+"""Options of ``main.py convert``, each declared once (name, default, range, help)."""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from pipeline.core.options import option
+from pipeline.registries import BLEND_MODES, COLOR_TRANSFERS
+
+
+def _cores() -> int:
+    return os.cpu_count() or 1
+
+
+@dataclass
+class ConvertOptions:
+    workspace: Path = option(Path("workspace"), flags=("-w",), help="workspace folder")
+    input: Path | None = option(None, flags=("-i",), default_text="the path extract recorded",
+                                help="the dst video, if it moved since extract")
+    output: Path | None = option(None, flags=("-o",), default_text="WORKSPACE/result.mp4",
+                                 help="video to write (.mp4/.mov/.mkv/.m4v); replaced only when the new one is "
+                                      "complete")
+    smooth: float = option(2.0, low=0, high=50, metavar="SIGMA",
+                           help="temporal landmark smoothing per face track: Gaussian width in frames of a local "
+                                "quadratic fit (follows fast motion without lag); 0 = off. Never crosses a cut or "
+                                "a gap in the track")
+    color: str = option("rct", choices=COLOR_TRANSFERS,
+                        help="colour transfer of the generated face toward the dst face, inside the mask")
+    blend: str = option("poisson", choices=BLEND_MODES, help="how the face enters the frame")
+    mask_erode: int = option(4, low=-64, high=64, metavar="PX",
+                             help="shrink the mask by this many pixels at the aligned size (negative grows it)")
+    mask_blur: int = option(8, low=0, high=128, metavar="PX",
+                            help="feather width of the mask edge in pixels at the aligned size (0 = hard edge)")
+    sharpen: float = option(0.0, low=0, high=5, metavar="AMOUNT",
+                            help="unsharp-mask amount applied to the generated face (0 = off, 0.5 = moderate)")
+    crf: int = option(18, low=0, high=51, help="H.264 quality (lower = better and larger; 18 is visually lossless)")
+    preset: str = option("medium", choices=("ultrafast", "superfast", "veryfast", "faster", "fast", "medium",
+                                            "slow", "slower", "veryslow"), help="x264 speed preset")
+    start: int = option(0, low=0, metavar="FRAME", help="first frame to render")
+    end: int | None = option(None, low=1, metavar="FRAME", default_text="the end of the video",
+                             help="render up to this frame, not including it")
+    preview: int = option(0, low=0, high=1000, metavar="N",
+                          help="write N evenly spaced before|after stills to WORKSPACE/preview/ instead of the video "
+                               "(fast, for tuning options)")
+    batch_size: int = option(8, low=1, high=1024, help="faces per network call")
+    precision: str = option("auto", choices=("auto", "float", "int8"),
+                            help="network arithmetic: int8 is ~8x faster on the CPU (mean change ~1.9 grey levels); "
+                                 "auto = int8 on the CPU when the model allows it, float on CUDA")
+    device: str = option("auto", help="torch device: auto (CUDA when present), cpu, cuda")
+    workers: int = option(factory=_cores, low=1, high=256, default_text="number of CPU cores",
+                          help="threads for cropping and blending")

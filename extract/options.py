@@ -1,0 +1,50 @@
+"""Options of ``main.py extract``, each declared once (name, default, range, help)."""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from pipeline.core.geometry import FACE_TYPES
+from pipeline.core.options import option
+from pipeline.registries import DETECTORS, LANDMARKERS, MASKERS
+
+
+def _cores() -> int:
+    return os.cpu_count() or 1
+
+
+@dataclass
+class ExtractOptions:
+    input: Path = option(required=True, flags=("-i",), help="a video file, a folder of images, or one image")
+    workspace: Path = option(Path("workspace"), flags=("-w",), help="workspace folder")
+    set_name: str | None = option(None, flag="--set", choices=("dst", "src"),
+                                  default_text="dst for a video, src for images", help="which face set to fill")
+    detector: str = option("dlib", choices=DETECTORS, help="face detector")
+    landmarker: str = option("dlib", choices=LANDMARKERS, help="68-point landmark model")
+    masker: str = option("hull", choices=MASKERS, help="automatic face mask")
+    face_type: str = option("full", choices=FACE_TYPES, help="how much of the head the aligned crop shows: full "
+                                                               "(brows to chin), whole (with forehead), head")
+    size: int = option(256, low=64, high=2048, help="aligned face size in pixels")
+    image_format: str = option("png", choices=("png", "jpg"), help="aligned image format (masks are always png)")
+    upsample: str = option("auto", choices=("auto", "0", "1", "2"),
+                           help="detector upsampling for small faces; auto = 0, retried at 1 on images with no "
+                                "face found")
+    min_face: int | None = option(None, low=20, metavar="PX",
+                                  default_text="a quarter of the frame's shorter side for video, 80 for photos",
+                                  help="smallest face searched in every frame, in pixels; smaller faces are still "
+                                       "searched in frames where no larger one is found (80 = everything)")
+    bridge_gap: int = option(5, low=0, high=1000, help="longest run of frames where a lost face is bridged from its "
+                                                      "neighbours (0 = off)")
+    workers: int = option(factory=_cores, low=1, high=256, default_text="number of CPU cores",
+                          help="detection threads")
+    target_face: Path | None = option(None, metavar="PHOTO",
+                                      help="keep only faces of the person in this photo; other faces are indexed "
+                                           "as dropped (reason: identity) and get no aligned file")
+    target_threshold: float = option(0.6, low=0.01, high=1.99,
+                                     help="largest identity distance to the target face that still counts as the "
+                                          "same person (dlib's threshold)")
+    device: str = option("auto", help="torch device for the identity network: auto (CUDA when present), cpu, cuda")
+    force: bool = option(False, action="store_true",
+                         help="re-extract every frame and restore deleted faces; hand-edited masks are still "
+                              "never overwritten")

@@ -1,0 +1,178 @@
+"""One declaration per option: the dataclass field is the option.
+
+A stage's options are a dataclass whose fields are declared with :func:`option`: name,
+default, range or choices, and help are written once, there. The command line is built
+from the fields (``add_arguments``), parsed values become the dataclass
+(``from_namespace``), and ``check`` validates an instance the same way whether it came
+from the command line or from Python, so a library call gets the CLI's errors.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import typing
+from collections.abc import Callable, Sequence
+from dataclasses import MISSING, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pipeline.core.errors import UserError
+from pipeline.core.registry import Registry
+
+
+@dataclass(frozen=True)
+class Spec:
+    help: str
+    flags: tuple[str, ...] = ()              # extra spellings, e.g. ("-w",)
+    flag: str | None = None                  # the main spelling when it is not --field-name
+    choices: Registry | Sequence[Any] | None = None
+    low: float | None = None                 # inclusive range
+    high: float | None = None
+    metavar: str | None = None
+    nargs: str | None = None
+    action: str | None = None                # "store_true" / "store_false"
+    required: bool = False
+    default_text: str | None = None          # the default in words, when the value is None or computed
+    cli: bool = True                         # False: settable from Python only
+
+
+def option(default: Any = MISSING, *, help: str, factory: Callable[[], Any] | None = None,
+           **spec: Any) -> Any:
+    """A dataclass field that is also a command-line option (see :class:`Spec` for ``spec``)."""
+    meta = {"option": Spec(help=help, **spec)}
+    if factory is not None:
+        return field(default_factory=factory, metadata=meta)
+    if default is MISSING:
+        return field(metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+def _specs(cls: type) -> list[tuple[dataclasses.Field, Spec, Any]]:
+    hints = typing.get_type_hints(cls)
+    return [(f, f.metadata["option"], hints[f.name]) for f in dataclasses.fields(cls) if "option" in f.metadata]
+
+
+def flag_of(f: dataclasses.Field, spec: Spec) -> str:
+    return spec.flag or "--" + f.name.replace("_", "-")
+
+
+def _base_type(tp: Any) -> tuple[Any, bool]:
+    """(element type, is a list) of ``int``, ``int | None``, ``list[Path]``, ``list[str] | None``."""
+    args = [a for a in typing.get_args(tp) if a is not type(None)]
+    origin = typing.get_origin(tp)
+    if origin is list:
+        return args[0], True
+    if args and origin is not list:          # Optional / Union
+        inner = args[0]
+        if typing.get_origin(inner) is list:
+            return typing.get_args(inner)[0], True
+        return inner, False
+    return tp, False
+
+
+def _default_of(f: dataclasses.Field) -> Any:
+    if f.default is not MISSING:
+        return f.default
+    if f.default_factory is not MISSING:
+        return f.default_factory()
+    return None
+
+
+def _choice_names(choices: Registry | Sequence[Any] | None) -> list[Any] | None:
+    if choices is None:
+        return None
+    return choices.names() if isinstance(choices, Registry) else list(choices)
+
+
+def describe_default(f: dataclasses.Field, spec: Spec) -> str | None:
+    if spec.default_text is not None:
+        return spec.default_text
+    if spec.action or spec.required:
+        return None
+    value = _default_of(f)
+    if value is None or value == []:
+        return None
+    return " ".join(map(str, value)) if isinstance(value, (list, tuple)) else str(value)
+
+
+def help_text(f: dataclasses.Field, spec: Spec) -> str:
+    text = spec.help
+    if isinstance(spec.choices, Registry):
+        text += f" ({spec.choices.help()})"
+    if spec.low is not None or spec.high is not None:
+        text += f"; range {_range_words(spec)}"
+    default = describe_default(f, spec)
+    if default is not None:
+        text += f" (default: {default})"
+    return text.replace("%", "%%")
+
+
+def _range_words(spec: Spec) -> str:
+    if spec.high is None:
+        return f"{spec.low:g} or more"
+    if spec.low is None:
+        return f"up to {spec.high:g}"
+    return f"{spec.low:g} to {spec.high:g}"
+
+
+def add_arguments(parser: argparse.ArgumentParser | Any, cls: type, skip: set[str] | None = None) -> None:
+    """Add one argument per option field of ``cls`` to ``parser`` (or an argument group)."""
+    for f, spec, tp in _specs(cls):
+        if not spec.cli or (skip and f.name in skip):
+            continue
+        names = [flag_of(f, spec), *spec.flags]
+        kwargs: dict[str, Any] = {"dest": f.name, "help": help_text(f, spec)}
+        if spec.action:
+            kwargs["action"] = spec.action
+            parser.add_argument(*names, **kwargs)
+            continue
+        base, is_list = _base_type(tp)
+        kwargs["type"] = Path if base is Path else (base if base in (int, float) else str)
+        kwargs["default"] = _default_of(f)
+        choices = _choice_names(spec.choices)
+        if choices is not None:
+            kwargs["choices"] = choices
+        if is_list:
+            kwargs["nargs"] = spec.nargs or "+"
+        elif spec.nargs:
+            kwargs["nargs"] = spec.nargs
+        if spec.metavar:
+            kwargs["metavar"] = spec.metavar
+        if spec.required:
+            kwargs["required"] = True
+            kwargs.pop("default")
+        parser.add_argument(*names, **kwargs)
+
+
+def from_namespace(cls: type, args: argparse.Namespace) -> Any:
+    """The options dataclass from parsed arguments (fields not on the command line keep defaults)."""
+    values = {f.name: getattr(args, f.name) for f, spec, _ in _specs(cls) if spec.cli and hasattr(args, f.name)}
+    return cls(**values)
+
+
+def check(opts: Any) -> None:
+    """Ranges and choices of every option field; UserError naming the option and what to use."""
+    for f, spec, _ in _specs(type(opts)):
+        value = getattr(opts, f.name)
+        if value is None:
+            continue
+        flag = flag_of(f, spec)
+        choices = _choice_names(spec.choices)
+        if choices is not None and value not in choices:
+            if isinstance(spec.choices, Registry):
+                spec.choices.get(value)          # its own error, naming the kind
+            raise UserError(f"{flag} {value}: choose one of {', '.join(map(str, choices))}")
+        if (spec.low is not None and value < spec.low) or (spec.high is not None and value > spec.high):
+            default = describe_default(f, spec)
+            raise UserError(f"{flag} {value} is out of range; use {_range_words(spec)}"
+                            + (f" (default {default})" if default is not None else ""))
+
+
+def as_dict(opts: Any) -> dict[str, Any]:
+    """Option values as plain JSON-able values (paths as strings)."""
+    out = {}
+    for f in dataclasses.fields(opts):
+        v = getattr(opts, f.name)
+        out[f.name] = str(v) if isinstance(v, Path) else ([str(x) if isinstance(x, Path) else x for x in v]
+                                                          if isinstance(v, list) else v)
+    return out

@@ -1,0 +1,68 @@
+"""What every model family gives the stages: build, save and load, inference.
+
+Train writes a model, convert runs it, and both only talk to this interface and to the
+model-type registry (``pipeline.registries.MODEL_TYPES``), so a second family (an
+autoencoder, say) plugs in without touching the trainer or convert. A model family is
+one :class:`FaceModel` subclass here in ``pipeline/models/`` (what convert needs) and
+one ``train.model_trainer.ModelTrainer`` subclass in ``train/`` (its losses and step),
+registered together under one name, which ``options.json`` records as ``model_type``.
+"""
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+from torch import nn
+
+
+def count_parameters(net: nn.Module, trainable_only: bool = False) -> int:
+    """Number of scalar parameters (BatchNorm running statistics are buffers, not counted)."""
+    return sum(p.numel() for p in net.parameters() if p.requires_grad or not trainable_only)
+
+
+class Predictor(ABC):
+    """A model prepared for inference on one device: face crops in, swapped crops out."""
+
+    description: str = ""          # for the log: precision, device, how it was prepared
+
+    @abstractmethod
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        """(N, 3, R, R) RGB in [0, 1] on the predictor's device -> same shape, not clamped."""
+
+
+class FaceModel(ABC):
+    """A trained (or new) dst -> src face model of one family."""
+
+    type_name: ClassVar[str] = ""          # its MODEL_TYPES name, recorded as options.json "model_type"
+    #: options.json keys that rebuild the architecture; a resumed training must keep them
+    architecture_keys: ClassVar[tuple[str, ...]] = ()
+
+    @property
+    @abstractmethod
+    def network(self) -> nn.Module:
+        """The torch module whose state dict is the model file."""
+
+    @property
+    @abstractmethod
+    def resolution(self) -> int:
+        """Side of the square face crop the model takes and gives, in pixels."""
+
+    @abstractmethod
+    def architecture(self) -> dict[str, Any]:
+        """The values of ``architecture_keys`` for this model (written to options.json)."""
+
+    @classmethod
+    @abstractmethod
+    def from_options(cls, options: dict[str, Any], source: Path | None = None) -> FaceModel:
+        """A new model with the architecture ``options`` describe (UserError naming ``source`` if invalid)."""
+
+    @abstractmethod
+    def predictor(self, device: torch.device, precision: str, calibration: list[np.ndarray]) -> Predictor:
+        """Inference form on ``device``; ``precision`` is auto/float/int8, ``calibration`` a few real crops."""
+
+    def precision_supported(self, device: torch.device, precision: str) -> bool:
+        """Whether ``precision`` (float, int8) can run on ``device``; float always can."""
+        return precision == "float"

@@ -1,0 +1,113 @@
+"""A model on disk: ``weights.pt`` (a plain state dict) and ``options.json``, for any model type.
+
+``options.json`` records ``model_type`` (the registry name; models written before it
+existed are transformation networks), ``format_version``, the architecture and how it
+was trained. Weights are tensors only, loaded with ``weights_only=True``: opening
+someone else's model cannot run code.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from pipeline.core.errors import UserError
+from pipeline.core.files import write_atomic
+from pipeline.models.interface import FaceModel
+
+FORMAT_VERSION = 1
+WEIGHTS_FILE = "weights.pt"
+OPTIONS_FILE = "options.json"
+#: What a model without a ``model_type`` key is (every model written before the key existed).
+LEGACY_MODEL_TYPE = "transform"
+_RETRAIN = "retrain with 'python main.py train'"
+
+
+def model_class(type_name: str) -> type[FaceModel]:
+    from pipeline.registries import MODEL_TYPES
+    cls: type[FaceModel] = MODEL_TYPES.load(type_name)
+    return cls
+
+
+def save_model(folder: Path, model: FaceModel, options: dict[str, Any]) -> None:
+    """Write ``weights.pt`` and ``options.json`` (``options`` + type, version, architecture), atomically."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    meta = {**options, **model.architecture(), "model_type": model.type_name, "format_version": FORMAT_VERSION}
+    text = json.dumps(meta, indent=2, sort_keys=True) + "\n"
+    state = {k: v.detach().cpu() for k, v in model.network.state_dict().items()}
+    write_atomic(folder / WEIGHTS_FILE, lambda fh: torch.save(state, fh))
+    write_atomic(folder / OPTIONS_FILE, text.encode())
+
+
+def read_options(folder: Path) -> dict[str, Any]:
+    """``options.json`` checked for what every model needs; UserError naming the file and the fix."""
+    path = Path(folder) / OPTIONS_FILE
+    if not path.is_file():
+        raise UserError(f"no trained model in {folder} ({OPTIONS_FILE} is missing); run 'python main.py train' first")
+    try:
+        meta = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise UserError(f"model options {path} are unreadable ({one_line(err)}); restore the file "
+                        f"or {_RETRAIN}") from err
+    if not isinstance(meta, dict):
+        raise UserError(f"model options {path} are not a JSON object; restore the file or {_RETRAIN}")
+    version = meta.get("format_version")
+    if not isinstance(version, int) or isinstance(version, bool):
+        raise UserError(f"model options {path} have no valid format_version; restore the file or {_RETRAIN}")
+    if version > FORMAT_VERSION:
+        raise UserError(f"model {path} has format_version {version}, newer than this tool understands "
+                        f"({FORMAT_VERSION}); update the tool")
+    meta.setdefault("model_type", LEGACY_MODEL_TYPE)
+    from pipeline.registries import MODEL_TYPES
+    if meta["model_type"] not in MODEL_TYPES:
+        raise UserError(f"model {path} is of type '{meta['model_type']}', which this tool does not know "
+                        f"(it knows {', '.join(MODEL_TYPES.names())}); update the tool or {_RETRAIN}")
+    return meta
+
+
+def one_line(err: BaseException) -> str:
+    text = " ".join(str(err).split())
+    return text if len(text) <= 300 else text[:297] + "..."
+
+
+def load_model(folder: Path, device: str | torch.device = "cpu") -> tuple[FaceModel, dict[str, Any]]:
+    """Rebuild the model ``options.json`` describes and load ``weights.pt`` into it; eval mode.
+
+    UserError (naming the file and the fix) for a missing model, unreadable or newer
+    options, an unknown type, and weights that are corrupt, not a plain state dict, or do
+    not fit the options.
+    """
+    folder = Path(folder)
+    options_path, weights_path = folder / OPTIONS_FILE, folder / WEIGHTS_FILE
+    for path in (options_path, weights_path):
+        if not path.is_file():
+            raise UserError(f"no trained model in {folder} ({path.name} is missing); run 'python main.py train' first")
+    meta = read_options(folder)
+    model = model_class(meta["model_type"]).from_options(meta, options_path)
+    try:
+        state = torch.load(weights_path, map_location=device, weights_only=True)
+    except Exception as err:  # corrupt/truncated file, or pickled objects refused
+        raise UserError(f"model weights {weights_path} are unreadable or not a plain state dict "
+                        f"({one_line(err)}); {_RETRAIN}") from err
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise UserError(f"model weights {weights_path} are not a state dict of tensors; {_RETRAIN}")
+    net = model.network
+    try:
+        net.load_state_dict(state, strict=True)
+    except RuntimeError as err:
+        expected = net.state_dict()
+        missing = sorted(set(expected) - set(state))
+        unexpected = sorted(set(state) - set(expected))
+        shapes = sorted(k for k in set(expected) & set(state) if expected[k].shape != state[k].shape)
+        detail = "; ".join(f"{name} {keys[:3]}{'...' if len(keys) > 3 else ''}"
+                           for name, keys in (("missing", missing), ("unexpected", unexpected),
+                                              ("wrong shape", shapes)) if keys)
+        arch = ", ".join(f"{k} {v}" for k, v in model.architecture().items())
+        raise UserError(f"model weights {weights_path} do not match {options_path} ({arch}: "
+                        f"{detail or one_line(err)}); restore the matching {OPTIONS_FILE} or {_RETRAIN}") from err
+    net.to(device)
+    net.eval()
+    return model, meta

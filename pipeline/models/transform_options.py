@@ -1,0 +1,37 @@
+"""Options of the transformation-network model type (``--model transform``), each declared once."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from pipeline.core.options import option
+from pipeline.registries import FEATURES
+
+
+@dataclass
+class TransformOptions:
+    resolution: int = option(128, choices=(128, 256),
+                             help="network resolution; 256 grows from the workspace's trained 128 model (only the "
+                                  "new branch trains)")
+    width: int = option(32, low=1, high=512, help="channels per branch of the network (32: about 1.1M parameters; "
+                                                  "16 trains 2.7x faster on a CPU)")
+    skip: bool = option(True, flag="--no-skip", action="store_false",
+                        help="the paper's plain output instead of input + learned residual")
+    alpha: float | None = option(None, low=0, default_text="20 at 128, 80 at 256",
+                                 help="style weight, raised from 0 over --alpha-ramp of the iterations")
+    alpha_ramp: float = option(0.5, low=0, high=1,
+                               help="fraction of the iterations over which the style weight rises from 0 "
+                                    "(0 = constant)")
+    beta: float = option(20.0, low=0, help="light weight: keeps the dst face's low-frequency shading and colour")
+    gamma: float = option(0.3, low=0, help="total-variation weight")
+    identity_weight: float = option(1.0, low=0,
+                                    help="weight of the identity loss (distance of the output's face descriptor, "
+                                         "on randomly degraded copies, to the src identity); 0 = off")
+    features: str = option("dlib", choices=FEATURES, help="loss network")
+    content_layers: list[str] | None = option(None, metavar="LAYER",
+                                              default_text="level2 for dlib, relu4_2 for vgg19",
+                                              help="content layers")
+    style_layers: list[str] | None = option(None, metavar="LAYER",
+                                            default_text="level1 level2 for dlib, relu3_1 relu4_1 for vgg19",
+                                            help="style layers")
+    patch: int = option(1, low=1, high=15, help="style patch size k (odd)")
+    n_best: int = option(16, low=1, help="style faces per dst face, by closest landmarks")

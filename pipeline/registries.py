@@ -1,0 +1,79 @@
+"""Every pluggable kind and its built-in entries: the one place that lists the names.
+
+The command line's choices and help, ``main.py models`` and the stages all read these
+registries. To add a backend, write its module (a class or function with the kind's
+interface, see the kind's base module named below) and register it here with one
+``register`` call; nothing else lists the names. Entries point at their implementation
+by import path and are imported only when used, so a stage that never uses a backend
+never imports it (train-only feature networks live in ``train/``, convert-only colour
+transfers and blend modes in ``convert/``).
+"""
+from __future__ import annotations
+
+from pipeline.core.registry import Entry, Registry
+
+#: Face detectors: ``pipeline.faces.backends.base.FaceDetector`` (extract, evaluate).
+DETECTORS = Registry("detector", "--detector")
+#: 68-point landmark models: ``pipeline.faces.backends.base.Landmarker`` (extract, evaluate).
+LANDMARKERS = Registry("landmarker", "--landmarker")
+#: Automatic face masks: ``pipeline.faces.backends.base.Masker`` (extract, train, convert).
+MASKERS = Registry("masker", "--masker")
+#: Identity and loss networks (descriptors in extract/evaluate, losses in train).
+FEATURES = Registry("feature network", "--features")
+#: Colour transfer of the generated face toward the dst face: f(source, target, on, seed) (convert).
+COLOR_TRANSFERS = Registry("colour transfer", "--color")
+#: How the generated face enters the frame: f(face, frame_roi, alpha) -> face (convert).
+BLEND_MODES = Registry("blend mode", "--blend")
+#: Model families: ``pipeline.models.interface.FaceModel`` + its trainer part (train, convert).
+MODEL_TYPES = Registry("model type", "--model")
+
+ALL: tuple[Registry, ...] = (DETECTORS, LANDMARKERS, MASKERS, FEATURES, COLOR_TRANSFERS, BLEND_MODES, MODEL_TYPES)
+
+_BSL = "dlib code: Boost Software License"
+_OURS = "this project's code"
+
+DETECTORS.register(Entry(
+    "dlib", "pipeline.faces.backends.dlib_hog:DlibHogDetector",
+    "HOG frontal detector (fast, frontal faces)", options=("--upsample", "--min-face"), terms=_BSL))
+DETECTORS.register(Entry(
+    "dlib-cnn", "pipeline.faces.backends.dlib_cnn:DlibCnnDetector",
+    "dlib's MMOD CNN (finds turned faces, slow on CPU)", options=("--upsample",),
+    weights=("dlib-cnn-detector",), terms=_BSL))
+
+LANDMARKERS.register(Entry(
+    "dlib", "pipeline.faces.backends.dlib_landmarks:DlibLandmarker",
+    "dlib's 68-point shape predictor (regression trees)", weights=("landmarks-68",), terms=_BSL))
+
+MASKERS.register(Entry(
+    "hull", "pipeline.faces.backends.hull_mask:HullMasker",
+    "union of convex hulls of the 68 landmarks, brows raised to cover the forehead", terms=_OURS))
+
+FEATURES.register(Entry(
+    "dlib", "train.features:FaceFeatures",
+    "dlib's face-recognition ResNet, our PyTorch port (offline; descriptors and training losses)",
+    options=("--content-layers", "--style-layers"), weights=("dlib-face-recognition",), terms=_OURS,
+    parts={"identity": "pipeline.faces.identity:IdentityEncoder"}))
+FEATURES.register(Entry(
+    "vgg19", "train.features:VGGFeatures", "ImageNet VGG19 as in the paper (weights downloaded once)",
+    options=("--content-layers", "--style-layers"), weights=("vgg19-imagenet",), terms=_OURS))
+
+for _name, _what in (("rct", "Reinhard: Lab mean/std"), ("lct", "linear: mean and covariance"),
+                     ("mkl", "Monge-Kantorovich linear map"), ("idt", "iterative distribution transfer"),
+                     ("sot", "sliced optimal transport"), ("hist", "histogram matching"),
+                     ("none", "colours left as generated")):
+    COLOR_TRANSFERS.register(Entry(_name, f"convert.color_transfer:{_name}", _what, terms=_OURS))
+
+BLEND_MODES.register(Entry(
+    "poisson", "convert.blending:poisson_mode", "seamless cloning (colour at the mask edge taken from the "
+    "frame), then feathered", options=("--mask-erode", "--mask-blur"), terms=_OURS))
+BLEND_MODES.register(Entry(
+    "alpha", "convert.blending:alpha_mode", "feathered mask only", options=("--mask-erode", "--mask-blur"),
+    terms=_OURS))
+
+MODEL_TYPES.register(Entry(
+    "transform", "pipeline.models.transform:TransformModel",
+    "Korshunova et al.'s feed-forward transformation network (dst face = content, src identity = style)",
+    options=("--resolution", "--width", "--no-skip", "--alpha", "--beta", "--gamma", "--identity-weight",
+             "--features", "--content-layers", "--style-layers", "--patch", "--n-best"), terms=_OURS,
+    parts={"options": "pipeline.models.transform_options:TransformOptions",
+           "trainer": "train.transform_trainer:TransformTrainer"}))

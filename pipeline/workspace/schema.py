@@ -1,0 +1,88 @@
+"""The index's tables and the migrations between schema versions.
+
+Version 1: the first format. Version 2 records which landmark model made each face
+(``faces.landmarker``) and, per set in workspace.json, the landmarker and masker the
+set was extracted with, so later stages (evaluate) analyse faces the same way.
+
+Each migration is one small function that brings the index and workspace.json from
+version N to N + 1; it is safe to run again after an interruption (it checks what is
+already done). ``migrate`` backs both files up first.
+"""
+from __future__ import annotations
+
+import sqlite3
+from dataclasses import dataclass
+from typing import Any, Callable
+
+SCHEMA_VERSION = 2
+
+TABLES = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS frames (
+    set_name TEXT NOT NULL, source TEXT NOT NULL, frame_index INTEGER NOT NULL,
+    status TEXT NOT NULL,          -- 'ok' or 'unreadable'
+    faces INTEGER NOT NULL,        -- faces found in this frame (detected + bridged)
+    PRIMARY KEY (set_name, source, frame_index)
+);
+CREATE TABLE IF NOT EXISTS faces (
+    id INTEGER PRIMARY KEY,
+    set_name TEXT NOT NULL, source TEXT NOT NULL, frame_index INTEGER NOT NULL,
+    face_index INTEGER NOT NULL,
+    track INTEGER,                 -- face track within a video set, NULL for photos
+    origin TEXT NOT NULL,          -- 'detected' or 'bridged'
+    detector TEXT NOT NULL, score REAL,
+    bbox TEXT NOT NULL,            -- JSON [x0, y0, x1, y1], source pixels
+    landmarks TEXT NOT NULL,       -- JSON 68 x [x, y], source pixels
+    aligned_landmarks TEXT NOT NULL,
+    transform TEXT NOT NULL,       -- JSON 2x3, source -> aligned
+    face_type TEXT NOT NULL, size INTEGER NOT NULL,
+    aligned_file TEXT NOT NULL, mask_file TEXT NOT NULL,   -- names in the set's aligned/ and masks/ folders
+    mask_origin TEXT NOT NULL,     -- the automatic masker's name ('hull'), or 'hand'
+    mask_hash TEXT NOT NULL,       -- hash of the mask pixels as written automatically
+    mask_mtime_ns INTEGER, mask_bytes INTEGER,
+    descriptor BLOB,
+    blur REAL, yaw REAL, pitch REAL, roll REAL,
+    dropped INTEGER NOT NULL DEFAULT 0, drop_reason TEXT,
+    landmarker TEXT NOT NULL DEFAULT 'dlib',
+    UNIQUE (set_name, source, frame_index, face_index)
+);
+CREATE INDEX IF NOT EXISTS faces_by_set ON faces (set_name, frame_index);
+"""
+
+
+def _columns(db: sqlite3.Connection, table: str) -> set[str]:
+    return {r[1] for r in db.execute(f"PRAGMA table_info({table})")}
+
+
+def _v2_index(db: sqlite3.Connection) -> None:
+    """faces.landmarker: every face of a version-1 index was put in by dlib's 68-point model."""
+    tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    if "faces" in tables and "landmarker" not in _columns(db, "faces"):
+        db.execute("ALTER TABLE faces ADD COLUMN landmarker TEXT NOT NULL DEFAULT 'dlib'")
+
+
+def _v2_meta(meta: dict[str, Any]) -> None:
+    """Each set's extract settings name its landmarker and masker (version 1 had only these)."""
+    for set_meta in meta.get("sets", {}).values():
+        if isinstance(set_meta, dict):
+            settings = set_meta.setdefault("extract", {})
+            settings.setdefault("landmarker", "dlib")
+            settings.setdefault("masker", "hull")
+
+
+@dataclass(frozen=True)
+class Migration:
+    """From version N to N + 1: the index part runs in the caller's transaction."""
+
+    index: Callable[[sqlite3.Connection], None]
+    meta: Callable[[dict[str, Any]], None]
+
+
+MIGRATIONS: dict[int, Migration] = {1: Migration(_v2_index, _v2_meta)}
+
+
+def upgrade_meta(meta: dict[str, Any], version: int) -> dict[str, Any]:
+    """workspace.json of ``version`` as the current version reads it, in memory (for readers)."""
+    for v in range(version, SCHEMA_VERSION):
+        MIGRATIONS[v].meta(meta)
+    return meta

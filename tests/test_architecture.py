@@ -1,0 +1,205 @@
+"""Registries, option declarations, ``main.py models``, and what they promise."""
+import json
+import os
+import shutil
+import subprocess
+import sys
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+import main
+from extract.options import ExtractOptions
+from extract.runner import run_extract
+from extract.search import ANCHOR_EVERY, SlowPassGate
+from pipeline.core import weights
+from pipeline.core.errors import UserError
+from pipeline.core.registry import Entry
+from pipeline.core.video import FrameReader, probe
+from pipeline.registries import ALL, COLOR_TRANSFERS, DETECTORS
+from tests.conftest import CLIP6, ROOT, clean_error, detector, ffmpeg, run_cli
+
+# ---------------------------------------------------------------------- registries
+
+
+class CountingDetector:
+    """dlib's HOG detector that counts its calls, and how many were thorough (all passes)."""
+
+    calls = {"all": 0, "thorough": 0}
+
+    def __init__(self, upsample: str = "auto", min_face: int = 80) -> None:
+        self.inner = detector("dlib", upsample, min_face)
+        self.description = "counting HOG (test)"
+
+    def detect(self, image, thorough=True):
+        CountingDetector.calls["all"] += 1
+        CountingDetector.calls["thorough"] += bool(thorough)
+        return self.inner.detect(image, thorough)
+
+
+@pytest.fixture
+def counting_detector():
+    CountingDetector.calls.update(all=0, thorough=0)
+    DETECTORS.register(Entry("counting", "tests.test_architecture:CountingDetector", "counts its calls (test)"))
+    yield CountingDetector.calls
+    DETECTORS.unregister("counting")
+
+
+@pytest.mark.slow
+def test_a_registered_detector_runs_extract_and_evaluate_uses_it(counting_detector, tmp_path):
+    ws = tmp_path / "ws"
+    summary = run_extract(ExtractOptions(input=CLIP6, workspace=ws, size=128, detector="counting"))
+    assert summary.faces == 6 and counting_detector["all"] >= 6
+    meta = json.loads((ws / "workspace.json").read_text())
+    assert meta["sets"]["dst"]["extract"]["detector"] == "counting"
+    from evaluate.options import EvaluateOptions
+    from evaluate.runner import run_evaluate
+    counting_detector.update(all=0, thorough=0)
+    report, _ = run_evaluate(EvaluateOptions(workspace=ws, video=CLIP6, samples=0))
+    assert counting_detector["all"] == 12                      # 6 frames of each video: the set's detector
+    assert report["coverage"]["frames_compared"] == 6
+
+
+def test_choices_and_help_come_from_the_registries():
+    COLOR_TRANSFERS.register(Entry("fake", "convert.color_transfer:none", "a colour transfer registered by a test"))
+    try:
+        args = main._parser().parse_args(["convert", "--color", "fake"])
+        assert args.color == "fake"
+        help_text = main._parser()._subparsers._group_actions[0].choices["convert"].format_help()
+        assert "a colour transfer registered by a test" in " ".join(help_text.split())
+    finally:
+        COLOR_TRANSFERS.unregister("fake")
+    with pytest.raises(SystemExit):
+        main._parser().parse_args(["convert", "--color", "fake"])
+
+
+def test_unknown_backend_is_a_user_error():
+    with pytest.raises(UserError, match="unknown detector 'nope'.*dlib, dlib-cnn"):
+        DETECTORS.get("nope")
+
+
+def test_a_backend_whose_package_is_missing_says_so():
+    DETECTORS.register(Entry("missing", "no_such_package.detector:Detector", "needs a package that is absent"))
+    try:
+        with pytest.raises(UserError, match="no_such_package.*pip install it or choose another --detector"):
+            DETECTORS.load("missing")
+    finally:
+        DETECTORS.unregister("missing")
+
+
+# ---------------------------------------------------------------------- options
+
+
+def test_an_option_out_of_range_is_refused_in_python_and_on_the_command_line(tmp_path):
+    with pytest.raises(UserError, match="--size 10 is out of range; use 64 to 2048"):
+        run_extract(ExtractOptions(input=CLIP6, workspace=tmp_path / "ws", size=10))
+    clean_error(run_cli("extract", "--input", CLIP6, "--workspace", tmp_path / "ws", "--workers", "0"),
+                "--workers 0 is out of range")
+    assert not (tmp_path / "ws").exists()
+    clean_error(run_cli("convert", "--workspace", tmp_path / "ws", "--crf", "99"), "--crf 99")
+
+
+def test_every_option_is_declared_once_with_help_and_default():
+    parser = main._parser()
+    for name, sub in parser._subparsers._group_actions[0].choices.items():
+        for action in sub._actions:
+            if action.dest in ("help",):
+                continue
+            assert action.help, (name, action.dest)
+    text = " ".join(main._parser()._subparsers._group_actions[0].choices["train"].format_help().split())
+    assert "(default: 10000)" in text and "range 1 or more" in text and "options of --model transform" in text
+
+
+# ---------------------------------------------------------------------- main.py models
+
+
+def test_models_lists_every_kind_and_checks_the_weights(tmp_path, monkeypatch):
+    env_home = tmp_path / "torch_home"
+    res = subprocess.run([sys.executable, str(ROOT / "main.py"), "models", "--json"], capture_output=True,
+                         text=True, cwd=ROOT, env={**os.environ, "TORCH_HOME": str(env_home)})
+    assert res.returncode == 0, res.stderr
+    report = json.loads(res.stdout)
+    kinds = {k["kind"]: k for k in report["kinds"]}
+    assert set(kinds) == {r.kind for r in ALL} == {"detector", "landmarker", "masker", "feature network",
+                                                    "colour transfer", "blend mode", "model type"}
+    landmarks = kinds["landmarker"]["entries"][0]["weights"][0]
+    assert landmarks["verified"] is True and landmarks["size"] == 99693937 and landmarks["problem"] is None
+    assert "iBUG 300-W" in landmarks["terms"]
+    vgg = next(e for e in kinds["feature network"]["entries"] if e["name"] == "vgg19")["weights"][0]
+    assert vgg["present"] is False and vgg["problem"].startswith("missing; download https://download.pytorch.org")
+    assert str(env_home) in vgg["problem"]
+    assert [p["file"] for p in report["problems"]] == ["vgg19-dcbb9e9d.pth"]
+
+
+def test_a_damaged_weight_file_is_reported_with_where_to_get_it(tmp_path, monkeypatch):
+    from pipeline.catalogue import catalogue
+    fake = tmp_path / "face_recognition_models"
+    (fake / "models").mkdir(parents=True)
+    real = weights.package_dir("face_recognition_models")
+    for name in ("mmod_human_face_detector.dat", "dlib_face_recognition_resnet_model_v1.dat"):
+        shutil.copy(real / "models" / name, fake / "models" / name)
+    (fake / "models" / "shape_predictor_68_face_landmarks.dat").write_bytes(b"half a file")
+    monkeypatch.setattr(weights, "package_dir", lambda package: fake)
+    report = catalogue()
+    problems = {p["file"]: p["problem"] for p in report["problems"]}
+    assert "damaged (11 bytes, expected 99693937)" in problems["shape_predictor_68_face_landmarks.dat"]
+    assert "pip install --force-reinstall face_recognition_models" in problems["shape_predictor_68_face_landmarks.dat"]
+    with pytest.raises(UserError, match="damaged"):
+        weights.model_path("landmarks-68")
+    # a file of the right size with other bytes fails the checksum
+    monkeypatch.setitem(weights.WEIGHTS, "dlib-cnn-detector",
+                        replace(weights.WEIGHTS["dlib-cnn-detector"], sha256="0" * 64))
+    assert weights.check("dlib-cnn-detector").verified is False
+
+
+# ---------------------------------------------------------------------- the slow detector passes
+
+
+def test_slow_passes_run_on_anchors_after_faces_and_before_a_face_appears():
+    searched: list[int] = []
+    faces_at = {14, 15, 16, 17, 18}               # a small face, visible to the slow passes only
+
+    def search(frame):
+        searched.append(frame)
+        return ["face"] if frame in faces_at else []
+
+    gate = SlowPassGate(search, face_before=False)
+    out = []
+    for i in range(40):
+        anchor = i % ANCHOR_EVERY == 0
+        cheap = []
+        out += gate.push(i, ["face"] if anchor and i in faces_at else cheap, thorough=anchor)
+        if anchor:
+            searched.append(i)        # the first look itself was thorough
+    out += gate.finish()
+    assert [f for f, _ in out] == list(range(40))             # every frame, in order
+    assert [f for f, faces in out if faces] == [14, 15, 16, 17, 18]   # the anchor at 16 finds it, then
+    # the frames held since 8 are searched, and every frame after a face until it is gone
+    assert sorted(searched) == [0, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 24, 32, 33, 34, 35, 36, 37, 38, 39]
+
+
+@pytest.mark.slow
+def test_a_video_without_faces_skips_most_slow_passes(counting_detector, tmp_path):
+    black = tmp_path / "black.mp4"
+    subprocess.run([ffmpeg(), "-v", "error", "-f", "lavfi", "-i", "color=c=black:s=640x360:d=1.92:r=25",
+                    "-c:v", "libx264", str(black)], check=True)
+    with pytest.raises(UserError, match="no face found in any of the 48"):
+        run_extract(ExtractOptions(input=black, workspace=tmp_path / "ws", detector="counting"))
+    assert counting_detector["all"] == 48
+    assert counting_detector["thorough"] <= 48 // ANCHOR_EVERY + ANCHOR_EVERY     # was every one of the 48
+
+
+# ---------------------------------------------------------------------- odd videos
+
+
+def test_a_one_pixel_video_is_read_as_a_video(tmp_path):
+    tiny = tmp_path / "dot.mp4"
+    subprocess.run([ffmpeg(), "-v", "error", "-f", "lavfi", "-i", "color=c=gray:s=1x1:d=0.4:r=25", "-c:v",
+                    "libx264", "-pix_fmt", "yuv444p", str(tiny)], check=True)
+    info = probe(tiny)
+    assert (info.width, info.height, info.frames) == (1, 1, 10)
+    err = clean_error(run_cli("extract", "--input", tiny, "--workspace", tmp_path / "ws"), "no face found")
+    assert "no video stream" not in err
+    frames = [f for _, f in FrameReader(tiny, 1, 1)]
+    assert len(frames) == 10 and np.all(np.abs(frames[0].astype(int) - 128) < 4)

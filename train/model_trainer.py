@@ -1,0 +1,104 @@
+"""The training half of the model interface: what a model family does in one step.
+
+The trainer (``train/trainer.py``) owns everything every family shares: options, the
+data, the loop, the learning-rate schedule, batch sampling and random streams,
+checkpoints and exact resume, previews, the log, divergence detection and several
+processes. A family's :class:`ModelTrainer` owns its model, optimizer and losses. It is
+registered in ``pipeline.registries.MODEL_TYPES`` as the ``trainer`` part of its model
+type, beside the :class:`pipeline.models.interface.FaceModel` convert uses.
+"""
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from pipeline.models.interface import FaceModel
+from train.data import FaceSet
+
+
+@dataclass
+class TrainContext:
+    """What the trainer hands a model family."""
+
+    model_options: Any             # the family's options dataclass
+    content: FaceSet               # dst faces (and --content-extra), the faces to change
+    style: FaceSet                 # src faces with their mirror images, the identity
+    device: torch.device
+    model_dir: Path
+    generator: torch.Generator     # this process's random stream for the step (saved with checkpoints)
+    lr: float = 1e-3               # the starting learning rate (the trainer sets each step's)
+    world: int = 1                 # processes training together (DistributedDataParallel when > 1)
+    main: bool = True              # the process that logs and writes files
+
+
+class ModelTrainer(ABC):
+    """One model family's training: built once, then ``step`` per iteration."""
+
+    def __init__(self, ctx: TrainContext) -> None:
+        self.ctx = ctx
+
+    @property
+    @abstractmethod
+    def model(self) -> FaceModel:
+        """The model being trained (what ``save_model`` writes)."""
+
+    @abstractmethod
+    def options_json(self) -> dict[str, Any]:
+        """What options.json records about how this model is trained (besides its architecture)."""
+
+    @abstractmethod
+    def architecture(self) -> dict[str, Any]:
+        """The architecture the options ask for (known before ``build``; the model's, once built)."""
+
+    def resume_conflicts(self, old: dict[str, Any]) -> list[str]:
+        """Differences ('width 8 -> 16') that forbid continuing the model whose options are ``old``."""
+        new = {**self.options_json(), **self.architecture(), "face_type": self.ctx.content.face_type}
+        keys = (*self.architecture(), *self.resume_keys(), "face_type")
+        return [f"{k} {old.get(k)} -> {new.get(k)}" for k in keys if old.get(k) != new.get(k)]
+
+    def resume_keys(self) -> tuple[str, ...]:
+        """Options besides the architecture that must stay the same to resume."""
+        return ()
+
+    def checkpoint_matches(self, old: dict[str, Any]) -> bool:
+        """Whether model/checkpoint.pt (trained with ``old``) continues this run."""
+        return True
+
+    def start(self, old: dict[str, Any] | None) -> None:
+        """Called instead of ``load_state_dict`` when no checkpoint continues: e.g. grow from ``old``."""
+
+    @abstractmethod
+    def build(self) -> None:
+        """Create the model and its optimizer (the trainer has seeded torch just before)."""
+
+    @abstractmethod
+    def prepare(self) -> None:
+        """Work done once before the first step (cached features, targets)."""
+
+    @abstractmethod
+    def step(self, idx: np.ndarray, iteration: int, total: int, lr: float) -> dict[str, float]:
+        """One optimisation step on the content faces ``idx``; the loss terms, ``loss`` first."""
+
+    @abstractmethod
+    def state_dict(self) -> dict[str, Any]:
+        """Tensors and plain values to checkpoint (network, optimizer), loadable with weights_only."""
+
+    @abstractmethod
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore ``state_dict``'s output; may raise anything for a damaged file."""
+
+    def distribute(self) -> None:
+        """Wrap what trains for several processes (DistributedDataParallel); called when world > 1."""
+
+    @abstractmethod
+    def preview_rows(self, picks: np.ndarray) -> list[np.ndarray]:
+        """One uint8 RGB image row per picked content face: dst | output | what it learns from."""
+
+    def log_lines(self) -> list[str]:
+        """What to tell the user about the network before training (parameters, features, layers)."""
+        return []

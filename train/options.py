@@ -1,0 +1,38 @@
+"""Options of ``main.py train`` that every model type shares, each declared once.
+
+The chosen model type adds its own (``--model``; the transformation network's are in
+``pipeline/models/transform_options.py``).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pipeline.core.options import option
+from pipeline.registries import MODEL_TYPES
+
+
+@dataclass
+class TrainOptions:
+    workspace: Path = option(Path("workspace"), flags=("-w",), help="workspace folder")
+    model: str = option("transform", choices=MODEL_TYPES, help="model type")
+    iterations: int = option(10000, low=1, help="total iterations (a resumed run continues up to this number)")
+    batch_size: int = option(16, low=1, high=4096, help="faces per iteration")
+    lr: float = option(1e-3, low=1e-12, help="Adam learning rate at the start")
+    lr_end: float = option(1e-4, low=1e-12, help="learning rate at the end (exponential decay)")
+    content_extra: list[Path] = option(factory=list, nargs="*", metavar="WORKSPACE",
+                                       help="more content faces: the dst faces of other workspaces (same face type)")
+    seed: int = option(0, help="random seed (sampling, degradations, initial weights)")
+    save_every: int = option(500, low=1, help="checkpoint every N iterations")
+    preview_every: int = option(250, low=1, help="refresh model/preview.jpg every N iterations")
+    stop_at: int | None = option(None, low=1, metavar="N",
+                                 help="stop after iteration N (for sessions in chunks); train again to continue")
+    max_minutes: float | None = option(None, low=0.001,
+                                       help="stop after this much wall time (checkpoint saved); train again to "
+                                            "continue")
+    device: str = option("auto", help="torch device: auto (CUDA when present), cpu, cuda")
+    fresh: bool = option(False, action="store_true",
+                         help="start a new model; an existing one is moved aside to model-old-<time>, not deleted")
+    #: the chosen model type's options (its ``parts["options"]`` dataclass); None = its defaults
+    model_options: Any = option(None, cli=False, help="options of the model type")

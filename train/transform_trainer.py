@@ -1,0 +1,246 @@
+"""How the transformation network learns (Korshunova et al. 2017, with our substitutes).
+
+Loss = content + alpha * style + beta * light + gamma * TV + identity weight * identity,
+measured with a feature network (``--features``): see ``train/losses.py`` and
+``train/features.py``. ``--resolution 256`` grows the trained 128 model and trains only
+its new branch.
+"""
+from __future__ import annotations
+
+import logging
+import shutil
+from typing import Any
+
+import numpy as np
+import torch
+
+from pipeline.core.errors import UserError
+from pipeline.models.interface import count_parameters
+from pipeline.models.store import load_model
+from pipeline.models.transform import TransformModel
+from pipeline.models.transform_net import TransformNet
+from pipeline.models.transform_options import TransformOptions
+from train import losses
+from train.data import nearest_styles, to_tensor
+from train.features import ChipGeometry, FaceFeatures, Layers, check_layers, create_features
+from train.model_trainer import ModelTrainer, TrainContext
+
+log = logging.getLogger("train")
+
+IDENTITY_DEGRADE_STRENGTH = 1.5   # rescale down to 0.25, blur up to 1.5 px, shift up to 3 px
+IDENTITY_NOISE = 0.02              # pixel noise, in 0..1 units
+
+
+class TransformTrainer(ModelTrainer):
+    def __init__(self, ctx: TrainContext) -> None:
+        super().__init__(ctx)
+        o: TransformOptions = ctx.model_options
+        self.o = o
+        self.device = ctx.device
+        self.alpha_max = o.alpha if o.alpha is not None else (20.0 if o.resolution == 128 else 80.0)
+        content, style = ctx.content, ctx.style
+        self.content, self.style = content, style
+        self.feats = create_features(o.features, self.device, o.resolution)
+        d = self.feats.default_layers
+        self.layers = Layers(o.content_layers or d.content, o.style_layers or d.style)
+        check_layers(self.feats, self.layers)
+        if o.patch % 2 == 0:
+            raise UserError(f"--patch {o.patch}: the style patch size must be odd (1, 3, 5, ...)")
+        self.id_net = self.feats if isinstance(self.feats, FaceFeatures) else (
+            FaceFeatures(self.device, o.resolution) if o.identity_weight > 0 else None)
+        self.nbest = nearest_styles(content.landmarks, style.landmarks, o.n_best)
+        self.net: TransformNet | None = None
+        self.ddp: torch.nn.Module | None = None
+        self.amp = self.device.type == "cuda"
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp)
+
+    # ------------------------------------------------------------------ the model
+    def build(self) -> None:
+        """The network and its optimizer (the trainer seeds torch first, so weights are reproducible)."""
+        o = self.o
+        self.net = TransformNet(o.resolution, o.width, o.skip).to(self.device)
+        self._model = TransformModel(self.net)
+        self.params = [p for p in self.net.parameters() if p.requires_grad]
+        self.optimizer = torch.optim.Adam(self.params, lr=self.ctx.lr)
+
+    @property
+    def model(self) -> TransformModel:
+        return self._model
+
+    def architecture(self) -> dict[str, Any]:
+        return {"resolution": self.o.resolution, "width": self.o.width, "skip": self.o.skip}
+
+    def options_json(self) -> dict[str, Any]:
+        o = self.o
+        return {"features": o.features, "content_layers": self.layers.content, "style_layers": self.layers.style,
+                "patch": o.patch, "normalisation": "rgb 0..1",
+                "n_best": o.n_best, "alpha": self.alpha_max, "alpha_ramp": o.alpha_ramp, "beta": o.beta,
+                "gamma": o.gamma, "identity_weight": o.identity_weight}
+
+    def resume_keys(self) -> tuple[str, ...]:
+        return ("features", "content_layers", "style_layers", "patch")
+
+    def resume_conflicts(self, old: dict[str, Any]) -> list[str]:
+        if old.get("resolution") == 128 and self.o.resolution == 256:
+            return []     # growing the 128 model into a 256 one
+        return super().resume_conflicts(old)
+
+    def checkpoint_matches(self, old: dict[str, Any]) -> bool:
+        return old.get("resolution") == self.o.resolution
+
+    def _train_new_branch_only(self) -> None:
+        assert self.net is not None
+        self.net.freeze_base()
+        self.params = [p for p in self.net.parameters() if p.requires_grad]
+        self.optimizer = torch.optim.Adam(self.params, lr=self.ctx.lr)
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        assert self.net is not None
+        self.net.load_state_dict(state["net"])
+        if self.o.resolution == 256:      # the grown stage trains only its new branch
+            self._train_new_branch_only()
+        self.optimizer.load_state_dict(state["optimizer"])
+
+    def state_dict(self) -> dict[str, Any]:
+        assert self.net is not None
+        return {"net": self.net.state_dict(), "optimizer": self.optimizer.state_dict()}
+
+    def start(self, old: dict[str, Any] | None) -> None:
+        if self.o.resolution != 256 or old is None:
+            return
+        assert self.net is not None
+        model_dir = self.ctx.model_dir
+        small, _ = load_model(model_dir, self.device)
+        if small.resolution != 128 or not isinstance(small, TransformModel):
+            raise UserError(f"{model_dir} holds a {small.resolution} model; a 256 model grows from a 128 one")
+        self.net.grow_from(small.network)
+        self._train_new_branch_only()
+        if self.ctx.main:
+            base = model_dir / "base_128"
+            base.mkdir(exist_ok=True)
+            for name in ("weights.pt", "options.json"):
+                shutil.copy2(model_dir / name, base / name)
+            (model_dir / "checkpoint.pt").unlink(missing_ok=True)
+            log.info("256 stage: grown from the 128 model (kept in %s); only the new branch trains", base)
+
+    def distribute(self) -> None:
+        self.ddp = torch.nn.parallel.DistributedDataParallel(self.net)
+
+    def log_lines(self) -> list[str]:
+        o = self.o
+        return [f"network: TransformNet {o.resolution}x{o.resolution}, {sum(p.numel() for p in self.params)} "
+                f"trainable parameters ({count_parameters(self.net)} in all); features {o.features} (content "
+                f"{','.join(self.layers.content)}, style {','.join(self.layers.style)}); N_best "
+                f"{min(o.n_best, len(self.style))}"]
+
+    # ------------------------------------------------------------------ once
+    @torch.no_grad()
+    def prepare(self) -> None:
+        """Style-layer features of every style face (and flip), computed once."""
+        cache: dict[str, list[torch.Tensor]] = {name: [] for name in self.layers.style}
+        for start in range(0, len(self.style), 32):
+            sl = slice(start, start + 32)
+            imgs = to_tensor(self.style.images[sl], self.device)
+            geom = self.feats.prepare(self.style, sl)
+            out = self.feats.features(imgs, geom, self.layers.style)
+            for name in self.layers.style:
+                cache[name].append(out[name])
+        self.style_cache = {k: torch.cat(v) for k, v in cache.items()}
+        # identity target: the mean descriptor of each content face's N_best style faces
+        if self.id_net is not None:
+            if self.style.descriptors is not None:
+                desc = torch.from_numpy(self.style.descriptors).to(self.device)
+            else:
+                parts = []
+                for start in range(0, len(self.style), 32):
+                    sl = slice(start, start + 32)
+                    parts.append(self.id_net.descriptor(to_tensor(self.style.images[sl], self.device),
+                                                        self.id_net.prepare(self.style, sl)))
+                desc = torch.cat(parts)
+            self.targets = desc[torch.from_numpy(self.nbest).to(self.device)].mean(dim=1)
+        # content features are divided by their mean square, so the weights mean the same
+        # whichever network gives the features
+        sample = np.linspace(0, len(self.content) - 1, min(32, len(self.content))).astype(int)
+        f = self.feats.features(to_tensor(self.content.images[sample], self.device),
+                                self.feats.prepare(self.content, sample), self.layers.content)
+        self.content_scale = {k: float(v.pow(2).mean().clamp_min(1e-8)) for k, v in f.items()}
+
+    # ------------------------------------------------------------------ one step
+    def step(self, idx: np.ndarray, iteration: int, total: int, lr: float) -> dict[str, float]:
+        o = self.o
+        x = to_tensor(self.content.images[idx], self.device)
+        m = to_tensor(self.content.masks[idx], self.device)
+        geom = self.feats.prepare(self.content, idx)
+        alpha = losses.alpha_at(iteration, total, self.alpha_max, o.alpha_ramp)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        net = self.ddp if self.ddp is not None else self.net
+        assert net is not None
+        with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.amp):
+            y = net(x)
+            taps = list(dict.fromkeys(self.layers.content + self.layers.style))
+            fy = self.feats.features(y, geom, taps)
+            with torch.no_grad():
+                fx = self.feats.features(x, geom, self.layers.content)
+            mf = self.feats.masks(m, geom)
+            scale = {k: v ** 0.5 for k, v in self.content_scale.items()}
+            content = losses.content_loss({k: fy[k] / scale[k] for k in self.layers.content},
+                                          {k: fx[k] / scale[k] for k in self.layers.content},
+                                          self.layers.content, mf)
+            nb = torch.from_numpy(self.nbest[idx]).to(self.device)
+            style = sum(losses.style_loss(fy[k], self.style_cache[k][nb], o.patch, mf) for k in self.layers.style)
+            # shading, skin tone and no colour fringes: the dst's look, the src's shapes
+            light = losses.light_loss(y, x, m) + losses.colour_loss(y, x, m) + losses.chroma_change_loss(y, x, m)
+            tv = losses.tv_loss(y)
+            loss = content + alpha * style + o.beta * light + o.gamma * tv
+            identity = torch.zeros((), device=self.device)
+            if self.id_net is not None and o.identity_weight > 0:
+                id_geom = geom if self.id_net is self.feats else self.id_net.prepare(self.content, idx)
+                degraded, jittered = self._identity_view(y.float(), id_geom)
+                identity = losses.identity_loss(self.id_net.descriptor(degraded, jittered),
+                                                self.targets[torch.from_numpy(idx).to(self.device)])
+                loss = loss + o.identity_weight * identity
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        style_value = style.item() if isinstance(style, torch.Tensor) else float(style)
+        return {"loss": loss.item(), "content": content.item(), "style": style_value, "light": light.item(),
+                "tv": tv.item(), "identity": identity.item(), "alpha": alpha}
+
+    def _identity_view(self, y: torch.Tensor, geom: ChipGeometry) -> tuple[torch.Tensor, ChipGeometry]:
+        """A randomly degraded look at the output, for the identity loss.
+
+        A face network can be pushed toward an identity by patterns no person sees; those
+        patterns are fragile. Rescaling, blur, shift and colour changes (``degrade``), pixel
+        noise, and a random jitter of the chip's position, scale and angle each step leave
+        only changes that survive all of them: the visible ones.
+        """
+        g = self.ctx.generator
+        degraded = losses.degrade(y, g, strength=IDENTITY_DEGRADE_STRENGTH)
+        noise = torch.randn(degraded.shape, generator=g).to(degraded.device) * IDENTITY_NOISE
+        degraded = (degraded + noise).clamp(0, 1)
+        thetas = geom.thetas
+        b = thetas.shape[0]
+        r = torch.rand(b, 4, generator=g).to(thetas.device) * 2 - 1
+        angle, scale = r[:, 0] * np.radians(4.0), 1 + r[:, 1] * 0.05
+        shift = r[:, 2:] * 0.03                                  # of the chip's half size
+        cos, sin = torch.cos(angle) * scale, torch.sin(angle) * scale
+        jitter = torch.zeros(b, 3, 3, device=thetas.device)
+        jitter[:, 0, 0], jitter[:, 0, 1], jitter[:, 1, 0], jitter[:, 1, 1] = cos, -sin, sin, cos
+        jitter[:, :2, 2], jitter[:, 2, 2] = shift, 1.0
+        full = torch.cat([thetas, torch.tensor([0, 0, 1.0], device=thetas.device).expand(b, 1, 3)], dim=1)
+        return degraded, geom.with_thetas((full @ jitter)[:, :2])
+
+    # ------------------------------------------------------------------ preview
+    @torch.no_grad()
+    def preview_rows(self, picks: np.ndarray) -> list[np.ndarray]:
+        """dst face | output | closest src face."""
+        assert self.net is not None
+        self.net.eval()
+        out = self.net(to_tensor(self.content.images[picks], self.device)).clamp(0, 1)
+        self.net.train()
+        out_u8 = (out.permute(0, 2, 3, 1).float().cpu().numpy() * 255 + 0.5).astype(np.uint8)
+        return [np.hstack([self.content.images[i], o, self.style.images[self.nbest[i][0]]])
+                for i, o in zip(picks, out_u8)]
+
