@@ -3,25 +3,24 @@
 The convert stage calls convert.color_transfer.transfer once per face per frame, so this is a
 per-frame cost. Source = Ocasio-Cortez crop, target = Hill crop (first frame of each shared
 clip), elliptical mask (6999 of 16384 pixels). Reports the median and the best of the runs.
-Usage: python benchmarks/color_transfer_speed.py [--side 128] [--repeat 200]
+Usage: python -m benchmarks.color_transfer_speed [--side 128] [--repeat 200]
 """
 from __future__ import annotations
 
 import argparse
 import os
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import cv2
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from convert.color_transfer import METHODS, transfer
+from pipeline.core.video import ffmpeg_exe
 
-from convert.color_transfer import METHODS, transfer  # noqa: E402
-from pipeline.core.video import ffmpeg_exe  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
+
 
 VIDEOS = ROOT.parent / "shared" / "data" / "videos"
 TARGET_MS = {"idt": 15.0, "sot": 15.0}   # budget per call at 128x128; 3 ms for the others

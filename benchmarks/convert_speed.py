@@ -12,7 +12,7 @@ The model is the workspace's when --workspace is given (it must hold the clip as
 and a trained model); otherwise the clip is extracted into a temp workspace and an
 untrained 128 model of --width is saved there: speed does not depend on the weights.
 
-Usage: python benchmarks/convert_speed.py [--workspace W] [--width 16] [--repeat 2] [--json OUT]
+Usage: python -m benchmarks.convert_speed [--workspace W] [--width 16] [--repeat 2] [--json OUT]
 """
 from __future__ import annotations
 
@@ -24,10 +24,10 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from pipeline.core.video import ffmpeg_exe
 
-from pipeline.core.video import ffmpeg_exe  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
+
 
 DEFAULT_VIDEO = ROOT.parent / "shared" / "data" / "videos" / "WDA_KatieHill_000.mp4"
 
@@ -68,17 +68,21 @@ def _peak_rss_mib(stderr: str) -> int:
 
 
 def make_workspace(video: Path, folder: Path, width: int) -> Path:
-    from extract.runner import ExtractOptions, run_extract
-    from pipeline.models.transform_net import TransformNet, save_model
+    from extract.options import ExtractOptions
+    from extract.runner import run_extract
+    from pipeline.models.store import save_model
+    from pipeline.models.transform import TransformModel
+    from pipeline.models.transform_net import TransformNet
     ws = folder / "ws"
     run_extract(ExtractOptions(input=video, workspace=ws))
-    save_model(ws / "model", TransformNet(128, width), {"face_type": "full", "iteration": 0})
+    save_model(ws / "model", TransformModel(TransformNet(128, width)), {"face_type": "full", "iteration": 0})
     return ws
 
 
 def breakdown(ws: Path, out: Path, frames: int) -> dict:
     """Per-frame milliseconds of each stage, from an in-process run (threads overlap them)."""
-    from convert.runner import ConvertOptions, run_convert
+    from convert.options import ConvertOptions
+    from convert.runner import run_convert
     summary = run_convert(ConvertOptions(workspace=ws, output=out))
     return {k: 1000.0 * v / frames for k, v in summary.timings.items()}
 

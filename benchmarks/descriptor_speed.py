@@ -3,14 +3,13 @@
 Both run in this one process on the same real chips (one clip's frames, cut by
 dlib.get_face_chip), batch 16, so the ratio is comparable across machines. CUDA (float32
 and half) is measured too when torch sees a GPU.
-Usage: python benchmarks/descriptor_speed.py [--video PATH] [--batch 16] [--repeat 5]
+Usage: python -m benchmarks.descriptor_speed [--video PATH] [--batch 16] [--repeat 5]
 """
 from __future__ import annotations
 
 import argparse
 import json
 import subprocess
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -18,12 +17,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from pipeline.core.video import ffmpeg_exe
+from pipeline.core.weights import model_path
+from pipeline.faces.face_net import load_face_net
 
-from pipeline.core.video import ffmpeg_exe  # noqa: E402
-from pipeline.core.weights import model_path  # noqa: E402
-from pipeline.faces.face_net import load_face_net  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
+
 
 DEFAULT_VIDEO = ROOT.parent / "shared" / "data" / "videos" / "WDA_KatieHill_000.mp4"
 SIDE = 512

@@ -1,7 +1,7 @@
 """Extract wall time over a plain ffmpeg decode + libx264 re-encode of the same clip.
 
 Both are measured in this one run, on this machine, so the ratio is comparable across
-machines. Usage: python benchmarks/extract_speed.py [--video PATH] [--repeat N]
+machines. Usage: python -m benchmarks.extract_speed [--video PATH] [--repeat N]
 """
 from __future__ import annotations
 
@@ -14,10 +14,10 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from pipeline.core.video import ffmpeg_exe
 
-from pipeline.core.video import ffmpeg_exe  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
+
 
 DEFAULT_VIDEO = ROOT.parent / "shared" / "data" / "videos" / "WDA_KatieHill_000.mp4"
 
@@ -48,10 +48,11 @@ def descriptor_cost(video: Path, faces: int = 200) -> dict:
     on chips cut from the clip's frames.
     """
     from pipeline.core.video import FrameReader, probe
-    from pipeline.faces.backends import create_detector, create_landmarker
+    from pipeline.faces.analyser import FaceAnalyser
     from pipeline.faces.face_chip import extract_chip
     info = probe(video)
-    det, lm = create_detector("dlib"), create_landmarker()
+    analyser = FaceAnalyser("dlib", "dlib")
+    det, lm = analyser.detector, analyser.landmarker
     chips = []
     for _, frame in FrameReader(video, info.width, info.height):
         found = det.detect(frame)

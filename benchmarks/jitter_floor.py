@@ -7,31 +7,31 @@ face wobble by themselves. This script moves one real frame along a smooth path
 evaluate does, and prints that floor next to the dst clip's own figure: no convert
 setting can bring a swap's measured jitter below it.
 
-Usage: python benchmarks/jitter_floor.py [--video PATH] [--frames 100]
+Usage: python -m benchmarks.jitter_floor [--video PATH] [--frames 100]
 """
 from __future__ import annotations
 
 import argparse
 import json
 import subprocess
-import sys
 from pathlib import Path
 
 import cv2
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from evaluate import metrics
+from pipeline.core.video import FrameReader, ffmpeg_exe, probe
+from pipeline.faces.analyser import FaceAnalyser
 
-from evaluate import metrics  # noqa: E402
-from pipeline.core.video import FrameReader, ffmpeg_exe, probe  # noqa: E402
-from pipeline.faces.backends import create_detector, create_landmarker  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
+
 
 DEFAULT_VIDEO = ROOT.parent / "shared" / "data" / "videos" / "WDA_KatieHill_000.mp4"
 
 
 def track_jitter(frames, min_face: int) -> float:
-    det, lm = create_detector("dlib", "auto", min_face), create_landmarker("dlib")
+    analyser = FaceAnalyser("dlib", "dlib", "auto", min_face)
+    det, lm = analyser.detector, analyser.landmarker
     track = []
     for frame in frames:
         found = det.detect(frame)

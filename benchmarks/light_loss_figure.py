@@ -7,23 +7,22 @@ which holds forehead to lips; resized to 128), and makes three variants:
   (c) both.
 Prints ``light_loss`` of each against the original (inside an elliptic face mask, and
 without a mask) and writes a side-by-side PNG strip with the values drawn on it.
-Usage: python benchmarks/light_loss_figure.py [--video PATH] [--out PNG]
+Usage: python -m benchmarks.light_loss_figure [--video PATH] [--out PNG]
 """
 from __future__ import annotations
 
 import argparse
 import subprocess
-import sys
 from pathlib import Path
 
 import cv2
 import numpy as np
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from train.losses import light_loss
 
-from train.losses import light_loss  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
+
 
 DEFAULT_VIDEO = ROOT.parent / "shared" / "data" / "videos" / "WDA_KatieHill_000.mp4"
 SIDE, RES = 512, 128

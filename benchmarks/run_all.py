@@ -5,7 +5,7 @@ figures there, with a ``ratios`` list (name, value, baseline, unit, ratio, targe
 baseline of a video stage is a plain ffmpeg transcode of the same clip, timed in the same
 run. CUDA is used by the benchmarks that have a GPU path when torch sees one.
 
-Usage: python benchmarks/run_all.py [--json results.json] [--only NAME ...]
+Usage: python -m benchmarks.run_all [--json results.json] [--only NAME ...]
 """
 from __future__ import annotations
 
@@ -31,7 +31,8 @@ BENCHMARKS = {
 def run_one(name: str, script: str, out_dir: Path) -> dict:
     out = out_dir / f"{name}.json"
     start = time.perf_counter()
-    res = subprocess.run([sys.executable, str(HERE / script), "--json", str(out)], capture_output=True, text=True)
+    res = subprocess.run([sys.executable, "-m", f"benchmarks.{Path(script).stem}", "--json", str(out)],
+                         capture_output=True, text=True, cwd=HERE.parent)
     took = time.perf_counter() - start
     if res.returncode != 0 or not out.exists():
         tail = (res.stderr or res.stdout).strip().splitlines()[-1:] or ["no output"]

@@ -17,27 +17,31 @@ Each is rendered with --smooth 0 and the default, then evaluated; the ratio smoo
 unsmoothed is printed. The workspace needs extracted dst faces (src faces too, for
 evaluate's identity rows); convert's model file is replaced only in a copy.
 
-Usage: python benchmarks/smoothing_effect.py [--workspace workspace] [--smooth 2] [--end N]
+Usage: python -m benchmarks.smoothing_effect [--workspace workspace] [--smooth 2] [--end N]
 """
 from __future__ import annotations
 
 import argparse
 import json
 import shutil
-import sys
 import tempfile
 from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from convert import runner as convert_runner
+from convert.options import ConvertOptions
+from evaluate.options import EvaluateOptions
+from evaluate.runner import run_evaluate
+from pipeline.core.logs import setup_logging
+from pipeline.models.store import save_model
+from pipeline.models.transform import TransformModel
+from pipeline.models.transform_net import TransformNet
+from pipeline.registries import BLEND_MODES
+from pipeline.workspace.store import Workspace
 
-from convert import runner as convert_runner  # noqa: E402
-from evaluate.runner import EvaluateOptions, run_evaluate  # noqa: E402
-from pipeline.core.logs import setup_logging  # noqa: E402
-from pipeline.models.transform_net import TransformNet, save_model  # noqa: E402
-from pipeline.workspace.store import Workspace  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
+
 
 
 def _jitter(ws: Path, video: Path) -> tuple[float, float]:
@@ -49,7 +53,7 @@ def _render(ws: Path, out: Path, smooth: float, end: int | None, blend: str, net
     original = convert_runner._Network.__call__
     convert_runner._Network.__call__ = lambda self, crops: network(crops)
     try:
-        convert_runner.run_convert(convert_runner.ConvertOptions(
+        convert_runner.run_convert(ConvertOptions(
             workspace=ws, output=out, smooth=smooth, end=end, blend=blend, precision="float"))
     finally:
         convert_runner._Network.__call__ = original
@@ -58,9 +62,9 @@ def _render(ws: Path, out: Path, smooth: float, end: int | None, blend: str, net
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--workspace", type=Path, default=ROOT / "workspace")
-    ap.add_argument("--smooth", type=float, default=convert_runner.ConvertOptions.smooth)
+    ap.add_argument("--smooth", type=float, default=ConvertOptions.smooth)
     ap.add_argument("--end", type=int, default=None, help="render frames [0, END) only (default: all)")
-    ap.add_argument("--blend", default=convert_runner.ConvertOptions.blend, choices=["poisson", "alpha"])
+    ap.add_argument("--blend", default=ConvertOptions.blend, choices=BLEND_MODES.names())
     ap.add_argument("--only", choices=["follows", "canonical"], default=None, help="one network only")
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args()
@@ -70,10 +74,13 @@ def main() -> None:
         shutil.copytree(args.workspace, ws, ignore=shutil.ignore_patterns("model", "report", "*.mp4", "preview"))
         meta = Workspace(ws)
         try:
-            face_type = meta.set_meta("dst")["extract"]["face_type"]
+            dst = meta.set_meta("dst")
+            assert dst is not None, "the workspace has no dst set"
+            face_type = dst.extract.face_type
         finally:
             meta.close()
-        save_model(ws / "model", TransformNet(128, width=4), {"face_type": face_type, "iteration": 0})
+        save_model(ws / "model", TransformModel(TransformNet(128, width=4)), {"face_type": face_type,
+                                                                             "iteration": 0})
         first: list[np.ndarray] = []
 
         def canonical(crops: list[np.ndarray]) -> list[np.ndarray]:

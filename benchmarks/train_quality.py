@@ -10,27 +10,26 @@ For every kept dst face of the workspace: the model's output at its resolution, 
 - expression: dlib's 68 landmarks on output and input crop, mean distance in units of the
   input's eye distance (target < 0.08).
 
-Usage: python benchmarks/train_quality.py [--workspace DIR] [--json PATH]
+Usage: python -m benchmarks.train_quality [--workspace DIR] [--json PATH]
 """
 from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
 import cv2
 import numpy as np
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from pipeline.core.geometry import eye_distance, resize_transform, transform_points
+from pipeline.core.images import read_rgb
+from pipeline.core.weights import model_path
+from pipeline.models.store import load_model
+from pipeline.workspace.store import Workspace
 
-from pipeline.core.geometry import eye_distance, resize_transform, transform_points  # noqa: E402
-from pipeline.core.images import read_rgb  # noqa: E402
-from pipeline.core.weights import model_path  # noqa: E402
-from pipeline.models.transform_net import load_model  # noqa: E402
-from pipeline.workspace.store import Workspace, loads_array  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
+
 
 
 class DlibIdentity:
@@ -66,15 +65,16 @@ def degrade(image: np.ndarray) -> np.ndarray:
 
 
 def measure(workspace: Path, limit: int | None = None) -> dict:
-    net, options = load_model(workspace / "model")
+    model, options = load_model(workspace / "model")
+    net = model.network
     res = options["resolution"]
     ws = Workspace(workspace)
     ident = DlibIdentity()
 
     def load(set_name: str):
-        for row in ws.faces(set_name, "dropped=0"):
-            img = read_rgb(ws.aligned_dir(set_name) / row["aligned_file"])
-            pts = transform_points(loads_array(row["aligned_landmarks"]), resize_transform(img.shape[0], res))
+        for row in ws.faces(set_name, kept=True):
+            img = read_rgb(ws.aligned_path(row))
+            pts = transform_points(row.aligned_landmarks, resize_transform(img.shape[0], res))
             yield cv2.resize(img, (res, res), interpolation=cv2.INTER_AREA), pts
 
     src_mean = np.mean([ident.descriptor(img, pts) for img, pts in load("src")], axis=0)

@@ -5,7 +5,7 @@ the shared pair and, in the same run, the network's own forward + backward + Ada
 as the baseline: their ratio is what the losses and feature networks cost on top. On
 CUDA when torch sees a GPU.
 
-Usage: python benchmarks/train_speed.py [--steps N] [--width W] [--json PATH]
+Usage: python -m benchmarks.train_speed [--steps N] [--width W] [--json PATH]
 """
 from __future__ import annotations
 
@@ -23,7 +23,6 @@ from pathlib import Path
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
 DATA = ROOT.parent / "shared" / "data" / "videos"
 
@@ -37,9 +36,12 @@ def make_workspace(folder: Path) -> Path:
 
 
 def time_trainer(ws: Path, batch: int, width: int, steps: int) -> float:
-    from train.trainer import Trainer, TrainOptions
+    from pipeline.models.transform_options import TransformOptions
+    from train.options import TrainOptions
+    from train.trainer import Trainer
     shutil.rmtree(ws / "model", ignore_errors=True)
-    tr = Trainer(TrainOptions(workspace=ws, batch_size=batch, width=width, iterations=10 * steps))
+    tr = Trainer(TrainOptions(workspace=ws, batch_size=batch, iterations=10 * steps,
+                              model_options=TransformOptions(width=width)))
     tr.step()                                   # warm-up
     sync = torch.cuda.synchronize if tr.device.type == "cuda" else (lambda: None)
     sync()
@@ -47,7 +49,9 @@ def time_trainer(ws: Path, batch: int, width: int, steps: int) -> float:
     for _ in range(steps):
         tr.step()
     sync()
-    return (time.perf_counter() - start) / steps
+    seconds = (time.perf_counter() - start) / steps
+    tr.lock.release()
+    return seconds
 
 
 def time_network(batch: int, width: int, steps: int, device: torch.device) -> float:

@@ -73,12 +73,17 @@ def extracted_clips(tmp_path_factory) -> dict[str, Path]:
     return out
 
 
+def copy_workspace(template: Path, folder: Path, name: str) -> Path:
+    """A copy of a prepared workspace that one test may change."""
+    dst = folder / name
+    shutil.copytree(template, dst)
+    return dst
+
+
 @pytest.fixture
 def ws(base_ws, tmp_path) -> Path:
     """A fresh copy of the requesting module's ``base_ws`` workspace for one test."""
-    dst = tmp_path / "ws"
-    shutil.copytree(base_ws, dst)
-    return dst
+    return copy_workspace(base_ws, tmp_path, "ws")
 
 
 def clean_error(res: subprocess.CompletedProcess, *needles: str) -> str:
@@ -119,6 +124,4 @@ def small_ws_template(tmp_path_factory) -> Path:
 
 @pytest.fixture
 def small_ws(small_ws_template, tmp_path) -> Path:
-    dst = tmp_path / "small_ws"
-    shutil.copytree(small_ws_template, dst)
-    return dst
+    return copy_workspace(small_ws_template, tmp_path, "small_ws")

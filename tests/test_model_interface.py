@@ -128,7 +128,7 @@ def gain_family():
 
 
 def test_a_second_family_trains_resumes_and_converts(gain_family, small_ws):
-    opts = TrainOptions(workspace=small_ws, model="gain", iterations=40, batch_size=2, lr=0.05, lr_end=0.05,
+    opts = TrainOptions(workspace=small_ws, model="gain", iterations=40, batch_size=2, lr=0.01, lr_end=0.01,
                         save_every=10, preview_every=20, stop_at=20, fresh=True,
                         model_options=GainOptions(target=0.5))
     run_train(opts)

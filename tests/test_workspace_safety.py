@@ -3,6 +3,7 @@
 Each case ends with one clear line and leaves the workspace (and everything outside it)
 as it was, or, for a lost index, rebuilds it without losing the artist's work.
 """
+import json
 import os
 import signal
 import sqlite3
@@ -79,12 +80,16 @@ def test_a_deleted_index_is_reported_then_rebuilt_with_the_artists_work(small_ws
     assert "building them again" in res.stderr
     assert (masks / "000004_0.png").read_bytes() == painted_bytes          # the painted mask is kept
     assert not (aligned / "000002_0.png").exists()                          # the deleted face stays deleted
-    import json
-    res = run_cli("info", "--json", "--workspace", small_ws)
-    dst = json.loads(res.stdout)["sets"]["dst"]
-    assert dst["dropped_by_reason"] == {"deleted": 1} and dst["masks"]["hand"] == 1 and dst["faces"] == 5
     # the src set lost its rows too: the one line says so and how to get them back
-    clean_error(run_cli("train", "--iterations", "1", "--workspace", small_ws), "set(s) src", "extract again")
+    clean_error(run_cli("info", "--workspace", small_ws), "no faces of set(s) src", "extract again")
+    photos = json.loads((small_ws / "workspace.json").read_text())["sets"]["src"]["input"]
+    res = run_cli("extract", "--input", photos, "--size", "128", "--workspace", small_ws)
+    assert res.returncode == 0, res.stderr
+    res = run_cli("info", "--json", "--workspace", small_ws)
+    sets = json.loads(res.stdout)["sets"]
+    dst = sets["dst"]
+    assert dst["dropped_by_reason"] == {"deleted": 1} and dst["masks"]["hand"] == 1 and dst["faces"] == 5
+    assert sets["src"]["faces"] == 2
 
 
 def _hold_lock(ws, command="train"):

@@ -100,7 +100,19 @@ class LossFeatures:
 
     name = ""
     default_layers = Layers(content=[], style=[])
-    taps: set[str] = set()
+
+    def __init__(self, device: torch.device, resolution: int) -> None:
+        self.device, self.resolution = device, resolution
+        self.net = self.load(device)
+        self.taps: set[str] = self.tap_names()
+
+    def load(self, device: torch.device) -> torch.nn.Module:
+        """The network with its weights, frozen, on ``device``."""
+        raise NotImplementedError
+
+    def tap_names(self) -> set[str]:
+        """The layer names ``features`` accepts."""
+        raise NotImplementedError
 
     def prepare(self, faces: FaceSet, idx) -> ChipGeometry | None:
         """Per-batch geometry (e.g. chip warps); computed once per batch, reused by every call."""
@@ -120,10 +132,11 @@ class FaceFeatures(LossFeatures):
     name = "dlib"
     default_layers = Layers(content=["level2"], style=["level1", "level2"])
 
-    def __init__(self, device: torch.device, resolution: int) -> None:
-        self.net = load_face_net(device)
-        self.device, self.resolution = device, resolution
-        self.taps = set(self.net.taps)
+    def load(self, device: torch.device) -> torch.nn.Module:
+        return load_face_net(device)
+
+    def tap_names(self) -> set[str]:
+        return set(self.net.taps)
 
     def prepare(self, faces: FaceSet, idx) -> ChipGeometry:
         return chip_geometry(faces.landmarks[idx], faces.source_scale[idx], faces.downscale[idx], self.resolution,
@@ -142,17 +155,18 @@ class FaceFeatures(LossFeatures):
 class VGGFeatures(LossFeatures):
     """ImageNet VGG19 features of the aligned crop (the paper's loss network)."""
 
-    name = "vgg19"
-    default_layers = Layers(content=["relu4_2"], style=["relu3_1", "relu4_1"])
-
-    def __init__(self, device: torch.device, resolution: int) -> None:
-        from train.vgg19 import load_vgg19
-        self.net = load_vgg19(device)
-        self.device, self.resolution = device, resolution
-        self.taps = {f"relu{b}_{i}" for b, n in ((1, 2), (2, 2), (3, 4), (4, 4), (5, 4)) for i in range(1, n + 1)}
+    name, default_layers = "vgg19", Layers(content=["relu4_2"], style=["relu3_1", "relu4_1"])
 
     def features(self, images: torch.Tensor, geom, taps: list[str]) -> dict[str, torch.Tensor]:
-        return self.net.features(images, taps)
+        return self.net.features(images, taps)     # on the aligned crop itself: no chip, no geometry
+
+    def load(self, device: torch.device) -> torch.nn.Module:
+        from train.vgg19 import load_vgg19
+        return load_vgg19(device)
+
+    def tap_names(self) -> set[str]:
+        blocks = ((1, 2), (2, 2), (3, 4), (4, 4), (5, 4))          # (block, convolutions in it)
+        return {f"relu{b}_{i}" for b, n in blocks for i in range(1, n + 1)}
 
 
 def create_features(name: str, device: torch.device, resolution: int) -> LossFeatures:

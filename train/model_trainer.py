@@ -42,11 +42,6 @@ class ModelTrainer(ABC):
     def __init__(self, ctx: TrainContext) -> None:
         self.ctx = ctx
 
-    @property
-    @abstractmethod
-    def model(self) -> FaceModel:
-        """The model being trained (what ``save_model`` writes)."""
-
     @abstractmethod
     def options_json(self) -> dict[str, Any]:
         """What options.json records about how this model is trained (besides its architecture)."""
@@ -75,6 +70,11 @@ class ModelTrainer(ABC):
     @abstractmethod
     def build(self) -> None:
         """Create the model and its optimizer (the trainer has seeded torch just before)."""
+
+    @property
+    @abstractmethod
+    def model(self) -> FaceModel:
+        """The model being trained (what ``save_model`` writes); exists once built."""
 
     @abstractmethod
     def prepare(self) -> None:

@@ -239,7 +239,7 @@ class Trainer:
                         "after the resume differ from an uninterrupted run", len(samplers), self.world)
         if self.rank < len(samplers):
             self.sampler.bit_generator.state = json.loads(samplers[self.rank])
-            self.gen.set_state(gens[self.rank].cpu())
+            self.gen.set_state(gens[self.rank].cpu().clone())    # its own storage: set_state ignores offsets
 
     # ------------------------------------------------------------------ outputs
     def _save(self) -> None:
@@ -373,7 +373,10 @@ class Trainer:
 def run_train(opts: TrainOptions) -> TrainSummary:
     trainer = Trainer(opts)
     try:
-        return trainer.run()
+        summary = trainer.run()
+        if trainer.world > 1:
+            torch.distributed.barrier()     # every process done before any tears the group down
+        return summary
     finally:
         trainer.lock.release()
         if trainer.world > 1 and torch.distributed.is_initialized():

@@ -19,7 +19,7 @@ import warnings
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.ao.nn.quantized import FloatFunctional
+from torch.ao.nn.quantized import FloatFunctional, QFunctional
 
 from pipeline.models.transform_net import BASE_RESOLUTION, MultiScale, TransformNet, inference_copy
 
@@ -52,7 +52,7 @@ class _QuantMultiScale(nn.Module):
         y = self.branches[0](inputs[0])
         for branch, join, cat, inp in zip(self.branches[1:], self.joins, self.cats, inputs[1:]):
             up = F.interpolate(y, scale_factor=2.0, mode="nearest")
-            assert isinstance(cat, FloatFunctional)
+            assert isinstance(cat, (FloatFunctional, QFunctional))   # float, then int8 after convert()
             y = join(cat.cat([up, branch(inp)], dim=1))
         return y
 

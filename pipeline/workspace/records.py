@@ -19,10 +19,23 @@ DESCRIPTOR_DIM = 128
 
 
 class MaskOrigin(str, Enum):
-    """Who made a face's mask: an automatic masker (by its registry name) or the artist."""
+    """Who made a face's mask: an automatic masker (by its registry name) or the artist.
+
+    The built-in masker and the artist are members; a masker registered later is an
+    origin too, by its name, without a new member here (see ``_missing_``).
+    """
 
     HULL = "hull"
     HAND = "hand"
+
+    @classmethod
+    def _missing_(cls, value: object) -> "MaskOrigin | None":
+        from pipeline.registries import MASKERS
+        if isinstance(value, str) and value in MASKERS:
+            member = str.__new__(cls, value)
+            member._name_, member._value_ = value.upper().replace("-", "_"), value
+            return member
+        return None
 
 
 class FaceOrigin(str, Enum):
