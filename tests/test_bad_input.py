@@ -8,6 +8,8 @@ import pytest
 
 from tests.conftest import KATIE, PHOTOS, ffmpeg, run_cli, snapshot
 
+pytestmark = pytest.mark.slow      # runs commands end to end: not in the quick selection
+
 
 def _assert_clean_error(res, *needles):
     assert res.returncode != 0

@@ -14,6 +14,8 @@ from pipeline.workspace.records import FaceOrigin
 from pipeline.workspace.store import Workspace
 from tests.conftest import detector, ffmpeg, landmarker
 
+pytestmark = pytest.mark.slow      # runs commands end to end: not in the quick selection
+
 
 @pytest.fixture(scope="module")
 def frames(short_clip):

@@ -33,6 +33,8 @@ from pipeline.models.transform_net import TransformNet
 from pipeline.workspace.store import Workspace
 from tests.conftest import KATIE, ffmpeg, run_cli, snapshot
 
+pytestmark = pytest.mark.slow      # runs commands end to end: not in the quick selection
+
 WEIGHT_SCALE = 3e4
 SIZE = 512
 FAR_PX, IN_PX = 60, 10

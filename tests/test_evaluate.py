@@ -9,6 +9,8 @@ from evaluate import metrics
 from pipeline.core import geometry
 from tests.conftest import AOC, ffmpeg, run_cli
 
+pytestmark = pytest.mark.slow      # runs commands end to end: not in the quick selection
+
 
 @pytest.fixture(scope="module")
 def aoc_short(tmp_path_factory):

@@ -3,9 +3,12 @@ import json
 import shutil
 
 import cv2
+import pytest
 
 from pipeline.workspace.store import Workspace
 from tests.conftest import PHOTOS, run_cli
+
+pytestmark = pytest.mark.slow      # runs commands end to end: not in the quick selection
 
 EXPECTED = {"32bit.png": 1, "biden.jpg": 1, "obama.jpg": 1, "obama2.jpg": 1, "obama3.jpg": 1,
             "obama_partial_face.jpg": 1, "obama_partial_face2.jpg": 1, "two_people.jpg": 2}

@@ -8,10 +8,13 @@ import time
 
 import cv2
 import numpy as np
+import pytest
 
 from pipeline.core.images import read_gray
 from pipeline.workspace.store import Workspace
 from tests.conftest import KATIE, ROOT, run_cli, snapshot
+
+pytestmark = pytest.mark.slow      # runs commands end to end: not in the quick selection
 
 
 def _frames_done(ws_dir) -> int:

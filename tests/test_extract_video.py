@@ -10,6 +10,8 @@ from pipeline.core.images import read_rgb
 from pipeline.workspace.store import Workspace
 from tests.conftest import AOC, KATIE, ffmpeg, run_cli
 
+pytestmark = pytest.mark.slow      # runs commands end to end: not in the quick selection
+
 
 @pytest.mark.parametrize("name", ["katie", "aoc"])
 def test_a_face_in_at_least_199_of_200_frames_with_files(extracted_clips, name):

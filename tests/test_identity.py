@@ -13,6 +13,8 @@ from pipeline.faces.identity import IdentityEncoder, cluster, distances
 from pipeline.workspace.store import Workspace
 from tests.conftest import KATIE, PHOTOS, ffmpeg, run_cli, snapshot
 
+pytestmark = pytest.mark.slow      # runs commands end to end: not in the quick selection
+
 
 def _frames(path, count):
     from pipeline.core.video import SWS_FLAGS  # decoded as extract decodes (FrameReader)

@@ -13,6 +13,8 @@ import torch
 from pipeline.models.store import load_model
 from tests.conftest import AOC, ROOT, ffmpeg, run_cli, snapshot
 
+pytestmark = pytest.mark.slow      # runs commands end to end: not in the quick selection
+
 TINY = ["--width", "8", "--batch-size", "2", "--n-best", "4", "--save-every", "4", "--preview-every", "4"]
 
 
@@ -208,7 +210,6 @@ def _torchrun(ws, *args):
                           capture_output=True, text=True, timeout=600, env=env)
 
 
-@pytest.mark.slow
 def test_two_processes_resume_exactly(small_ws, tmp_path):
     """Every process's batches and random views continue where they stopped (not rank 0's only)."""
     shutil.rmtree(small_ws / "model")
