@@ -40,6 +40,15 @@ def test_a_name_in_the_index_never_reaches_outside_the_workspace(small_ws, tmp_p
         assert snapshot(small_ws) == before, args
 
 
+def test_an_invalid_value_in_the_index_is_one_clear_line(small_ws):
+    _set_aligned_file(small_ws, 2, "xseg", "mask_origin")     # an origin nothing writes
+    before = snapshot(small_ws)
+    for args in (("info",), ("convert",)):
+        res = run_cli(*args, "--workspace", small_ws)
+        clean_error(res, "faces.sqlite row", "invalid value", "'xseg'")
+        assert snapshot(small_ws) == before, args
+
+
 def test_a_symlink_in_a_set_folder_is_not_followed_out(small_ws, tmp_path):
     victim = tmp_path / "victim.png"
     victim.write_bytes(b"not yours")

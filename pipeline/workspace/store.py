@@ -344,8 +344,16 @@ class Workspace:
             sql += " AND frame_index=?"
             params.append(frame_index)
         rows = self._query(sql + " ORDER BY source, frame_index, face_index", tuple(params))
+        out = []
         with self._sql():
-            return [face_from_sql(r) for r in rows]
+            for r in rows:
+                try:
+                    out.append(face_from_sql(r))
+                except (ValueError, TypeError, KeyError) as exc:   # a value no version of the tool writes
+                    raise UserError(f"{INDEX_NAME} row {r['id']} ({set_name} {r['source']} frame {r['frame_index']}) "
+                                    f"holds an invalid value ({exc}); the index is damaged or was edited: restore it "
+                                    f"from a backup, or move it aside and {_REBUILD}") from exc
+        return out
 
     def frame_faces(self, set_name: str, source: str, frame_index: int) -> dict[int, FaceRow]:
         """The faces stored for one frame, by face index."""
