@@ -137,7 +137,7 @@ def test_a_second_family_trains_resumes_and_converts(gain_family, small_ws):
     assert summary.start_iteration == 20 and summary.iterations_done == 40
     model, options = load_model(small_ws / "model")
     assert isinstance(model, GainModel) and options["model_type"] == "gain" and options["face_type"] == "full"
-    assert float(model.net.gain) == pytest.approx(0.5, abs=0.02)
+    assert model.net.gain.item() == pytest.approx(0.5, abs=0.02)
     out = small_ws / "gain.mp4"
     result = run_convert(ConvertOptions(workspace=small_ws, output=out, color="none", blend="alpha"))
     assert result.faces == 6
