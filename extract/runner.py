@@ -159,7 +159,8 @@ def run_extract(opts: ExtractOptions) -> ExtractSummary:
         log.info("masks: %s: %s", opts.masker, masker.description)
         log.info("workers: %d threads; face type %s, %dx%d %s", opts.workers, opts.face_type,
                  opts.size, opts.size, opts.image_format)
-        if ws.set_unindexed(set_name):
+        rebuilding = ws.set_unindexed(set_name)    # the index lost this set: find the artist's edits on disk
+        if rebuilding:
             log.warning("warning: %s has no faces of set %s: building them again from the input; masks repainted "
                         "by hand and aligned faces deleted by hand are found on disk and kept", ws.db_path, set_name)
         elif ws.exists and ws.set_meta(set_name):
@@ -173,7 +174,7 @@ def run_extract(opts: ExtractOptions) -> ExtractSummary:
         # torch loads while detection starts; one torch thread, the detector threads use the cores
         encoder_future = loader.submit(IdentityEncoder, opts.device, 16, 1 if opts.workers > 1 else None)
         loader.shutdown(wait=False)
-        job = _ExtractJob(ws, set_name, src, opts, analyser, masker, encoder_future)
+        job = _ExtractJob(ws, set_name, src, opts, analyser, masker, encoder_future, rebuilding)
         if opts.target_face is not None:
             job.reference = _reference_descriptor(opts.target_face, analyser, job.encoder)
             log.info("target face: %s (faces further than %.2f from it are dropped)", opts.target_face,
@@ -187,7 +188,7 @@ def run_extract(opts: ExtractOptions) -> ExtractSummary:
 
 class _ExtractJob:
     def __init__(self, ws: Workspace, set_name: str, src: InputSource, opts: ExtractOptions,
-                 analyser: FaceAnalyser, masker: Masker, encoder: Future) -> None:
+                 analyser: FaceAnalyser, masker: Masker, encoder: Future, rebuilding: bool) -> None:
         self.ws, self.set_name, self.src, self.opts = ws, set_name, src, opts
         self.detect, self.landmarker, self.masker = analyser, analyser.landmarker, masker
         self._encoder_future: Future = encoder
@@ -198,7 +199,7 @@ class _ExtractJob:
         self.ext = ".jpg" if opts.image_format == "jpg" else ".png"
         self.summary = ExtractSummary(set_name=set_name)
         self.created = ws.exists and ws.set_meta(set_name) is not None and not ws.index_missing
-        self.rebuilding = ws.set_unindexed(set_name)   # the index lost this set: find the artist's edits on disk
+        self.rebuilding = rebuilding
         self.early: list[tuple[_Item, list[FaceRecord]]] = []   # stored once the set exists
         self.last_commit = time.monotonic()
         self.bar: tqdm | None = None
@@ -441,16 +442,16 @@ class _ExtractJob:
             deleted = False
             if old is None and self.rebuilding:
                 hand, deleted = self._unindexed_edits(aligned_dir / aligned_name, masks_dir / mask_name, rec)
+            if hand:            # the artist's mask stays, under the name and hash it has
+                mask_path = ws.mask_path(old) if old is not None else masks_dir / mask_name
+                row.mask_file, row.mask_origin = mask_path.name, MaskOrigin.HAND
+                row.mask_hash = old.mask_hash if old is not None else rec.mask_pixels_hash
             if rec.dropped_reason is not None:
                 # not the target person: indexed (with why) but no files for the artist to sort
                 remove_quietly(aligned_dir / aligned_name)
                 row.dropped, row.drop_reason = True, DropReason(rec.dropped_reason)
                 if not hand:
                     remove_quietly(masks_dir / mask_name)
-                elif old is not None:
-                    row.mask_file, row.mask_origin, row.mask_hash = old.mask_file, MaskOrigin.HAND, old.mask_hash
-                else:
-                    row.mask_origin = MaskOrigin.HAND
                 rows.append(row)
                 continue
             if deleted:
@@ -459,10 +460,7 @@ class _ExtractJob:
                 write_atomic(aligned_dir / aligned_name, rec.aligned_png)
             if hand:
                 self.summary.kept_hand_masks += 1
-                mask_path = ws.mask_path(old) if old is not None else masks_dir / mask_name
                 st = mask_path.stat()
-                row.mask_file, row.mask_origin = mask_path.name, MaskOrigin.HAND
-                row.mask_hash = old.mask_hash if old is not None else rec.mask_pixels_hash
                 row.mask_mtime_ns, row.mask_bytes = st.st_mtime_ns, st.st_size
             else:
                 path = masks_dir / mask_name

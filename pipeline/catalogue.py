@@ -7,14 +7,13 @@ from pipeline.core import weights
 from pipeline.registries import ALL
 
 
-def catalogue(verify: bool = True) -> dict[str, Any]:
-    """Stable JSON: kinds -> entries, each with its weights checked (``verify``: checksums too)."""
+def catalogue() -> dict[str, Any]:
+    """Stable JSON: kinds -> entries, each with its weight files checked (size and checksum)."""
     checked: dict[str, weights.WeightStatus] = {}
 
     def status(key: str) -> dict[str, Any]:
         if key not in checked:
-            checked[key] = weights.check(key) if verify else weights.WeightStatus(
-                key, weights.WEIGHTS[key].file, None, False, None, None, "not checked")
+            checked[key] = weights.check(key)
         return checked[key].to_json()
 
     kinds = []

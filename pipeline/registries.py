@@ -51,8 +51,7 @@ MASKERS.register(Entry(
 FEATURES.register(Entry(
     "dlib", "train.features:FaceFeatures",
     "dlib's face-recognition ResNet, our PyTorch port (offline; descriptors and training losses)",
-    options=("--content-layers", "--style-layers"), weights=("dlib-face-recognition",), terms=_OURS,
-    parts={"identity": "pipeline.faces.identity:IdentityEncoder"}))
+    options=("--content-layers", "--style-layers"), weights=("dlib-face-recognition",), terms=_OURS))
 FEATURES.register(Entry(
     "vgg19", "train.features:VGGFeatures", "ImageNet VGG19 as in the paper (weights downloaded once)",
     options=("--content-layers", "--style-layers"), weights=("vgg19-imagenet",), terms=_OURS))

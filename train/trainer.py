@@ -103,7 +103,6 @@ def ranks_agree(checksums: list[torch.Tensor]) -> bool:
 class Trainer:
     def __init__(self, opts: TrainOptions) -> None:
         check(opts)
-        entry = MODEL_TYPES.get(opts.model)
         options_cls = MODEL_TYPES.load(opts.model, "options")
         model_options = opts.model_options if opts.model_options is not None else options_cls()
         check(model_options)
@@ -118,7 +117,7 @@ class Trainer:
         if self.main and (Path(opts.workspace) / "workspace.json").is_file():
             self.lock.acquire()        # held for the whole run: one writer of the workspace and its model
         try:
-            self._setup(opts, model_options, entry.name)
+            self._setup(opts, model_options, opts.model)
         except BaseException:
             self.lock.release()
             raise

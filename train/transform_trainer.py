@@ -60,7 +60,7 @@ class TransformTrainer(ModelTrainer):
         o = self.o
         self.net = TransformNet(o.resolution, o.width, o.skip).to(self.device)
         self._model = TransformModel(self.net)
-        self.params = [p for p in self.net.parameters() if p.requires_grad]
+        self.params = self.net.trainable_parameters()
         self.optimizer = torch.optim.Adam(self.params, lr=self.ctx.lr)
 
     @property
@@ -91,7 +91,7 @@ class TransformTrainer(ModelTrainer):
     def _train_new_branch_only(self) -> None:
         assert self.net is not None
         self.net.freeze_base()
-        self.params = [p for p in self.net.parameters() if p.requires_grad]
+        self.params = self.net.trainable_parameters()
         self.optimizer = torch.optim.Adam(self.params, lr=self.ctx.lr)
 
     def load_state_dict(self, state: dict[str, Any]) -> None:

@@ -74,22 +74,17 @@ def remove_quietly(path: Path) -> None:
         pass
 
 
-def inside(folder: Path, name: str, what: str) -> Path:
+def inside(folder: Path, name: str, what: str, fix: str) -> Path:
     """``folder / name`` when it stays inside ``folder`` (after links); else a UserError.
 
     ``what`` says where the name came from (e.g. "faces.sqlite row 12 (aligned_file)"),
-    so the message points at the record to fix.
+    so the message points at the record to fix; ``fix`` says what to do about it.
     """
-    if not isinstance(name, str) or not name or "\x00" in name:
-        raise UserError(f"{what}: {name!r} is not a file name; the index is damaged or was edited: "
-                        f"restore it from a backup, or move faces.sqlite aside and run extract again "
-                        f"(it keeps hand-edited masks and deleted faces)")
     base = Path(folder).resolve()
-    target = (base / name).resolve()
-    if target.parent != base or name in (".", ".."):
-        raise UserError(f"{what}: {name!r} points outside {base}; the index is damaged or was edited: "
-                        f"restore it from a backup, or move faces.sqlite aside and run extract again "
-                        f"(it keeps hand-edited masks and deleted faces)")
+    if not isinstance(name, str) or not name or "\x00" in name or name in (".", ".."):
+        raise UserError(f"{what}: {name!r} is not a file name; {fix}")
+    if (base / name).resolve().parent != base:
+        raise UserError(f"{what}: {name!r} points outside {base}; {fix}")
     return base / name
 
 

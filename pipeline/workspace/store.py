@@ -39,6 +39,7 @@ INDEX_NAME = "faces.sqlite"
 META_NAME = "workspace.json"
 _REBUILD = ("run extract again for each set with the same --input (it rebuilds the index and keeps "
             "hand-edited masks and deleted faces)")
+_EDITED = f"the index is damaged or was edited: restore it from a backup, or move {INDEX_NAME} aside and {_REBUILD}"
 
 
 def mask_hash(mask: np.ndarray) -> str:
@@ -170,10 +171,6 @@ class Workspace:
     def exists(self) -> bool:
         return self.meta_path.exists()
 
-    @property
-    def schema_version(self) -> int:
-        return int(self._meta["schema_version"])
-
     def save_meta(self) -> None:
         self._meta["schema_version"] = SCHEMA_VERSION
         write_atomic(self.meta_path, (json.dumps(self._meta, indent=2, sort_keys=True) + "\n").encode())
@@ -202,10 +199,10 @@ class Workspace:
 
     def aligned_path(self, row: FaceRow) -> Path:
         """The row's aligned image; UserError naming the row if its name leads out of aligned/."""
-        return inside(self.aligned_dir(row.set_name), row.aligned_file, self._where(row, "aligned_file"))
+        return inside(self.aligned_dir(row.set_name), row.aligned_file, self._where(row, "aligned_file"), _EDITED)
 
     def mask_path(self, row: FaceRow) -> Path:
-        return inside(self.masks_dir(row.set_name), row.mask_file, self._where(row, "mask_file"))
+        return inside(self.masks_dir(row.set_name), row.mask_file, self._where(row, "mask_file"), _EDITED)
 
     # ---------------------------------------------------------------- the index
     @contextlib.contextmanager
@@ -351,8 +348,7 @@ class Workspace:
                     out.append(face_from_sql(r))
                 except (ValueError, TypeError, KeyError) as exc:   # a value no version of the tool writes
                     raise UserError(f"{INDEX_NAME} row {r['id']} ({set_name} {r['source']} frame {r['frame_index']}) "
-                                    f"holds an invalid value ({exc}); the index is damaged or was edited: restore it "
-                                    f"from a backup, or move it aside and {_REBUILD}") from exc
+                                    f"holds an invalid value ({exc}); {_EDITED}") from exc
         return out
 
     def frame_faces(self, set_name: str, source: str, frame_index: int) -> dict[int, FaceRow]:
