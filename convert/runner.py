@@ -59,6 +59,7 @@ class FacePlan:
     to_model: np.ndarray           # frame -> network crop (resolution R), smoothed
     hand_mask: Path | None         # the artist's (or a non-hull) mask file, else None
     hand_mask_move: np.ndarray | None  # its crop (stored transform) -> the smoothed aligned crop
+    dense: np.ndarray | None = None    # the landmarker's dense points, frame pixels (for the dense masker)
 
 
 @dataclass
@@ -172,7 +173,8 @@ def plan_faces(ws: Workspace, rows: list[FaceRow], size: int, resolution: int, f
             move = geometry.compose(to_aligned, geometry.invert_affine(r.transform)) if hand is not None else None
             # the network's crop is the aligned crop resized: its matrix adds that resize
             to_model = geometry.compose(geometry.resize_transform(size, resolution), to_aligned)
-            plans[r.frame_index].append(FacePlan(r.frame_index, pts, to_aligned, to_model, hand, move))
+            plans[r.frame_index].append(FacePlan(r.frame_index, pts, to_aligned, to_model, hand, move,
+                                                 r.dense_landmarks))
     for frame in plans:
         excluded.pop(frame, None)
     return dict(plans), excluded
@@ -203,7 +205,8 @@ class _FaceWork:
                 if painted.shape != (self.size, self.size):
                     painted = cv2.resize(painted, (self.size, self.size), interpolation=cv2.INTER_LINEAR)
                 return cv2.warpAffine(painted, plan.hand_mask_move, (self.size, self.size), flags=cv2.INTER_LINEAR)
-        return self.masker.mask(aligned, geometry.transform_points(plan.landmarks, plan.to_aligned), self.size)
+        dense = None if plan.dense is None else geometry.transform_points(plan.dense, plan.to_aligned)
+        return self.masker.mask(aligned, geometry.transform_points(plan.landmarks, plan.to_aligned), self.size, dense)
 
     def prepare(self, frame: np.ndarray, plan: FacePlan) -> _Prepared:
         t0 = time.perf_counter()

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from pipeline.core import geometry
-from pipeline.faces.analyser import FoundFace
+from pipeline.faces.analyser import MIN_FACE_PROBABILITY, FoundFace
 from pipeline.faces.backends.base import Landmarker
 
 #: Above this RMS misfit to the mean face (template units) landmarks are not a face.
@@ -147,11 +147,14 @@ class GapBridger:
         # second pass: put the box where the detector would have, around the new points
         from_t = geometry.invert_affine(geometry.to_template(points))
         box = _box_from_corners(geometry.transform_points(track.box_in_template, from_t))
-        points = self.landmarker.landmarks(image, box)
+        shape = self.landmarker.shape(image, box)
+        points = shape.landmarks
+        if shape.confidence is not None and shape.confidence < MIN_FACE_PROBABILITY:
+            return None
         if not self._plausible(track.landmarks, points):
             return None
         track.box, track.landmarks = box, points
-        return FoundFace(box, points, None, "bridged", track.ident)
+        return FoundFace(box, points, None, "bridged", track.ident, dense=shape.dense)
 
     @staticmethod
     def _plausible(previous: np.ndarray, points: np.ndarray) -> bool:

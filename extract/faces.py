@@ -54,7 +54,8 @@ def build_face(image: np.ndarray, face: FoundFace, settings: AlignSettings, mask
     matrix = geometry.face_transform(face.landmarks, settings.face_type, settings.size)
     aligned = geometry.warp_to_aligned(image, matrix, settings.size)
     aligned_points = geometry.transform_points(face.landmarks, matrix)
-    mask = masker.mask(aligned, aligned_points, settings.size)
+    dense = None if face.dense is None else geometry.transform_points(face.dense, matrix)
+    mask = masker.mask(aligned, aligned_points, settings.size, dense)
     ext = ".jpg" if settings.image_format == "jpg" else ".png"
     return FaceRecord(face, aligned_points, matrix, blur_score(aligned, mask), geometry.head_pose(face.landmarks),
                       encode(aligned, ext), encode(mask, ".png", rgb=False), mask_hash(mask),

@@ -32,7 +32,7 @@ from pipeline.core.video import FrameReader
 from pipeline.faces.analyser import FaceAnalyser, FoundFace
 from pipeline.faces.backends.base import Masker
 from pipeline.faces.identity import IdentityEncoder, distances
-from pipeline.registries import MASKERS
+from pipeline.registries import LANDMARKERS, MASKERS
 from pipeline.workspace.records import DropReason, ExtractSettings, FaceOrigin, FaceRow, MaskOrigin, SetMeta
 from pipeline.workspace.store import Workspace, mask_hash
 
@@ -147,6 +147,10 @@ def run_extract(opts: ExtractOptions) -> ExtractSummary:
     src = resolve_input(opts.input)
     set_name = opts.set_name or src.default_set
     masker: Masker = MASKERS.load(opts.masker)()
+    if masker.needs_dense and not LANDMARKERS.load(opts.landmarker).dense_points:
+        dense = [e.name for e in LANDMARKERS if LANDMARKERS.load(e.name).dense_points]
+        raise UserError(f"--masker {opts.masker} needs a landmark model with dense points ({', '.join(dense)}); "
+                        f"--landmarker {opts.landmarker} gives only the 68: add --landmarker {dense[0]}")
     ws = Workspace(opts.workspace, write=True, command="extract", rebuild_index=True)
     try:
         what = "a video" if src.kind == "video" else "images"
@@ -328,7 +332,7 @@ class _ExtractJob:
             return []
         rows = self.ws.faces(self.set_name, source=self.src.source_name(), frame_index=frame_index)
         return [FoundFace((float(r.bbox[0]), float(r.bbox[1]), float(r.bbox[2]), float(r.bbox[3])), r.landmarks,
-                          r.score, r.origin.value, r.track) for r in rows]
+                          r.score, r.origin.value, r.track, r.dense_landmarks) for r in rows]
 
     @property
     def encoder(self) -> IdentityEncoder:
@@ -410,7 +414,8 @@ class _ExtractJob:
                        face_type=self.settings.face_type, size=self.settings.size, aligned_file=aligned_name,
                        mask_file=mask_name, mask_origin=MaskOrigin(self.opts.masker),
                        mask_hash=rec.mask_pixels_hash, mask_mtime_ns=None, mask_bytes=None,
-                       descriptor=rec.descriptor, blur=rec.blur, yaw=yaw, pitch=pitch, roll=roll)
+                       descriptor=rec.descriptor, blur=rec.blur, yaw=yaw, pitch=pitch, roll=roll,
+                       dense_landmarks=f.dense)
 
     def _unindexed_edits(self, aligned: Path, mask: Path, rec: FaceRecord) -> tuple[bool, bool]:
         """(repainted mask, deleted face) for a face the index does not know but whose files exist.

@@ -40,13 +40,30 @@ DETECTORS.register(Entry(
     "dlib's MMOD CNN (finds turned faces, slow on CPU)", options=("--upsample",),
     weights=("dlib-cnn-detector",), terms=_BSL))
 
+DETECTORS.register(Entry(
+    "retinaface", "pipeline.faces.backends.retinaface:RetinaFaceDetector",
+    "RetinaFace MobileNet-0.25 (turned, tilted, small and partly hidden faces; fast)", options=("--min-face",),
+    weights=("retinaface-mobilenet",), terms="this project's code (the RetinaFace method, Deng et al. 2020)"))
+DETECTORS.register(Entry(
+    "blazeface", "pipeline.faces.backends.blazeface:BlazeFaceDetector",
+    "MediaPipe BlazeFace full range (very fast; weaker on small, turned and covered faces)",
+    weights=("blazeface-full-range",), terms=_OURS))
+
 LANDMARKERS.register(Entry(
     "dlib", "pipeline.faces.backends.dlib_landmarks:DlibLandmarker",
     "dlib's 68-point shape predictor (regression trees)", weights=("landmarks-68",), terms=_BSL))
 
+LANDMARKERS.register(Entry(
+    "mediapipe", "pipeline.faces.backends.mediapipe_mesh:MediaPipeLandmarker",
+    "MediaPipe Face Landmarker v2: 478 points (kept for the dense masker), mapped to the 68",
+    weights=("mediapipe-face-landmarker",), terms=_OURS))
+
 MASKERS.register(Entry(
     "hull", "pipeline.faces.backends.hull_mask:HullMasker",
     "union of convex hulls of the 68 landmarks, brows raised to cover the forehead", terms=_OURS))
+MASKERS.register(Entry(
+    "dense", "pipeline.faces.backends.dense_mask:DenseMasker",
+    "face outline of MediaPipe's 478 points, forehead included (needs --landmarker mediapipe)", terms=_OURS))
 
 FEATURES.register(Entry(
     "dlib", "train.features:FaceFeatures",

@@ -78,7 +78,10 @@ def load_set(ws: Workspace, set_name: str, resolution: int, writer: bool = True)
         small = cv2.resize(img, (resolution, resolution), interpolation=cv2.INTER_AREA)
         mask = read_gray(ws.mask_path(row))
         if mask is None:           # mask deleted by the artist: the automatic one again
-            mask = masker.mask(small, pts, resolution)
+            dense = None if row.dense_landmarks is None else geometry.transform_points(
+                row.dense_landmarks, geometry.compose(geometry.resize_transform(img.shape[0], resolution),
+                                                      row.transform))
+            mask = masker.mask(small, pts, resolution, dense)
         else:
             hand += row.mask_origin == MaskOrigin.HAND
             mask = cv2.resize(mask, (resolution, resolution), interpolation=cv2.INTER_AREA)

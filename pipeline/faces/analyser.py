@@ -20,6 +20,11 @@ class FoundFace:
     score: float | None
     origin: str = "detected"       # 'detected' or 'bridged'
     track: int | None = None
+    dense: np.ndarray | None = None   # (N, 2) the landmarker's dense points, image pixels (MediaPipe: 478)
+
+
+#: A dense landmarker's face probability below which a detection is taken for a false one.
+MIN_FACE_PROBABILITY = 0.5
 
 
 class FaceAnalyser:
@@ -37,6 +42,15 @@ class FaceAnalyser:
                f"{self.landmarker.description}"
 
     def __call__(self, image: np.ndarray, thorough: bool = True) -> list[FoundFace]:
-        """``thorough=False``: the detector's cheap first pass only (see ``FaceDetector.detect``)."""
-        return [FoundFace(d.box, self.landmarker.landmarks(image, d.box), d.score, "detected")
-                for d in self.detector.detect(image, thorough)]
+        """``thorough=False``: the detector's cheap first pass only (see ``FaceDetector.detect``).
+
+        A landmark model that says how sure it is that the box holds a face (MediaPipe's)
+        vetoes detections it rejects: hands, ears and patterns a detector takes for faces.
+        """
+        faces = []
+        for d in self.detector.detect(image, thorough):
+            shape = self.landmarker.shape(image, d.box, d.points)
+            if shape.confidence is not None and shape.confidence < MIN_FACE_PROBABILITY:
+                continue
+            faces.append(FoundFace(d.box, shape.landmarks, d.score, "detected", dense=shape.dense))
+        return faces

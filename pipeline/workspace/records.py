@@ -73,6 +73,19 @@ def unpack(blob: bytes | None) -> np.ndarray | None:
     return np.frombuffer(blob, dtype="<f4").astype(np.float64)
 
 
+def pack_points(points: np.ndarray | None) -> bytes | None:
+    """Dense points in the index: x, y pairs as little-endian float32 (3.8 KB for 478 points), no pickle."""
+    if points is None:
+        return None
+    return np.asarray(points, dtype="<f4")[:, :2].tobytes()
+
+
+def unpack_points(blob: bytes | None) -> np.ndarray | None:
+    if blob is None:
+        return None
+    return np.frombuffer(blob, dtype="<f4").astype(np.float64).reshape(-1, 2)
+
+
 @dataclass
 class FaceRow:
     """One face of one frame or photo, as the index holds it."""
@@ -105,6 +118,7 @@ class FaceRow:
     roll: float | None
     dropped: bool = False
     drop_reason: DropReason | None = None
+    dense_landmarks: np.ndarray | None = None   # (N, 2) a dense landmarker's points, source pixels (478: MediaPipe)
     id: int | None = None          # the index's row id (None until stored)
 
     @property
@@ -124,13 +138,13 @@ def face_to_sql(row: FaceRow) -> tuple:
         "bbox": dumps(row.bbox), "landmarks": dumps(row.landmarks),
         "aligned_landmarks": dumps(row.aligned_landmarks), "transform": json_matrix(row.transform),
         "descriptor": None if row.descriptor is None else pack(row.descriptor),
-        "dropped": int(bool(row.dropped)),
+        "dropped": int(bool(row.dropped)), "dense_landmarks": pack_points(row.dense_landmarks),
     }
     return tuple(values[name] for name in FACE_COLUMNS)
 
 
 def face_from_sql(r: Any) -> FaceRow:
-    """A ``faces`` row (sqlite3.Row) as a FaceRow; columns a version-1 index lacks get their v1 meaning."""
+    """A ``faces`` row (sqlite3.Row) as a FaceRow; columns an older index lacks get their old meaning."""
     keys = set(r.keys())
     return FaceRow(
         set_name=r["set_name"], source=r["source"], frame_index=r["frame_index"], face_index=r["face_index"],
@@ -142,7 +156,8 @@ def face_from_sql(r: Any) -> FaceRow:
         mask_origin=MaskOrigin(r["mask_origin"]), mask_hash=r["mask_hash"], mask_mtime_ns=r["mask_mtime_ns"],
         mask_bytes=r["mask_bytes"], descriptor=unpack(r["descriptor"]), blur=r["blur"], yaw=r["yaw"],
         pitch=r["pitch"], roll=r["roll"], dropped=bool(r["dropped"]),
-        drop_reason=None if r["drop_reason"] is None else DropReason(r["drop_reason"]), id=r["id"])
+        drop_reason=None if r["drop_reason"] is None else DropReason(r["drop_reason"]),
+        dense_landmarks=unpack_points(r["dense_landmarks"]) if "dense_landmarks" in keys else None, id=r["id"])
 
 
 @dataclass

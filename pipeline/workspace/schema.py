@@ -3,6 +3,8 @@
 Version 1: the first format. Version 2 records which landmark model made each face
 (``faces.landmarker``) and, per set in workspace.json, the landmarker and masker the
 set was extracted with, so later stages (evaluate) analyse faces the same way.
+Version 3 keeps a dense landmarker's own points (``faces.dense_landmarks``: MediaPipe's
+478) beside the 68, for the ``dense`` masker.
 
 Each migration is one small function that brings the index and workspace.json from
 version N to N + 1; it is safe to run again after an interruption (it checks what is
@@ -14,7 +16,7 @@ import sqlite3
 from dataclasses import dataclass
 from typing import Any, Callable
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 TABLES = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -44,6 +46,7 @@ CREATE TABLE IF NOT EXISTS faces (
     blur REAL, yaw REAL, pitch REAL, roll REAL,
     dropped INTEGER NOT NULL DEFAULT 0, drop_reason TEXT,
     landmarker TEXT NOT NULL DEFAULT 'dlib',
+    dense_landmarks BLOB,          -- a dense landmarker's points: x, y little-endian float32 pairs, source pixels
     UNIQUE (set_name, source, frame_index, face_index)
 );
 CREATE INDEX IF NOT EXISTS faces_by_set ON faces (set_name, frame_index);
@@ -70,6 +73,17 @@ def _v2_meta(meta: dict[str, Any]) -> None:
             settings.setdefault("masker", "hull")
 
 
+def _v3_index(db: sqlite3.Connection) -> None:
+    """faces.dense_landmarks: no landmarker before version 3 gave dense points (NULL)."""
+    tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    if "faces" in tables and "dense_landmarks" not in _columns(db, "faces"):
+        db.execute("ALTER TABLE faces ADD COLUMN dense_landmarks BLOB")
+
+
+def _v3_meta(meta: dict[str, Any]) -> None:
+    """Nothing in workspace.json changes."""
+
+
 @dataclass(frozen=True)
 class Migration:
     """From version N to N + 1: the index part runs in the caller's transaction."""
@@ -78,7 +92,7 @@ class Migration:
     meta: Callable[[dict[str, Any]], None]
 
 
-MIGRATIONS: dict[int, Migration] = {1: Migration(_v2_index, _v2_meta)}
+MIGRATIONS: dict[int, Migration] = {1: Migration(_v2_index, _v2_meta), 2: Migration(_v3_index, _v3_meta)}
 
 
 def upgrade_meta(meta: dict[str, Any], version: int) -> dict[str, Any]:

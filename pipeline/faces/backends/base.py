@@ -11,6 +11,18 @@ import numpy as np
 class Detection:
     box: tuple[float, float, float, float]  # x0, y0, x1, y1 in image pixels
     score: float
+    #: (5, 2) eye centres (image left first), nose tip, mouth corners, when the detector
+    #: gives them (RetinaFace, BlazeFace): a dense landmarker takes the face's roll from them.
+    points: np.ndarray | None = None
+
+
+@dataclass
+class FaceShape:
+    """What a landmark model puts into one face box."""
+
+    landmarks: np.ndarray                 # (68, 2) iBUG points, image pixels
+    dense: np.ndarray | None = None       # (N, 2) the model's own dense points (478 for MediaPipe), or None
+    confidence: float | None = None       # the model's "this is a face" probability, when it gives one
 
 
 class FaceDetector(ABC):
@@ -30,14 +42,24 @@ class FaceDetector(ABC):
 
 
 class Landmarker(ABC):
-    """Puts 68 iBUG landmarks into a face box."""
+    """Puts 68 iBUG landmarks (and, for dense models, their own points) into a face box."""
 
     name: str = ""
     description: str = ""
+    #: How many dense points ``shape`` gives besides the 68 (0: none; the ``dense`` masker needs them).
+    dense_points: int = 0
 
     @abstractmethod
     def landmarks(self, image: np.ndarray, box: tuple[float, float, float, float]) -> np.ndarray:
         """(68, 2) float landmarks in image pixels for the face in ``box``."""
+
+    def shape(self, image: np.ndarray, box: tuple[float, float, float, float],
+              points: np.ndarray | None = None) -> FaceShape:
+        """The 68 points, plus dense points and a face probability where the model has them.
+
+        ``points`` are the detector's five keypoints when it gives them (see ``Detection``).
+        """
+        return FaceShape(self.landmarks(image, box))
 
 
 class Masker(ABC):
@@ -46,10 +68,15 @@ class Masker(ABC):
     name: str = ""
     description: str = ""
 
+    #: True when the masker needs a landmarker's dense points (``Landmarker.dense_points``).
+    needs_dense: bool = False
+
     @abstractmethod
-    def mask(self, aligned: np.ndarray | None, landmarks: np.ndarray, size: int) -> np.ndarray:
+    def mask(self, aligned: np.ndarray | None, landmarks: np.ndarray, size: int,
+             dense: np.ndarray | None = None) -> np.ndarray:
         """(size, size) uint8 mask, 0 or 255, for the aligned crop (RGB, may be None for
-        landmark-only maskers) whose landmarks are ``landmarks`` (crop pixels)."""
+        landmark-only maskers) whose landmarks are ``landmarks`` (crop pixels); ``dense``
+        are the landmarker's dense points in crop pixels, when it has them."""
 
 
 def parse_upsample(value: str) -> tuple[int, bool]:

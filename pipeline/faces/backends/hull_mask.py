@@ -11,5 +11,6 @@ class HullMasker(Masker):
     name = "hull"
     description = "landmark hull (jaw halves, eyes and nose, brows raised over the forehead)"
 
-    def mask(self, aligned: np.ndarray | None, landmarks: np.ndarray, size: int) -> np.ndarray:
+    def mask(self, aligned: np.ndarray | None, landmarks: np.ndarray, size: int,
+             dense: np.ndarray | None = None) -> np.ndarray:
         return geometry.hull_mask(landmarks, size)
