@@ -31,6 +31,7 @@ ALL: tuple[Registry, ...] = (DETECTORS, LANDMARKERS, MASKERS, FEATURES, COLOR_TR
 
 _BSL = "dlib code: Boost Software License"
 _OURS = "this project's code"
+_FACEXLIB = "our PyTorch definition of facexlib's network (facexlib code: MIT)"
 
 DETECTORS.register(Entry(
     "dlib", "pipeline.faces.backends.dlib_hog:DlibHogDetector",
@@ -39,6 +40,11 @@ DETECTORS.register(Entry(
     "dlib-cnn", "pipeline.faces.backends.dlib_cnn:DlibCnnDetector",
     "dlib's MMOD CNN (finds turned faces, slow on CPU)", options=("--upsample",),
     weights=("dlib-cnn-detector",), terms=_BSL))
+DETECTORS.register(Entry(
+    "retinaface-r50", "pipeline.faces.backends.retinaface_r50:RetinaFaceDetector",
+    "RetinaFace ResNet-50, facexlib's weights in our PyTorch definition (turned, small and partly hidden "
+    "faces; GPU when present)", options=("--upsample", "--min-face"), weights=("retinaface-r50",),
+    terms=_FACEXLIB))
 
 LANDMARKERS.register(Entry(
     "dlib", "pipeline.faces.backends.dlib_landmarks:DlibLandmarker",
@@ -47,6 +53,11 @@ LANDMARKERS.register(Entry(
 MASKERS.register(Entry(
     "hull", "pipeline.faces.backends.hull_mask:HullMasker",
     "union of convex hulls of the 68 landmarks, brows raised to cover the forehead", terms=_OURS))
+MASKERS.register(Entry(
+    "parsing", "pipeline.faces.backends.bisenet_parsing:ParsingMasker",
+    "BiSeNet face parsing (facexlib's weights): skin, brows, eyes, glasses, nose, mouth and lips only, so "
+    "hands, hair and microphones over the face stay out of the mask", weights=("bisenet-parsing",),
+    terms=_FACEXLIB))
 
 FEATURES.register(Entry(
     "dlib", "train.features:FaceFeatures",
