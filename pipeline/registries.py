@@ -31,6 +31,7 @@ ALL: tuple[Registry, ...] = (DETECTORS, LANDMARKERS, MASKERS, FEATURES, COLOR_TR
 
 _BSL = "dlib code: Boost Software License"
 _OURS = "this project's code"
+_FACEXLIB = "our PyTorch definition of facexlib's network (facexlib code: MIT)"
 
 DETECTORS.register(Entry(
     "dlib", "pipeline.faces.backends.dlib_hog:DlibHogDetector",
@@ -39,7 +40,6 @@ DETECTORS.register(Entry(
     "dlib-cnn", "pipeline.faces.backends.dlib_cnn:DlibCnnDetector",
     "dlib's MMOD CNN (finds turned faces, slow on CPU)", options=("--upsample",),
     weights=("dlib-cnn-detector",), terms=_BSL))
-
 DETECTORS.register(Entry(
     "retinaface", "pipeline.faces.backends.retinaface:RetinaFaceDetector",
     "RetinaFace MobileNet-0.25 (turned, tilted, small and partly hidden faces; fast)", options=("--min-face",),
@@ -48,6 +48,11 @@ DETECTORS.register(Entry(
     "blazeface", "pipeline.faces.backends.blazeface:BlazeFaceDetector",
     "MediaPipe BlazeFace full range (very fast; weaker on small, turned and covered faces)",
     weights=("blazeface-full-range",), terms=_OURS))
+DETECTORS.register(Entry(
+    "retinaface-r50", "pipeline.faces.backends.retinaface_r50:RetinaFaceDetector",
+    "RetinaFace ResNet-50, facexlib's weights in our PyTorch definition (turned, small and partly hidden "
+    "faces; GPU when present)", options=("--upsample", "--min-face"), weights=("retinaface-r50",),
+    terms=_FACEXLIB))
 
 LANDMARKERS.register(Entry(
     "dlib", "pipeline.faces.backends.dlib_landmarks:DlibLandmarker",
@@ -64,6 +69,11 @@ MASKERS.register(Entry(
 MASKERS.register(Entry(
     "dense", "pipeline.faces.backends.dense_mask:DenseMasker",
     "face outline of MediaPipe's 478 points, forehead included (needs --landmarker mediapipe)", terms=_OURS))
+MASKERS.register(Entry(
+    "parsing", "pipeline.faces.backends.bisenet_parsing:ParsingMasker",
+    "BiSeNet face parsing (facexlib's weights): skin, brows, eyes, glasses, nose, mouth and lips only, so "
+    "hands, hair and microphones over the face stay out of the mask", weights=("bisenet-parsing",),
+    terms=_FACEXLIB))
 
 FEATURES.register(Entry(
     "dlib", "train.features:FaceFeatures",

@@ -1,11 +1,13 @@
 """Every weight file a backend may need: where it comes from, its size, checksum and terms.
 
 Default models ship inside pip packages, so the tool works offline. Weights that are
-downloaded on a connected machine (VGG19 for ``--features vgg19``) are read from their
-cache folder. Nothing ever downloads silently or falls back to another model: a
-missing or damaged file is an error naming the file, where it comes from and where it
-must go. ``main.py models`` verifies every file's checksum; loading checks the size
-(cheap) so a truncated file is caught before it is parsed.
+downloaded on a connected machine (VGG19 for ``--features vgg19``, facexlib's RetinaFace
+and BiSeNet files for ``--detector retinaface-r50`` and ``--masker parsing``) are read
+from torch hub's checkpoints folder (``torch.hub.get_dir()/checkpoints``). Nothing ever
+downloads silently or falls back to another model: a missing or damaged file is an
+error naming the file, where it comes from and where it must go. ``main.py models``
+verifies every file's checksum; loading checks the size (cheap) so a truncated file is
+caught before it is parsed.
 """
 from __future__ import annotations
 
@@ -35,6 +37,7 @@ class WeightFile:
 
 _FRM = "face_recognition_models"
 _DLIB_CC0 = "dlib model, public domain (CC0)"
+_FACEXLIB = "https://github.com/xinntao/facexlib/releases/download"
 
 WEIGHTS: dict[str, WeightFile] = {
     "landmarks-68": WeightFile(
@@ -66,6 +69,16 @@ WEIGHTS: dict[str, WeightFile] = {
         "vgg19-dcbb9e9d.pth", "VGG19 ImageNet classifier (the paper's loss network)",
         "torchvision weights, BSD-3-Clause; trained on ImageNet (non-commercial research terms)", None,
         "dcbb9e9d", url="https://download.pytorch.org/models/vgg19-dcbb9e9d.pth", cache="torch-hub"),
+    # facexlib's published files (the same names facexlib keeps in its package's
+    # facexlib/weights folder; copy them from there or download them to torch hub's cache)
+    "retinaface-r50": WeightFile(
+        "detection_Resnet50_Final.pth", "RetinaFace ResNet-50 face detector (facexlib)",
+        "trained on WIDER FACE (research terms; check them before commercial use)", None, None,
+        url=f"{_FACEXLIB}/v0.1.0/detection_Resnet50_Final.pth", cache="torch-hub"),
+    "bisenet-parsing": WeightFile(
+        "parsing_bisenet.pth", "BiSeNet face parsing, 19 classes (facexlib)",
+        "trained on CelebAMask-HQ (non-commercial research use only)", None, None,
+        url=f"{_FACEXLIB}/v0.2.0/parsing_bisenet.pth", cache="torch-hub"),
 }
 
 
