@@ -506,8 +506,11 @@ class _ExtractJob:
             if readable == 0:
                 raise UserError(f"none of the {s.frames_new} images in {self.src.path} could be read; "
                                 f"check the files")
-            raise UserError(f"no face found in any of the {readable} {what} in {self.src.path}; nothing "
-                            f"was written. Use clearer, larger faces, or try --detector dlib-cnn", exit_code=1)
+            hint = ("try --detector retinaface (finds turned, small and partly hidden faces)"
+                    if self.opts.detector != "retinaface" else "try a smaller --min-face")
+            raise UserError(f"no face found in any of the {readable} {what} in {self.src.path} with detector "
+                            f"{self.opts.detector}; nothing was written. Use clearer, larger faces, or {hint}",
+                            exit_code=1)
         decoded = reader.frames_read if reader is not None else None
         self._record_set_meta(complete=True, frames_decoded=decoded)
 
