@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 
+import cv2
 import numpy as np
 import pytest
 import torch
@@ -248,20 +249,38 @@ def test_heatmap_points_map_back_with_face_alignments_transform():
     assert np.allclose(fan.heatmap_to_image(pts, centre, scale), expected)
 
 
-def test_the_crop_puts_an_image_point_where_the_transform_says():
+def test_the_crop_is_face_alignments_window_resized():
     image = np.zeros((480, 640, 3), np.uint8)
-    point = np.array([250.0, 180.0])
-    image[179:182, 249:252] = 255                              # a 3x3 dot centred on the point
+    image[179:182, 249:252] = 255                              # a 3x3 dot centred on (250, 180)
     box = (180.0, 120.0, 330.0, 290.0)
     centre, scale = fan.crop_frame(box)
+    # face-alignment's window: inverse transform of the 1-based corners, truncated
+    h = 200 * scale
+    ul = np.fix(np.array([1.0, 1.0]) * h / 256 + centre - h / 2).astype(int)
+    br = np.fix(np.array([256.0, 256.0]) * h / 256 + centre - h / 2).astype(int)
+    assert [a.tolist() for a in fan.crop_corners(centre, scale)] == [ul.tolist(), br.tolist()]
     crop = fan.crop_image(image, centre, scale)
     assert crop.shape == (256, 256, 3) and crop.dtype == np.uint8
+    assert np.array_equal(crop, cv2.resize(image[ul[1]:br[1], ul[0]:br[0]], (256, 256)))
     ys, xs = np.nonzero(crop[:, :, 0])
-    weights_ = crop[ys, xs, 0].astype(float)
-    found = np.array([np.average(xs, weights=weights_), np.average(ys, weights=weights_)])
-    # image pixel transform^-1(k + 1) lands at crop index k (face-alignment's 1-based corner)
-    expected = fan.to_crop(centre, scale, 256)[:, :2] @ point + fan.to_crop(centre, scale, 256)[:, 2] - 1
-    assert np.allclose(found, expected, atol=0.3)
-    # and a point at crop pixel c comes back from heatmap pixel c / 4 to the same image point
-    heat = (expected + 1) / 4
-    assert np.allclose(fan.heatmap_to_image(heat[None], centre, scale)[0], point, atol=1e-6)
+    w = crop[ys, xs, 0].astype(float)
+    found = np.array([np.average(xs, weights=w), np.average(ys, weights=w)])
+    n = br - ul                                                # resized n -> 256, pixel centres aligned
+    assert np.allclose(found, (np.array([250.0, 180.0]) - ul + 0.5) * 256 / n - 0.5, atol=0.2)
+
+
+def test_a_window_past_the_image_edge_is_black_there():
+    image = np.full((300, 300, 3), 200, np.uint8)
+    centre, scale = fan.crop_frame((-60.0, -50.0, 60.0, 70.0))
+    ul, br = fan.crop_corners(centre, scale)
+    assert ul[0] < 0 and ul[1] < 0
+    crop = fan.crop_image(image, centre, scale)
+    assert crop[0, 0].tolist() == [0, 0, 0] and crop[-1, -1].tolist() == [200, 200, 200]
+
+
+def test_heatmap_to_image_inverts_the_heatmap_transform():
+    centre, scale = fan.crop_frame((180.0, 120.0, 330.0, 290.0))
+    point = np.array([[250.0, 180.0], [-5.0, 700.0]])
+    m = fan.to_crop(centre, scale, 64)
+    heat = point @ m[:, :2].T + m[:, 2]
+    assert np.allclose(fan.heatmap_to_image(heat, centre, scale), point)

@@ -12,11 +12,12 @@ loads it again with ``weights_only=True``; versions 1.2-1.4 used TorchScript arc
 archive means ``torch.jit.load``, which builds and runs code from the archive, so those are
 not supported: only the plain tensor file is read.
 
-The crop and the heatmap decoding follow face-alignment (and DeepFaceLab's copy of it):
-centre = box centre moved up by 0.12 of the box height, scale = (width + height) / 195,
-crop side = 200 * scale; a landmark is the heatmap's arg-max moved a quarter pixel toward
-the larger neighbour, plus half a pixel. Unlike face-alignment, the result is not
-truncated to whole pixels.
+The crop and the heatmap decoding follow face-alignment (and DeepFaceLab's copy of it),
+since the weights were trained for them: centre = box centre moved up by 0.12 of the box
+height, scale = (width + height) / 195, crop side = 200 * scale, the same whole-pixel
+window resized to 256 px; a landmark is the heatmap's arg-max moved a quarter pixel toward
+the larger neighbour, plus half a pixel, mapped back to the image. Unlike face-alignment,
+the result is not truncated to whole pixels.
 """
 from __future__ import annotations
 
@@ -139,17 +140,31 @@ def to_crop(centre: np.ndarray, scale: float, resolution: float) -> np.ndarray:
                      [0.0, s, resolution * (0.5 - centre[1] / (SCALE_FACTOR * scale))]])
 
 
-def crop_image(image: np.ndarray, centre: np.ndarray, scale: float) -> np.ndarray:
-    """The CROP x CROP network input (outside the image: black).
+def crop_corners(centre: np.ndarray, scale: float) -> tuple[np.ndarray, np.ndarray]:
+    """Whole-pixel (x, y) corners [ul, br) of the image window the crop is cut from.
 
-    face-alignment's crop puts image pixel ``transform^-1(k + 1)`` at crop index k (it
-    crops from the inverse of the 1-based corner (1, 1)), hence the -1 shift here; it
-    also rounds that corner to whole pixels, so this matches it to within half a pixel.
+    As in face-alignment: the inverse transform of the 1-based crop corners (1, 1) and
+    (CROP, CROP), truncated toward zero.
     """
-    m = to_crop(centre, scale, CROP)
-    m[:, 2] -= 1.0
-    return cv2.warpAffine(image, m, (CROP, CROP), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT,
-                          borderValue=(0, 0, 0))
+    inv = np.linalg.inv(np.vstack([to_crop(centre, scale, CROP), [0.0, 0.0, 1.0]]))
+    ul = np.fix(inv @ [1.0, 1.0, 1.0])[:2].astype(int)
+    br = np.fix(inv @ [CROP, CROP, 1.0])[:2].astype(int)
+    return ul, np.maximum(br, ul + 1)
+
+
+def crop_image(image: np.ndarray, centre: np.ndarray, scale: float) -> np.ndarray:
+    """The CROP x CROP network input, cut exactly as face-alignment cuts it.
+
+    The window [ul, br) is copied (black outside the image) and resized with bilinear
+    interpolation, so the network sees the same pixels as with face-alignment.
+    """
+    ul, br = crop_corners(centre, scale)
+    window = np.zeros((br[1] - ul[1], br[0] - ul[0], image.shape[2]), dtype=np.uint8)
+    x0, y0 = max(0, ul[0]), max(0, ul[1])
+    x1, y1 = min(br[0], image.shape[1]), min(br[1], image.shape[0])
+    if x1 > x0 and y1 > y0:
+        window[y0 - ul[1]:y1 - ul[1], x0 - ul[0]:x1 - ul[0]] = image[y0:y1, x0:x1]
+    return cv2.resize(window, (CROP, CROP), interpolation=cv2.INTER_LINEAR)
 
 
 def heatmap_peaks(heatmaps: np.ndarray) -> np.ndarray:
