@@ -161,7 +161,7 @@ def test_a_damaged_file_is_a_clear_user_error(tmp_path, monkeypatch, damage):
     message = str(info.value)
     assert str(path) in message and URL + S3FD_FILE in message and "\n" not in message
     expected = {"garbage": "unreadable", "truncated": "unreadable", "wrong keys": "does not fit",
-                "not tensors": "not a state dict"}[damage]
+                "not tensors": "no state dict of tensors"}[damage]
     assert expected in message
     if damage == "wrong keys":
         assert "Missing key(s)" in message

@@ -29,7 +29,7 @@ from torch import nn
 
 from pipeline.core.device import choose_device, describe_device
 from pipeline.faces.backends.base import Landmarker
-from pipeline.faces.backends.torch_state import load_state
+from pipeline.faces.backends.checkpoint import load_weights
 
 WEIGHTS_KEY = "fan-2d"
 STACKS = 4                 # 2DFAN-4
@@ -197,7 +197,7 @@ class FanLandmarker(Landmarker):
     def __init__(self) -> None:
         self.device = choose_device("auto")
         net = FAN(STACKS)
-        path = load_state(WEIGHTS_KEY, net)
+        path = load_weights(WEIGHTS_KEY, net)
         self.net = net.eval().requires_grad_(False).to(self.device)
         self.description = (f"2D-FAN-4 (face-alignment's weights, our PyTorch definition) on "
                             f"{describe_device(self.device)}, weights {path}")

@@ -20,7 +20,7 @@ from torch import nn
 
 from pipeline.core.device import choose_device, describe_device
 from pipeline.faces.backends.base import Detection, FaceDetector, by_area
-from pipeline.faces.backends.torch_state import load_state
+from pipeline.faces.backends.checkpoint import load_weights
 
 WEIGHTS_KEY = "s3fd"
 #: Caffe VGG means, in the BGR order the network was trained with.
@@ -154,7 +154,7 @@ class S3FDDetector(FaceDetector):
     def __init__(self, upsample: str = "auto", min_face: int = 80) -> None:  # noqa: ARG002 - see docstring
         self.device = choose_device("auto")
         net = S3FDNet()
-        path = load_state(WEIGHTS_KEY, net)
+        path = load_weights(WEIGHTS_KEY, net)
         self.net = net.eval().requires_grad_(False).to(self.device)
         self.min_face = max(SMALLEST_FACE, int(min_face))
         self.description = (f"S3FD (face-alignment's weights, our PyTorch definition) on "
