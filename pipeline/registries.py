@@ -32,6 +32,7 @@ ALL: tuple[Registry, ...] = (DETECTORS, LANDMARKERS, MASKERS, FEATURES, COLOR_TR
 _BSL = "dlib code: Boost Software License"
 _OURS = "this project's code"
 _FACEXLIB = "our PyTorch definition of facexlib's network (facexlib code: MIT)"
+_FA = "our port of face-alignment's network; face-alignment code: BSD-3-Clause"
 
 DETECTORS.register(Entry(
     "dlib", "pipeline.faces.backends.dlib_hog:DlibHogDetector",
@@ -53,15 +54,22 @@ DETECTORS.register(Entry(
     "RetinaFace ResNet-50, facexlib's weights in our PyTorch definition (turned, small and partly hidden "
     "faces; GPU when present)", options=("--upsample", "--min-face"), weights=("retinaface-r50",),
     terms=_FACEXLIB))
+DETECTORS.register(Entry(
+    "s3fd", "pipeline.faces.backends.s3fd:S3FDDetector",
+    "S3FD, DeepFaceLab's detector (small and turned faces; GPU if present; weights fetched by hand)",
+    options=("--min-face",), weights=("s3fd",), terms=_FA))
 
 LANDMARKERS.register(Entry(
     "dlib", "pipeline.faces.backends.dlib_landmarks:DlibLandmarker",
     "dlib's 68-point shape predictor (regression trees)", weights=("landmarks-68",), terms=_BSL))
-
 LANDMARKERS.register(Entry(
     "mediapipe", "pipeline.faces.backends.mediapipe_mesh:MediaPipeLandmarker",
     "MediaPipe Face Landmarker v2: 478 points (kept for the dense masker), mapped to the 68",
     weights=("mediapipe-face-landmarker",), terms=_OURS))
+LANDMARKERS.register(Entry(
+    "fan", "pipeline.faces.backends.fan:FanLandmarker",
+    "2D-FAN-4, DeepFaceLab's landmark network (GPU if present; weights fetched by hand)",
+    weights=("fan-2d",), terms=_FA))
 
 MASKERS.register(Entry(
     "hull", "pipeline.faces.backends.hull_mask:HullMasker",

@@ -129,9 +129,13 @@ def test_models_lists_every_kind_and_checks_the_weights(tmp_path, monkeypatch):
     vgg = next(e for e in kinds["feature network"]["entries"] if e["name"] == "vgg19")["weights"][0]
     assert vgg["present"] is False and vgg["problem"].startswith("missing; download https://download.pytorch.org")
     assert str(env_home) in vgg["problem"]
-    # the optional downloaded files are the only problems on a machine that never fetched them
+    # the optional files fetched by hand are the only problems on a machine that never fetched them
     assert sorted(p["file"] for p in report["problems"]) == [
-        "detection_Resnet50_Final.pth", "parsing_bisenet.pth", "vgg19-dcbb9e9d.pth"]
+        "2DFAN4-11f355bf06.pth.tar", "detection_Resnet50_Final.pth", "parsing_bisenet.pth", "s3fd-619a316812.pth",
+        "vgg19-dcbb9e9d.pth"]
+    fan = next(e for e in kinds["landmarker"]["entries"] if e["name"] == "fan")["weights"][0]
+    assert fan["problem"].startswith("missing; download https://www.adrianbulat.com/downloads/python-fan/"
+                                     "2DFAN4-11f355bf06.pth.tar") and str(env_home) in fan["problem"]
 
 
 def test_a_damaged_weight_file_is_reported_with_where_to_get_it(tmp_path, monkeypatch):

