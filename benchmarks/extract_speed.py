@@ -2,6 +2,7 @@
 
 Both are measured in this one run, on this machine, so the ratio is comparable across
 machines. Usage: python -m benchmarks.extract_speed [--video PATH] [--repeat N]
+[--also "--detector dlib --landmarker dlib" ...]  (other stacks timed in the same run)
 """
 from __future__ import annotations
 
@@ -31,13 +32,13 @@ def transcode_seconds(video: Path, out_dir: Path) -> float:
     return time.perf_counter() - start
 
 
-def extract_seconds(video: Path, out_dir: Path) -> tuple[float, str]:
+def extract_seconds(video: Path, out_dir: Path, extra: tuple[str, ...] = ()) -> tuple[float, str]:
     """A fresh `main.py extract` as a user runs it (process start and model load included)."""
     ws = out_dir / "ws"
     shutil.rmtree(ws, ignore_errors=True)
     start = time.perf_counter()
     res = subprocess.run([sys.executable, str(ROOT / "main.py"), "extract", "--input", str(video),
-                          "--workspace", str(ws)], capture_output=True, text=True, check=True)
+                          "--workspace", str(ws), *extra], capture_output=True, text=True, check=True)
     return time.perf_counter() - start, res.stdout.strip()
 
 
@@ -99,6 +100,8 @@ def main() -> None:
     ap.add_argument("--video", type=Path, default=DEFAULT_VIDEO)
     ap.add_argument("--repeat", type=int, default=3, help="runs of each; the best is reported")
     ap.add_argument("--json", type=Path, default=None, help="also write the figures here")
+    ap.add_argument("--also", action="append", default=[], metavar="ARGS",
+                    help="extract options of another stack to time in the same run (repeatable)")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         tmp_dir = Path(tmp)
@@ -107,6 +110,8 @@ def main() -> None:
         ext = min(t for t, _ in runs)
         faceless = faceless_copy(args.video, tmp_dir)
         empty = min(faceless_seconds(faceless, tmp_dir) for _ in range(args.repeat))
+        others = {extra: min(extract_seconds(args.video, tmp_dir, tuple(extra.split()))[0]
+                             for _ in range(args.repeat)) for extra in args.also}
     desc = descriptor_cost(args.video)
     result = {"video": str(args.video), "transcode_s": round(base, 3), "extract_s": round(ext, 3),
               "ratio": round(ext / base, 2), "target": 3.0, "summary": runs[0][1], "descriptors": desc,
@@ -114,11 +119,14 @@ def main() -> None:
               "ratios": [{"name": "extract / ffmpeg transcode", "value": ext, "baseline": base, "unit": "s",
                           "ratio": ext / base, "target": 3.0},
                          {"name": "faceless extract / extract", "value": empty, "baseline": ext, "unit": "s",
-                          "ratio": empty / ext, "target": 2.0}]}
+                          "ratio": empty / ext, "target": 2.0}],
+              "other_stacks": {k: {"extract_s": round(v, 3), "ratio": round(v / base, 2)} for k, v in others.items()}}
     print(f"plain ffmpeg transcode (libx264 crf 18): {base:.2f} s")
     print(f"main.py extract (fresh workspace):       {ext:.2f} s   [{runs[0][1]}]")
     print(f"ratio extract / transcode:               {ext / base:.2f}  (target <= 3.0)")
     print(f"extract of the same video without faces:  {empty:.2f} s, {empty / ext:.2f} x the clip's (target <= 2.0)")
+    for extra, seconds in others.items():
+        print(f"extract {extra}: {seconds:.2f} s, ratio to transcode {seconds / base:.2f}")
     share = desc["load_s"] + desc["ms_per_face"] * desc["faces"] / 1000
     print(f"of which identity descriptors (CPU work): torch + weights load {desc['load_s']:.2f} s "
           f"(overlapped with detection), {desc['ms_per_face']:.2f} ms/face at batch 16 on one thread; "

@@ -20,8 +20,9 @@ class ExtractOptions:
     workspace: Path = option(Path("workspace"), flags=("-w",), help="workspace folder")
     set_name: str | None = option(None, flag="--set", choices=("dst", "src"),
                                   default_text="dst for a video, src for images", help="which face set to fill")
-    detector: str = option("dlib", choices=DETECTORS, help="face detector")
-    landmarker: str = option("dlib", choices=LANDMARKERS, help="68-point landmark model")
+    detector: str = option("retinaface", choices=DETECTORS, help="face detector")
+    landmarker: str = option("mediapipe", choices=LANDMARKERS,
+                             help="landmark model (68 iBUG points; mediapipe also keeps its 478 points)")
     masker: str = option("hull", choices=MASKERS, help="automatic face mask")
     face_type: str = option("full", choices=FACE_TYPES, help="how much of the head the aligned crop shows: full "
                                                                "(brows to chin), whole (with forehead), head")
