@@ -14,13 +14,16 @@ BlazeFace with MediaPipe's mesh, ...) this measures, in one run:
   covered, moving faces; false detections counted), time per frame with and without a
   face, and the frames of a track the detector lost between frames where it found it.
 
-Usage: python -m benchmarks.face_analysis [--frames N] [--hard] [--json out.json]
+Usage: python -m benchmarks.face_analysis [--frames N] [--hard [--keep DIR]] [--skip-easy] [--json out.json]
 """
 from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import subprocess
+import sys
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +37,7 @@ from pipeline.core.video import FrameReader, ffmpeg_exe, probe
 from pipeline.faces.analyser import FaceAnalyser
 
 VIDEOS = DEFAULT_VIDEO.parent
+ROOT = Path(__file__).resolve().parents[1]
 
 
 @dataclass(frozen=True)
@@ -145,19 +149,136 @@ def print_easy(results: dict) -> None:
                   f" {r['ms_per_frame']:9.1f} {r['frames_with_face']:6.0%}")
 
 
+# ---------------------------------------------------------------- the hard clip
+
+HARD_DETECTORS = ("dlib", "retinaface", "blazeface")
+HARD_STACKS = (("retinaface", "mediapipe"), ("dlib", "dlib"))
+
+
+def extract_run(video: Path, ws: Path, detector: str, landmarker: str, *extra: str) -> tuple[float, int, str]:
+    """`main.py extract` as a user runs it: (seconds, exit code, summary line)."""
+    shutil.rmtree(ws, ignore_errors=True)
+    started = time.perf_counter()
+    res = subprocess.run([sys.executable, str(ROOT / "main.py"), "extract", "--input", str(video), "--workspace",
+                          str(ws), "--detector", detector, "--landmarker", landmarker, *extra],
+                         capture_output=True, text=True)
+    line = (res.stdout.strip().splitlines() or res.stderr.strip().splitlines() or [""])[-1]
+    return time.perf_counter() - started, res.returncode, line
+
+
+def track_holes(truth: dict, ws: Path) -> dict:
+    """Frames of a face track with no face in the workspace, between frames of that track that have one.
+
+    Those are the frames where convert would let the original face show for a moment.
+    Matched by IoU >= 0.3 against the truth box of that track's face.
+    """
+    from benchmarks.hard_clip import match
+    from pipeline.workspace.store import Workspace
+    store = Workspace(ws)
+    try:
+        rows = store.faces("dst") if store.exists else []
+    finally:
+        store.close()
+    by_frame: dict[int, list] = {}
+    for r in rows:
+        by_frame.setdefault(r.frame_index, []).append(r)
+    present: dict[int, list[tuple[int, str | None]]] = {}     # track -> [(frame, origin or None)]
+    for frame in truth["frames"]:
+        faces = frame["faces"]
+        found = by_frame.get(frame["index"], [])
+        pairs = dict(match([f["box"] for f in faces], [list(r.bbox) for r in found]))
+        for ti, face in enumerate(faces):
+            origin = found[pairs[ti]].origin.value if ti in pairs else None
+            present.setdefault(face["track"], []).append((frame["index"], origin))
+    holes, runs, bridged = 0, [], 0
+    for seq in present.values():
+        hit = [i for i, (_, origin) in enumerate(seq) if origin is not None]
+        bridged += sum(1 for _, origin in seq if origin == "bridged")
+        if len(hit) < 2:
+            continue
+        run = 0
+        for i in range(hit[0], hit[-1] + 1):
+            if seq[i][1] is None:
+                holes += 1
+                run += 1
+            elif run:
+                runs.append(run)
+                run = 0
+    return {"faces_in_truth": sum(len(v) for v in present.values()),
+            "faces_in_workspace": sum(1 for v in present.values() for _, o in v if o is not None),
+            "bridged": bridged, "hole_frames": holes, "holes": len(runs), "longest_hole": max(runs, default=0)}
+
+
+def hard_clip(folder: Path, frames: int) -> dict:
+    from benchmarks.extract_speed import faceless_copy, transcode_seconds
+    from benchmarks.hard_clip import make_hard_clip, measure_coverage, truth_path
+    video = folder / f"hard_{frames}_0.mp4"
+    if not video.exists() or not truth_path(video).exists():
+        make_hard_clip(video, frames=frames)
+    truth = json.loads(truth_path(video).read_text())
+    out: dict = {"video": str(video), "frames": truth["count"], "coverage": {}, "extract": {}}
+    for name in HARD_DETECTORS:
+        cov = measure_coverage(video, truth, name)
+        out["coverage"][name] = {k: cov[k] for k in ("faces", "found", "recall", "by_size", "by_angle", "by_cover",
+                                                      "false", "ms_face_frame", "ms_empty_frame")}
+    base = transcode_seconds(video, folder)
+    empty = faceless_copy(video, folder)
+    out["transcode_s"] = base
+    for det, lm in HARD_STACKS:
+        seconds, code, line = extract_run(video, folder / f"ws_{det}_{lm}", det, lm)
+        faceless_s, _, _ = extract_run(empty, folder / "ws_faceless", det, lm)
+        out["extract"][f"{det} + {lm}"] = {
+            "seconds": seconds, "exit": code, "summary": line, "ratio_to_transcode": seconds / base,
+            "ms_per_frame": seconds * 1000 / truth["count"], "faceless_seconds": faceless_s,
+            "faceless_over_clip": faceless_s / seconds, **track_holes(truth, folder / f"ws_{det}_{lm}")}
+    return out
+
+
+def print_hard(r: dict) -> None:
+    print(f"\nhard clip {Path(r['video']).name} ({r['frames']} frames; faces 40-80 px, roll up to 60 degrees, "
+          f"covered up to 40 %)")
+    print(f"  {'detector':12s} {'found':>13s} {'40-55px':>8s} {'roll>35':>8s} {'covered':>8s} {'false':>6s} "
+          f"{'ms face/none':>13s}")
+    for name, c in r["coverage"].items():
+        print(f"  {name:12s} {c['found']:4d}/{c['faces']:<4d}{c['recall']:5.1%} "
+              f"{c['by_size']['40-55']['recall']:8.1%} {c['by_angle']['35-60']['recall']:8.1%} "
+              f"{c['by_cover']['occluded']['recall']:8.1%} {c['false']:6d} "
+              f"{c['ms_face_frame']:6.1f}/{c['ms_empty_frame']:<6.1f}")
+    print(f"  plain ffmpeg transcode of the clip: {r['transcode_s']:.2f} s")
+    for label, e in r["extract"].items():
+        print(f"  extract {label}: {e['seconds']:.1f} s ({e['ms_per_frame']:.0f} ms/frame), "
+              f"{e['ratio_to_transcode']:.2f} x transcode; the same video without faces {e['faceless_seconds']:.1f} s "
+              f"({e['faceless_over_clip']:.2f} x)")
+        print(f"    faces kept {e['faces_in_workspace']}/{e['faces_in_truth']} ({e['bridged']} bridged); frames "
+              f"where a track's face is missing between frames that have it: {e['hole_frames']} in {e['holes']} gaps "
+              f"(longest {e['longest_hole']})")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--frames", type=int, default=None, help="frames of each clip (default: all)")
     ap.add_argument("--floor-frames", type=int, default=100, help="frames of the moving still frame (default 100)")
     ap.add_argument("--stacks", nargs="*", default=None, help="detector+landmarker[:passes] pairs (default: all)")
+    ap.add_argument("--hard", action="store_true", help="also measure on benchmarks.hard_clip's clip")
+    ap.add_argument("--hard-frames", type=int, default=150, help="frames of the hard clip (default 150)")
+    ap.add_argument("--keep", type=Path, default=None, help="keep the hard clip and workspaces in this folder")
+    ap.add_argument("--skip-easy", action="store_true", help="only the hard clip")
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args()
     stacks = STACKS
     if args.stacks:
         stacks = tuple(Stack(s.split("+")[0], s.split("+")[1].split(":")[0],
                              int(s.split(":")[1]) if ":" in s else None) for s in args.stacks)
-    results = {"easy": easy_clips(stacks, args.frames, args.floor_frames)}
-    print_easy(results["easy"])
+    results: dict = {}
+    if not args.skip_easy:
+        results["easy"] = easy_clips(stacks, args.frames, args.floor_frames)
+        print_easy(results["easy"])
+    if args.hard:
+        with tempfile.TemporaryDirectory() as tmp:
+            folder = args.keep or Path(tmp)
+            folder.mkdir(parents=True, exist_ok=True)
+            results["hard"] = hard_clip(folder, args.hard_frames)
+        print_hard(results["hard"])
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))
 

@@ -14,16 +14,27 @@ def _cores() -> int:
     return os.cpu_count() or 1
 
 
+#: The backends a new set is extracted with (chosen by measurement: README, "Choosing the default
+#: face analysis"). A set extracted before keeps its own unless an option names another.
+DEFAULT_BACKENDS = {"detector": "retinaface", "landmarker": "mediapipe", "masker": "hull"}
+
+
+def _backend_default(kind: str) -> str:
+    return f"{DEFAULT_BACKENDS[kind]}; a set extracted before: the one it used"
+
+
 @dataclass
 class ExtractOptions:
     input: Path = option(required=True, flags=("-i",), help="a video file, a folder of images, or one image")
     workspace: Path = option(Path("workspace"), flags=("-w",), help="workspace folder")
     set_name: str | None = option(None, flag="--set", choices=("dst", "src"),
                                   default_text="dst for a video, src for images", help="which face set to fill")
-    detector: str = option("retinaface", choices=DETECTORS, help="face detector")
-    landmarker: str = option("mediapipe", choices=LANDMARKERS,
-                             help="landmark model (68 iBUG points; mediapipe also keeps its 478 points)")
-    masker: str = option("hull", choices=MASKERS, help="automatic face mask")
+    detector: str | None = option(None, choices=DETECTORS, default_text=_backend_default("detector"),
+                                  help="face detector")
+    landmarker: str | None = option(None, choices=LANDMARKERS, default_text=_backend_default("landmarker"),
+                                    help="landmark model (68 iBUG points; mediapipe also keeps its 478 points)")
+    masker: str | None = option(None, choices=MASKERS, default_text=_backend_default("masker"),
+                                help="automatic face mask")
     face_type: str = option("full", choices=FACE_TYPES, help="how much of the head the aligned crop shows: full "
                                                                "(brows to chin), whole (with forehead), head")
     size: int = option(256, low=64, high=2048, help="aligned face size in pixels")

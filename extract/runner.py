@@ -8,6 +8,7 @@ exactly where it stopped.
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from collections import deque
@@ -22,7 +23,7 @@ from tqdm import tqdm
 from extract.bridging import GapBridger
 from extract.faces import AlignSettings, FaceRecord, build_face
 from extract.inputs import InputSource, resolve_input
-from extract.options import ExtractOptions
+from extract.options import DEFAULT_BACKENDS, ExtractOptions
 from extract.search import SlowPassGate, is_anchor
 from pipeline.core.errors import UserError
 from pipeline.core.files import remove_quietly, write_atomic
@@ -91,6 +92,14 @@ def _settings_of(opts: ExtractOptions) -> ExtractSettings:
                            target_threshold=opts.target_threshold if opts.target_face else None)
 
 
+def _with_backends(opts: ExtractOptions, meta: SetMeta | None) -> ExtractOptions:
+    """Backends the command line did not name: the set's own (running extract again goes on as it
+    began, also in a workspace made before the defaults changed), else the defaults."""
+    chosen = {kind: getattr(meta.extract, kind) if meta is not None else default
+              for kind, default in DEFAULT_BACKENDS.items() if getattr(opts, kind) is None}
+    return dataclasses.replace(opts, **chosen) if chosen else opts
+
+
 def _min_face(opts: ExtractOptions, src: InputSource) -> int:
     """Video: faces under a quarter of the frame are searched only where no larger one is."""
     if opts.min_face is not None:
@@ -146,13 +155,15 @@ def run_extract(opts: ExtractOptions) -> ExtractSummary:
     check(opts)
     src = resolve_input(opts.input)
     set_name = opts.set_name or src.default_set
-    masker: Masker = MASKERS.load(opts.masker)()
-    if masker.needs_dense and not LANDMARKERS.load(opts.landmarker).dense_points:
-        dense = [e.name for e in LANDMARKERS if LANDMARKERS.load(e.name).dense_points]
-        raise UserError(f"--masker {opts.masker} needs a landmark model with dense points ({', '.join(dense)}); "
-                        f"--landmarker {opts.landmarker} gives only the 68: add --landmarker {dense[0]}")
     ws = Workspace(opts.workspace, write=True, command="extract", rebuild_index=True)
     try:
+        opts = _with_backends(opts, ws.set_meta(set_name))
+        masker: Masker = MASKERS.load(opts.masker)()
+        if masker.needs_dense and not LANDMARKERS.load(opts.landmarker).dense_points:
+            dense = [e.name for e in LANDMARKERS if LANDMARKERS.load(e.name).dense_points]
+            raise UserError(f"--masker {opts.masker} needs a landmark model with dense points "
+                            f"({', '.join(dense)}); --landmarker {opts.landmarker} gives only the 68: "
+                            f"add --landmarker {dense[0]}")
         what = "a video" if src.kind == "video" else "images"
         how = "given by --set" if opts.set_name else f"default for {what}; use --set to change"
         log.info("input: %s (%s) -> set %s (%s)", src.path, src.kind, set_name, how)

@@ -35,13 +35,6 @@ _FACEXLIB = "our PyTorch definition of facexlib's network (facexlib code: MIT)"
 _FA = "our port of face-alignment's network; face-alignment code: BSD-3-Clause"
 
 DETECTORS.register(Entry(
-    "dlib", "pipeline.faces.backends.dlib_hog:DlibHogDetector",
-    "HOG frontal detector (fast, frontal faces)", options=("--upsample", "--min-face"), terms=_BSL))
-DETECTORS.register(Entry(
-    "dlib-cnn", "pipeline.faces.backends.dlib_cnn:DlibCnnDetector",
-    "dlib's MMOD CNN (finds turned faces, slow on CPU)", options=("--upsample",),
-    weights=("dlib-cnn-detector",), terms=_BSL))
-DETECTORS.register(Entry(
     "retinaface", "pipeline.faces.backends.retinaface:RetinaFaceDetector",
     "RetinaFace MobileNet-0.25 (turned, tilted, small and partly hidden faces; fast)", options=("--min-face",),
     weights=("retinaface-mobilenet",), terms="this project's code (the RetinaFace method, Deng et al. 2020)"))
@@ -49,6 +42,14 @@ DETECTORS.register(Entry(
     "blazeface", "pipeline.faces.backends.blazeface:BlazeFaceDetector",
     "MediaPipe BlazeFace full range (very fast; weaker on small, turned and covered faces)",
     weights=("blazeface-full-range",), terms=_OURS))
+DETECTORS.register(Entry(
+    "dlib", "pipeline.faces.backends.dlib_hog:DlibHogDetector",
+    "HOG frontal detector (frontal faces of 80 px and more; misses turned, small and covered ones)",
+    options=("--upsample", "--min-face"), terms=_BSL))
+DETECTORS.register(Entry(
+    "dlib-cnn", "pipeline.faces.backends.dlib_cnn:DlibCnnDetector",
+    "dlib's MMOD CNN (finds turned faces, slow on CPU)", options=("--upsample",),
+    weights=("dlib-cnn-detector",), terms=_BSL))
 DETECTORS.register(Entry(
     "retinaface-r50", "pipeline.faces.backends.retinaface_r50:RetinaFaceDetector",
     "RetinaFace ResNet-50, facexlib's weights in our PyTorch definition (turned, small and partly hidden "
@@ -60,12 +61,12 @@ DETECTORS.register(Entry(
     options=("--min-face",), weights=("s3fd",), terms=_FA))
 
 LANDMARKERS.register(Entry(
-    "dlib", "pipeline.faces.backends.dlib_landmarks:DlibLandmarker",
-    "dlib's 68-point shape predictor (regression trees)", weights=("landmarks-68",), terms=_BSL))
-LANDMARKERS.register(Entry(
     "mediapipe", "pipeline.faces.backends.mediapipe_mesh:MediaPipeLandmarker",
     "MediaPipe Face Landmarker v2: 478 points (kept for the dense masker), mapped to the 68",
     weights=("mediapipe-face-landmarker",), terms=_OURS))
+LANDMARKERS.register(Entry(
+    "dlib", "pipeline.faces.backends.dlib_landmarks:DlibLandmarker",
+    "dlib's 68-point shape predictor (regression trees)", weights=("landmarks-68",), terms=_BSL))
 LANDMARKERS.register(Entry(
     "fan", "pipeline.faces.backends.fan:FanLandmarker",
     "2D-FAN-4, DeepFaceLab's landmark network (GPU if present; weights fetched by hand)",

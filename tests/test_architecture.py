@@ -75,7 +75,7 @@ def test_choices_and_help_come_from_the_registries():
 
 
 def test_unknown_backend_is_a_user_error():
-    with pytest.raises(UserError, match="unknown detector 'nope'.*dlib, dlib-cnn"):
+    with pytest.raises(UserError, match="unknown detector 'nope'.*retinaface, blazeface, dlib, dlib-cnn"):
         DETECTORS.get("nope")
 
 

@@ -91,6 +91,27 @@ def test_images_with_no_face(populated, tmp_path):
     assert not fresh.exists()
 
 
+def test_dense_masker_without_dense_points_is_refused(populated, short_clip, tmp_path):
+    res = _run_bad(populated, "--input", short_clip, "--masker", "dense", "--landmarker", "dlib", "--set", "src")
+    _assert_clean_error(res, "--masker dense needs a landmark model with dense points", "--landmarker mediapipe")
+    fresh = tmp_path / "fresh"
+    res = run_cli("extract", "--input", short_clip, "--workspace", fresh, "--masker", "dense", "--landmarker", "dlib")
+    _assert_clean_error(res, "--masker dense")
+    assert not fresh.exists()
+
+
+def test_a_set_keeps_its_backends_when_extract_runs_again(populated, short_clip):
+    """A re-run without --detector/--landmarker goes on with the set's own, whatever the defaults are now."""
+    meta = json.loads((populated / "workspace.json").read_text())
+    meta["sets"]["dst"]["extract"].update(detector="dlib", landmarker="dlib")    # as a workspace of the old default
+    (populated / "workspace.json").write_text(json.dumps(meta))
+    res = run_cli("extract", "--input", short_clip, "--workspace", populated)
+    assert res.returncode == 0, res.stderr
+    assert "detector: dlib:" in res.stderr and "landmarks: dlib:" in res.stderr
+    res = _run_bad(populated, "--input", short_clip, "--detector", "retinaface")
+    _assert_clean_error(res, "extracted with other settings (detector dlib -> retinaface)", "--force")
+
+
 def test_workspace_from_a_newer_schema(populated, short_clip):
     meta_path = populated / "workspace.json"
     meta = json.loads(meta_path.read_text())
