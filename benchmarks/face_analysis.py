@@ -152,7 +152,9 @@ def print_easy(results: dict) -> None:
 # ---------------------------------------------------------------- the hard clip
 
 HARD_DETECTORS = ("dlib", "retinaface", "blazeface")
-HARD_STACKS = (("retinaface", "mediapipe"), ("dlib", "dlib"))
+HARD_STACKS: tuple[tuple[str, ...], ...] = (
+    ("retinaface", "mediapipe"), ("retinaface", "mediapipe", "--min-face", "40"),
+    ("dlib", "dlib"), ("dlib", "dlib", "--min-face", "40"))
 
 
 def extract_run(video: Path, ws: Path, detector: str, landmarker: str, *extra: str) -> tuple[float, int, str]:
@@ -224,13 +226,14 @@ def hard_clip(folder: Path, frames: int) -> dict:
     base = transcode_seconds(video, folder)
     empty = faceless_copy(video, folder)
     out["transcode_s"] = base
-    for det, lm in HARD_STACKS:
-        seconds, code, line = extract_run(video, folder / f"ws_{det}_{lm}", det, lm)
-        faceless_s, _, _ = extract_run(empty, folder / "ws_faceless", det, lm)
-        out["extract"][f"{det} + {lm}"] = {
+    for det, lm, *extra in HARD_STACKS:
+        ws = folder / f"ws_{det}_{lm}{''.join(extra)}"
+        seconds, code, line = extract_run(video, ws, det, lm, *extra)
+        faceless_s, _, _ = extract_run(empty, folder / "ws_faceless", det, lm, *extra)
+        out["extract"][" ".join([f"{det} + {lm}", *extra])] = {
             "seconds": seconds, "exit": code, "summary": line, "ratio_to_transcode": seconds / base,
             "ms_per_frame": seconds * 1000 / truth["count"], "faceless_seconds": faceless_s,
-            "faceless_over_clip": faceless_s / seconds, **track_holes(truth, folder / f"ws_{det}_{lm}")}
+            "faceless_over_clip": faceless_s / seconds, **track_holes(truth, ws)}
     return out
 
 

@@ -1,13 +1,15 @@
 """How much jitter evaluate's measure reports on a video that has none: the detector's floor.
 
-evaluate measures jitter by finding landmarks again in every output frame. Even a
-perfectly smooth video gives a non-zero figure, because dlib's landmarks on a moving
-face wobble by themselves. This script moves one real frame along a smooth path
-(sub-pixel translation, slow rotation and zoom, no expression change at all), detects as
-evaluate does, and prints that floor next to the dst clip's own figure: no convert
-setting can bring a swap's measured jitter below it.
+evaluate measures jitter by finding landmarks again in every output frame, with the
+detector and landmark model the dst set was extracted with. Even a perfectly smooth
+video gives a non-zero figure, because landmarks on a moving face wobble by themselves.
+This script moves one real frame along a smooth path (sub-pixel translation, slow
+rotation and zoom, no expression change at all), detects as evaluate does, and prints
+that floor next to the dst clip's own figure: no convert setting can bring a swap's
+measured jitter below it.
 
-Usage: python -m benchmarks.jitter_floor [--video PATH] [--frames 100]
+Usage: python -m benchmarks.jitter_floor [--video PATH] [--frames 100] [--detector D --landmarker L]
+(default: extract's default stack; benchmarks.face_analysis compares all stacks)
 """
 from __future__ import annotations
 
@@ -20,6 +22,7 @@ import cv2
 import numpy as np
 
 from evaluate import metrics
+from extract.options import DEFAULT_BACKENDS
 from pipeline.core.video import FrameReader, ffmpeg_exe, probe
 from pipeline.faces.analyser import FaceAnalyser
 
@@ -29,14 +32,14 @@ ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_VIDEO = ROOT.parent / "shared" / "data" / "videos" / "WDA_KatieHill_000.mp4"
 
 
-def track_jitter(frames, min_face: int) -> float:
-    analyser = FaceAnalyser("dlib", "dlib", "auto", min_face)
-    det, lm = analyser.detector, analyser.landmarker
+def track_jitter(frames, min_face: int, detector: str = DEFAULT_BACKENDS["detector"],
+                 landmarker: str = DEFAULT_BACKENDS["landmarker"]) -> float:
+    analyser = FaceAnalyser(detector, landmarker, "auto", min_face)
     track = []
     for frame in frames:
-        found = det.detect(frame)
+        found = analyser(frame)
         if found:
-            track.append(lm.landmarks(frame, found[0].box))
+            track.append(found[0].landmarks)
     return float(metrics.rms(metrics.second_difference_jitter(track)))   # evaluate's figure: RMS
 
 
@@ -53,6 +56,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--video", type=Path, default=DEFAULT_VIDEO)
     ap.add_argument("--frames", type=int, default=100)
+    ap.add_argument("--detector", default=DEFAULT_BACKENDS["detector"])
+    ap.add_argument("--landmarker", default=DEFAULT_BACKENDS["landmarker"])
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args()
     info = probe(args.video)
@@ -60,9 +65,11 @@ def main() -> None:
     raw = subprocess.run([ffmpeg_exe(), "-v", "error", "-i", str(args.video), "-frames:v", "1", "-f", "rawvideo",
                           "-pix_fmt", "rgb24", "-"], capture_output=True, check=True).stdout
     first = np.frombuffer(raw, np.uint8).reshape(info.height, info.width, 3)
-    floor = track_jitter(smooth_copies(first, args.frames), min_face)
-    clip = track_jitter((f for _, f in FrameReader(args.video, info.width, info.height)), min_face)
-    print(f"detector jitter on a smoothly moving still frame ({args.frames} frames): {floor:.4f} eye distances")
+    floor = track_jitter(smooth_copies(first, args.frames), min_face, args.detector, args.landmarker)
+    clip = track_jitter((f for _, f in FrameReader(args.video, info.width, info.height)), min_face, args.detector,
+                        args.landmarker)
+    print(f"{args.detector} + {args.landmarker}: landmark jitter on a smoothly moving still frame "
+          f"({args.frames} frames): {floor:.4f} eye distances")
     print(f"jitter of the clip itself ({args.video.name}): {clip:.4f}")
     if args.json:
         args.json.write_text(json.dumps({"floor": floor, "clip": clip}, indent=2))

@@ -32,6 +32,16 @@ class _Track:
     box_in_template: np.ndarray   # the detector box corners in template units
     last_detected: int
     broken: bool = False          # a bridge failed: wait for the detector
+    #: the face centre's motion per frame between its last two detections (pixels): a bridged
+    #: face is looked for, and judged, where that motion takes it
+    step: np.ndarray = field(default_factory=lambda: np.zeros(2))
+    detected_centre: np.ndarray | None = None
+    seen: int = -1                # frame of ``box`` and ``landmarks`` (detected or bridged)
+
+    def box_at(self, index: int) -> tuple[float, float, float, float]:
+        """Where the track's motion takes its box by frame ``index``."""
+        shift = self.step * (index - self.seen) if self.seen >= 0 else np.zeros(2)
+        return tuple(float(v) for v in np.asarray(self.box) + np.tile(shift, 2))  # type: ignore[return-value]
 
 
 @dataclass
@@ -60,6 +70,15 @@ def _box_from_corners(corners: np.ndarray) -> tuple[float, float, float, float]:
     return (float(lo[0]), float(lo[1]), float(hi[0]), float(hi[1]))
 
 
+def _centre(landmarks: np.ndarray) -> np.ndarray:
+    return landmarks[geometry.ALIGN_POINTS].mean(axis=0)
+
+
+def _eye_centres(landmarks: np.ndarray) -> np.ndarray:
+    """(2, 2) eye centres, image-left eye first on an upright face, as a detector's keypoints give them."""
+    return np.stack([landmarks[geometry.EYE_RIGHT].mean(axis=0), landmarks[geometry.EYE_LEFT].mean(axis=0)])
+
+
 class GapBridger:
     """Feed frames in order with their detections; get them back in order, gaps bridged.
 
@@ -86,7 +105,7 @@ class GapBridger:
         self.next_track = max(self.next_track, ident + 1)
         to_t = geometry.to_template(face.landmarks)
         track = _Track(ident, face.box, face.landmarks,
-                       geometry.transform_points(_box_corners(face.box), to_t), index)
+                       geometry.transform_points(_box_corners(face.box), to_t), index, seen=index)
         self.tracks.append(track)
         face.track = ident
         return track
@@ -97,7 +116,7 @@ class GapBridger:
         live = [t for t in self.tracks if index - t.last_detected <= self.max_gap + 1]
         self.tracks = list(live)       # new tracks go here; only ``live`` ones get bridged
         matched: set[int] = set()
-        pairs = sorted(((_iou(f.box, t.box), fi, ti) for fi, f in enumerate(faces)
+        pairs = sorted(((_iou(f.box, t.box_at(index)), fi, ti) for fi, f in enumerate(faces)
                         for ti, t in enumerate(live)), reverse=True)
         used_faces: set[int] = set()
         for iou, fi, ti in pairs:
@@ -115,7 +134,9 @@ class GapBridger:
             for ti, track in enumerate(live):
                 if ti in matched or track.broken or index - track.last_detected > self.max_gap:
                     continue
-                face = self._bridge(image, track)
+                if any(_iou(f.box, track.box_at(index)) >= 0.3 for f in faces):
+                    continue     # a face is already there (a new track of the same face, or another's)
+                face = self._bridge(image, track, index)
                 if face is None:
                     track.broken = True
                     self._expire(track.ident)
@@ -137,27 +158,34 @@ class GapBridger:
     def _update(self, track: _Track, face: FoundFace, index: int) -> None:
         face.track = track.ident
         to_t = geometry.to_template(face.landmarks)
-        track.box, track.landmarks = face.box, face.landmarks
+        centre = _centre(face.landmarks)
+        if track.detected_centre is not None and index > track.last_detected:
+            track.step = (centre - track.detected_centre) / (index - track.last_detected)
+        track.detected_centre = centre
+        track.box, track.landmarks, track.seen = face.box, face.landmarks, index
         track.box_in_template = geometry.transform_points(_box_corners(face.box), to_t)
         track.last_detected = index
         track.broken = False
 
-    def _bridge(self, image: np.ndarray, track: _Track) -> FoundFace | None:
-        points = self.landmarker.landmarks(image, track.box)
+    def _bridge(self, image: np.ndarray, track: _Track, index: int) -> FoundFace | None:
+        # the eyes of the track's last face give the roll (a landmark model that turns its crop
+        # upright, MediaPipe's, needs it for a tilted face: the detector's keypoints are missing here)
+        shift = track.step * (index - track.seen)
+        points = self.landmarker.shape(image, track.box_at(index), _eye_centres(track.landmarks + shift)).landmarks
         # second pass: put the box where the detector would have, around the new points
         from_t = geometry.invert_affine(geometry.to_template(points))
         box = _box_from_corners(geometry.transform_points(track.box_in_template, from_t))
-        shape = self.landmarker.shape(image, box)
+        shape = self.landmarker.shape(image, box, _eye_centres(points))
         points = shape.landmarks
         if shape.confidence is not None and shape.confidence < MIN_FACE_PROBABILITY:
             return None
-        if not self._plausible(track.landmarks, points):
+        if not self._plausible(track.landmarks, points, shift):
             return None
-        track.box, track.landmarks = box, points
+        track.box, track.landmarks, track.seen = box, points, index
         return FoundFace(box, points, None, "bridged", track.ident, dense=shape.dense)
 
     @staticmethod
-    def _plausible(previous: np.ndarray, points: np.ndarray) -> bool:
+    def _plausible(previous: np.ndarray, points: np.ndarray, step: np.ndarray | None = None) -> bool:
         if geometry.template_residual(points) > MAX_TEMPLATE_RESIDUAL:
             return False
         prev_t = geometry.to_template(previous)
@@ -165,10 +193,13 @@ class GapBridger:
         ratio = geometry.similarity_scale(prev_t) / geometry.similarity_scale(new_t)
         if not 1 / MAX_SCALE_CHANGE <= ratio <= MAX_SCALE_CHANGE:
             return False
-        # where the new face's centre lands in the previous face's template frame
+        # where the new face's centre lands in the previous face's template frame, against where
+        # the track's motion would take it
         centre = points[geometry.ALIGN_POINTS].mean(axis=0, keepdims=True)
         prev_centre = geometry.transform_points(centre, prev_t)[0]
         expected = geometry.mean_face()[geometry.ALIGN_POINTS].mean(axis=0)
+        if step is not None:
+            expected = expected + prev_t[:, :2] @ step
         return float(np.linalg.norm(prev_centre - expected)) <= MAX_SHIFT
 
     def _confirm(self, ident: int) -> None:

@@ -105,3 +105,31 @@ def test_extract_reports_and_indexes_bridged_faces(tmp_path, short_clip, frames)
     assert [r.frame_index for r in rows] == [10, 11]
     assert len({r.track for r in all_rows}) == 1
     assert all(len(r.landmarks) == 68 for r in rows)
+
+
+def test_a_small_fast_face_is_bridged_where_its_motion_takes_it_and_never_twice(frames):
+    """A 100 px face crossing the frame at 24 px a frame (more than the 0.25 template units a
+    still face may move): found again along its path, with one face per frame."""
+    import cv2
+    face = cv2.resize(frames[0], (200, 200), interpolation=cv2.INTER_AREA)
+    clip = []
+    for t in range(12):
+        canvas = np.full((360, 640, 3), 40, np.uint8)
+        x = 40 + 24 * t
+        canvas[80:280, x:x + 200] = face
+        clip.append(canvas)
+    det, mp = detector("retinaface", min_face=40), landmarker("mediapipe")
+    found = [[FoundFace(d.box, mp.shape(f, d.box, d.points).landmarks, d.score, "detected") for d in det.detect(f)]
+             for f in clip]
+    assert all(len(d) == 1 for d in found)
+    bridger = GapBridger(mp, max_gap=5)
+    released = []
+    for i, f in enumerate(clip):
+        released += bridger.push(i, None, [] if i in (5, 6) else found[i], f)
+    released += bridger.finish()
+    out = {i: faces for i, _, faces in released}
+    assert bridger.bridged == 2 and all(len(out[i]) == 1 for i in range(12))
+    for i in (5, 6):
+        assert out[i][0].origin == "bridged" and out[i][0].track == out[4][0].track == out[7][0].track
+        err = np.linalg.norm(out[i][0].landmarks - found[i][0].landmarks, axis=1).mean()
+        assert err < 3.0, f"frame {i}: {err:.2f} px from where the detector puts the face"
