@@ -35,6 +35,10 @@ class ExtractOptions:
                                     help="landmark model (68 iBUG points; mediapipe also keeps its 478 points)")
     masker: str | None = option(None, choices=MASKERS, default_text=_backend_default("masker"),
                                 help="automatic face mask")
+    landmark_passes: int = option(1, low=1, high=3, metavar="N",
+                                  help="landmark models that cut their own crop (mediapipe): crops per face; 2 "
+                                       "cuts a second crop around the first points, halving the landmark noise "
+                                       "for about 15 ms a face")
     face_type: str = option("full", choices=FACE_TYPES, help="how much of the head the aligned crop shows: full "
                                                                "(brows to chin), whole (with forehead), head")
     size: int = option(256, low=64, high=2048, help="aligned face size in pixels")

@@ -168,7 +168,8 @@ def run_extract(opts: ExtractOptions) -> ExtractSummary:
         how = "given by --set" if opts.set_name else f"default for {what}; use --set to change"
         log.info("input: %s (%s) -> set %s (%s)", src.path, src.kind, set_name, how)
         _check_set(ws, set_name, src, opts)
-        analyser = FaceAnalyser(opts.detector, opts.landmarker, opts.upsample, _min_face(opts, src))
+        analyser = FaceAnalyser(opts.detector, opts.landmarker, opts.upsample, _min_face(opts, src),
+                                opts.landmark_passes)
         log.info("detector: %s: %s", opts.detector, analyser.detector.description)
         log.info("landmarks: %s: %s", opts.landmarker, analyser.landmarker.description)
         log.info("masks: %s: %s", opts.masker, masker.description)

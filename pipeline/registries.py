@@ -63,7 +63,7 @@ DETECTORS.register(Entry(
 LANDMARKERS.register(Entry(
     "mediapipe", "pipeline.faces.backends.mediapipe_mesh:MediaPipeLandmarker",
     "MediaPipe Face Landmarker v2: 478 points (kept for the dense masker), mapped to the 68",
-    weights=("mediapipe-face-landmarker",), terms=_OURS))
+    options=("--landmark-passes",), weights=("mediapipe-face-landmarker",), terms=_OURS))
 LANDMARKERS.register(Entry(
     "dlib", "pipeline.faces.backends.dlib_landmarks:DlibLandmarker",
     "dlib's 68-point shape predictor (regression trees)", weights=("landmarks-68",), terms=_BSL))

@@ -205,3 +205,22 @@ def test_damaged_or_garbage_model_files_give_one_clear_error(tmp_path, monkeypat
     (fake / "task.zip").write_bytes(b"PK not really")
     with pytest.raises(UserError, match="face_landmarks_detector.tflite"):
         opencv_nets.zip_member(fake / "task.zip", "face_landmarks_detector.tflite")
+
+
+# ---------------------------------------------------------------- the claim behind the default
+
+
+def test_mesh_jitters_less_than_dlib_on_a_smoothly_moving_still_frame(frame):
+    """All motion is known and smooth, so what is measured is each landmark model's own noise."""
+    from benchmarks.face_analysis import jitter
+    from benchmarks.jitter_floor import smooth_copies
+    clip = list(smooth_copies(frame, 30))
+
+    def noise(detector_name: str, landmarker_name: str, passes: int | None = None) -> float:
+        an = FaceAnalyser(detector_name, landmarker_name, min_face=128, landmark_passes=passes)
+        return jitter([an(f)[0].landmarks for f in clip])
+
+    dlib_noise = noise("dlib", "dlib")
+    one, two = noise("retinaface", "mediapipe", 1), noise("retinaface", "mediapipe", 2)
+    assert two < one < 0.5 * dlib_noise, (two, one, dlib_noise)
+    assert FaceAnalyser("retinaface", "dlib", landmark_passes=2).landmarker.name == "dlib"   # option ignored

@@ -31,10 +31,13 @@ class FaceAnalyser:
     """Faces in an RGB image, largest first, with 68 landmarks each. Thread-safe."""
 
     def __init__(self, detector: str = "dlib", landmarker: str = "dlib", upsample: str = "auto",
-                 min_face: int = 80) -> None:
+                 min_face: int = 80, landmark_passes: int | None = None) -> None:
         self.detector_name, self.landmarker_name = detector, landmarker
         self.detector: FaceDetector = DETECTORS.load(detector)(upsample=upsample, min_face=min_face)
-        self.landmarker: Landmarker = LANDMARKERS.load(landmarker)()
+        options = {}
+        if landmark_passes is not None and "--landmark-passes" in LANDMARKERS.get(landmarker).options:
+            options["passes"] = landmark_passes
+        self.landmarker: Landmarker = LANDMARKERS.load(landmarker)(**options)
 
     @property
     def description(self) -> str:

@@ -14,7 +14,6 @@ feature.
 from __future__ import annotations
 
 import threading
-from pathlib import Path
 
 import cv2
 import numpy as np
@@ -22,9 +21,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from pipeline.core.device import choose_device, describe_device
+from pipeline.core.device import describe_device
 from pipeline.faces.backends.base import Masker
-from pipeline.faces.backends.checkpoint import load_weights
+from pipeline.faces.backends.checkpoint import ready_network
 from pipeline.faces.backends.resnet import resnet18_body
 
 WEIGHTS_KEY = "bisenet-parsing"
@@ -159,10 +158,7 @@ class ParsingMasker(Masker):
     name = "parsing"
 
     def __init__(self) -> None:
-        self.device = choose_device("auto")
-        net = BiSeNet()
-        self.weights: Path = load_weights(WEIGHTS_KEY, net)
-        self.net = net.eval().requires_grad_(False).to(self.device)
+        self.net, self.weights, self.device = ready_network(WEIGHTS_KEY, BiSeNet())
         self._lock = threading.Lock()
         self.description = (f"BiSeNet face parsing (facexlib weights {self.weights}) on "
                             f"{describe_device(self.device)}; mask = {', '.join(FACE_CLASSES)}")

@@ -51,3 +51,14 @@ def load_weights(key: str, net: nn.Module) -> Path:
         raise UserError(f"model file {path} does not fit {type(net).__name__} ({_one_line(err)}); "
                         f"it should be {w.file} from {w.url}") from err
     return path
+
+
+def ready_network(key: str, net: nn.Module) -> tuple[nn.Module, Path, torch.device]:
+    """A backend's network with its weights, frozen, on CUDA when present, else the CPU.
+
+    Returns (network, weights path, device): every torch backend starts this way.
+    """
+    from pipeline.core.device import choose_device
+    device = choose_device("auto")
+    path = load_weights(key, net)
+    return net.eval().requires_grad_(False).to(device), path, device

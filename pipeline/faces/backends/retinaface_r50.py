@@ -15,7 +15,6 @@ from the prior (anchor) boxes -> score threshold -> non-maximum suppression.
 from __future__ import annotations
 
 import threading
-from pathlib import Path
 
 import cv2
 import numpy as np
@@ -23,9 +22,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from pipeline.core.device import choose_device, describe_device
+from pipeline.core.device import describe_device
 from pipeline.faces.backends.base import Detection, FaceDetector, by_area, parse_upsample
-from pipeline.faces.backends.checkpoint import load_weights
+from pipeline.faces.backends.checkpoint import ready_network
 from pipeline.faces.backends.opencv_nets import nms as nms_indices
 from pipeline.faces.backends.resnet import resnet50_body
 from pipeline.faces.backends.retinaface import STRIDES, anchors, decode
@@ -166,10 +165,7 @@ class RetinaFaceDetector(FaceDetector):
     def __init__(self, upsample: str = "auto", min_face: int = 80) -> None:
         self.upsample, self.retry = parse_upsample(upsample)
         self.min_face = max(CHEAP_FACE, int(min_face))
-        self.device = choose_device("auto")
-        net = RetinaFaceR50()
-        self.weights: Path = load_weights(WEIGHTS_KEY, net)
-        self.net = net.eval().requires_grad_(False).to(self.device)
+        self.net, self.weights, self.device = ready_network(WEIGHTS_KEY, RetinaFaceR50())
         self._lock = threading.Lock()
         self.description = (f"RetinaFace ResNet-50 (facexlib weights {self.weights}) on "
                             f"{describe_device(self.device)}; first pass for faces >= {self.min_face} px")

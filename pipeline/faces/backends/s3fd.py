@@ -18,9 +18,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from pipeline.core.device import choose_device, describe_device
+from pipeline.core.device import describe_device
 from pipeline.faces.backends.base import Detection, FaceDetector, by_area
-from pipeline.faces.backends.checkpoint import load_weights
+from pipeline.faces.backends.checkpoint import ready_network
 
 WEIGHTS_KEY = "s3fd"
 #: Caffe VGG means, in the BGR order the network was trained with.
@@ -152,10 +152,7 @@ class S3FDDetector(FaceDetector):
     name = "s3fd"
 
     def __init__(self, upsample: str = "auto", min_face: int = 80) -> None:  # noqa: ARG002 - see docstring
-        self.device = choose_device("auto")
-        net = S3FDNet()
-        path = load_weights(WEIGHTS_KEY, net)
-        self.net = net.eval().requires_grad_(False).to(self.device)
+        self.net, path, self.device = ready_network(WEIGHTS_KEY, S3FDNet())
         self.min_face = max(SMALLEST_FACE, int(min_face))
         self.description = (f"S3FD (face-alignment's weights, our PyTorch definition) on "
                             f"{describe_device(self.device)}, first pass for faces >= {self.min_face} px, "
