@@ -123,7 +123,7 @@ def test_models_lists_every_kind_and_checks_the_weights(tmp_path, monkeypatch):
     kinds = {k["kind"]: k for k in report["kinds"]}
     assert set(kinds) == {r.kind for r in ALL} == {"detector", "landmarker", "masker", "feature network",
                                                     "colour transfer", "blend mode", "model type"}
-    landmarks = kinds["landmarker"]["entries"][0]["weights"][0]
+    landmarks = next(e for e in kinds["landmarker"]["entries"] if e["name"] == "dlib")["weights"][0]
     assert landmarks["verified"] is True and landmarks["size"] == 99693937 and landmarks["problem"] is None
     assert "iBUG 300-W" in landmarks["terms"]
     vgg = next(e for e in kinds["feature network"]["entries"] if e["name"] == "vgg19")["weights"][0]
