@@ -51,10 +51,7 @@ class Stack:
         return f"{self.detector} + {self.landmarker}" + (f" ({self.passes} passes)" if self.passes else "")
 
     def analyser(self, min_face: int) -> FaceAnalyser:
-        an = FaceAnalyser(self.detector, self.landmarker, "auto", min_face)
-        if self.passes is not None:
-            an.landmarker.passes = self.passes   # type: ignore[attr-defined]
-        return an
+        return FaceAnalyser(self.detector, self.landmarker, "auto", min_face, self.passes)
 
 
 STACKS = (Stack("dlib", "dlib"), Stack("retinaface", "dlib"), Stack("retinaface", "mediapipe", 1),

@@ -81,12 +81,13 @@ class PerThreadNet:
         net = getattr(self._local, "net", None)
         if net is None:
             net = self._local.net = self._make()
+            self._local.names = list(net.getUnconnectedOutLayersNames())
         return net
 
     def run(self, blob: np.ndarray) -> dict[str, np.ndarray]:
         """Outputs by name for an NCHW float32 input."""
         net = self.get()
-        names = list(net.getUnconnectedOutLayersNames())
+        names = self._local.names
         net.setInput(blob)
         return dict(zip(names, net.forward(names)))
 

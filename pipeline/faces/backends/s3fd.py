@@ -21,6 +21,7 @@ from torch import nn
 from pipeline.core.device import describe_device
 from pipeline.faces.backends.base import Detection, FaceDetector, by_area
 from pipeline.faces.backends.checkpoint import ready_network
+from pipeline.faces.backends.opencv_nets import nms as nms_indices
 
 WEIGHTS_KEY = "s3fd"
 #: Caffe VGG means, in the BGR order the network was trained with.
@@ -126,18 +127,8 @@ def decode_level(prob: np.ndarray, loc: np.ndarray, stride: int,
 
 
 def nms(boxes: np.ndarray, iou: float = NMS_IOU) -> np.ndarray:
-    """Rows of (N, 5) boxes kept by greedy non-maximum suppression, highest score first."""
-    order = np.argsort(-boxes[:, 4], kind="stable")
-    area = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
-    keep = []
-    while order.size:
-        i, rest = order[0], order[1:]
-        keep.append(i)
-        w = np.clip(np.minimum(boxes[i, 2], boxes[rest, 2]) - np.maximum(boxes[i, 0], boxes[rest, 0]), 0, None)
-        h = np.clip(np.minimum(boxes[i, 3], boxes[rest, 3]) - np.maximum(boxes[i, 1], boxes[rest, 1]), 0, None)
-        inter = w * h
-        order = rest[inter / np.maximum(area[i] + area[rest] - inter, 1e-9) <= iou]
-    return boxes[keep]
+    """Rows of (N, 5) boxes kept by non-maximum suppression, highest score first (the shared one)."""
+    return boxes[nms_indices(boxes[:, :4], boxes[:, 4], 0.0, iou)]
 
 
 class S3FDDetector(FaceDetector):
