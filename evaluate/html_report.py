@@ -34,7 +34,26 @@ METRICS: list[tuple[str, str, str, str]] = [
     ("ssim", "SSIM",
      "structural similarity to the reference inside the face (1 = identical; worst = lowest)",
      "min"),
+    ("identity_held_apart.to_src", "FaceNet \u2192 source",
+     "held-apart network (never used in training): distance to the source person; below 0.92 = "
+     "recognised as them", "max"),
+    ("identity_held_apart.to_dst", "FaceNet \u2192 original",
+     "held-apart network: distance to the person in the reference; 0.92 or more = no longer them", "min"),
+    ("sharpness", "Sharpness",
+     "fine detail inside the face, output over reference (1 = as sharp; below 0.85 looks soft)", "min"),
+    ("fringing", "Colour fringes",
+     "green/blue/purple colour inside the face, output over reference (1 = none added; above 1.2 shows)",
+     "max"),
+    ("tone_delta_e", "Skin tone \u0394E",
+     "mean skin colour of output against reference (CIE76; above 3 the face looks paler or darker "
+     "than the neck)", "max"),
 ]
+#: Values that get the warning colour: (key, too high?, limit).
+LIMITS: dict[str, tuple[bool, float]] = {
+    "identity_to_src": (True, 0.6), "identity_to_dst": (False, 0.6),
+    "identity_held_apart.to_src": (True, 0.92), "identity_held_apart.to_dst": (False, 0.92),
+    "sharpness": (False, 0.85), "fringing": (True, 1.2), "tone_delta_e": (True, 3.0),
+}
 PAIRED: list[tuple[str, str, str]] = [
     ("jitter", "Jitter",
      "landmark shake from frame to frame, in eye distances (RMS); should stay near the reference"),
@@ -45,6 +64,10 @@ PAIRED: list[tuple[str, str, str]] = [
 SERIES_STYLE: dict[str, tuple[str, str]] = {  # key -> (legend label, colour)
     "identity_to_src": ("to source", "#1f6fd1"),
     "identity_to_dst": ("to original (reference)", "#e07b00"),
+    "held_apart_to_src": ("to source", "#1f6fd1"),
+    "held_apart_to_dst": ("to original (reference)", "#e07b00"),
+    "realism_sharpness": ("sharpness (output / reference)", "#2a9d8f"),
+    "realism_fringing": ("colour fringes (output / reference)", "#8e44ad"),
     "jitter_output": ("output", "#d62839"),
     "jitter_reference": ("reference", "#6c757d"),
 }
@@ -90,6 +113,14 @@ def _get(d: Any, key: str) -> Any:
     return d.get(key) if isinstance(d, dict) else None
 
 
+def _lookup(report: dict, key: str) -> Any:
+    """A summary by its key, ``a.b`` for one nested in another."""
+    value: Any = report
+    for part in key.split("."):
+        value = _get(value, part)
+    return value
+
+
 # ---------------------------------------------------------------- terminal table
 
 def format_table(report: dict) -> str:
@@ -101,9 +132,10 @@ def format_table(report: dict) -> str:
     """
     lines = [f"{'metric':<18}{'mean':>10}{'median':>10}{'worst':>10}{'count':>8}"]
     for key, _, _, worst in METRICS:
-        s = report.get(key) or {}
+        s = _lookup(report, key) or {}
         note = "  (worst = lowest)" if worst == "min" else ""
-        lines.append(f"{key:<18}{fmt(_get(s, 'mean')):>10}{fmt(_get(s, 'median')):>10}"
+        name = key.replace("identity_held_apart.", "held_apart_")
+        lines.append(f"{name:<18}{fmt(_get(s, 'mean')):>10}{fmt(_get(s, 'median')):>10}"
                      f"{fmt(_get(s, 'worst')):>10}{fmt(_get(s, 'count') or 0):>8}{note}")
     lines.append("")
     lines.append(f"{'':<18}{'output':>10}{'reference':>11}{'ratio':>8}")
@@ -111,6 +143,12 @@ def format_table(report: dict) -> str:
         p = report.get(key) or {}
         out, ref = _get(p, "output"), _get(p, "reference")
         lines.append(f"{key:<18}{fmt(out):>10}{fmt(ref):>11}{_ratio(out, ref):>8}")
+    held = report.get("identity_held_apart") or {}
+    trained = report.get("identity_trained_against") or {}
+    lines.append("")
+    lines.append(f"frames closer to the src person than to the original: dlib (trained against) "
+                 f"{_share(_get(trained, 'share_closer_to_src'))}, FaceNet (held apart) "
+                 f"{_share(_get(held, 'share_closer_to_src'))}")
     c = report.get("coverage") or {}
     g = lambda k: fmt(_get(c, k))  # noqa: E731
     lines.append("")
@@ -292,7 +330,7 @@ table.t th { font-weight: 600; color: #444; background: #fafbfc; }
 table.t td.l, table.t th.l { text-align: left; }
 table.t td.hint { text-align: left; color: #666; font-size: 12.5px; max-width: 440px; }
 table.t td.num { font-variant-numeric: tabular-nums; font-family: ui-monospace, "DejaVu Sans Mono", monospace; }
-td.warn { background: #fde2e1; color: #9b1c1c; font-weight: 600; }
+td.warn, p.warn { background: #fde2e1; color: #9b1c1c; font-weight: 600; }
 .plot { display: block; background: #fff; border: 1px solid #dde0e5; border-radius: 8px;
         margin-bottom: 12px; max-width: 1100px; }
 .strip { display: flex; flex-wrap: wrap; gap: 14px; }
@@ -346,17 +384,18 @@ def _data_uri(data: bytes) -> str:
     return f"data:{mime};base64," + base64.b64encode(data).decode("ascii")
 
 
+def _share(v: Any) -> str:
+    return f"{v:.0%}" if _finite(v) else "-"
+
+
 def _metric_rows(report: dict) -> Iterable[str]:
     for key, label, hint, _ in METRICS:
-        s = report.get(key) or {}
+        s = _lookup(report, key) or {}
         cells = []
         for field in ("mean", "median", "worst"):
             v = _get(s, field)
-            bad = False
-            if _finite(v) and key == "identity_to_src":
-                bad = v >= IDENTITY_THRESHOLD
-            elif _finite(v) and key == "identity_to_dst":
-                bad = v < IDENTITY_THRESHOLD
+            high, limit = LIMITS.get(key, (True, math.inf))
+            bad = _finite(v) and (v >= limit if high else v < limit)
             cells.append(f'<td class="num{" warn" if bad else ""}">{_e(fmt(v))}</td>')
         yield (f'<tr><td class="l">{_e(label)}</td>{"".join(cells)}'
                f'<td class="num">{_e(fmt(_get(s, "count") or 0))}</td>'
@@ -418,10 +457,14 @@ def _sample_html(s: dict, fps: Any) -> str:
             img = '<div class="missing">no image</div>'
         return f"<figure>{img}<figcaption>{_e(label)}</figcaption></figure>"
 
+    faces = ""
+    if s.get("reference_face_jpg") or s.get("output_face_jpg"):
+        faces = (f'<div class="pair">{fig(s.get("reference_face_jpg"), "reference, eyes at full resolution")}'
+                 f'{fig(s.get("output_face_jpg"), "output, eyes at full resolution")}</div>')
     return (f'<div class="sample"><div class="head"><span><b>frame {_e(frame)}</b>{when}</span>'
             f'<span class="why">{_e(s.get("why", ""))}</span></div>'
             f'<div class="pair">{fig(s.get("reference_jpg"), "reference")}'
-            f'{fig(s.get("output_jpg"), "output")}</div>'
+            f'{fig(s.get("output_jpg"), "output")}</div>{faces}'
             f'<p class="caption">{_e(s.get("caption", ""))}</p></div>')
 
 
@@ -442,7 +485,20 @@ def build_html(report: dict, samples: list[dict], series: dict[str, list[float |
     identity_plot = _svg_plot("Identity distance over time", "identity distance",
                               _plot_lines(series, "identity"),
                               threshold=(IDENTITY_THRESHOLD, f"same person ({IDENTITY_THRESHOLD})"))
+    held_plot = _svg_plot("Identity by the held-apart network (FaceNet) over time", "FaceNet distance",
+                          _plot_lines(series, "held_apart"), threshold=(0.92, "same person (0.92)"))
+    realism_plot = _svg_plot("Realism over time (output / reference)", "ratio", _plot_lines(series, "realism"),
+                             threshold=(1.0, "as the reference"))
     jitter_plot = _svg_plot("Jitter over time", "jitter (eye distances)", _plot_lines(series, "jitter"))
+    held = report.get("identity_held_apart") or {}
+    trained = report.get("identity_trained_against") or {}
+    verdict = ""
+    if _get(held, "share_closer_to_src") is not None:
+        warn = " warn" if _get(held, "trained_network_fooled") else ""
+        verdict = (f'<p class="card{warn}">Frames whose output is closer to the source person than to the '
+                   f'original: <b>{_e(_share(_get(trained, "share_closer_to_src")))}</b> by dlib\'s network '
+                   f'(training optimises it), <b>{_e(_share(_get(held, "share_closer_to_src")))}</b> by FaceNet '
+                   f'(held apart: never used in training).</p>')
     strip = "".join(_sample_html(s, _get(c, "fps_in")) for s in (samples or []))
     if not strip:
         strip = '<p class="muted">no samples</p>'
@@ -472,10 +528,13 @@ def build_html(report: dict, samples: list[dict], series: dict[str, list[float |
 {"".join(_paired_rows(report))}
 </table></div>
 </div>
+{verdict}
 <h2>Coverage</h2>
 {_coverage_html(c)}
 <h2>Over time</h2>
 {identity_plot}
+{held_plot}
+{realism_plot}
 {jitter_plot}
 <h2>Samples <span class="muted">(reference | output)</span></h2>
 <div class="strip">{strip}</div>

@@ -2,9 +2,11 @@
 
 Both videos are decoded in step (never held whole in memory); faces are found in each
 with the same detector and landmarks, matched frame by frame, and measured: identity
-(to the src person and to the original face), expression, pose, SSIM, seam, jitter per
-face track, and coverage. A second, cheap decoding pass fetches the sample frames the
-page shows.
+(to the src person and to the original face) by dlib's network, which training
+optimises, and by FaceNet, which training never sees (``evaluate.held_apart``);
+expression, pose, SSIM, seam, realism (sharpness, colour fringing, skin tone:
+``evaluate.realism``), jitter per face track, and coverage. A second, cheap decoding pass
+fetches the sample frames the page shows.
 """
 from __future__ import annotations
 
@@ -13,14 +15,15 @@ import logging
 import time
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import cv2
 import numpy as np
 from tqdm import tqdm
 
-from evaluate import metrics
+from evaluate import metrics, realism
+from evaluate.held_apart import FaceNetJudge
 from evaluate.options import EvaluateOptions
 from pipeline.core.errors import UserError
 from pipeline.core.files import write_atomic
@@ -57,8 +60,13 @@ class _Pair:
     seam_output: float | None
     seam_reference: float | None
     swapped: bool
+    realism: dict = field(default_factory=dict)
+    held_out: np.ndarray | None = None      # held-apart embeddings of output and reference face
+    held_ref: np.ndarray | None = None
     identity_to_src: float | None = None
     identity_to_dst: float | None = None
+    held_to_src: float | None = None
+    held_to_dst: float | None = None
 
 
 @dataclass
@@ -72,8 +80,9 @@ class _Frame:
 class _Analyser:
     """Finds faces and measures one frame pair (runs in pool threads)."""
 
-    def __init__(self, detector: str, landmarker: str, min_face: int) -> None:
+    def __init__(self, detector: str, landmarker: str, min_face: int, judge: FaceNetJudge) -> None:
         self.find = FaceAnalyser(detector, landmarker, "auto", min_face)
+        self.judge = judge
 
     def faces(self, image: np.ndarray) -> list[_Face]:
         return [_Face(f.box, f.landmarks, extract_chip(image, f.landmarks)) for f in self.find(image)]
@@ -96,7 +105,9 @@ class _Analyser:
             pose, pose_diff = metrics.pose_error(of.landmarks, rf.landmarks)
             pairs.append(_Pair(rf, of, metrics.expression_error(of.landmarks, rf.landmarks), pose, pose_diff,
                                metrics.ssim_in_mask(out, ref, mask), metrics.seam_delta_e(out, mask, band),
-                               metrics.seam_delta_e(ref, mask, band), diff > SWAP_DIFFERENCE))
+                               metrics.seam_delta_e(ref, mask, band), diff > SWAP_DIFFERENCE,
+                               realism.measure(out, ref, rf.landmarks),
+                               self.judge.describe(out, of.box), self.judge.describe(ref, rf.box)))
         return _Frame(index, ref_faces, out_faces, pairs)
 
 
@@ -157,6 +168,50 @@ def _src_identity(ws: Workspace) -> np.ndarray | None:
     return np.mean(descs, axis=0) if descs else None
 
 
+def _src_held_apart(ws: Workspace, judge: FaceNetJudge, count: int = 48) -> np.ndarray | None:
+    """Mean FaceNet embedding (unit length) of up to ``count`` evenly spaced kept src faces.
+
+    FaceNet reads the detector's box in the source image, so the faces are cut from the src
+    set's own video frames or photos (the index keeps their boxes). None when the src input
+    is gone or holds no kept face.
+    """
+    meta = ws.set_meta("src")
+    rows = [r for r in ws.faces("src", kept=True)]
+    if meta is None or not rows:
+        return None
+    picks = [rows[i] for i in np.unique(np.linspace(0, len(rows) - 1, min(count, len(rows))).round().astype(int))]
+    source = Path(meta.input)
+    embeddings = []
+    if meta.kind == "video":
+        if not source.is_file():
+            return None
+        wanted: dict[int, list] = {}
+        for r in picks:
+            wanted.setdefault(r.frame_index, []).append(r)
+        info = probe(source)
+        reader = FrameReader(source, info.width, info.height)
+        try:
+            for index, frame in reader:
+                for r in wanted.get(index, []):
+                    embeddings.append(judge.describe(frame, r.bbox))
+                if index >= max(wanted):
+                    break
+        finally:
+            reader.close()
+    else:
+        from pipeline.core.images import ImageReadError, read_rgb
+        for r in picks:
+            path = source / r.source if source.is_dir() else source
+            try:
+                embeddings.append(judge.describe(read_rgb(path), r.bbox))
+            except (ImageReadError, ValueError, OSError):
+                continue
+    if not embeddings:
+        return None
+    mean = np.mean(embeddings, axis=0)
+    return mean / max(float(np.linalg.norm(mean)), 1e-12)
+
+
 def _check_inputs(opts: EvaluateOptions, ws: Workspace) -> tuple[Path, Path]:
     video = Path(opts.video) if opts.video else ws.root / "result.mp4"
     if opts.reference:
@@ -182,6 +237,8 @@ def run_evaluate(opts: EvaluateOptions) -> tuple[dict, Path]:
     with Workspace(opts.workspace) as ws:
         video, reference = _check_inputs(opts, ws)
         src_mean = _src_identity(ws) if ws.exists else None
+        judge = FaceNetJudge()
+        src_held = _src_held_apart(ws, judge) if ws.exists else None
         dst = ws.set_meta("dst")
         # faces are found the way the dst set was extracted (the defaults when there is none)
         detector, landmarker = (dst.extract.detector, dst.extract.landmarker) if dst else ("dlib", "dlib")
@@ -189,17 +246,27 @@ def run_evaluate(opts: EvaluateOptions) -> tuple[dict, Path]:
     notes: list[str] = []
     if src_mean is None:
         notes.append("no src faces with descriptors in the workspace: identity to the src person not measured")
+    elif src_held is None:
+        notes.append("the src set's video or photos were not found where extract read them: the held-apart "
+                     "network's distance to the src person is not measured")
     if (info_out.width, info_out.height) != (info_ref.width, info_ref.height):
         notes.append(f"output is {info_out.width}x{info_out.height}, reference {info_ref.width}x{info_ref.height}: "
                      f"output frames were resized to compare")
     encoder = IdentityEncoder(opts.device, 16, 1 if opts.workers > 1 else None)
     log.info("evaluate: %s against %s", video, reference)
     log.info("identity: %s", encoder.description)
-    analyser = _Analyser(detector, landmarker, max(80, min(info_ref.width, info_ref.height) // 4))
+    log.info("identity held apart: %s", judge.description)
+    analyser = _Analyser(detector, landmarker, max(80, min(info_ref.width, info_ref.height) // 4), judge)
     log.info("faces: %s", analyser.find.description)
 
     frames, frames_in, frames_out = _measure(video, reference, info_out, info_ref, opts, encoder, src_mean,
                                              analyser)
+    for fr in frames:
+        for p in fr.pairs:
+            if p.held_out is not None and p.held_ref is not None:
+                p.held_to_dst = float(np.linalg.norm(p.held_out - p.held_ref))
+                if src_held is not None:
+                    p.held_to_src = float(np.linalg.norm(p.held_out - src_held))
     n = len(frames)
     jitter_out, jitter_ref = _jitter_series(frames, "output", n), _jitter_series(frames, "reference", n)
     report = _report(video, reference, ws.root, frames, frames_in, frames_out, info_out, info_ref,
@@ -208,8 +275,11 @@ def run_evaluate(opts: EvaluateOptions) -> tuple[dict, Path]:
     report_dir.mkdir(parents=True, exist_ok=True)
     write_atomic(report_dir / "report.json", (json.dumps(report, indent=2) + "\n").encode())
     samples = _samples(video, reference, info_out, info_ref, report, opts.samples)
-    series = {"identity_to_src": [f["identity_to_src"] for f in report["per_frame"]],
-              "identity_to_dst": [f["identity_to_dst"] for f in report["per_frame"]],
+    col = lambda k: [f[k] for f in report["per_frame"]]  # noqa: E731
+    series = {"identity_to_src": col("identity_to_src"), "identity_to_dst": col("identity_to_dst"),
+              "held_apart_to_src": col("held_apart_to_src"), "held_apart_to_dst": col("held_apart_to_dst"),
+              "realism_sharpness": col("sharpness"), "realism_fringing": col("fringing"),
+              "tone_delta_e": col("tone_delta_e"),
               "jitter_output": jitter_out, "jitter_reference": jitter_ref}
     from evaluate.html_report import render_html
     render_html(report, samples, series, report_dir / "index.html")
@@ -291,6 +361,12 @@ def _report(video: Path, reference: Path, root: Path, frames: list[_Frame], fram
             "ssim": _mean([p.ssim for p in pairs]),
             "seam_output": _mean([p.seam_output for p in pairs]),
             "seam_reference": _mean([p.seam_reference for p in pairs]),
+            "held_apart_to_src": _mean([p.held_to_src for p in pairs]),
+            "held_apart_to_dst": _mean([p.held_to_dst for p in pairs]),
+            "sharpness": _mean([p.realism.get("sharpness") for p in pairs]),
+            "fringing": _mean([p.realism.get("fringing") for p in pairs]),
+            "tone_delta_e": _mean([p.realism.get("tone_delta_e") for p in pairs]),
+            "face_box": [int(round(v)) for v in pairs[0].ref.box] if pairs else None,
             "swapped": any(p.swapped for p in pairs),
             "jitter_output": jitter_out[fr.index], "jitter_reference": jitter_ref[fr.index],
         })
@@ -313,6 +389,7 @@ def _report(video: Path, reference: Path, root: Path, frames: list[_Frame], fram
         notes.append("no face found in any frame of the output: face metrics not measured")
     elif missing:
         notes.append(f"{missing} frames have a face in the reference but none at the same place in the output")
+    held = _held_apart_summary(per_frame, notes)
     return {
         "video": str(video), "reference": str(reference), "workspace": str(root),
         "identity_to_src": metrics.summary(col("identity_to_src")),
@@ -320,6 +397,12 @@ def _report(video: Path, reference: Path, root: Path, frames: list[_Frame], fram
         "expression": metrics.summary(col("expression")),
         "pose": metrics.summary(col("pose")),
         "ssim": metrics.summary(col("ssim"), worst="min"),
+        "sharpness": metrics.summary(col("sharpness"), worst="min"),
+        "fringing": metrics.summary(col("fringing")),
+        "tone_delta_e": metrics.summary(col("tone_delta_e")),
+        "identity_trained_against": {"network": "dlib face-recognition ResNet", "threshold": SAME_PERSON,
+                                     "share_closer_to_src": _share_closer(per_frame, "identity")},
+        "identity_held_apart": held,
         "jitter": {"output": metrics.rms(jitter_out), "reference": metrics.rms(jitter_ref)},
         "seam_delta_e": {"output": _mean(col("seam_output")), "reference": _mean(col("seam_reference"))},
         "coverage": {"frames_in": frames_in, "frames_out": frames_out, "frames_compared": compared,
@@ -334,6 +417,34 @@ def _report(video: Path, reference: Path, root: Path, frames: list[_Frame], fram
     }
 
 
+def _share_closer(per_frame: list[dict], prefix: str) -> float | None:
+    """Share of the frames measured both ways whose output is closer to the src person than to the original."""
+    both = [(f[f"{prefix}_to_src"], f[f"{prefix}_to_dst"]) for f in per_frame
+            if f[f"{prefix}_to_src"] is not None and f[f"{prefix}_to_dst"] is not None]
+    return sum(1 for s, d in both if s < d) / len(both) if both else None
+
+
+#: dlib's share of frames closer to src above FaceNet's by this much: the swap fooled the
+#: network training optimises more than it changed the face.
+DISAGREEMENT = 0.25
+
+
+def _held_apart_summary(per_frame: list[dict], notes: list[str]) -> dict:
+    from evaluate.held_apart import DESCRIPTION
+    from evaluate.held_apart import SAME_PERSON as HELD_SAME_PERSON
+    share = _share_closer(per_frame, "held_apart")
+    trained = _share_closer(per_frame, "identity")
+    fooled = share is not None and trained is not None and trained - share >= DISAGREEMENT
+    if fooled:
+        notes.append(f"the swap convinces the network training optimises much more than the held-apart one: "
+                     f"dlib puts {trained:.0%} of frames closer to the src person, FaceNet only {share:.0%}; "
+                     f"the face may not look like the src person to a viewer")
+    return {"network": DESCRIPTION, "threshold": HELD_SAME_PERSON,
+            "to_src": metrics.summary([f["held_apart_to_src"] for f in per_frame]),
+            "to_dst": metrics.summary([f["held_apart_to_dst"] for f in per_frame], worst="min"),
+            "share_closer_to_src": share, "trained_network_fooled": fooled}
+
+
 def _pick_samples(report: dict, count: int) -> list[tuple[int, str]]:
     per = report["per_frame"]
     n = len(per)
@@ -344,6 +455,12 @@ def _pick_samples(report: dict, count: int) -> list[tuple[int, str]]:
     ident = [(f["identity_to_src"], f["frame"]) for f in per if f["identity_to_src"] is not None]
     if ident:
         picks.append((max(ident)[1], "worst identity (furthest from src)"))
+    for key, worst, why in (("held_apart_to_src", max, "worst held-apart identity"),
+                            ("sharpness", min, "softest face"), ("fringing", max, "worst colour fringes"),
+                            ("tone_delta_e", max, "worst skin tone")):
+        values = [(f[key], f["frame"]) for f in per if f[key] is not None]
+        if values:
+            picks.append((worst(values)[1], why))
     jit = [(f["jitter_output"], f["frame"]) for f in per if f["jitter_output"] is not None]
     if jit:
         picks.append((max(jit)[1], "worst jitter"))
@@ -360,6 +477,28 @@ def _thumb(frame: np.ndarray, height: int = 256) -> bytes:
     return buf.tobytes()
 
 
+#: Per-frame figures under each sample, and how the caption names them.
+CAPTION = (("identity_to_src", "dlib to src"), ("identity_to_dst", "to dst"),
+           ("held_apart_to_src", "FaceNet to src"), ("held_apart_to_dst", "to dst"),
+           ("expression", "expression"), ("sharpness", "sharpness"), ("fringing", "fringing"),
+           ("tone_delta_e", "tone dE"))
+
+
+def _eyes(frame: np.ndarray, box: list[int], height: int = 256) -> bytes:
+    """Brows to nose tip of the face box at full resolution, enlarged by whole pixels (no smoothing),
+    so softness and colour fringes show as they are."""
+    x0, y0, x1, y1 = box
+    h, w = frame.shape[:2]
+    top, bottom = y0 + (y1 - y0) // 8, y0 + (y1 - y0) * 5 // 8
+    region = frame[max(top, 0):min(bottom, h), max(x0, 0):min(x1, w)]
+    if region.size == 0:
+        return b""
+    factor = max(1, height // max(region.shape[0], 1))
+    big = cv2.resize(region, None, fx=factor, fy=factor, interpolation=cv2.INTER_NEAREST)
+    ok, buf = cv2.imencode(".png", cv2.cvtColor(big, cv2.COLOR_RGB2BGR))
+    return buf.tobytes()
+
+
 def _samples(video: Path, reference: Path, info_out: VideoInfo, info_ref: VideoInfo, report: dict,
              count: int) -> list[dict]:
     """Second pass: decode again and keep only the frames the page shows."""
@@ -372,10 +511,15 @@ def _samples(video: Path, reference: Path, info_out: VideoInfo, info_ref: VideoI
                                   FrameReader(video, info_out.width, info_out.height)):
         if i in wanted:
             f = per[i]
-            caption = " ".join(f"{k} {f[k]:.3f}" for k in ("identity_to_src", "identity_to_dst", "expression")
-                               if f[k] is not None)
-            out.append({"frame": i, "why": wanted[i], "reference_jpg": _thumb(ref), "output_jpg": _thumb(res),
-                        "caption": caption or "no face matched"})
+            if (info_out.width, info_out.height) != (info_ref.width, info_ref.height):
+                res = cv2.resize(res, (info_ref.width, info_ref.height), interpolation=cv2.INTER_AREA)
+            caption = " ".join(f"{label} {f[k]:.3f}" for k, label in CAPTION if f.get(k) is not None)
+            sample = {"frame": i, "why": wanted[i], "reference_jpg": _thumb(ref), "output_jpg": _thumb(res),
+                      "caption": caption or "no face matched"}
+            if f.get("face_box"):
+                sample["reference_face_jpg"] = _eyes(ref, f["face_box"])
+                sample["output_face_jpg"] = _eyes(res, f["face_box"])
+            out.append(sample)
         if i >= max(wanted):
             break
     return out

