@@ -1,4 +1,4 @@
-"""Face descriptors per second: our PyTorch FaceNet against dlib on the same 150x150 chips.
+"""Face descriptors per second: our PyTorch DlibFaceNet against dlib on the same 150x150 chips.
 
 Both run in this one process on the same real chips (one clip's frames, cut by
 dlib.get_face_chip), batch 16, so the ratio is comparable across machines. CUDA (float32

@@ -56,6 +56,57 @@ def _border_ramp(shape: tuple[int, ...], blur: int) -> np.ndarray:
     return np.clip(edge / max(blur / 2.0, 1.0), 0.0, 1.0).astype(np.float32)
 
 
+#: Luma weights (BT.601, as OpenCV's YCrCb): a change splits into luma times (1, 1, 1) plus
+#: a colour part with no luma.
+LUMA = np.array([0.299, 0.587, 0.114], np.float32)
+
+
+#: Scale (pixels of the network's crop) below which a change counts as structure, not shading.
+GATE_SCALE = 2.0
+#: Fine structure (grey levels) below which a region counts as flat, and so as kept.
+GATE_FLAT = 2.0
+
+
+def clean_chroma(face: np.ndarray, source: np.ndarray, sigma: float) -> np.ndarray:
+    """The network's change to ``source`` with its colour part smoothed over ``sigma`` pixels.
+
+    The change splits into luminance and colour; the luminance keeps every detail the
+    network made, the colour only its broad part (skin tone, lip colour). Green and purple
+    lines along eyelids and brows are colour detail with no luminance under it, and the
+    eye does not read colour at that scale anyway (why video stores it at half resolution).
+    """
+    if sigma <= 0:
+        return face
+    x = source.astype(np.float32)
+    change = face.astype(np.float32) - x
+    luma = change @ LUMA
+    colour = change - luma[..., None]
+    colour = cv2.GaussianBlur(colour, (0, 0), sigma, borderType=cv2.BORDER_REFLECT)
+    return np.clip(x + luma[..., None] + colour + 0.5, 0, 255).astype(np.uint8)
+
+
+def detail_gate(face: np.ndarray, source: np.ndarray, gate: float) -> np.ndarray:
+    """Per pixel (network crop), how much of the frame's own fine detail to put back.
+
+    The frame's detail continues the structure of the network's input. Where the output
+    keeps that structure (the edges of an eyelid, a nostril, a brow in the same place),
+    the detail fits and comes back in full; where the network erased or moved it, the old
+    detail would be a ghost of the dst's features, so none comes back. "Keeps" is the local
+    correlation of the fine structure (luminance minus its blur) of output and input; the
+    detail returns in full at correlation ``gate`` and above, falling to none at 0. Flat
+    skin on both sides counts as kept.
+    """
+    def structure(image: np.ndarray) -> np.ndarray:
+        luma = image.astype(np.float32) @ LUMA
+        return luma - cv2.GaussianBlur(luma, (0, 0), GATE_SCALE)
+
+    a, b = structure(face), structure(source)
+    window = lambda x: cv2.GaussianBlur(x, (0, 0), GATE_SCALE)  # noqa: E731
+    flat = np.float32(GATE_FLAT ** 2)
+    ncc = (window(a * b) + flat) / np.sqrt((window(a * a) + flat) * (window(b * b) + flat))
+    return np.clip(ncc / max(gate, 1e-3), 0.0, 1.0)
+
+
 def sharpen(face: np.ndarray, amount: float) -> np.ndarray:
     """Unsharp mask (radius 1 px at the network's resolution); 0 leaves the face as it is."""
     if amount <= 0:
@@ -165,21 +216,36 @@ def _seamless(face: np.ndarray, target: np.ndarray, mask: np.ndarray) -> tuple[n
 
 
 def blend_face(frame: np.ndarray, face: np.ndarray, face_to_crop: np.ndarray, mask: np.ndarray,
-               mask_to_crop: np.ndarray, mode: str) -> np.ndarray:
+               mask_to_crop: np.ndarray, mode: str, source: np.ndarray | None = None,
+               detail: float = 0.0, gate: float = 0.0) -> np.ndarray:
     """Blend one generated face (a crop made by ``face_to_crop``) into ``frame`` (modified, returned).
 
     ``mask`` is 0..1 float in the pixels of the crop made by ``mask_to_crop`` (the aligned
     size), already eroded and feathered. Poisson mode clones inside the mask's core and
     then feathers the result over the frame with the same soft mask.
+
+    With ``source`` (the network's input crop) and ``detail`` > 0, the fine detail of the
+    frame that the network never saw (the frame minus its own network-sized crop warped
+    back) is added to the warped face, times ``detail`` and ``detail_gate``: a 128 px face
+    stretched over 300 px keeps the frame's own sharpness wherever the network kept the
+    structure, and nowhere it changed it.
     """
     region = face_region(mask_to_crop, mask.shape[0], frame.shape)
     if region is None:
         return frame
     roi = frame[region.y0:region.y1, region.x0:region.x1]
-    warped = warp_into_region(face, face_to_crop, region, cv2.INTER_CUBIC, cv2.BORDER_REPLICATE)
     alpha = warp_into_region(mask, mask_to_crop, region, cv2.INTER_LINEAR)
     if not (alpha > 0.004).any():
         return frame
+    warped = warp_into_region(face, face_to_crop, region, cv2.INTER_CUBIC, cv2.BORDER_REPLICATE)
+    if source is not None and detail > 0:
+        seen = warp_into_region(source, face_to_crop, region, cv2.INTER_CUBIC, cv2.BORDER_REPLICATE)
+        keep = np.float32(detail)
+        if gate > 0:
+            keep = keep * warp_into_region(detail_gate(face, source, gate), face_to_crop, region, cv2.INTER_LINEAR,
+                                           cv2.BORDER_REPLICATE)[..., None]
+        unseen = roi.astype(np.float32) - seen.astype(np.float32)
+        warped = np.clip(warped.astype(np.float32) + keep * unseen + 0.5, 0, 255).astype(np.uint8)
     if mode not in BLEND_MODES:
         raise ValueError(f"unknown blend mode {mode!r}; choose from {', '.join(BLEND_MODES.names())}")
     warped = BLEND_MODES.load(mode)(warped, roi, alpha)

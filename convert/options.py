@@ -32,6 +32,19 @@ class ConvertOptions:
                              help="shrink the mask by this many pixels at the aligned size (negative grows it)")
     mask_blur: int = option(8, low=0, high=128, metavar="PX",
                             help="feather width of the mask edge in pixels at the aligned size (0 = hard edge)")
+    detail: float = option(1.0, low=0, high=1, metavar="AMOUNT",
+                           help="fine detail of the dst frame that the network's crop is too small to hold, put "
+                                "back where the network kept the face's structure (1 = all of it: a 128 px network "
+                                "face stays as sharp as the frame; 0 = the network's face as it is, stretched)")
+    detail_gate: float = option(0.5, low=0, high=1, metavar="CORR",
+                                help="the dst's own detail comes back in full where the network's face keeps the "
+                                     "input's fine structure with at least this correlation, and not at all where "
+                                     "it erased or moved it (new brows, eyelids), so no ghost of the old features "
+                                     "shows; 0 = put it back everywhere")
+    chroma_smooth: float = option(8.0, low=0, high=32, metavar="PX",
+                                  help="smooth the colour part of the network's change over this many pixels of its "
+                                       "crop, keeping all of its brightness detail: removes green and purple fringes "
+                                       "along eyelids and brows (0 = off)")
     sharpen: float = option(0.0, low=0, high=5, metavar="AMOUNT",
                             help="unsharp-mask amount applied to the generated face (0 = off, 0.5 = moderate)")
     crf: int = option(18, low=0, high=51, help="H.264 quality (lower = better and larger; 18 is visually lossless)")

@@ -228,9 +228,11 @@ class _FaceWork:
         for prep, generated in faces:
             t0 = time.perf_counter()
             face = color_transfer.transfer(self.opts.color, generated, prep.crop, prep.mask_r)
+            face = blending.clean_chroma(face, prep.crop, self.opts.chroma_smooth)
             face = blending.sharpen(face, self.opts.sharpen)
             t1 = time.perf_counter()
-            blending.blend_face(out, face, prep.plan.to_model, prep.alpha, prep.plan.to_aligned, self.opts.blend)
+            blending.blend_face(out, face, prep.plan.to_model, prep.alpha, prep.plan.to_aligned, self.opts.blend,
+                                prep.crop, self.opts.detail, self.opts.detail_gate)
             t2 = time.perf_counter()
             self.timings["colour"] += t1 - t0
             self.timings["blend"] += t2 - t1
@@ -322,8 +324,12 @@ def _preview_frames(plans: dict[int, list[FacePlan]], start: int, end: int, coun
     return sorted({candidates[int(round(p))] for p in picks})
 
 
-def run_convert(opts: ConvertOptions) -> ConvertSummary:
-    """Check everything, then render the video (or the preview stills). Raises UserError."""
+def run_convert(opts: ConvertOptions, stills: dict[int, np.ndarray] | None = None) -> ConvertSummary:
+    """Check everything, then render the video (or the preview stills). Raises UserError.
+
+    With ``stills`` (for benchmarks and tools), the ``--preview`` frames are rendered as
+    preview does and put in that dict by frame index instead of written as files.
+    """
     check(opts)
     ws = Workspace(opts.workspace)
     try:
@@ -359,7 +365,7 @@ def run_convert(opts: ConvertOptions) -> ConvertSummary:
     work = _FaceWork(opts, size, network.resolution, masker)
     if opts.preview:
         return _render(opts, input_path, video, network, work, plans, excluded, start, end, None,
-                       ws.root / "preview")
+                       ws.root / "preview", stills)
     stale = remove_stale_outputs(output)
     if stale:
         log.info("convert: removed %d temp video(s) left by an earlier convert that was killed", stale)
@@ -368,7 +374,8 @@ def run_convert(opts: ConvertOptions) -> ConvertSummary:
 
 def _render(opts: ConvertOptions, input_path: Path, video: dict, network: _Network, work: _FaceWork,
             plans: dict[int, list[FacePlan]], excluded: dict[int, str], start: int, end: int,
-            output: Path | None, preview_dir: Path | None) -> ConvertSummary:
+            output: Path | None, preview_dir: Path | None,
+            stills: dict[int, np.ndarray] | None = None) -> ConvertSummary:
     summary = ConvertSummary(output=output)
     width, height, fps = int(video["width"]), int(video["height"]), float(video["fps"])
     wanted = None
@@ -376,9 +383,10 @@ def _render(opts: ConvertOptions, input_path: Path, video: dict, network: _Netwo
         wanted = set(_preview_frames(plans, start, end, opts.preview))
         if not wanted:
             raise UserError(f"no faces to preview between frames {start} and {end}")
-        preview_dir.mkdir(parents=True, exist_ok=True)
-        for old in preview_dir.glob("frame_*.jpg"):
-            remove_quietly(old)
+        if stills is None:
+            preview_dir.mkdir(parents=True, exist_ok=True)
+            for old in preview_dir.glob("frame_*.jpg"):
+                remove_quietly(old)
     tmp = writer = None
     if output is not None:
         tmp = output.with_name(f".{output.stem}.{os.getpid()}.tmp{output.suffix}")
@@ -411,6 +419,8 @@ def _render(opts: ConvertOptions, input_path: Path, video: dict, network: _Netwo
                     result = frame
                 if writer is not None:
                     writer.put(result)
+                elif stills is not None:
+                    stills[i] = result.result() if isinstance(result, Future) else result
                 else:
                     _write_preview(preview_dir, i, frame, result)
                     summary.previews.append(preview_dir / f"frame_{i:06d}.jpg")

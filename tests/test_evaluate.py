@@ -41,6 +41,15 @@ def test_the_dst_clip_against_itself(tmp_path, short_clip):
     assert cov["frames_swapped"] == 0 and cov["frames_passed_through"] == 24
     assert cov["audio_in"] and cov["audio_out"] and cov["fps_in"] == cov["fps_out"] == 25.0
     assert rep["identity_to_src"]["count"] == 0 and any("src" in n for n in rep["notes"])
+    # realism: the reference against itself
+    assert rep["sharpness"]["worst"] == pytest.approx(1.0) and rep["sharpness"]["count"] == 24
+    assert rep["fringing"]["worst"] == pytest.approx(1.0) and rep["tone_delta_e"]["worst"] < 1e-6
+    held = rep["identity_held_apart"]
+    assert held["to_dst"]["worst"] < 1e-6 and held["to_dst"]["count"] == 24 and held["to_src"]["count"] == 0
+    assert held["share_closer_to_src"] is None and held["threshold"] == pytest.approx(0.92)
+    assert "FaceNet" in held["network"] and held["trained_network_fooled"] is False
+    assert set(rep["per_frame"][0]) >= {"sharpness", "fringing", "tone_delta_e", "held_apart_to_src",
+                                        "held_apart_to_dst"}
     # the printed table and the page
     assert "identity_to_dst" in res.stdout and "report:" in res.stdout
     html = (ws / "report" / "index.html").read_text()
@@ -59,6 +68,12 @@ def test_another_person_is_far_from_dst_and_close_to_src(tmp_path, short_clip, a
     assert src["mean"] < 0.45 and dst["mean"] > 0.7 and src["worst"] < dst["mean"]
     assert rep["coverage"]["frames_swapped"] == 24            # every face differs from the original
     assert rep["ssim"]["mean"] < 0.8 and rep["expression"]["mean"] > 0.05
+    held = rep["identity_held_apart"]                         # FaceNet agrees: this is the src person
+    assert held["to_src"]["count"] == held["to_dst"]["count"] == 24
+    assert held["to_src"]["worst"] < 0.92 < held["to_dst"]["worst"]
+    assert held["share_closer_to_src"] == 1.0 and rep["identity_trained_against"]["share_closer_to_src"] == 1.0
+    assert held["trained_network_fooled"] is False
+    assert rep["tone_delta_e"]["mean"] > 3                    # another person's skin
 
 
 def test_fewer_frames_and_no_audio_are_reported(tmp_path, short_clip):

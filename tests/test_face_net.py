@@ -1,7 +1,7 @@
 """The PyTorch port of dlib's face ResNet and our face chip must match dlib itself.
 
-Identity losses and the workspace's descriptors rely on FaceNet giving dlib's numbers
-(dlib's 0.6 same-person threshold only holds for them), and FaceNet only gives them on
+Identity losses and the workspace's descriptors rely on DlibFaceNet giving dlib's numbers
+(dlib's 0.6 same-person threshold only holds for them), and DlibFaceNet only gives them on
 chips cut exactly like dlib.get_face_chip.
 """
 from __future__ import annotations
@@ -25,7 +25,7 @@ from pipeline.faces.face_chip import (  # noqa: E402
     dlib_pyramid_offsets,
     extract_chip,
 )
-from pipeline.faces.face_net import FaceNet, load_dlib_resnet_params, load_face_net  # noqa: E402
+from pipeline.faces.face_net import DlibFaceNet, load_dlib_resnet_params, load_face_net  # noqa: E402
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 CLIPS = ("WDA_AlexandriaOcasioCortez_000.mp4", "WDA_KatieHill_000.mp4")
@@ -55,7 +55,7 @@ def recognizer():
 
 
 @pytest.fixture(scope="module")
-def net() -> FaceNet:
+def net() -> DlibFaceNet:
     return load_face_net("cpu")
 
 
@@ -84,7 +84,7 @@ def faces(recognizer) -> list[dict]:
     return out
 
 
-def _ours(net: FaceNet, chips: np.ndarray) -> np.ndarray:
+def _ours(net: DlibFaceNet, chips: np.ndarray) -> np.ndarray:
     x = torch.from_numpy(np.ascontiguousarray(chips)).permute(0, 3, 1, 2).float()
     with torch.no_grad():
         return net(x).double().numpy()
@@ -185,7 +185,7 @@ def test_features_give_every_level_and_agree_with_forward(net, faces) -> None:
     assert list(only_level2) == ["level2"]
     torch.testing.assert_close(only_level2["level2"], feats["level2"])
     torch.testing.assert_close(single[0], feats["descriptor"][1], atol=1e-5, rtol=0)
-    with pytest.raises(ValueError, match="unknown FaceNet taps"):
+    with pytest.raises(ValueError, match="unknown DlibFaceNet taps"):
         net.features(x, ["level9"])
 
 

