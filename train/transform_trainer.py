@@ -166,14 +166,19 @@ class TransformTrainer(ModelTrainer):
         self.content_scale = {k: float(v.pow(2).mean().clamp_min(1e-8)) for k, v in f.items()}
 
     # ------------------------------------------------------------------ one step
-    def step(self, idx: np.ndarray, iteration: int, total: int, lr: float) -> dict[str, float]:
+    def loss_terms(self, idx: np.ndarray, iteration: int, total: int) -> tuple[torch.Tensor, dict[str, torch.Tensor],
+                                                                              dict[str, torch.Tensor], float]:
+        """The batch's output, each loss term as it enters the sum (weights applied) and as
+        measured (before its weight), and alpha.
+
+        ``step`` minimises their sum; taken apart they show which term pushes the output where
+        (``benchmarks/fringe_sources.py``: whose gradient paints colour).
+        """
         o = self.o
         x = to_tensor(self.content.images[idx], self.device)
         m = to_tensor(self.content.masks[idx], self.device)
         geom = self.feats.prepare(self.content, idx)
         alpha = losses.alpha_at(iteration, total, self.alpha_max, o.alpha_ramp)
-        for group in self.optimizer.param_groups:
-            group["lr"] = lr
         net = self.ddp if self.ddp is not None else self.net
         assert net is not None
         with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.amp):
@@ -192,21 +197,31 @@ class TransformTrainer(ModelTrainer):
             # shading, skin tone and no colour fringes: the dst's look, the src's shapes
             light = losses.light_loss(y, x, m) + losses.colour_loss(y, x, m) + losses.chroma_change_loss(y, x, m)
             tv = losses.tv_loss(y)
-            loss = content + alpha * style + o.beta * light + o.gamma * tv
-            identity = torch.zeros((), device=self.device)
+            raw = {"content": content, "style": style, "light": light, "tv": tv}
+            terms = {"content": content, "style": alpha * style, "light": o.beta * light, "tv": o.gamma * tv}
             if self.id_net is not None and o.identity_weight > 0:
                 id_geom = geom if self.id_net is self.feats else self.id_net.prepare(self.content, idx)
                 degraded, jittered = self._identity_view(y.float(), id_geom)
-                identity = losses.identity_loss(self.id_net.descriptor(degraded, jittered),
-                                                self.targets[torch.from_numpy(idx).to(self.device)])
-                loss = loss + o.identity_weight * identity
+                raw["identity"] = losses.identity_loss(self.id_net.descriptor(degraded, jittered),
+                                                       self.targets[torch.from_numpy(idx).to(self.device)])
+                terms["identity"] = o.identity_weight * raw["identity"]
+        return y, terms, raw, alpha
+
+    def step(self, idx: np.ndarray, iteration: int, total: int, lr: float) -> dict[str, float]:
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        _, terms, raw, alpha = self.loss_terms(idx, iteration, total)
+        with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.amp):
+            loss = terms["content"] + terms["style"] + terms["light"] + terms["tv"]
+            if "identity" in terms:
+                loss = loss + terms["identity"]
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
         self.scaler.step(self.optimizer)
         self.scaler.update()
-        style_value = style.item() if isinstance(style, torch.Tensor) else float(style)
-        return {"loss": loss.item(), "content": content.item(), "style": style_value, "light": light.item(),
-                "tv": tv.item(), "identity": identity.item(), "alpha": alpha}
+        value = lambda k: float(raw[k]) if k in raw else 0.0  # noqa: E731
+        return {"loss": loss.item(), **{k: value(k) for k in ("content", "style", "light", "tv", "identity")},
+                "alpha": alpha}
 
     def _identity_view(self, y: torch.Tensor, geom: ChipGeometry) -> tuple[torch.Tensor, ChipGeometry]:
         """A randomly degraded look at the output, for the identity loss.
