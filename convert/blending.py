@@ -215,6 +215,24 @@ def _seamless(face: np.ndarray, target: np.ndarray, mask: np.ndarray) -> tuple[n
     return cv2.seamlessClone(face, target, binary, centre, cv2.NORMAL_CLONE), offset
 
 
+def _with_detail(face: np.ndarray, source: np.ndarray, face_to_crop: np.ndarray, region: Region, roi: np.ndarray,
+                 detail: float, gate: float) -> np.ndarray:
+    """The face warped into the region with the frame's unseen detail, k * (frame - source), added.
+
+    With k = detail * gate (per crop pixel) that is warp(face - k * source) + warp(k) * frame,
+    so one 4-channel warp (face - k * source, and k) does the work of three.
+    """
+    keep = np.full(face.shape[:2], detail, np.float32)
+    if gate > 0:
+        keep *= detail_gate(face, source, gate)
+    packed = np.empty(face.shape[:2] + (4,), np.float32)
+    packed[..., :3] = face.astype(np.float32) - keep[..., None] * source.astype(np.float32)
+    packed[..., 3] = keep
+    warped = warp_into_region(packed, face_to_crop, region, cv2.INTER_CUBIC, cv2.BORDER_REPLICATE)
+    out = warped[..., :3] + np.clip(warped[..., 3:], 0.0, 1.0) * roi.astype(np.float32)
+    return np.clip(out + 0.5, 0, 255).astype(np.uint8)
+
+
 def blend_face(frame: np.ndarray, face: np.ndarray, face_to_crop: np.ndarray, mask: np.ndarray,
                mask_to_crop: np.ndarray, mode: str, source: np.ndarray | None = None,
                detail: float = 0.0, gate: float = 0.0) -> np.ndarray:
@@ -237,15 +255,10 @@ def blend_face(frame: np.ndarray, face: np.ndarray, face_to_crop: np.ndarray, ma
     alpha = warp_into_region(mask, mask_to_crop, region, cv2.INTER_LINEAR)
     if not (alpha > 0.004).any():
         return frame
-    warped = warp_into_region(face, face_to_crop, region, cv2.INTER_CUBIC, cv2.BORDER_REPLICATE)
     if source is not None and detail > 0:
-        seen = warp_into_region(source, face_to_crop, region, cv2.INTER_CUBIC, cv2.BORDER_REPLICATE)
-        keep = np.float32(detail)
-        if gate > 0:
-            keep = keep * warp_into_region(detail_gate(face, source, gate), face_to_crop, region, cv2.INTER_LINEAR,
-                                           cv2.BORDER_REPLICATE)[..., None]
-        unseen = roi.astype(np.float32) - seen.astype(np.float32)
-        warped = np.clip(warped.astype(np.float32) + keep * unseen + 0.5, 0, 255).astype(np.uint8)
+        warped = _with_detail(face, source, face_to_crop, region, roi, detail, gate)
+    else:
+        warped = warp_into_region(face, face_to_crop, region, cv2.INTER_CUBIC, cv2.BORDER_REPLICATE)
     if mode not in BLEND_MODES:
         raise ValueError(f"unknown blend mode {mode!r}; choose from {', '.join(BLEND_MODES.names())}")
     warped = BLEND_MODES.load(mode)(warped, roi, alpha)
