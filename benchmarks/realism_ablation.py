@@ -107,10 +107,10 @@ def main() -> None:
         rows.append((name, extra, took, {k: float(np.median(v)) if v else float("nan") for k, v in figures.items()},
                      float(np.mean(closer)) if closer else float("nan"), len(figures["held_dst"])))
     print(f"\n{args.workspace}: medians over the frames of each variant (realism: output / reference)\n")
-    print(f"{'variant':<26}{'sharp':>7}{'fringe':>8}{'tone dE':>8}{'FN src':>8}{'FN dst':>8}{'FN closer':>10}"
+    print(f"{'variant':<36}{'sharp':>7}{'fringe':>8}{'tone dE':>8}{'FN src':>8}{'FN dst':>8}{'FN closer':>10}"
           f"{'dlib src':>9}{'dlib dst':>9}{'expr':>7}{'frames':>7}{'s':>6}")
     for name, _extra, took, f, share, n in rows:
-        print(f"{name:<26}{f['sharpness']:>7.3f}{f['fringing']:>8.2f}{f['tone_delta_e']:>8.2f}{f['held_src']:>8.3f}"
+        print(f"{name:<36}{f['sharpness']:>7.3f}{f['fringing']:>8.2f}{f['tone_delta_e']:>8.2f}{f['held_src']:>8.3f}"
               f"{f['held_dst']:>8.3f}{share:>10.0%}{f['dlib_src']:>9.3f}{f['dlib_dst']:>9.3f}"
               f"{f['expression']:>7.3f}{n:>7}{took:>6.1f}")
     for name, extra, *_ in rows:

@@ -216,17 +216,22 @@ def _seamless(face: np.ndarray, target: np.ndarray, mask: np.ndarray) -> tuple[n
 
 
 def _with_detail(face: np.ndarray, source: np.ndarray, face_to_crop: np.ndarray, region: Region, roi: np.ndarray,
-                 detail: float, gate: float) -> np.ndarray:
+                 detail: float, gate: float, sharpness: float = 0.0) -> np.ndarray:
     """The face warped into the region with the frame's unseen detail, k * (frame - source), added.
 
     With k = detail * gate (per crop pixel) that is warp(face - k * source) + warp(k) * frame,
-    so one 4-channel warp (face - k * source, and k) does the work of three.
+    so one 4-channel warp (face - k * source, and k) does the work of three. ``sharpness``
+    unsharp-masks the face where its detail is not the frame's (1 - k): the structure the
+    network drew anew is all it has there.
     """
     keep = np.full(face.shape[:2], detail, np.float32)
     if gate > 0:
         keep *= detail_gate(face, source, gate)
+    f = face.astype(np.float32)
+    if sharpness > 0:
+        f += (sharpness * (1.0 - keep))[..., None] * (f - cv2.GaussianBlur(f, (0, 0), 1.0))
     packed = np.empty(face.shape[:2] + (4,), np.float32)
-    packed[..., :3] = face.astype(np.float32) - keep[..., None] * source.astype(np.float32)
+    packed[..., :3] = f - keep[..., None] * source.astype(np.float32)
     packed[..., 3] = keep
     warped = warp_into_region(packed, face_to_crop, region, cv2.INTER_CUBIC, cv2.BORDER_REPLICATE)
     out = warped[..., :3] + np.clip(warped[..., 3:], 0.0, 1.0) * roi.astype(np.float32)
@@ -235,7 +240,7 @@ def _with_detail(face: np.ndarray, source: np.ndarray, face_to_crop: np.ndarray,
 
 def blend_face(frame: np.ndarray, face: np.ndarray, face_to_crop: np.ndarray, mask: np.ndarray,
                mask_to_crop: np.ndarray, mode: str, source: np.ndarray | None = None,
-               detail: float = 0.0, gate: float = 0.0) -> np.ndarray:
+               detail: float = 0.0, gate: float = 0.0, sharpness: float = 0.0) -> np.ndarray:
     """Blend one generated face (a crop made by ``face_to_crop``) into ``frame`` (modified, returned).
 
     ``mask`` is 0..1 float in the pixels of the crop made by ``mask_to_crop`` (the aligned
@@ -246,7 +251,8 @@ def blend_face(frame: np.ndarray, face: np.ndarray, face_to_crop: np.ndarray, ma
     frame that the network never saw (the frame minus its own network-sized crop warped
     back) is added to the warped face, times ``detail`` and ``detail_gate``: a 128 px face
     stretched over 300 px keeps the frame's own sharpness wherever the network kept the
-    structure, and nowhere it changed it.
+    structure, and nowhere it changed it; there the face is unsharp-masked by ``sharpness``
+    instead (``sharpen`` does that for a face without detail put back).
     """
     region = face_region(mask_to_crop, mask.shape[0], frame.shape)
     if region is None:
@@ -256,7 +262,7 @@ def blend_face(frame: np.ndarray, face: np.ndarray, face_to_crop: np.ndarray, ma
     if not (alpha > 0.004).any():
         return frame
     if source is not None and detail > 0:
-        warped = _with_detail(face, source, face_to_crop, region, roi, detail, gate)
+        warped = _with_detail(face, source, face_to_crop, region, roi, detail, gate, sharpness)
     else:
         warped = warp_into_region(face, face_to_crop, region, cv2.INTER_CUBIC, cv2.BORDER_REPLICATE)
     if mode not in BLEND_MODES:

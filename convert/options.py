@@ -36,11 +36,15 @@ class ConvertOptions:
                            help="fine detail of the dst frame that the network's crop is too small to hold, put "
                                 "back where the network kept the face's structure (1 = all of it: a 128 px network "
                                 "face stays as sharp as the frame; 0 = the network's face as it is, stretched)")
-    detail_gate: float = option(0.5, low=0, high=1, metavar="CORR",
+    detail_gate: float = option(0.4, low=0, high=1, metavar="CORR",
                                 help="the dst's own detail comes back in full where the network's face keeps the "
                                      "input's fine structure with at least this correlation, and not at all where "
                                      "it erased or moved it (new brows, eyelids), so no ghost of the old features "
                                      "shows; 0 = put it back everywhere")
+    sharpen_new: float = option(1.5, low=0, high=5, metavar="AMOUNT",
+                                help="unsharp-mask amount on what the network drew anew, where the dst's own detail "
+                                     "is not put back (new brows, eyelids): its 128 px structure stretched over the "
+                                     "face is all there is there (0 = off; no effect with --detail 0)")
     chroma_smooth: float = option(8.0, low=0, high=32, metavar="PX",
                                   help="smooth the colour part of the network's change over this many pixels of its "
                                        "crop, keeping all of its brightness detail: removes green and purple fringes "

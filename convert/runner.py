@@ -232,7 +232,7 @@ class _FaceWork:
             face = blending.sharpen(face, self.opts.sharpen)
             t1 = time.perf_counter()
             blending.blend_face(out, face, prep.plan.to_model, prep.alpha, prep.plan.to_aligned, self.opts.blend,
-                                prep.crop, self.opts.detail, self.opts.detail_gate)
+                                prep.crop, self.opts.detail, self.opts.detail_gate, self.opts.sharpen_new)
             t2 = time.perf_counter()
             self.timings["colour"] += t1 - t0
             self.timings["blend"] += t2 - t1

@@ -221,3 +221,13 @@ def test_pickled_objects_are_refused(tmp_path):
     torch.save(state, tmp_path / "weights.pt")
     with pytest.raises(UserError, match="weights.pt"):
         load_model(tmp_path)
+
+
+def test_the_default_width_is_sized_for_the_device_and_a_model_keeps_its_own(tmp_path):
+    from pipeline.models.transform_options import default_width
+    assert default_width("cpu") == 16 and default_width("cuda") == 32
+    assert default_width("cpu", tmp_path) == 16                    # no model there yet
+    (tmp_path / "options.json").write_text(json.dumps({"width": 32, "model_type": "transform"}))
+    assert default_width("cpu", tmp_path) == 32                    # continued as it was trained
+    (tmp_path / "options.json").write_text("{not json")
+    assert default_width("cuda", tmp_path) == 32

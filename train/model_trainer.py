@@ -34,6 +34,7 @@ class TrainContext:
     lr: float = 1e-3               # the starting learning rate (the trainer sets each step's)
     world: int = 1                 # processes training together (DistributedDataParallel when > 1)
     main: bool = True              # the process that logs and writes files
+    fresh: bool = False            # --fresh: an existing model is set aside, not continued
 
 
 class ModelTrainer(ABC):

@@ -129,7 +129,7 @@ class Trainer:
         self.sampler = np.random.Generator(np.random.PCG64(opts.seed + 1000 * self.rank))
         self.gen = torch.Generator(device="cpu").manual_seed(opts.seed + 1 + 1000 * self.rank)
         ctx = TrainContext(model_options, content, style, self.device, self.model_dir, self.gen, opts.lr,
-                           self.world, self.main)
+                           self.world, self.main, opts.fresh)
         self.family: ModelTrainer = MODEL_TYPES.load(opts.model, "trainer")(ctx)
         self.model_type = model_type
         old = self._check_existing_model()

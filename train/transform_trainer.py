@@ -7,6 +7,7 @@ its new branch.
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 import shutil
 from typing import Any
@@ -19,7 +20,7 @@ from pipeline.models.interface import count_parameters
 from pipeline.models.store import load_model
 from pipeline.models.transform import TransformModel
 from pipeline.models.transform_net import TransformNet
-from pipeline.models.transform_options import TransformOptions
+from pipeline.models.transform_options import TransformOptions, default_width
 from train import losses
 from train.data import nearest_styles, to_tensor
 from train.features import ChipGeometry, FaceFeatures, Layers, check_layers, create_features
@@ -35,6 +36,8 @@ class TransformTrainer(ModelTrainer):
     def __init__(self, ctx: TrainContext) -> None:
         super().__init__(ctx)
         o: TransformOptions = ctx.model_options
+        if o.width is None:
+            o = dataclasses.replace(o, width=default_width(ctx.device.type, None if ctx.fresh else ctx.model_dir))
         self.o = o
         self.device = ctx.device
         self.alpha_max = o.alpha if o.alpha is not None else (20.0 if o.resolution == 128 else 80.0)

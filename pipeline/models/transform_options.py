@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 from pipeline.core.options import option
 from pipeline.registries import FEATURES
@@ -12,8 +13,10 @@ class TransformOptions:
     resolution: int = option(128, choices=(128, 256),
                              help="network resolution; 256 grows from the workspace's trained 128 model (only the "
                                   "new branch trains)")
-    width: int = option(32, low=1, high=512, help="channels per branch of the network (32: about 1.1M parameters; "
-                                                  "16 trains 2.7x faster on a CPU)")
+    width: int | None = option(None, low=1, high=512,
+                               default_text="16 on the CPU, 32 on CUDA; a model being continued keeps its own",
+                               help="channels per branch of the network (32: about 1.1M parameters; 16 trains 2.7x "
+                                    "faster on a CPU and converts 1.5x faster there)")
     skip: bool = option(True, flag="--no-skip", action="store_false",
                         help="the paper's plain output instead of input + learned residual")
     alpha: float | None = option(None, low=0, default_text="20 at 128, 80 at 256",
@@ -35,3 +38,22 @@ class TransformOptions:
                                             help="style layers")
     patch: int = option(1, low=1, high=15, help="style patch size k (odd)")
     n_best: int = option(16, low=1, help="style faces per dst face, by closest landmarks")
+
+
+#: ``--width`` when not given: what a CPU trains and converts in its budget, and the paper-sized
+#: net where a GPU makes it cheap.
+CPU_WIDTH, CUDA_WIDTH = 16, 32
+
+
+def default_width(device_type: str, model_dir: Path | None = None) -> int:
+    """The width of the model in ``model_dir`` when there is one to continue, else by device."""
+    import json
+    options = None if model_dir is None else model_dir / "options.json"
+    if options is not None and options.is_file():
+        try:
+            width = json.loads(options.read_text()).get("width")
+        except (ValueError, AttributeError):
+            width = None
+        if isinstance(width, int) and not isinstance(width, bool) and width >= 1:
+            return width
+    return CPU_WIDTH if device_type == "cpu" else CUDA_WIDTH
