@@ -485,9 +485,9 @@ def build_html(report: dict, samples: list[dict], series: dict[str, list[float |
     identity_plot = _svg_plot("Identity distance over time", "identity distance",
                               _plot_lines(series, "identity"),
                               threshold=(IDENTITY_THRESHOLD, f"same person ({IDENTITY_THRESHOLD})"))
-    held_plot = _svg_plot("Identity by the held-apart network (FaceNet) over time", "FaceNet distance",
+    held_plot = _svg_plot("Held-apart identity (FaceNet)", "FaceNet distance",
                           _plot_lines(series, "held_apart"), threshold=(0.92, "same person (0.92)"))
-    realism_plot = _svg_plot("Realism over time (output / reference)", "ratio", _plot_lines(series, "realism"),
+    realism_plot = _svg_plot("Realism", "output / reference", _plot_lines(series, "realism"),
                              threshold=(1.0, "as the reference"))
     jitter_plot = _svg_plot("Jitter over time", "jitter (eye distances)", _plot_lines(series, "jitter"))
     held = report.get("identity_held_apart") or {}

@@ -122,7 +122,10 @@ def test_models_lists_every_kind_and_checks_the_weights(tmp_path, monkeypatch):
     report = json.loads(res.stdout)
     kinds = {k["kind"]: k for k in report["kinds"]}
     assert set(kinds) == {r.kind for r in ALL} == {"detector", "landmarker", "masker", "feature network",
-                                                    "colour transfer", "blend mode", "model type"}
+                                                    "colour transfer", "blend mode", "model type",
+                                                    "held-apart identity network"}
+    facenet = kinds["held-apart identity network"]["entries"][0]["weights"][0]
+    assert facenet["verified"] is True and facenet["size"] == 94022009 and "CASIA-WebFace" in facenet["terms"]
     landmarks = next(e for e in kinds["landmarker"]["entries"] if e["name"] == "dlib")["weights"][0]
     assert landmarks["verified"] is True and landmarks["size"] == 99693937 and landmarks["problem"] is None
     assert "iBUG 300-W" in landmarks["terms"]
