@@ -146,7 +146,7 @@ def format_table(report: dict) -> str:
     held = report.get("identity_held_apart") or {}
     trained = report.get("identity_trained_against") or {}
     lines.append("")
-    lines.append(f"frames closer to the src person than to the original: dlib (trained against) "
+    lines.append(f"frames closer to src than to the original: dlib (trained against) "
                  f"{_share(_get(trained, 'share_closer_to_src'))}, FaceNet (held apart) "
                  f"{_share(_get(held, 'share_closer_to_src'))}")
     c = report.get("coverage") or {}

@@ -237,8 +237,10 @@ import runpy, sys
 out, argv = sys.argv[1], sys.argv[2:]
 seen = []
 def hook(event, args):
-    if event == "import" and str(args[0]).split(".")[0] == "evaluate":
-        seen.append("import " + str(args[0]))
+    name = str(args[0]) if event == "import" else ""
+    # main.py declares every command's options (evaluate.options: dataclasses, no network)
+    if name.startswith("evaluate.") and name != "evaluate.options":
+        seen.append("import " + name)
     elif event == "open" and "graph_final" in str(args[0]):
         seen.append("open " + str(args[0]))
 sys.addaudithook(hook)
