@@ -36,6 +36,16 @@ def ffmpeg() -> str:
     return ffmpeg_exe()
 
 
+def default_sigint() -> None:
+    """For a child process: Ctrl-C as a terminal delivers it, whatever the test run inherited.
+
+    A test suite started in the background by a non-interactive shell (``cmd &``) inherits
+    SIGINT ignored, and Python then never turns it into KeyboardInterrupt.
+    """
+    import signal
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def run_cli(*args: str, cwd: Path | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
     """Run main.py as a user would, in a fresh process."""
     return subprocess.run([sys.executable, str(ROOT / "main.py"), *map(str, args)], cwd=cwd or ROOT,

@@ -449,12 +449,12 @@ def test_ctrl_c_leaves_the_previous_output_and_no_temp_file(ws):
     import sys
     import time
 
-    from tests.conftest import ROOT
+    from tests.conftest import ROOT, default_sigint
     old = ws / "result.mp4"
     old.write_bytes(b"the artist's previous render")
     proc = subprocess.Popen([sys.executable, str(ROOT / "main.py"), "convert", "-w", str(ws), *FAST,
                              "--batch-size", "1", "--preset", "veryslow"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=default_sigint)
     deadline = time.time() + 60
     while time.time() < deadline and not list(ws.glob(".result.*.tmp.mp4")) and proc.poll() is None:
         time.sleep(0.05)

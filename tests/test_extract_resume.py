@@ -12,7 +12,7 @@ import pytest
 
 from pipeline.core.images import read_gray
 from pipeline.workspace.store import Workspace
-from tests.conftest import KATIE, ROOT, run_cli, snapshot
+from tests.conftest import KATIE, ROOT, default_sigint, run_cli, snapshot
 
 pytestmark = pytest.mark.slow      # runs commands end to end: not in the quick selection
 
@@ -32,7 +32,8 @@ def _frames_done(ws_dir) -> int:
 
 def _start_and_stop(ws_dir, sig, after_frames: int) -> int:
     proc = subprocess.Popen([sys.executable, str(ROOT / "main.py"), "extract", "--input", str(KATIE),
-                             "--workspace", str(ws_dir)], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                             "--workspace", str(ws_dir)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            preexec_fn=default_sigint)
     deadline = time.time() + 120
     while _frames_done(ws_dir) < after_frames and proc.poll() is None and time.time() < deadline:
         time.sleep(0.05)
