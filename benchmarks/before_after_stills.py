@@ -13,16 +13,14 @@ Usage: python -m benchmarks.before_after_stills -w WORKSPACE --out docs/NAME [--
 from __future__ import annotations
 
 import argparse
-import shlex
 from pathlib import Path
 
 import cv2
 import numpy as np
 
-from convert.options import ConvertOptions
+from benchmarks.realism_ablation import convert_options
 from convert.runner import run_convert
 from evaluate import realism
-from pipeline.core.options import add_arguments, from_namespace
 from pipeline.core.video import FrameReader, probe
 from pipeline.faces.analyser import FaceAnalyser
 from pipeline.workspace.store import Workspace
@@ -31,13 +29,8 @@ BEFORE = "--detail 0 --chroma-smooth 0"
 
 
 def render(workspace: Path, frame: int, extra: str) -> np.ndarray:
-    parser = argparse.ArgumentParser()
-    add_arguments(parser, ConvertOptions)
-    opts = from_namespace(ConvertOptions, parser.parse_args(
-        ["-w", str(workspace), "--start", str(frame), "--end", str(frame + 1), "--preview", "1",
-         *shlex.split(extra)]))
     stills: dict[int, np.ndarray] = {}
-    run_convert(opts, stills)
+    run_convert(convert_options(workspace, 1, f"--start {frame} --end {frame + 1} {extra}"), stills)
     return stills[frame]
 
 

@@ -41,7 +41,8 @@ DEFAULT_VARIANTS = [
 ]
 
 
-def _options(workspace: Path, frames: int, extra: str) -> ConvertOptions:
+def convert_options(workspace: Path, frames: int, extra: str) -> ConvertOptions:
+    """``convert`` options as the command line would parse them, rendering ``frames`` preview stills."""
     parser = argparse.ArgumentParser()
     add_arguments(parser, ConvertOptions)
     ns = parser.parse_args(["-w", str(workspace), "--preview", str(frames), *shlex.split(extra)])
@@ -79,7 +80,7 @@ def main() -> None:
     for name, extra in variants:
         stills: dict[int, np.ndarray] = {}
         t0 = time.perf_counter()
-        run_convert(_options(args.workspace, args.frames, extra), stills)
+        run_convert(convert_options(args.workspace, args.frames, extra), stills)
         took = time.perf_counter() - t0
         if not originals:
             originals = _originals(video, set(stills))
