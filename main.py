@@ -71,6 +71,56 @@ def _migrate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _masks(args: argparse.Namespace) -> int:
+    action = args.masks_action
+    if action == "train":
+        from train.mask_trainer import run_mask_train
+        from train.options import MaskTrainOptions
+        print(run_mask_train(from_namespace(MaskTrainOptions, args)).line())
+    elif action == "apply":
+        from masks.apply import run_apply
+        from masks.options import MaskApplyOptions
+        print(run_apply(from_namespace(MaskApplyOptions, args)).line())
+    elif action == "export":
+        from masks.exchange import run_export
+        from masks.options import MaskExportOptions
+        print(run_export(from_namespace(MaskExportOptions, args)).line())
+    else:
+        from masks.exchange import run_import
+        from masks.options import MaskImportOptions
+        print(run_import(from_namespace(MaskImportOptions, args)).line())
+    return 0
+
+
+def _mask_options(action: str) -> type:
+    if action == "train":
+        from train.options import MaskTrainOptions
+        return MaskTrainOptions
+    from masks import options
+    return {"apply": options.MaskApplyOptions, "export": options.MaskExportOptions,
+            "import": options.MaskImportOptions}[action]
+
+
+MASK_ACTIONS: dict[str, tuple[str, str]] = {
+    "train": ("learn a face segmenter from the hand-painted masks (both sets)",
+              "Train a small U-Net on every face whose mask was painted by hand (or imported), with strong "
+              "augmentation and synthetic occluders (hands, bars, hair, glasses, pieces of other faces) pasted over "
+              "the faces, so a few dozen masks teach it the whole shot. Model, checkpoints, preview.jpg (face | "
+              "painted mask | prediction | an unpainted face | its prediction) and log.jsonl in "
+              "workspace/mask_model/. Resumes when run again; Ctrl-C saves a checkpoint."),
+    "apply": ("write the trained segmenter's mask for every face without a hand-painted one",
+              "Replace every automatic or older learned mask with the mask model's prediction (origin 'learned'). "
+              "Hand-painted masks are never touched; run again after painting more masks and retraining. Train and "
+              "convert use the learned masks as they use any mask."),
+    "export": ("write a set's masks as PNG files for compositing tools",
+               "One matte per frame at full size (000123.png; white = face), or with --space aligned each face's "
+               "mask as stored. Reads the workspace only."),
+    "import": ("bring edited masks back from a folder; changed ones count as hand-made",
+               "Reads frame mattes (000123.png) or aligned masks named as the faces, cuts mattes into each face's "
+               "crop, and writes them into the workspace. Mattes unchanged since export are skipped."),
+}
+
+
 def _options_of(command: str) -> list[tuple[str | None, type]]:
     """(argument group title, option dataclass) of a command (imported only to build the parser)."""
     if command == "extract":
@@ -121,6 +171,10 @@ COMMANDS: dict[str, tuple[Callable[[argparse.Namespace], int], str, str]] = {
                "Every registered detector, landmarker, masker, feature network, colour transfer, blend mode and "
                "model type; for each weight file whether it is present, its size and checksum, and where to get a "
                "missing or damaged one."),
+    "masks": (_masks, "learned masks: train, apply, export, import",
+              "Masks that know about hands, microphones, glasses and hair, learned from the masks you paint "
+              "(DeepFaceLab's XSeg idea): paint some masks, 'masks train', 'masks apply'; 'masks export' and "
+              "'masks import' move masks to and from compositing tools."),
     "migrate": (_migrate, "bring a workspace of an older schema to the current one",
                 "Writers (extract, train) migrate on their own; this does it now. Both files are backed up first."),
 }
@@ -144,6 +198,10 @@ def _parser() -> argparse.ArgumentParser:
             done |= set(cls.__dataclass_fields__)
         if name == "models":
             s.add_argument("--json", action="store_true", help="print stable JSON for other tools")
+        if name == "masks":
+            actions = s.add_subparsers(dest="masks_action", required=True, metavar="ACTION")
+            for action, (short_a, long_a) in MASK_ACTIONS.items():
+                add_arguments(actions.add_parser(action, help=short_a, description=long_a), _mask_options(action))
     return p
 
 

@@ -63,4 +63,7 @@ class ExtractOptions:
     device: str = option("auto", help="torch device for the identity network: auto (CUDA when present), cpu, cuda")
     force: bool = option(False, action="store_true",
                          help="re-extract every frame and restore deleted faces; hand-edited masks are still "
-                              "never overwritten")
+                              "never overwritten, learned masks (masks apply) are kept, moved with the face")
+    replace_learned_masks: bool = option(False, action="store_true",
+                                         help="with --force: write the automatic masks over learned ones too "
+                                              "(hand-edited masks are never overwritten)")

@@ -25,9 +25,10 @@ from extract.faces import AlignSettings, FaceRecord, build_face
 from extract.inputs import InputSource, resolve_input
 from extract.options import DEFAULT_BACKENDS, ExtractOptions
 from extract.search import SlowPassGate, is_anchor
+from pipeline.core import geometry
 from pipeline.core.errors import UserError
 from pipeline.core.files import remove_quietly, write_atomic
-from pipeline.core.images import ImageReadError, read_gray, read_rgb
+from pipeline.core.images import ImageReadError, encode, read_gray, read_rgb
 from pipeline.core.options import check
 from pipeline.core.video import FrameReader
 from pipeline.faces.analyser import FaceAnalyser, FoundFace
@@ -54,6 +55,7 @@ class ExtractSummary:
     without_face: int = 0
     unreadable: list[str] = field(default_factory=list)
     kept_hand_masks: int = 0
+    kept_learned_masks: int = 0
     dropped_identity: int = 0
     seconds: float = 0.0
     truncated: bool = False
@@ -70,6 +72,8 @@ class ExtractSummary:
                          f"as not the target face")
         if self.kept_hand_masks:
             parts.append(f"{self.kept_hand_masks} hand-edited masks kept")
+        if self.kept_learned_masks:
+            parts.append(f"{self.kept_learned_masks} learned masks kept (--replace-learned-masks to redo them)")
         parts.append(f"{self.seconds:.1f} s ({rate:.1f} frames/s)")
         return ", ".join(parts)
 
@@ -442,6 +446,22 @@ class _ExtractJob:
             return False, False
         return mask_hash(pixels) != rec.mask_pixels_hash, not aligned.exists()
 
+    def _kept_learned_mask(self, old: FaceRow, row: FaceRow) -> np.ndarray | None:
+        """A learned mask the re-extract keeps (moved onto the new crop), recorded in ``row``; else None.
+
+        ``--replace-learned-masks`` asks for the automatic mask instead; an unreadable mask
+        file is replaced too.
+        """
+        if old.mask_origin != MaskOrigin.LEARNED or self.opts.replace_learned_masks:
+            return None
+        pixels = read_gray(self.ws.mask_path(old))
+        if pixels is None or pixels.shape[0] != pixels.shape[1]:
+            return None
+        moved = geometry.move_between_crops(pixels, old.transform, row.transform, row.size)
+        row.mask_origin, row.mask_model, row.mask_hash = MaskOrigin.LEARNED, old.mask_model, mask_hash(moved)
+        self.summary.kept_learned_masks += 1
+        return moved
+
     def _write(self, item: _Item, records: list[FaceRecord]) -> None:
         """Files first (atomic), then the rows; the frame counts as done with its rows."""
         ws = self.ws
@@ -475,13 +495,14 @@ class _ExtractJob:
                 row.dropped, row.drop_reason = True, DropReason.DELETED
             else:
                 write_atomic(aligned_dir / aligned_name, rec.aligned_png)
+            learned = None if hand or old is None else self._kept_learned_mask(old, row)
             if hand:
                 self.summary.kept_hand_masks += 1
                 st = mask_path.stat()
                 row.mask_mtime_ns, row.mask_bytes = st.st_mtime_ns, st.st_size
             else:
                 path = masks_dir / mask_name
-                write_atomic(path, rec.mask_png)
+                write_atomic(path, rec.mask_png if learned is None else encode(learned, ".png"))
                 st = path.stat()
                 row.mask_mtime_ns, row.mask_bytes = st.st_mtime_ns, st.st_size
             rows.append(row)

@@ -82,6 +82,10 @@ MASKERS.register(Entry(
     "dense", "pipeline.faces.backends.dense_mask:DenseMasker",
     "face outline of MediaPipe's 478 points, forehead included (needs --landmarker mediapipe)", terms=_OURS))
 MASKERS.register(Entry(
+    "learned", "pipeline.faces.backends.learned_mask:LearnedMasker",
+    "a segmenter trained on the artist's hand-painted masks ('masks train', written by 'masks apply'): "
+    "hands, microphones, glasses and hair that cross the face stay out", terms=_OURS))
+MASKERS.register(Entry(
     "parsing", "pipeline.faces.backends.bisenet_parsing:ParsingMasker",
     "BiSeNet face parsing (facexlib's weights): skin, brows, eyes, glasses, nose, mouth and lips only, so "
     "hands, hair and microphones over the face stay out of the mask", weights=("bisenet-parsing",),

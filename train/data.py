@@ -158,3 +158,67 @@ def load_training_sets(workspace: Path, resolution: int, content_extra: list[Pat
         raise UserError(f"dst faces are '{content.face_type}' crops but src faces '{style.face_type}'; extract both "
                         f"sets with the same --face-type (add --force to re-extract one)")
     return content, with_flips(style)
+
+
+#: Fewest hand-painted masks ``masks train`` starts with (a few dozen across the shot is better).
+MIN_HAND_MASKS = 2
+#: Faces without a hand mask kept as texture for synthetic occluders and for previews.
+POOL_SIZE = 64
+
+
+def _small_faces(ws: Workspace, rows: list, resolution: int, with_masks: bool) -> tuple[list, list, list]:
+    images, masks, names = [], [], []
+    for row in rows:
+        try:
+            img = read_rgb(ws.aligned_path(row))
+        except ImageReadError:
+            continue
+        mask = read_gray(ws.mask_path(row)) if with_masks else None
+        if with_masks and mask is None:
+            continue
+        images.append(cv2.resize(img, (resolution, resolution), interpolation=cv2.INTER_AREA))
+        if mask is not None:
+            masks.append(cv2.resize(mask, (resolution, resolution), interpolation=cv2.INTER_AREA))
+        names.append(f"{row.set_name}/{row.aligned_file}")
+    return images, masks, names
+
+
+def load_mask_sets(workspace: Path, resolution: int, seed: int = 0, writer: bool = True) -> tuple[FaceSet, FaceSet]:
+    """(faces with a hand-painted mask, of both sets; up to POOL_SIZE other faces) for the mask segmenter."""
+    if not (Path(workspace) / "workspace.json").is_file():
+        raise UserError(f"{workspace} is not a workspace yet (no workspace.json); run 'python main.py extract' first")
+    with Workspace(workspace, write=writer, command="masks train") as ws:
+        hand, others = [], []
+        for set_name in ("dst", "src"):
+            if ws.set_meta(set_name) is None:
+                continue
+            scan = ws.sync_artist_edits(set_name) if writer else ws.scan_artist_edits(set_name)
+            for row in ws.faces_as_edited(set_name, scan):
+                if row.dropped:
+                    continue
+                (hand if row.mask_origin == MaskOrigin.HAND else others).append(row)
+        face_types = {r.face_type for r in hand}
+        if len(hand) < MIN_HAND_MASKS:
+            raise UserError(f"workspace {ws.root} has {len(hand)} hand-painted mask(s); masks train needs at least "
+                            f"{MIN_HAND_MASKS} (20 or more, from across the shot and covering what crosses the face, "
+                            f"work best). Paint them in data_dst/masks/ (white = face, black = hands, hair, "
+                            f"microphones, background; same file name and size) with any image editor, or bring "
+                            f"them in with 'python main.py masks import DIR'")
+        if len(face_types) > 1:
+            raise UserError(f"the hand-painted masks are on faces of different face types "
+                            f"({', '.join(sorted(face_types))}); a mask model learns one face type: extract both sets "
+                            f"with the same --face-type")
+        images, masks, names = _small_faces(ws, hand, resolution, with_masks=True)
+        rng = np.random.default_rng(seed)
+        picks = sorted(rng.choice(len(others), size=min(POOL_SIZE, len(others)), replace=False)) if others else []
+        pool_images, _, pool_names = _small_faces(ws, [others[i] for i in picks], resolution, with_masks=False)
+    if len(images) < MIN_HAND_MASKS:
+        raise UserError(f"only {len(images)} of the {len(hand)} faces with hand-painted masks could be read (aligned "
+                        f"image or mask unreadable); masks train needs at least {MIN_HAND_MASKS}")
+    r = resolution
+    face_type = face_types.pop()
+    pool = FaceSet(np.stack(pool_images) if pool_images else np.zeros((0, r, r, 3), np.uint8),
+                   np.zeros((len(pool_images), r, r), np.uint8), np.zeros((len(pool_images), 68, 2), np.float32),
+                   pool_names, None, face_type)
+    return FaceSet(np.stack(images), np.stack(masks), np.zeros((len(images), 68, 2), np.float32), names, None,
+                   face_type, len(images)), pool

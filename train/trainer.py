@@ -37,7 +37,7 @@ from pipeline.models.interface import count_parameters
 from pipeline.models.store import save_model
 from pipeline.registries import MODEL_TYPES
 from pipeline.workspace.lock import WorkspaceLock
-from train.data import load_training_sets
+from train.data import FaceSet, load_training_sets
 from train.model_trainer import ModelTrainer, TrainContext
 from train.options import TrainOptions
 
@@ -57,14 +57,15 @@ class TrainSummary:
     last: dict
     model_dir: Path
     parameters: int
+    command: str = "train"
 
     def line(self) -> str:
         ran = self.iterations_done - self.start_iteration
         rate = ran / self.seconds if self.seconds > 0 else 0.0
         terms = ", ".join(f"{k} {v:.4g}" for k, v in self.last.items()
                           if k not in ("iteration", "alpha", "lr", "seconds"))
-        return (f"train: iteration {self.iterations_done} ({ran} this run, {rate:.2f} it/s, {self.seconds:.0f} s); "
-                f"{terms}; model in {self.model_dir}")
+        return (f"{self.command}: iteration {self.iterations_done} ({ran} this run, {rate:.2f} it/s, "
+                f"{self.seconds:.0f} s); {terms}; model in {self.model_dir}")
 
 
 class DivergenceGuard:
@@ -101,10 +102,20 @@ def ranks_agree(checksums: list[torch.Tensor]) -> bool:
 
 
 class Trainer:
-    def __init__(self, opts: TrainOptions) -> None:
+    """The loop of ``main.py train``; a subclass trains another kind of model with the same machinery.
+
+    What differs between the face models and the mask segmenter (``train.mask_trainer``)
+    is only where the model lives, which faces it learns from and which family steps it:
+    the hooks ``_model_options``, ``_model_dir``, ``_load_data``, ``_make_family`` and
+    ``_data_line``.
+    """
+
+    #: the command that holds the workspace lock and names the summary line
+    command = "train"
+
+    def __init__(self, opts: Any) -> None:
         check(opts)
-        options_cls = MODEL_TYPES.load(opts.model, "options")
-        model_options = opts.model_options if opts.model_options is not None else options_cls()
+        model_options = self._model_options(opts)
         check(model_options)
         self.opts, self.model_options = opts, model_options
         self.rank, self.world = _dist()
@@ -112,26 +123,44 @@ class Trainer:
         self.device = choose_device(opts.device)
         if self.world > 1 and self.device.type == "cuda":
             self.device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
-        self.model_dir = Path(opts.workspace) / "model"
-        self.lock = WorkspaceLock(Path(opts.workspace), "train")
+        self.model_dir = self._model_dir(opts)
+        self.lock = WorkspaceLock(Path(opts.workspace), self.command)
         if self.main and (Path(opts.workspace) / "workspace.json").is_file():
             self.lock.acquire()        # held for the whole run: one writer of the workspace and its model
         try:
-            self._setup(opts, model_options, opts.model)
+            self._setup(opts, model_options)
         except BaseException:
             self.lock.release()
             raise
 
-    def _setup(self, opts: TrainOptions, model_options: Any, model_type: str) -> None:
-        content, style = load_training_sets(Path(opts.workspace), model_options.resolution, opts.content_extra,
-                                            writer=self.main)
+    # ------------------------------------------------------------------ what a subclass changes
+    def _model_options(self, opts: Any) -> Any:
+        options_cls = MODEL_TYPES.load(opts.model, "options")
+        return opts.model_options if opts.model_options is not None else options_cls()
+
+    def _model_dir(self, opts: Any) -> Path:
+        return Path(opts.workspace) / "model"
+
+    def _load_data(self, opts: Any, model_options: Any) -> tuple[FaceSet, FaceSet]:
+        return load_training_sets(Path(opts.workspace), model_options.resolution, opts.content_extra,
+                                  writer=self.main)
+
+    def _make_family(self, ctx: TrainContext) -> tuple[ModelTrainer, str]:
+        return MODEL_TYPES.load(self.opts.model, "trainer")(ctx), self.opts.model
+
+    def _data_line(self) -> str:
+        return (f"train: {len(self.content)} dst faces (content), {len(self.style)} src faces with flips (style); "
+                f"model {self.model_type}")
+
+    # ------------------------------------------------------------------ setup
+    def _setup(self, opts: Any, model_options: Any) -> None:
+        content, style = self._load_data(opts, model_options)
         self.content, self.style = content, style
         self.sampler = np.random.Generator(np.random.PCG64(opts.seed + 1000 * self.rank))
         self.gen = torch.Generator(device="cpu").manual_seed(opts.seed + 1 + 1000 * self.rank)
         ctx = TrainContext(model_options, content, style, self.device, self.model_dir, self.gen, opts.lr,
                            self.world, self.main, opts.fresh)
-        self.family: ModelTrainer = MODEL_TYPES.load(opts.model, "trainer")(ctx)
-        self.model_type = model_type
+        self.family, self.model_type = self._make_family(ctx)
         old = self._check_existing_model()
 
         torch.manual_seed(opts.seed)
@@ -144,7 +173,6 @@ class Trainer:
         self.guard = DivergenceGuard()
         self.last_saved: int | None = self.iteration if self.iteration > 0 else None
 
-    # ------------------------------------------------------------------ setup
     def _options_json(self) -> dict[str, Any]:
         o = self.opts
         return {**self.family.options_json(), "face_type": self.content.face_type, "batch_size": o.batch_size,
@@ -170,7 +198,7 @@ class Trainer:
             return None
         if self.opts.fresh:
             if self.main:
-                aside = self.model_dir.with_name(f"model-old-{time.strftime('%Y%m%d-%H%M%S')}")
+                aside = self.model_dir.with_name(f"{self.model_dir.name}-old-{time.strftime('%Y%m%d-%H%M%S')}")
                 shutil.move(str(self.model_dir), aside)
                 log.info("--fresh: the previous model was moved to %s", aside)
             if self.world > 1:
@@ -292,14 +320,13 @@ class Trainer:
         start_it, started = self.iteration, time.perf_counter()
         if self.main:
             self.model_dir.mkdir(parents=True, exist_ok=True)
-            log.info("train: %d dst faces (content), %d src faces with flips (style); model %s", len(self.content),
-                     len(self.style), self.model_type)
+            log.info("%s", self._data_line())
             for line in self.family.log_lines():
                 log.info("%s", line)
             log.info("device %s%s; options %s", describe_device(self.device),
                      f"; {self.world} processes" if self.world > 1 else "",
                      json.dumps({**as_dict(self.model_options)}, sort_keys=True))
-        bar = tqdm(total=end, initial=self.iteration, unit="it", desc="train", disable=not self.main,
+        bar = tqdm(total=end, initial=self.iteration, unit="it", desc=self.command, disable=not self.main,
                    dynamic_ncols=True, mininterval=1.0)
         last: dict = {}
         try:
@@ -333,7 +360,7 @@ class Trainer:
         if self.world > 1:
             self._check_ranks_in_sync()
         return TrainSummary(self.iteration, start_it, time.perf_counter() - started, last, self.model_dir,
-                            count_parameters(self.family.model.network))
+                            count_parameters(self.family.model.network), self.command)
 
     def _diverging(self, loss: float) -> str | None:
         """The guard's verdict, agreed by every process (one stopping alone would hang the others)."""
@@ -369,8 +396,9 @@ class Trainer:
                             f"train again from the checkpoint, or with one process", exit_code=1)
 
 
-def run_train(opts: TrainOptions) -> TrainSummary:
-    trainer = Trainer(opts)
+def run_train(opts: TrainOptions, trainer_class: type[Trainer] | None = None) -> TrainSummary:
+    """Train until ``opts.iterations`` (or a stop), saving as it goes; ``trainer_class`` for other models."""
+    trainer = (trainer_class or Trainer)(opts)
     try:
         summary = trainer.run()
         if trainer.world > 1:

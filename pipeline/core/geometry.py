@@ -154,6 +154,20 @@ def compose(outer: np.ndarray, inner: np.ndarray) -> np.ndarray:
     return (a @ b)[:2]
 
 
+def move_between_crops(image: np.ndarray, old: np.ndarray, new: np.ndarray, size: int,
+                       tolerance: float = 0.01) -> np.ndarray:
+    """An aligned image (a mask) cut with source->crop ``old``, as the crop ``new`` would cut it.
+
+    Returned unchanged when no crop corner moves more than ``tolerance`` pixels, so a
+    mask re-stored after an identical re-extract keeps its exact pixels.
+    """
+    move = compose(np.asarray(new, np.float64), invert_affine(old))
+    corners = np.array([[0, 0], [size, 0], [0, size], [size, size]], dtype=np.float64)
+    if image.shape[0] == size and np.abs(transform_points(corners, move) - corners).max() <= tolerance:
+        return image
+    return cv2.warpAffine(image, move, (size, size), flags=cv2.INTER_LINEAR)
+
+
 def face_transform(landmarks: np.ndarray, face_type: str = "full", size: int = 256) -> np.ndarray:
     """Source -> aligned similarity (2x3) for a face of the given type and crop size."""
     if face_type not in FACE_TYPES:

@@ -141,6 +141,9 @@ def add_arguments(parser: argparse.ArgumentParser | Any, cls: type, skip: set[st
         if spec.required:
             kwargs["required"] = True
             kwargs.pop("default")
+        if not names[0].startswith("-"):      # a positional argument: its name is its dest
+            kwargs.pop("dest")
+            kwargs.pop("default", None)
         parser.add_argument(*names, **kwargs)
 
 

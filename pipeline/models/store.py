@@ -42,29 +42,38 @@ def save_model(folder: Path, model: FaceModel, options: dict[str, Any]) -> None:
     write_atomic(folder / OPTIONS_FILE, text.encode())
 
 
-def read_options(folder: Path) -> dict[str, Any]:
-    """``options.json`` checked for what every model needs; UserError naming the file and the fix."""
+def read_options(folder: Path, expected: type[FaceModel] | None = None, retrain: str = _RETRAIN) -> dict[str, Any]:
+    """``options.json`` checked for what every model needs; UserError naming the file and the fix.
+
+    ``expected`` is a model class outside the model-type registry (the mask segmenter):
+    the file must name its type.
+    """
     path = Path(folder) / OPTIONS_FILE
     if not path.is_file():
-        raise UserError(f"no trained model in {folder} ({OPTIONS_FILE} is missing); run 'python main.py train' first")
+        raise UserError(f"no trained model in {folder} ({OPTIONS_FILE} is missing); {_first(retrain)}")
     try:
         meta = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
         raise UserError(f"model options {path} are unreadable ({one_line(err)}); restore the file "
-                        f"or {_RETRAIN}") from err
+                        f"or {retrain}") from err
     if not isinstance(meta, dict):
-        raise UserError(f"model options {path} are not a JSON object; restore the file or {_RETRAIN}")
+        raise UserError(f"model options {path} are not a JSON object; restore the file or {retrain}")
     version = meta.get("format_version")
     if not isinstance(version, int) or isinstance(version, bool):
-        raise UserError(f"model options {path} have no valid format_version; restore the file or {_RETRAIN}")
+        raise UserError(f"model options {path} have no valid format_version; restore the file or {retrain}")
     if version > FORMAT_VERSION:
         raise UserError(f"model {path} has format_version {version}, newer than this tool understands "
                         f"({FORMAT_VERSION}); update the tool")
     meta.setdefault("model_type", LEGACY_MODEL_TYPE)
+    if expected is not None:
+        if meta["model_type"] != expected.type_name:
+            raise UserError(f"{path} describes a '{meta['model_type']}' model, not a '{expected.type_name}' "
+                            f"model; {retrain}")
+        return meta
     from pipeline.registries import MODEL_TYPES
     if meta["model_type"] not in MODEL_TYPES:
         raise UserError(f"model {path} is of type '{meta['model_type']}', which this tool does not know "
-                        f"(it knows {', '.join(MODEL_TYPES.names())}); update the tool or {_RETRAIN}")
+                        f"(it knows {', '.join(MODEL_TYPES.names())}); update the tool or {retrain}")
     return meta
 
 
@@ -73,7 +82,13 @@ def one_line(err: BaseException) -> str:
     return text if len(text) <= 300 else text[:297] + "..."
 
 
-def load_model(folder: Path, device: str | torch.device = "cpu") -> tuple[FaceModel, dict[str, Any]]:
+def _first(retrain: str) -> str:
+    """"retrain with 'CMD'" -> "run 'CMD' first" (the fix when there is no model yet)."""
+    return retrain.replace("retrain with", "run", 1) + " first"
+
+
+def load_model(folder: Path, device: str | torch.device = "cpu", kind: type[FaceModel] | None = None,
+               retrain: str = _RETRAIN) -> tuple[FaceModel, dict[str, Any]]:
     """Rebuild the model ``options.json`` describes and load ``weights.pt`` into it; eval mode.
 
     UserError (naming the file and the fix) for a missing model, unreadable or newer
@@ -84,16 +99,16 @@ def load_model(folder: Path, device: str | torch.device = "cpu") -> tuple[FaceMo
     options_path, weights_path = folder / OPTIONS_FILE, folder / WEIGHTS_FILE
     for path in (options_path, weights_path):
         if not path.is_file():
-            raise UserError(f"no trained model in {folder} ({path.name} is missing); run 'python main.py train' first")
-    meta = read_options(folder)
-    model = model_class(meta["model_type"]).from_options(meta, options_path)
+            raise UserError(f"no trained model in {folder} ({path.name} is missing); {_first(retrain)}")
+    meta = read_options(folder, kind, retrain)
+    model = (kind or model_class(meta["model_type"])).from_options(meta, options_path)
     try:
         state = torch.load(weights_path, map_location=device, weights_only=True)
     except Exception as err:  # corrupt/truncated file, or pickled objects refused
         raise UserError(f"model weights {weights_path} are unreadable or not a plain state dict "
-                        f"({one_line(err)}); {_RETRAIN}") from err
+                        f"({one_line(err)}); {retrain}") from err
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise UserError(f"model weights {weights_path} are not a state dict of tensors; {_RETRAIN}")
+        raise UserError(f"model weights {weights_path} are not a state dict of tensors; {retrain}")
     net = model.network
     try:
         net.load_state_dict(state, strict=True)
@@ -107,7 +122,7 @@ def load_model(folder: Path, device: str | torch.device = "cpu") -> tuple[FaceMo
                                               ("wrong shape", shapes)) if keys)
         arch = ", ".join(f"{k} {v}" for k, v in model.architecture().items())
         raise UserError(f"model weights {weights_path} do not match {options_path} ({arch}: "
-                        f"{detail or one_line(err)}); restore the matching {OPTIONS_FILE} or {_RETRAIN}") from err
+                        f"{detail or one_line(err)}); restore the matching {OPTIONS_FILE} or {retrain}") from err
     net.to(device)
     net.eval()
     return model, meta

@@ -26,6 +26,7 @@ class MaskOrigin(str, Enum):
     """
 
     HULL = "hull"
+    LEARNED = "learned"        # written by ``masks apply`` (a segmenter trained on the artist's masks)
     HAND = "hand"
 
     @classmethod
@@ -119,6 +120,7 @@ class FaceRow:
     dropped: bool = False
     drop_reason: DropReason | None = None
     dense_landmarks: np.ndarray | None = None   # (N, 2) a dense landmarker's points, source pixels (478: MediaPipe)
+    mask_model: str | None = None  # hash of the mask model's weights that wrote a 'learned' mask
     id: int | None = None          # the index's row id (None until stored)
 
     @property
@@ -157,7 +159,8 @@ def face_from_sql(r: Any) -> FaceRow:
         mask_bytes=r["mask_bytes"], descriptor=unpack(r["descriptor"]), blur=r["blur"], yaw=r["yaw"],
         pitch=r["pitch"], roll=r["roll"], dropped=bool(r["dropped"]),
         drop_reason=None if r["drop_reason"] is None else DropReason(r["drop_reason"]),
-        dense_landmarks=unpack_points(r["dense_landmarks"]) if "dense_landmarks" in keys else None, id=r["id"])
+        dense_landmarks=unpack_points(r["dense_landmarks"]) if "dense_landmarks" in keys else None,
+        mask_model=r["mask_model"] if "mask_model" in keys else None, id=r["id"])
 
 
 @dataclass

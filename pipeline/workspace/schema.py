@@ -5,6 +5,8 @@ Version 1: the first format. Version 2 records which landmark model made each fa
 set was extracted with, so later stages (evaluate) analyse faces the same way.
 Version 3 keeps a dense landmarker's own points (``faces.dense_landmarks``: MediaPipe's
 478) beside the 68, for the ``dense`` masker.
+Version 4 records which mask model wrote a ``learned`` mask (``faces.mask_model``, the
+hash of its weights), so ``masks apply`` after a retrain knows which masks it replaces.
 
 Each migration is one small function that brings the index and workspace.json from
 version N to N + 1; it is safe to run again after an interruption (it checks what is
@@ -16,7 +18,7 @@ import sqlite3
 from dataclasses import dataclass
 from typing import Any, Callable
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 TABLES = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -39,7 +41,7 @@ CREATE TABLE IF NOT EXISTS faces (
     transform TEXT NOT NULL,       -- JSON 2x3, source -> aligned
     face_type TEXT NOT NULL, size INTEGER NOT NULL,
     aligned_file TEXT NOT NULL, mask_file TEXT NOT NULL,   -- names in the set's aligned/ and masks/ folders
-    mask_origin TEXT NOT NULL,     -- the automatic masker's name ('hull'), or 'hand'
+    mask_origin TEXT NOT NULL,     -- the automatic masker's name ('hull', 'learned'), or 'hand'
     mask_hash TEXT NOT NULL,       -- hash of the mask pixels as written automatically
     mask_mtime_ns INTEGER, mask_bytes INTEGER,
     descriptor BLOB,
@@ -47,6 +49,7 @@ CREATE TABLE IF NOT EXISTS faces (
     dropped INTEGER NOT NULL DEFAULT 0, drop_reason TEXT,
     landmarker TEXT NOT NULL DEFAULT 'dlib',
     dense_landmarks BLOB,          -- a dense landmarker's points: x, y little-endian float32 pairs, source pixels
+    mask_model TEXT,               -- for a 'learned' mask: the hash of the mask model's weights that wrote it
     UNIQUE (set_name, source, frame_index, face_index)
 );
 CREATE INDEX IF NOT EXISTS faces_by_set ON faces (set_name, frame_index);
@@ -84,6 +87,13 @@ def _v3_meta(meta: dict[str, Any]) -> None:
     """Nothing in workspace.json changes."""
 
 
+def _v4_index(db: sqlite3.Connection) -> None:
+    """faces.mask_model: no mask before version 4 was written by a mask model (NULL)."""
+    tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    if "faces" in tables and "mask_model" not in _columns(db, "faces"):
+        db.execute("ALTER TABLE faces ADD COLUMN mask_model TEXT")
+
+
 @dataclass(frozen=True)
 class Migration:
     """From version N to N + 1: the index part runs in the caller's transaction."""
@@ -92,7 +102,8 @@ class Migration:
     meta: Callable[[dict[str, Any]], None]
 
 
-MIGRATIONS: dict[int, Migration] = {1: Migration(_v2_index, _v2_meta), 2: Migration(_v3_index, _v3_meta)}
+MIGRATIONS: dict[int, Migration] = {1: Migration(_v2_index, _v2_meta), 2: Migration(_v3_index, _v3_meta),
+                                    3: Migration(_v4_index, _v3_meta)}
 
 
 def upgrade_meta(meta: dict[str, Any], version: int) -> dict[str, Any]:

@@ -57,6 +57,7 @@ class EditScan:
     deleted: list[int] = field(default_factory=list)         # face ids whose aligned image is gone
     hand_masks: list[int] = field(default_factory=list)      # face ids with a repainted mask
     restored_masks: list[int] = field(default_factory=list)  # 'hand' masks back to the automatic pixels
+    restored_learned: list[int] = field(default_factory=list)  # of those, the ones a mask model had written
     missing_masks: list[int] = field(default_factory=list)   # face ids whose mask file is gone
     mask_stats: dict[int, tuple[int, int]] = field(default_factory=dict)
 
@@ -68,7 +69,7 @@ class EditScan:
         if row.id in self.hand_masks:
             changes["mask_origin"] = MaskOrigin.HAND
         elif row.id in self.restored_masks:
-            changes["mask_origin"] = MaskOrigin(automatic)
+            changes["mask_origin"] = MaskOrigin.LEARNED if row.id in self.restored_learned else MaskOrigin(automatic)
         return replace(row, **changes) if changes else row
 
 
@@ -421,6 +422,8 @@ class Workspace:
                 scan.hand_masks.append(row.id)
             elif not changed and row.mask_origin == MaskOrigin.HAND:
                 scan.restored_masks.append(row.id)
+                if row.mask_model:
+                    scan.restored_learned.append(row.id)
             scan.mask_stats[row.id] = (st.st_mtime_ns, st.st_size)
         return scan
 
@@ -435,8 +438,10 @@ class Workspace:
                            [(DropReason.DELETED.value, i) for i in scan.deleted])
             db.executemany("UPDATE faces SET mask_origin=? WHERE id=?",
                            [(MaskOrigin.HAND.value, i) for i in scan.hand_masks])
+            learned = set(scan.restored_learned)
             db.executemany("UPDATE faces SET mask_origin=? WHERE id=? AND mask_origin=?",
-                           [(automatic, i, MaskOrigin.HAND.value) for i in scan.restored_masks])
+                           [(MaskOrigin.LEARNED.value if i in learned else automatic, i, MaskOrigin.HAND.value)
+                            for i in scan.restored_masks])
             db.executemany("UPDATE faces SET mask_mtime_ns=?, mask_bytes=? WHERE id=?",
                            [(m, b, i) for i, (m, b) in scan.mask_stats.items()])
 
@@ -452,6 +457,19 @@ class Workspace:
         scan = scan if scan is not None else self.scan_artist_edits(set_name)
         automatic = self.automatic_mask_origin(set_name)
         return [scan.applied(row, automatic) for row in self.faces(set_name)]
+
+    def put_masks(self, updates: list[tuple[FaceRow, str, str, str | None]]) -> None:
+        """Record masks just written: (row, origin, pixel hash, mask model hash), in one transaction.
+
+        The file's stat is taken now, so the next scan sees these files as untouched.
+        """
+        values = []
+        for row, origin, pixels_hash, model in updates:
+            st = self.mask_path(row).stat()
+            values.append((MaskOrigin(origin).value, pixels_hash, model, st.st_mtime_ns, st.st_size, row.id))
+        with self._transaction():
+            self.db.executemany("UPDATE faces SET mask_origin=?, mask_hash=?, mask_model=?, mask_mtime_ns=?, "
+                                "mask_bytes=? WHERE id=?", values)
 
     def automatic_mask_origin(self, set_name: str) -> str:
         meta = self.set_meta(set_name)

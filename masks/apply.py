@@ -1,0 +1,126 @@
+"""``main.py masks apply``: the trained segmenter's mask for every face the artist did not paint.
+
+Rules (the artist's files are the truth):
+- a ``hand`` mask (painted, imported, or an edited learned one: the edit scan runs first)
+  is never read for writing, never touched;
+- every other mask of a kept face is replaced by the prediction, recorded as origin
+  ``learned`` with the model's weights hash (``faces.mask_model``), its pixel hash and
+  file stat, so a later edit of it is seen as hand work;
+- resumable: a face whose learned mask came from this same model is skipped, so running
+  it again after an interruption (or twice) does only what is left; after a retrain the
+  hash differs and every learned mask is replaced.
+Each mask file is written atomically and its row updated in a transaction per batch.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from masks.options import MaskApplyOptions
+from pipeline.core.errors import UserError
+from pipeline.core.files import write_atomic
+from pipeline.core.images import ImageReadError, encode, read_rgb
+from pipeline.core.options import check
+from pipeline.faces.backends.learned_mask import LearnedMasker
+from pipeline.models.segmenter import MASK_MODEL_DIR
+from pipeline.workspace.records import FaceRow, MaskOrigin
+from pipeline.workspace.store import Workspace, mask_hash
+
+log = logging.getLogger("masks")
+
+
+@dataclass
+class ApplySummary:
+    model: str
+    written: dict[str, int] = field(default_factory=dict)
+    hand_kept: dict[str, int] = field(default_factory=dict)
+    current: dict[str, int] = field(default_factory=dict)
+    unreadable: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def line(self) -> str:
+        parts = [f"{s}: {self.written[s]} learned masks written, {self.hand_kept[s]} hand masks kept"
+                 + (f", {self.current[s]} already from this model" if self.current[s] else "")
+                 for s in self.written]
+        total = sum(self.written.values())
+        rate = total / self.seconds if self.seconds > 0 else 0.0
+        tail = f"; {len(self.unreadable)} unreadable faces skipped" if self.unreadable else ""
+        return f"masks apply ({self.model}): {'; '.join(parts)}{tail}; {self.seconds:.1f} s ({rate:.1f} faces/s)"
+
+
+def _sets(ws: Workspace, choice: str) -> list[str]:
+    names = ["dst", "src"] if choice == "both" else [choice]
+    present = [s for s in names if ws.set_meta(s) is not None]
+    if not present:
+        raise UserError(f"workspace {ws.root} has no {' or '.join(names)} faces; run 'python main.py extract' first")
+    return present
+
+
+def _read(ws: Workspace, row: FaceRow) -> np.ndarray | None:
+    try:
+        return read_rgb(ws.aligned_path(row))
+    except ImageReadError:
+        return None
+
+
+def run_apply(opts: MaskApplyOptions) -> ApplySummary:
+    """Write learned masks into the workspace (see the module docstring for what is kept)."""
+    check(opts)
+    started = time.perf_counter()
+    root = Path(opts.workspace)
+    if not (root / "workspace.json").is_file():
+        raise UserError(f"{root} is not a workspace yet (no workspace.json); run 'python main.py extract' first")
+    masker = LearnedMasker(root / MASK_MODEL_DIR, opts.device, opts.batch_size)
+    log.info("masks: %s", masker.describe())
+    summary = ApplySummary(masker.hash)
+    with Workspace(root, write=True, command="masks apply") as ws:
+        sets = _sets(ws, opts.set_name)
+        for set_name in sets:
+            face_type = ws.set_meta(set_name).extract.face_type     # type: ignore[union-attr]
+            if face_type != masker.face_type:
+                raise UserError(f"the mask model in {root / MASK_MODEL_DIR} learned '{masker.face_type}' faces but "
+                                f"the {set_name} set holds '{face_type}' faces; train a mask model on this "
+                                f"workspace ('python main.py masks train --fresh') or apply it to a workspace "
+                                f"extracted with --face-type {masker.face_type}")
+        for set_name in sets:
+            _apply_set(ws, set_name, masker, opts.batch_size, summary)
+    summary.seconds = time.perf_counter() - started
+    return summary
+
+
+def _apply_set(ws: Workspace, set_name: str, masker: LearnedMasker, batch: int, summary: ApplySummary) -> None:
+    ws.remove_stale_temp_files(set_name)
+    ws.sync_artist_edits(set_name)
+    rows = ws.faces(set_name, kept=True)
+    hand = [r for r in rows if r.mask_origin == MaskOrigin.HAND]
+    current = [r for r in rows if r.mask_origin == MaskOrigin.LEARNED and r.mask_model == masker.hash
+               and ws.mask_path(r).is_file()]
+    done = {r.id for r in hand} | {r.id for r in current}
+    todo = [r for r in rows if r.id not in done]
+    summary.hand_kept[set_name], summary.current[set_name], summary.written[set_name] = len(hand), len(current), 0
+    chunks = [todo[i:i + batch] for i in range(0, len(todo), batch)]
+    with ThreadPoolExecutor(2, thread_name_prefix="masks-io") as io, \
+            tqdm(total=len(todo), unit="face", desc=f"masks apply {set_name}", dynamic_ncols=True,
+                 mininterval=1.0) as bar:
+        ahead = io.submit(lambda c: [_read(ws, r) for r in c], chunks[0]) if chunks else None
+        for i, chunk in enumerate(chunks):
+            assert ahead is not None
+            faces = ahead.result()
+            if i + 1 < len(chunks):       # decode the next batch while the network runs
+                ahead = io.submit(lambda c: [_read(ws, r) for r in c], chunks[i + 1])
+            ok = [(r, f) for r, f in zip(chunk, faces) if f is not None]
+            summary.unreadable += [r.aligned_file for r, f in zip(chunk, faces) if f is None]
+            predicted = masker.masks([f for _, f in ok])
+            pngs = list(io.map(lambda m: encode(m, ".png"), predicted))
+            for (row, _), png in zip(ok, pngs):
+                write_atomic(ws.mask_path(row), png)
+            ws.put_masks([(row, MaskOrigin.LEARNED.value, mask_hash(m), masker.hash)
+                          for (row, _), m in zip(ok, predicted)])
+            summary.written[set_name] += len(ok)
+            bar.update(len(chunk))
