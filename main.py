@@ -199,7 +199,8 @@ def _parser() -> argparse.ArgumentParser:
         if name == "models":
             s.add_argument("--json", action="store_true", help="print stable JSON for other tools")
         if name == "masks":
-            actions = s.add_subparsers(dest="masks_action", required=True, metavar="ACTION")
+            actions = s.add_subparsers(dest="masks_action", required=True, metavar="ACTION",
+                                       help="what to do with the masks")
             for action, (short_a, long_a) in MASK_ACTIONS.items():
                 add_arguments(actions.add_parser(action, help=short_a, description=long_a), _mask_options(action))
     return p

@@ -142,12 +142,11 @@ def run_import(opts: MaskImportOptions) -> ExchangeSummary:
     files = [p for p in list_images(folder) if p.suffix.lower() == ".png"]
     if not files:
         raise UserError(f"{folder} holds no PNG masks; export them with 'python main.py masks export --to {folder}'")
-    ws, meta = _open_set(opts.workspace, opts.set_name, True, "masks import")
+    # planned read-only, so a folder that fits nothing leaves the workspace as it was
+    ws, meta = _open_set(opts.workspace, opts.set_name, False, "masks import")
     with ws:
-        ws.remove_stale_temp_files(opts.set_name)
-        before = {r.id for r in ws.faces(opts.set_name) if r.mask_origin == MaskOrigin.HAND}
-        ws.sync_artist_edits(opts.set_name)
-        by_mask = {ws.mask_path(r).name.lower(): r for r in ws.faces(opts.set_name, kept=True)}
+        before = {r.id for r in ws.faces_as_edited(opts.set_name) if r.mask_origin == MaskOrigin.HAND}
+        by_mask = {ws.mask_path(r).name.lower(): r for r in ws.faces_as_edited(opts.set_name) if r.kept}
         by_frame: dict[str, list[FaceRow]] = defaultdict(list)
         for (source, index), rows in _frames(ws, opts.set_name).items():
             by_frame[_frame_key(meta, source, index).lower()] = rows
@@ -187,10 +186,13 @@ def run_import(opts: MaskImportOptions) -> ExchangeSummary:
             raise UserError(f"none of the {len(files)} PNG files in {folder} names a face or frame of set "
                             f"{opts.set_name} ({(unmatched or bad)[0]}, ...): files must be named as 'masks export' "
                             f"names them (frame 000123.png, or the aligned face's name)")
+    writer, _ = _open_set(opts.workspace, opts.set_name, True, "masks import")
+    with writer:
+        writer.remove_stale_temp_files(opts.set_name)
         for row, pixels in writes:
-            write_atomic(ws.mask_path(row), encode(pixels, ".png"))
-        ws.sync_artist_edits(opts.set_name)
-        after = {r.id for r in ws.faces(opts.set_name) if r.mask_origin == MaskOrigin.HAND}
+            write_atomic(writer.mask_path(row), encode(pixels, ".png"))
+        writer.sync_artist_edits(opts.set_name)
+        after = {r.id for r in writer.faces(opts.set_name) if r.mask_origin == MaskOrigin.HAND}
     if unmatched:
         log.warning("warning: %d files name no face or frame of set %s and were skipped: %s", len(unmatched),
                     opts.set_name, ", ".join(unmatched[:5]) + (" ..." if len(unmatched) > 5 else ""))

@@ -219,10 +219,11 @@ def test_a_registered_masker_is_a_mask_origin():
     from pipeline.registries import MASKERS
     from pipeline.workspace.records import MaskOrigin
     with pytest.raises(ValueError):
-        MaskOrigin("learned")
-    MASKERS.register(Entry("learned", "pipeline.faces.backends.hull_mask:HullMasker", "a learned mask (test)"))
+        MaskOrigin("painted-by-robot")
+    MASKERS.register(Entry("painted-by-robot", "pipeline.faces.backends.hull_mask:HullMasker", "a masker (test)"))
     try:
-        assert MaskOrigin("learned") == "learned" and MaskOrigin("learned").value == "learned"
-        assert MaskOrigin("hand") is MaskOrigin.HAND
+        assert MaskOrigin("painted-by-robot") == "painted-by-robot"
+        assert MaskOrigin("painted-by-robot").value == "painted-by-robot"
+        assert MaskOrigin("hand") is MaskOrigin.HAND and MaskOrigin("learned") is MaskOrigin.LEARNED
     finally:
-        MASKERS.unregister("learned")
+        MASKERS.unregister("painted-by-robot")

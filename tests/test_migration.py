@@ -52,19 +52,19 @@ def test_the_first_writer_migrates_and_every_stage_works(v1):
     json_before = (v1 / "workspace.json").read_bytes()
     res = run_cli("extract", "--input", CLIP, "--size", "128", "--workspace", v1)
     assert res.returncode == 0, res.stderr
-    assert "migrated from schema 1 to 3" in res.stderr
+    assert "migrated from schema 1 to 4" in res.stderr
     assert "0 new, 6 already done" in res.stdout                      # nothing re-extracted
     meta = json.loads((v1 / "workspace.json").read_text())
-    assert meta["schema_version"] == 3
+    assert meta["schema_version"] == 4
     assert meta["sets"]["dst"]["extract"]["landmarker"] == "dlib" and meta["sets"]["src"]["extract"]["masker"] == "hull"
-    assert {"landmarker", "dense_landmarks"} <= _columns_of(v1 / "faces.sqlite")
+    assert {"landmarker", "dense_landmarks", "mask_model"} <= _columns_of(v1 / "faces.sqlite")
     assert (v1 / "workspace.json.v1.bak").read_bytes() == json_before
     assert "landmarker" not in _columns_of(v1 / "faces.sqlite.v1.bak")
     # the artist's work: the deleted face stays deleted, both repainted masks untouched and 'hand'
     assert not (v1 / "data_dst" / "aligned" / "000002_0.png").exists()
     assert {p.name: p.read_bytes() for p in (v1 / "data_dst" / "masks").iterdir()} == masks_before
     info = json.loads(run_cli("info", "--json", "--workspace", v1).stdout)
-    assert info["schema_version"] == 3
+    assert info["schema_version"] == 4
     dst = info["sets"]["dst"]
     assert dst["dropped_by_reason"] == {"deleted": 1} and dst["masks"]["hand"] == 2 and dst["faces"] == 5
 
@@ -85,9 +85,9 @@ def test_the_first_writer_migrates_and_every_stage_works(v1):
 
 def test_migrate_command(v1):
     res = run_cli("migrate", "--workspace", v1)
-    assert res.returncode == 0 and "migrated from schema 1 to 3" in res.stdout
+    assert res.returncode == 0 and "migrated from schema 1 to 4" in res.stdout
     res = run_cli("migrate", "--workspace", v1)
-    assert res.returncode == 0 and "already at schema 3" in res.stdout
+    assert res.returncode == 0 and "already at schema 4" in res.stdout
 
 
 def _columns_of(db):

@@ -193,8 +193,9 @@ def load_mask_sets(workspace: Path, resolution: int, seed: int = 0, writer: bool
             if ws.set_meta(set_name) is None:
                 continue
             scan = ws.sync_artist_edits(set_name) if writer else ws.scan_artist_edits(set_name)
+            missing = set(scan.missing_masks)
             for row in ws.faces_as_edited(set_name, scan):
-                if row.dropped:
+                if row.dropped or row.id in missing:
                     continue
                 (hand if row.mask_origin == MaskOrigin.HAND else others).append(row)
         face_types = {r.face_type for r in hand}

@@ -8,8 +8,8 @@ Why this shape: a small U-Net (two 3x3 conv + BatchNorm + ReLU per level, four s
 levels, bilinear upsampling with skip connections). The mask's edge must land within a
 pixel or two of the painted one, which the skips carry from the full-resolution level;
 the coarse levels see the whole face, which is what tells a hand from a cheek. With
-width 16 it has about 0.5M parameters and trains on two CPU cores at a few iterations a
-second at 128 px (``benchmarks/mask_quality.py`` measured the resolution).
+width 16 it has about 1.2M parameters and trains at about 1.5 iterations a second
+(batch 8, 128 px) on two CPU cores (``benchmarks/mask_quality.py`` measures it).
 
 The model lives in ``workspace/mask_model/`` in the model store's format (``weights.pt``
 state dict + ``options.json`` with ``model_type`` "segmenter"), apart from the face
