@@ -11,6 +11,7 @@ import cv2
 import numpy as np
 import pytest
 
+from convert.runner import plan_faces
 from masks.apply import run_apply
 from masks.exchange import run_export, run_import
 from masks.options import MaskApplyOptions, MaskExportOptions, MaskImportOptions
@@ -19,7 +20,9 @@ from pipeline.core.errors import UserError
 from pipeline.models.interface import count_parameters
 from pipeline.models.segmenter import SegmenterModel, SegmenterNet, weights_hash
 from pipeline.workspace.info import InfoOptions, run_info
+from pipeline.workspace.store import Workspace, mask_hash
 from tests.conftest import ROOT, clean_error, run_cli, snapshot
+from train.data import load_set
 from train.mask_augment import add_occluders, augment
 from train.mask_trainer import run_mask_train
 from train.options import MaskTrainOptions
@@ -110,6 +113,26 @@ def test_apply_writes_learned_masks_keeps_hand_ones_and_a_retrain_replaces_only_
     assert rows[("src", "obama2_0.png")] == ("learned", h1)                 # --set dst left src alone
     rewritten = {n: (dst_masks / n).stat().st_mtime_ns for n in ("000003_0.png", "000005_0.png")}
     assert all(rewritten[n] > learned_before[n] for n in rewritten)
+
+
+def test_convert_and_train_read_the_learned_masks(ws):
+    run_mask_train(MaskTrainOptions(workspace=ws, iterations=2, **TINY))
+    run_apply(MaskApplyOptions(workspace=ws, set_name="dst"))
+    learned = ws / "data_dst" / "masks" / "000003_0.png"
+    pixels = np.zeros((128, 128), np.uint8)
+    pixels[30:90, 40:100] = 255                      # stand in for a prediction: a mask no hull draws
+    cv2.imwrite(str(learned), pixels)
+    with Workspace(ws, write=True) as w:            # recorded as the model's own output, not an edit
+        row = next(r for r in w.faces("dst") if r.mask_file == "000003_0.png")
+        w.put_masks([(row, "learned", mask_hash(pixels), row.mask_model)])
+        plans, _ = plan_faces(w, w.faces("dst"), 128, 128, "full", 0.0)
+        plan = next(p for p in plans[3])
+        assert plan.hand_mask == learned             # convert reads the file (moved onto its smoothed crop)
+        faces = load_set(w, "dst", 64, writer=True)
+    assert _rows(ws)[("dst", "000003_0.png")][0] == "learned"
+    i = faces.names.index("000003_0.png")
+    expected = cv2.resize(pixels, (64, 64), interpolation=cv2.INTER_AREA)
+    assert np.array_equal(faces.masks[i], expected)   # train learns inside the learned mask
 
 
 def test_masks_train_without_hand_masks_says_how_many_and_how_to_make_them(ws):
