@@ -10,6 +10,8 @@
    as hand-painted masks, ``masks train`` runs for at most ``--minutes``, ``masks apply``
    writes the rest; IoU against the truth on the unlabelled faces, beside the hull's IoU on
    the same faces (all of them, and those with over 10 % of the face covered).
+   ``--unseen hand`` labels only frames without the hand and also scores the frames with it:
+   does the segmenter keep an occluder out that no painted mask showed it?
 5. With ``--face-model`` (a trained ``workspace/model`` of this clip's person), the occluded
    clip is converted twice, with the hull masks and with the N = max learned masks, and the
    mean CIE76 colour difference between output and input frames is measured inside the
@@ -31,7 +33,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from benchmarks.occluded_clip import build_occluded_clip
+from benchmarks.occluded_clip import build_occluded_clip, occluder_presence
 from pipeline.core import geometry
 from pipeline.core.files import write_atomic
 from pipeline.core.images import encode, read_gray
@@ -82,9 +84,11 @@ def _rows(ws_path: Path) -> list[FaceRow]:
         return ws.faces("dst", kept=True)
 
 
-def _scores(ws_path: Path, truth: dict[int, tuple[np.ndarray, float]], skip: set[int]) -> dict[str, float]:
+def _scores(ws_path: Path, truth: dict[int, tuple[np.ndarray, float]], skip: set[int],
+            frames: set[int] | None = None) -> dict[str, float]:
     with Workspace(ws_path) as ws:
-        rows = [r for r in ws.faces("dst", kept=True) if r.id in truth and r.id not in skip]
+        rows = [r for r in ws.faces("dst", kept=True) if r.id in truth and r.id not in skip
+                and (frames is None or r.frame_index in frames)]
         values = [(iou(read_gray(ws.mask_path(r)), truth[r.id][0]), truth[r.id][1]) for r in rows]  # type: ignore
     all_iou = np.array([v for v, _ in values])
     occ_iou = np.array([v for v, c in values if c > COVERED])
@@ -94,9 +98,10 @@ def _scores(ws_path: Path, truth: dict[int, tuple[np.ndarray, float]], skip: set
             "occluded_mean": round(float(occ_iou.mean()), 4) if len(occ_iou) else None}
 
 
-def _label(ws_path: Path, truth: dict[int, tuple[np.ndarray, float]], n: int) -> set[int]:
-    """Paint the truth of ``n`` evenly spaced faces as the artist would (the edit scan makes them 'hand')."""
-    rows = [r for r in _rows(ws_path) if r.id in truth]
+def _label(ws_path: Path, truth: dict[int, tuple[np.ndarray, float]], n: int,
+           frames: set[int] | None = None) -> set[int]:
+    """Paint the truth of ``n`` evenly spaced faces (of ``frames``) as an artist would: they become 'hand'."""
+    rows = [r for r in _rows(ws_path) if r.id in truth and (frames is None or r.frame_index in frames)]
     picks = np.unique(np.linspace(0, len(rows) - 1, n).round().astype(int))
     with Workspace(ws_path) as ws:
         for i in picks:
@@ -150,6 +155,8 @@ def main(argv: list[str] | None = None) -> None:
                     help="masks train --iterations per run (its learning rate decays over them; 850 fit in 10 "
                          "minutes here)")
     ap.add_argument("--resolution", type=int, default=128, help="masks train --resolution")
+    ap.add_argument("--unseen", choices=("hand", "microphone", "glasses", "hair"), default=None,
+                    help="label only frames without this occluder; also score the frames that show it")
     ap.add_argument("--face-model", type=Path, default=None,
                     help="a trained model folder (workspace/model) for this clip's person: also convert and measure")
     args = ap.parse_args(argv)
@@ -167,6 +174,12 @@ def main(argv: list[str] | None = None) -> None:
         print(json.dumps(build_occluded_clip(clean, args.video, clip, occ_masks)))
     _extract(clip, occluded)
     truth = truths(occluded, clean, occ_masks)
+    shown: set[int] | None = None
+    if args.unseen:
+        presence = occluder_presence(clean, args.video)
+        shown = {i for i, kinds in enumerate(presence) if kinds[args.unseen]}
+        print(f"--unseen {args.unseen}: labels only from the {len(presence) - len(shown)} frames without it; "
+              f"scored also on the {len(shown)} frames with it")
     hull_all = _scores(occluded, truth, set())
     results: dict = {"hull_all_faces": hull_all, "runs": {}}
     print(f"hull masks, all {hull_all['faces']} faces: IoU mean {hull_all['mean']}, worst {hull_all['worst']}; "
@@ -177,7 +190,8 @@ def main(argv: list[str] | None = None) -> None:
         if ws_n.exists():
             shutil.rmtree(ws_n)
         shutil.copytree(occluded, ws_n, ignore=shutil.ignore_patterns("model", "mask_model", "result.mp4"))
-        labelled = _label(ws_n, truth, n)
+        hidden = None if shown is None else {i for i in range(probe(clip).frames) if i not in shown}
+        labelled = _label(ws_n, truth, n, hidden)
         hull = _scores(occluded, truth, labelled)
         t0 = time.perf_counter()
         summary = run_mask_train(MaskTrainOptions(workspace=ws_n, max_minutes=args.minutes, iterations=args.iterations,
@@ -188,6 +202,12 @@ def main(argv: list[str] | None = None) -> None:
         learned = _scores(ws_n, truth, labelled)
         results["runs"][n] = {"hull": hull, "learned": learned, "iterations": summary.iterations_done,
                               "train_seconds": round(train_s, 1)}
+        if shown is not None:
+            unseen = {"hull": _scores(occluded, truth, labelled, shown),
+                      "learned": _scores(ws_n, truth, labelled, shown)}
+            results["runs"][n]["unseen"] = {"kind": args.unseen, **unseen}
+            print(f"N={n}, frames showing the unseen {args.unseen} ({unseen['learned']['faces']}): IoU learned "
+                  f"{unseen['learned']['mean']} (worst {unseen['learned']['worst']}) vs hull {unseen['hull']['mean']}")
         print(f"N={n}: {learned['faces']} unlabelled faces; IoU learned {learned['mean']} (median {learned['median']}, "
               f"worst {learned['worst']}) vs hull {hull['mean']} (worst {hull['worst']}); occluded faces "
               f"({learned['occluded_faces']}): learned {learned['occluded_mean']} vs hull {hull['occluded_mean']}; "

@@ -471,6 +471,18 @@ def build_occluded_clip(clean_workspace: Path, video: Path, out_video: Path, out
             "occluded_share": round(float(np.mean(shares)) if shares else 0.0, 4), "kinds": kinds}
 
 
+def occluder_presence(clean_workspace: Path, video: Path, frames: int | None = None,
+                      seed: int = 0) -> list[dict[str, bool]]:
+    """Which occluder kinds ``build_occluded_clip`` draws in each frame (the same schedule, nothing written)."""
+    clean_workspace, video = Path(clean_workspace), Path(video)
+    info = probe(video)
+    n = info.frames if frames is None else min(int(frames), info.frames)
+    faces, _ = _face_track(clean_workspace, video, n)
+    occluders = Occluders(faces, (info.width, info.height), info.fps, seed, np.array([200.0, 150.0, 130.0]))
+    blank = np.zeros((info.height, info.width, 3), np.uint8)
+    return [occluders.draw(i, blank.copy())[1] for i in range(n)]
+
+
 def main(argv: list[str] | None = None) -> None:
     """Command line: build the clip and print the summary as JSON."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
