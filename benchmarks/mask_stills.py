@@ -64,25 +64,24 @@ def main(argv: list[str] | None = None) -> None:
             frame = source[i]
             size = (frame.shape[1], frame.shape[0])
             back = geometry.invert_affine(row.transform)
-            cells = [frame]
+            cells, labels = [frame], [f"frame {i}"]
             for ws, r in ((hull_ws, row), (learned_ws, learned_rows[i])):
                 aligned = read_gray(ws.mask_path(r))
                 assert aligned is not None and r.id is not None
                 score = iou(aligned, truth[row.id][0]) if row.id in truth else float("nan")
-                cell = _overlay(frame, cv2.warpAffine(aligned, back, size, flags=cv2.INTER_LINEAR))
-                cv2.putText(cell, f"{r.mask_origin.value} IoU {score:.3f}", (8, 24), cv2.FONT_HERSHEY_SIMPLEX, 0.7,
-                            (255, 255, 0), 2)
-                cells.append(cell)
+                cells.append(_overlay(frame, cv2.warpAffine(aligned, back, size, flags=cv2.INTER_LINEAR)))
+                labels.append(f"{r.mask_origin.value} mask, IoU {score:.3f}")
             cells += [hull_out[i], learned_out[i]]
+            labels += ["convert, hull masks", "convert, learned masks"]
             x0, y0, x1, y1 = row.bbox
             pad = 0.35 * (x1 - x0)
             box = [int(max(0, x0 - pad)), int(max(0, y0 - pad)), int(min(size[0], x1 + pad)),
                    int(min(size[1], y1 + pad))]
             crops = [cv2.resize(c[box[1]:box[3], box[0]:box[2]], (320, 320), interpolation=cv2.INTER_AREA)
                      for c in cells]
-            cv2.putText(crops[0], f"frame {i}", (8, 310), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (255, 255, 0), 2)
-            for c, text in zip(crops[3:], ("convert, hull masks", "convert, learned masks")):
-                cv2.putText(c, text, (8, 24), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (255, 255, 0), 2)
+            for c, text in zip(crops, labels):
+                cv2.putText(c, text, (6, 20), cv2.FONT_HERSHEY_SIMPLEX, 0.55, (0, 0, 0), 3)
+                cv2.putText(c, text, (6, 20), cv2.FONT_HERSHEY_SIMPLEX, 0.55, (255, 255, 0), 1)
             rows.append(np.hstack(crops))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_bytes(encode(np.vstack(rows), ".jpg"))

@@ -311,3 +311,23 @@ def test_masks_help_lists_the_actions_and_their_defaults():
     assert "(default: 4000)" in text and "(default: 128)" in text and "synthetic occluders" in text
     res = run_cli("masks", "--help")
     assert all(a in res.stdout for a in ("train", "apply", "export", "import"))
+
+
+@pytest.mark.slow
+def test_masks_train_under_torchrun_on_gloo(ws):
+    import os
+    import socket
+    import subprocess
+    import sys
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    res = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr",
+                          "127.0.0.1", "--master_port", str(port), str(ROOT / "main.py"), "masks", "train",
+                          "--workspace", str(ws), "--resolution", "64", "--width", "4", "--batch-size", "2",
+                          "--iterations", "3"], capture_output=True, text=True, timeout=600,
+                         env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert res.returncode == 0, res.stderr[-2000:]
+    log = [json.loads(line) for line in (ws / "mask_model" / "log.jsonl").read_text().splitlines()]
+    assert [r["iteration"] for r in log if "loss" in r] == [1, 2, 3]
+    assert log[-1] == {"iteration": 3, "world_size": 2, "ranks_in_sync": True}

@@ -49,6 +49,7 @@ class MaskTrainer(ModelTrainer):
         self.o: MaskTrainOptions = ctx.model_options
         self.labelled, self.pool = ctx.content, ctx.style
         self.net: SegmenterNet | None = None
+        self.ddp: torch.nn.Module | None = None
         self.opt: torch.optim.Optimizer | None = None
 
     def options_json(self) -> dict[str, Any]:
@@ -86,7 +87,7 @@ class MaskTrainer(ModelTrainer):
             group["lr"] = lr
         self.net.train()
         x, y = self._samples(idx)
-        logits = self.net(x)
+        logits = (self.ddp or self.net)(x)
         bce = F.binary_cross_entropy_with_logits(logits, y)
         dice = dice_loss(logits, y)
         loss = bce + dice
@@ -98,6 +99,9 @@ class MaskTrainer(ModelTrainer):
             inter = (pred & truth).flatten(1).sum(1).float()
             union = (pred | truth).flatten(1).sum(1).float().clamp(min=1)
         return {"loss": loss.item(), "bce": bce.item(), "dice": dice.item(), "iou": float((inter / union).mean())}
+
+    def distribute(self) -> None:
+        self.ddp = torch.nn.parallel.DistributedDataParallel(self.net)
 
     def state_dict(self) -> dict[str, Any]:
         assert self.net is not None and self.opt is not None
