@@ -17,19 +17,8 @@ import numpy as np
 from benchmarks.mask_quality import iou, truths
 from pipeline.core import geometry
 from pipeline.core.images import encode, read_gray
-from pipeline.core.video import FrameReader, probe
+from pipeline.core.video import frames_at
 from pipeline.workspace.store import Workspace
-
-
-def _frames(video: Path, wanted: set[int]) -> dict[int, np.ndarray]:
-    info = probe(video)
-    out = {}
-    for i, frame in FrameReader(video, info.width, info.height):
-        if i in wanted:
-            out[i] = frame
-        if i >= max(wanted):
-            break
-    return out
 
 
 def _overlay(frame: np.ndarray, mask: np.ndarray) -> np.ndarray:
@@ -52,9 +41,9 @@ def main(argv: list[str] | None = None) -> None:
     work = args.work
     truth = truths(work / "occluded", work / "clean", work / "occluder_masks")
     wanted = set(args.frames)
-    source = _frames(work / "occluded.mp4", wanted)
-    hull_out = _frames(work / "convert_hull.mp4", wanted)
-    learned_out = _frames(work / "convert_learned.mp4", wanted)
+    source = frames_at(work / "occluded.mp4", wanted)
+    hull_out = frames_at(work / "convert_hull.mp4", wanted)
+    learned_out = frames_at(work / "convert_learned.mp4", wanted)
     rows = []
     with Workspace(work / "occluded") as hull_ws, Workspace(work / f"labels_{args.labels}") as learned_ws:
         hull_rows = {r.frame_index: r for r in hull_ws.faces("dst", kept=True) if r.face_index == 0}

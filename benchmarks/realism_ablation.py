@@ -28,7 +28,7 @@ from evaluate import metrics, realism
 from evaluate.held_apart import FaceNetJudge
 from evaluate.runner import _src_held_apart, _src_identity
 from pipeline.core.options import add_arguments, from_namespace
-from pipeline.core.video import FrameReader, probe
+from pipeline.core.video import frames_at
 from pipeline.faces.analyser import FaceAnalyser
 from pipeline.faces.identity import IdentityEncoder
 from pipeline.workspace.store import Workspace
@@ -47,17 +47,6 @@ def convert_options(workspace: Path, frames: int, extra: str) -> ConvertOptions:
     add_arguments(parser, ConvertOptions)
     ns = parser.parse_args(["-w", str(workspace), "--preview", str(frames), *shlex.split(extra)])
     return from_namespace(ConvertOptions, ns)
-
-
-def _originals(video: Path, wanted: set[int]) -> dict[int, np.ndarray]:
-    info = probe(video)
-    out = {}
-    for i, frame in FrameReader(video, info.width, info.height):
-        if i in wanted:
-            out[i] = frame
-        if i >= max(wanted):
-            break
-    return out
 
 
 def main() -> None:
@@ -83,7 +72,7 @@ def main() -> None:
         run_convert(convert_options(args.workspace, args.frames, extra), stills)
         took = time.perf_counter() - t0
         if not originals:
-            originals = _originals(video, set(stills))
+            originals = frames_at(video, set(stills))
         figures: dict[str, list[float]] = {k: [] for k in ("sharpness", "fringing", "tone_delta_e", "held_src",
                                                            "held_dst", "dlib_src", "dlib_dst", "expression")}
         for i, out in sorted(stills.items()):

@@ -322,3 +322,17 @@ class FrameWriter:
             self._proc.kill()
         self._proc.wait()
         self._thread.join(timeout=5)
+
+
+def frames_at(video: Path, wanted: set[int]) -> dict[int, np.ndarray]:
+    """The frames numbered ``wanted`` of a video (RGB), decoding only up to the last of them."""
+    info = probe(video)
+    out: dict[int, np.ndarray] = {}
+    if not wanted:
+        return out
+    for i, frame in FrameReader(video, info.width, info.height):
+        if i in wanted:
+            out[i] = frame
+        if i >= max(wanted):
+            break
+    return out
