@@ -155,6 +155,7 @@ def main(argv: list[str] | None = None) -> None:
                     help="masks train --iterations per run (its learning rate decays over them; 850 fit in 10 "
                          "minutes here)")
     ap.add_argument("--resolution", type=int, default=128, help="masks train --resolution")
+    ap.add_argument("--occluders", type=float, default=0.6, help="masks train --occluders (0: no synthetic ones)")
     ap.add_argument("--unseen", choices=("hand", "microphone", "glasses", "hair"), default=None,
                     help="label only frames without this occluder; also score the frames that show it")
     ap.add_argument("--face-model", type=Path, default=None,
@@ -195,7 +196,7 @@ def main(argv: list[str] | None = None) -> None:
         hull = _scores(occluded, truth, labelled)
         t0 = time.perf_counter()
         summary = run_mask_train(MaskTrainOptions(workspace=ws_n, max_minutes=args.minutes, iterations=args.iterations,
-                                                  resolution=args.resolution))
+                                                  resolution=args.resolution, occluders=args.occluders))
         train_s = time.perf_counter() - t0
         print(summary.line())
         print(run_apply(MaskApplyOptions(workspace=ws_n, set_name="dst")).line())
