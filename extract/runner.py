@@ -483,6 +483,7 @@ class _ExtractJob:
                 mask_path = ws.mask_path(old) if old is not None else masks_dir / mask_name
                 row.mask_file, row.mask_origin = mask_path.name, MaskOrigin.HAND
                 row.mask_hash = old.mask_hash if old is not None else rec.mask_pixels_hash
+                row.mask_model = old.mask_model if old is not None else None   # an edited learned mask
             if rec.dropped_reason is not None:
                 # not the target person: indexed (with why) but no files for the artist to sort
                 remove_quietly(aligned_dir / aligned_name)
