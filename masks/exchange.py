@@ -29,7 +29,7 @@ from masks.options import MaskExportOptions, MaskImportOptions
 from pipeline.core import geometry
 from pipeline.core.errors import UserError
 from pipeline.core.files import write_atomic
-from pipeline.core.images import encode, list_images, read_gray, read_rgb
+from pipeline.core.images import ImageReadError, encode, list_images, read_gray, read_rgb
 from pipeline.core.options import check
 from pipeline.workspace.records import FaceRow, MaskOrigin, SetMeta
 from pipeline.workspace.store import Workspace
@@ -55,7 +55,11 @@ def _frame_size(meta: SetMeta, source: str) -> tuple[int, int]:
     """(height, width) of a frame of the set: the video's, or the photo's own."""
     if meta.kind == "video" and meta.video:
         return int(meta.video["height"]), int(meta.video["width"])
-    image = read_rgb(Path(meta.input) / source)
+    try:
+        image = read_rgb(Path(meta.input) / source)
+    except ImageReadError as exc:
+        raise UserError(f"{exc}: a photo's matte is the photo's size, so the photo must be where the set was "
+                        f"extracted from; put it back, or use --space aligned") from exc
     return image.shape[0], image.shape[1]
 
 

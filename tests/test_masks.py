@@ -21,7 +21,7 @@ from pipeline.models.interface import count_parameters
 from pipeline.models.segmenter import SegmenterModel, SegmenterNet, weights_hash
 from pipeline.workspace.info import InfoOptions, run_info
 from pipeline.workspace.store import Workspace, mask_hash
-from tests.conftest import ROOT, clean_error, run_cli, snapshot
+from tests.conftest import PHOTOS, ROOT, clean_error, run_cli, snapshot
 from train.data import load_set
 from train.mask_augment import add_occluders, augment
 from train.mask_trainer import run_mask_train
@@ -236,6 +236,20 @@ def test_aligned_export_and_import_errors(ws, tmp_path):
     clean_error(run_cli("masks", "import", stray, "--workspace", ws), "none of the 1 PNG files", "holiday.png")
     clean_error(run_cli("masks", "import", tmp_path / "nope", "--workspace", ws), "is not a folder")
     assert snapshot(ws) == before
+
+
+def test_photo_set_mattes_are_each_photo_s_size(ws, tmp_path):
+    with pytest.raises(UserError, match="put it back, or use --space aligned"):
+        run_export(MaskExportOptions(to=tmp_path / "none", workspace=ws, set_name="src"))
+    (tmp_path / "photos").mkdir()                   # the folder the src set was extracted from
+    for name in ("obama2.jpg", "obama3.jpg"):
+        shutil.copy(PHOTOS / name, tmp_path / "photos" / name)
+    out = tmp_path / "src_mattes"
+    run_export(MaskExportOptions(to=out, workspace=ws, set_name="src"))
+    assert sorted(p.name for p in out.iterdir()) == ["obama2.png", "obama3.png"]
+    photo = cv2.imread(str(PHOTOS / "obama2.jpg"))
+    matte = cv2.imread(str(out / "obama2.png"), cv2.IMREAD_GRAYSCALE)
+    assert matte.shape == photo.shape[:2] and 0.005 < (matte > 127).mean() < 0.5
 
 
 # ---------------------------------------------------------------------- extract --force keeps learned masks
