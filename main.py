@@ -121,6 +121,13 @@ MASK_ACTIONS: dict[str, tuple[str, str]] = {
 }
 
 
+def _studio(args: argparse.Namespace) -> int:
+    from studio.options import StudioOptions
+    from studio.server import run_studio
+    print(run_studio(from_namespace(StudioOptions, args)))
+    return 0
+
+
 def _options_of(command: str) -> list[tuple[str | None, type]]:
     """(argument group title, option dataclass) of a command (imported only to build the parser)."""
     if command == "extract":
@@ -140,6 +147,9 @@ def _options_of(command: str) -> list[tuple[str | None, type]]:
     if command == "info":
         from pipeline.workspace.info import InfoOptions
         return [(None, InfoOptions)]
+    if command == "studio":
+        from studio.options import StudioOptions
+        return [(None, StudioOptions)]
     if command == "migrate":
         from pipeline.workspace.info import MigrateOptions
         return [(None, MigrateOptions)]
@@ -175,6 +185,11 @@ COMMANDS: dict[str, tuple[Callable[[argparse.Namespace], int], str, str]] = {
               "Masks that know about hands, microphones, glasses and hair, learned from the masks you paint "
               "(DeepFaceLab's XSeg idea): paint some masks, 'masks train', 'masks apply'; 'masks export' and "
               "'masks import' move masks to and from compositing tools."),
+    "studio": (_studio, "the artist's local page: browse, sort, delete and restore faces",
+               "Serve a local web page (127.0.0.1, a random token in the printed address) that shows the "
+               "workspace's faces: sorted by frame and track, blur, yaw, pitch, mask origin or likeness to a chosen "
+               "face, filtered by person and mask origin; select many, delete and restore (the same as deleting the "
+               "aligned files by hand). Ctrl-C stops it."),
     "migrate": (_migrate, "bring a workspace of an older schema to the current one",
                 "Writers (extract, train) migrate on their own; this does it now. Both files are backed up first."),
 }

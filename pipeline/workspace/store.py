@@ -55,6 +55,7 @@ class EditScan:
     """What the artist changed in a set since the index was written."""
 
     deleted: list[int] = field(default_factory=list)         # face ids whose aligned image is gone
+    restored: list[int] = field(default_factory=list)        # deleted faces whose aligned image is back
     hand_masks: list[int] = field(default_factory=list)      # face ids with a repainted mask
     restored_masks: list[int] = field(default_factory=list)  # 'hand' masks back to the automatic pixels
     restored_learned: list[int] = field(default_factory=list)  # of those, the ones a mask model had written
@@ -66,6 +67,8 @@ class EditScan:
         changes: dict[str, Any] = {}
         if row.id in self.deleted:
             changes.update(dropped=True, drop_reason=DropReason.DELETED)
+        elif row.id in self.restored:
+            changes.update(dropped=False, drop_reason=None)
         if row.id in self.hand_masks:
             changes["mask_origin"] = MaskOrigin.HAND
         elif row.id in self.restored_masks:
@@ -408,6 +411,8 @@ class Workspace:
             assert row.id is not None
             if not row.dropped and not self.aligned_path(row).exists():
                 scan.deleted.append(row.id)
+            elif row.dropped and row.drop_reason == DropReason.DELETED and self.aligned_path(row).exists():
+                scan.restored.append(row.id)       # the artist (or the studio) put the face back
             mask_path = self.mask_path(row)
             try:
                 st = mask_path.stat()
@@ -436,6 +441,8 @@ class Workspace:
             db = self.db
             db.executemany("UPDATE faces SET dropped=1, drop_reason=? WHERE id=?",
                            [(DropReason.DELETED.value, i) for i in scan.deleted])
+            db.executemany("UPDATE faces SET dropped=0, drop_reason=NULL WHERE id=? AND drop_reason=?",
+                           [(i, DropReason.DELETED.value) for i in scan.restored])
             db.executemany("UPDATE faces SET mask_origin=? WHERE id=?",
                            [(MaskOrigin.HAND.value, i) for i in scan.hand_masks])
             learned = set(scan.restored_learned)

@@ -1,0 +1,111 @@
+"""The studio's server: the token, the face list, cached thumbnails, delete and restore.
+
+These talk HTTP to a real running studio over the small workspace in tests/data.
+"""
+import json
+import shutil
+import urllib.error
+import urllib.request
+
+import cv2
+import numpy as np
+import pytest
+
+from pipeline.workspace.info import InfoOptions, run_info
+from studio.faces import STUDIO_DIR, trash_dir
+from studio.options import StudioOptions
+from studio.server import start
+from tests.conftest import ROOT
+
+V1 = ROOT / "tests" / "data" / "workspace_v1"
+CLIP = ROOT / "tests" / "data" / "workspace_v1_input" / "clip.mp4"
+
+
+@pytest.fixture
+def studio(tmp_path):
+    ws = tmp_path / "ws"
+    shutil.copytree(V1, ws)
+    meta = json.loads((ws / "workspace.json").read_text())
+    meta["sets"]["dst"]["input"] = str(CLIP)
+    meta["sets"]["src"]["input"] = str(tmp_path / "photos")
+    (ws / "workspace.json").write_text(json.dumps(meta, indent=2))
+    server, thread = start(StudioOptions(workspace=ws, port=0))
+    base = f"http://127.0.0.1:{server.server_address[1]}"
+    yield ws, base, server.token
+    server.shutdown()
+    server.server_close()
+
+
+def _get(url, headers=None):
+    with urllib.request.urlopen(urllib.request.Request(url, headers=headers or {}), timeout=30) as res:
+        return res.status, dict(res.headers), res.read()
+
+
+def _post(url, body):
+    req = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST",
+                                 headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=30) as res:
+        return json.loads(res.read())
+
+
+def test_every_request_needs_the_token(studio):
+    ws, base, token = studio
+    for path in ("/", "/api/faces?set=dst", "/thumb/dst/1.jpg", "/static/studio.js"):
+        with pytest.raises(urllib.error.HTTPError) as err:
+            _get(base + path)
+        assert err.value.code == 403
+        with pytest.raises(urllib.error.HTTPError) as err:
+            _get(base + path + ("&" if "?" in path else "?") + "token=wrong")
+        assert err.value.code == 403
+    status, headers, body = _get(f"{base}/?token={token}")
+    assert status == 200 and b"/static/studio.js" in body
+    assert f"studio_token={token}" in headers["Set-Cookie"] and "HttpOnly" in headers["Set-Cookie"]
+    status, _, _ = _get(f"{base}/static/studio.js", {"Cookie": f"studio_token={token}"})     # the page's cookie
+    assert status == 200
+    for sneaky in ("/static/..%2fserver.py", "/static/../server.py", "/static/../../main.py"):   # outside static/
+        with pytest.raises(urllib.error.HTTPError) as err:
+            _get(f"{base}{sneaky}?token={token}")
+        assert err.value.code == 404
+
+
+def test_face_list_sorts_and_thumbnails_are_cached(studio):
+    ws, base, token = studio
+    data = json.loads(_get(f"{base}/api/faces?set=dst&sort=frame&token={token}")[2])
+    assert [f["frame"] for f in data["faces"]] == [0, 1, 2, 3, 4, 5]
+    assert [f["dropped"] for f in data["faces"]] == [False, False, True, False, False, False]
+    assert data["persons"] == 1 and {f["person"] for f in data["faces"]} == {0}
+    assert {f["mask_origin"] for f in data["faces"] if f["frame"] in (1, 4)} == {"hand"}
+    by_blur = json.loads(_get(f"{base}/api/faces?set=dst&sort=blur&token={token}")[2])["faces"]
+    blurs = [f["blur"] for f in by_blur]
+    assert blurs == sorted(blurs, reverse=True)
+    ref = data["faces"][0]["id"]
+    alike = json.loads(_get(f"{base}/api/faces?set=dst&sort=identity&ref={ref}&token={token}")[2])["faces"]
+    assert alike[0]["id"] == ref
+    status, headers, jpeg = _get(f"{base}/thumb/dst/{ref}.jpg?token={token}")
+    thumb = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR)
+    assert headers["Content-Type"] == "image/jpeg" and thumb.shape == (96, 96, 3)
+    cached = ws / STUDIO_DIR / "thumbs" / "dst" / "000000_0.jpg"
+    stamp = cached.stat().st_mtime_ns
+    assert _get(f"{base}/thumb/dst/{ref}.jpg?token={token}")[2] == jpeg and cached.stat().st_mtime_ns == stamp
+
+
+def test_delete_three_and_restore_one_is_what_info_sees(studio):
+    ws, base, token = studio
+    faces = json.loads(_get(f"{base}/api/faces?set=dst&token={token}")[2])["faces"]
+    kept = [f for f in faces if not f["dropped"]]
+    doomed = [f["id"] for f in kept[:3]]
+    assert _post(f"{base}/api/delete?token={token}", {"set": "dst", "ids": doomed}) == {"moved": 3}
+    for f in kept[:3]:
+        assert not (ws / "data_dst" / "aligned" / f["file"]).exists()
+        assert (trash_dir(ws, "dst") / f["file"]).exists()
+    info = run_info(InfoOptions(workspace=ws))["sets"]["dst"]
+    assert info["faces"] == 2 and info["dropped_by_reason"] == {"deleted": 4}
+    assert _post(f"{base}/api/restore?token={token}", {"set": "dst", "ids": doomed[:1]}) == {"moved": 1}
+    assert (ws / "data_dst" / "aligned" / kept[0]["file"]).exists()
+    info = run_info(InfoOptions(workspace=ws))["sets"]["dst"]
+    assert info["faces"] == 3 and info["dropped_by_reason"] == {"deleted": 3}
+    listed = {f["id"]: f["dropped"] for f in json.loads(_get(f"{base}/api/faces?set=dst&token={token}")[2])["faces"]}
+    assert [listed[i] for i in doomed] == [False, True, True]
+    with pytest.raises(urllib.error.HTTPError) as err:
+        _post(f"{base}/api/delete?token={token}", {"set": "dst", "ids": [9999]})
+    assert err.value.code == 400 and "no face 9999" in json.loads(err.value.read())["error"]
