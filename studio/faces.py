@@ -73,7 +73,7 @@ def _face_json(r: FaceRow, person: int) -> dict[str, Any]:
 
 
 def _row(ws: Workspace, set_name: str, face_id: int) -> FaceRow:
-    row = next((r for r in ws.faces(set_name) if r.id == face_id), None)
+    row = ws.face(set_name, face_id)
     if row is None:
         raise UserError(f"no face {face_id} in set {set_name}")
     return row

@@ -38,6 +38,13 @@ class StudioServer(ThreadingHTTPServer):
         self.token = secrets.token_urlsafe(18)
         super().__init__((opts.host, opts.port), _Handler)
 
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A browser that closes a connection early (scrolling past a thumbnail) is no error."""
+        import sys
+        if isinstance(sys.exc_info()[1], ConnectionError):
+            return
+        log.exception("studio: request from %s failed", client_address)
+
     @property
     def address(self) -> str:
         host, port = self.server_address[:2]

@@ -109,3 +109,49 @@ def test_delete_three_and_restore_one_is_what_info_sees(studio):
     with pytest.raises(urllib.error.HTTPError) as err:
         _post(f"{base}/api/delete?token={token}", {"set": "dst", "ids": [9999]})
     assert err.value.code == 400 and "no face 9999" in json.loads(err.value.read())["error"]
+
+
+def _browser():
+    """Headless Chromium through Playwright (the system's browser), or a skip saying what is missing."""
+    import os
+    exe = shutil.which("chromium") or shutil.which("chromium-browser")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        sync_playwright = None
+    if exe is None or sync_playwright is None:
+        if os.environ.get("REQUIRE_CHROMIUM") == "1":
+            pytest.fail("REQUIRE_CHROMIUM=1 but chromium or playwright is missing (apt-get install chromium; "
+                        "pip install -r requirements-dev.txt)")
+        pytest.skip("chromium or playwright not installed")
+    return sync_playwright, exe
+
+
+def test_the_face_browser_in_chromium_deletes_and_restores(studio):
+    sync_playwright, exe = _browser()
+    ws, base, token = studio
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=exe, args=["--no-sandbox"])
+        try:
+            page = browser.new_page()
+            page.goto(f"{base}/?token={token}")
+            page.wait_for_selector(".face")
+            assert page.locator(".face").count() == 5                    # the face deleted earlier is hidden
+            page.wait_for_function("[...document.images].every(i => i.complete && i.naturalWidth === 96)")
+            cells = page.locator(".face")
+            cells.nth(0).click()
+            cells.nth(2).click(modifiers=["Shift"])
+            assert page.locator(".face.selected").count() == 3
+            page.click("#delete")
+            page.wait_for_function("document.querySelectorAll('.face').length === 2")
+            info = run_info(InfoOptions(workspace=ws))["sets"]["dst"]
+            assert info["faces"] == 2 and info["dropped_by_reason"] == {"deleted": 4}
+            page.check("#dropped")
+            page.wait_for_function("document.querySelectorAll('.face.dropped').length === 4")
+            page.locator(".face.dropped").first.click()
+            page.click("#restore")
+            page.wait_for_function("document.querySelectorAll('.face.dropped').length === 3")
+            assert run_info(InfoOptions(workspace=ws))["sets"]["dst"]["faces"] == 3
+            page.screenshot(path=str(ws / "face_browser.png"))
+        finally:
+            browser.close()

@@ -355,6 +355,11 @@ class Workspace:
                                     f"holds an invalid value ({exc}); {_EDITED}") from exc
         return out
 
+    def face(self, set_name: str, face_id: int) -> FaceRow | None:
+        """One face by its row id (None when the set has no such face)."""
+        rows = self._query("SELECT * FROM faces WHERE set_name=? AND id=?", (set_name, face_id))
+        return face_from_sql(rows[0]) if rows else None
+
     def frame_faces(self, set_name: str, source: str, frame_index: int) -> dict[int, FaceRow]:
         """The faces stored for one frame, by face index."""
         return {r.face_index: r for r in self.faces(set_name, source=source, frame_index=frame_index)}
