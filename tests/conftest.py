@@ -20,6 +20,22 @@ AOC = VIDEOS / "WDA_AlexandriaOcasioCortez_000.mp4"
 CLIP6 = ROOT / "tests" / "data" / "workspace_v1_input" / "clip.mp4"
 
 
+#: A schema-1 workspace made by the tool itself, and the clip it was made from (tests/data/README.md)
+V1_WORKSPACE = ROOT / "tests" / "data" / "workspace_v1"
+
+
+def copy_v1_workspace(tmp_path: Path) -> Path:
+    """A fresh copy of the version-1 test workspace, its input paths pointed at this machine."""
+    import json
+    ws = tmp_path / "ws"
+    shutil.copytree(V1_WORKSPACE, ws)
+    meta = json.loads((ws / "workspace.json").read_text())
+    meta["sets"]["dst"]["input"] = str(CLIP6)            # the paths of the machine that made it
+    meta["sets"]["src"]["input"] = str(tmp_path / "photos")
+    (ws / "workspace.json").write_text(json.dumps(meta, indent=2))
+    return ws
+
+
 def detector(name: str = "dlib", upsample: str = "auto", min_face: int = 80):
     """A registered face detector, as extract creates it."""
     from pipeline.registries import DETECTORS

@@ -21,27 +21,20 @@ from pipeline.models.interface import count_parameters
 from pipeline.models.segmenter import SegmenterModel, SegmenterNet, weights_hash
 from pipeline.workspace.info import InfoOptions, run_info
 from pipeline.workspace.store import Workspace, mask_hash
-from tests.conftest import PHOTOS, ROOT, clean_error, run_cli, snapshot
+from tests.conftest import CLIP6, PHOTOS, ROOT, clean_error, copy_v1_workspace, run_cli, snapshot
 from train.data import load_set
 from train.mask_augment import add_occluders, augment
 from train.mask_trainer import run_mask_train
 from train.options import MaskTrainOptions
 
-V1 = ROOT / "tests" / "data" / "workspace_v1"
-CLIP = ROOT / "tests" / "data" / "workspace_v1_input" / "clip.mp4"
+CLIP = CLIP6
 HAND = ("000001_0.png", "000004_0.png")          # the artist's painted masks in the test workspace
 TINY = dict(resolution=64, width=4, batch_size=2, save_every=2, preview_every=2)
 
 
 @pytest.fixture
 def ws(tmp_path):
-    out = tmp_path / "ws"
-    shutil.copytree(V1, out)
-    meta = json.loads((out / "workspace.json").read_text())
-    meta["sets"]["dst"]["input"] = str(CLIP)
-    meta["sets"]["src"]["input"] = str(tmp_path / "photos")
-    (out / "workspace.json").write_text(json.dumps(meta, indent=2))
-    return out
+    return copy_v1_workspace(tmp_path)
 
 
 def _bytes(folder):

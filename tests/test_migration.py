@@ -5,29 +5,21 @@ backups); extract, train, convert and evaluate then work on it, with the artist'
 deletions and repainted masks intact.
 """
 import json
-import shutil
 import sqlite3
 
 import pytest
 
-from tests.conftest import ROOT, run_cli, snapshot
+from tests.conftest import CLIP6, copy_v1_workspace, run_cli, snapshot
 
 pytestmark = pytest.mark.slow
 
-V1 = ROOT / "tests" / "data" / "workspace_v1"
-CLIP = ROOT / "tests" / "data" / "workspace_v1_input" / "clip.mp4"
+CLIP = CLIP6
 TINY = ["--width", "4", "--batch-size", "2", "--n-best", "2", "--save-every", "2", "--preview-every", "2"]
 
 
 @pytest.fixture
 def v1(tmp_path):
-    ws = tmp_path / "ws"
-    shutil.copytree(V1, ws)
-    meta = json.loads((ws / "workspace.json").read_text())
-    meta["sets"]["dst"]["input"] = str(CLIP)            # the paths of the machine that made it
-    meta["sets"]["src"]["input"] = str(tmp_path / "photos")
-    (ws / "workspace.json").write_text(json.dumps(meta, indent=2))
-    return ws
+    return copy_v1_workspace(tmp_path)
 
 
 def test_readers_leave_a_version_1_workspace_as_it_is_and_say_so(v1):

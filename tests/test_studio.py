@@ -15,20 +15,12 @@ from pipeline.workspace.info import InfoOptions, run_info
 from studio.faces import STUDIO_DIR, trash_dir
 from studio.options import StudioOptions
 from studio.server import start
-from tests.conftest import ROOT
-
-V1 = ROOT / "tests" / "data" / "workspace_v1"
-CLIP = ROOT / "tests" / "data" / "workspace_v1_input" / "clip.mp4"
+from tests.conftest import copy_v1_workspace
 
 
 @pytest.fixture
 def studio(tmp_path):
-    ws = tmp_path / "ws"
-    shutil.copytree(V1, ws)
-    meta = json.loads((ws / "workspace.json").read_text())
-    meta["sets"]["dst"]["input"] = str(CLIP)
-    meta["sets"]["src"]["input"] = str(tmp_path / "photos")
-    (ws / "workspace.json").write_text(json.dumps(meta, indent=2))
+    ws = copy_v1_workspace(tmp_path)
     server, thread = start(StudioOptions(workspace=ws, port=0))
     base = f"http://127.0.0.1:{server.server_address[1]}"
     yield ws, base, server.token
