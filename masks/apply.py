@@ -105,15 +105,18 @@ def _apply_set(ws: Workspace, set_name: str, masker: LearnedMasker, batch: int, 
     todo = [r for r in rows if r.id not in done]
     summary.hand_kept[set_name], summary.current[set_name], summary.written[set_name] = len(hand), len(current), 0
     chunks = [todo[i:i + batch] for i in range(0, len(todo), batch)]
+
+    def read_chunk(chunk: list[FaceRow]) -> list[np.ndarray | None]:
+        return [_read(ws, r) for r in chunk]
+
     with ThreadPoolExecutor(2, thread_name_prefix="masks-io") as io, \
             tqdm(total=len(todo), unit="face", desc=f"masks apply {set_name}", dynamic_ncols=True,
                  mininterval=1.0) as bar:
-        ahead = io.submit(lambda c: [_read(ws, r) for r in c], chunks[0]) if chunks else None
+        ahead = [io.submit(read_chunk, c) for c in chunks[:1]]
         for i, chunk in enumerate(chunks):
-            assert ahead is not None
-            faces = ahead.result()
+            faces = ahead.pop().result()
             if i + 1 < len(chunks):       # decode the next batch while the network runs
-                ahead = io.submit(lambda c: [_read(ws, r) for r in c], chunks[i + 1])
+                ahead.append(io.submit(read_chunk, chunks[i + 1]))
             ok = [(r, f) for r, f in zip(chunk, faces) if f is not None]
             summary.unreadable += [r.aligned_file for r, f in zip(chunk, faces) if f is None]
             predicted = masker.masks([f for _, f in ok])

@@ -34,13 +34,6 @@ def dice_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return (1 - (2 * (p * t).sum(1) + 1) / (p.sum(1) + t.sum(1) + 1)).mean()
 
 
-def iou(pred: np.ndarray, truth: np.ndarray) -> float:
-    """Intersection over union of two masks (anything over half is inside); 1 when both are empty."""
-    a, b = pred > 127, truth > 127
-    union = np.logical_or(a, b).sum()
-    return float(np.logical_and(a, b).sum() / union) if union else 1.0
-
-
 class MaskTrainer(ModelTrainer):
     """The segmenter's step, checkpoint and preview (a model family for the shared loop)."""
 

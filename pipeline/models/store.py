@@ -42,11 +42,11 @@ def save_model(folder: Path, model: FaceModel, options: dict[str, Any]) -> None:
     write_atomic(folder / OPTIONS_FILE, text.encode())
 
 
-def read_options(folder: Path, expected: type[FaceModel] | None = None, retrain: str = _RETRAIN) -> dict[str, Any]:
+def read_options(folder: Path, kind: type[FaceModel] | None = None, retrain: str = _RETRAIN) -> dict[str, Any]:
     """``options.json`` checked for what every model needs; UserError naming the file and the fix.
 
-    ``expected`` is a model class outside the model-type registry (the mask segmenter):
-    the file must name its type.
+    ``kind`` is a model class outside the model-type registry (the mask segmenter): the
+    file must name its type. ``retrain`` is the fix to name (how to train that kind).
     """
     path = Path(folder) / OPTIONS_FILE
     if not path.is_file():
@@ -65,9 +65,9 @@ def read_options(folder: Path, expected: type[FaceModel] | None = None, retrain:
         raise UserError(f"model {path} has format_version {version}, newer than this tool understands "
                         f"({FORMAT_VERSION}); update the tool")
     meta.setdefault("model_type", LEGACY_MODEL_TYPE)
-    if expected is not None:
-        if meta["model_type"] != expected.type_name:
-            raise UserError(f"{path} describes a '{meta['model_type']}' model, not a '{expected.type_name}' "
+    if kind is not None:
+        if meta["model_type"] != kind.type_name:
+            raise UserError(f"{path} describes a '{meta['model_type']}' model, not a '{kind.type_name}' "
                             f"model; {retrain}")
         return meta
     from pipeline.registries import MODEL_TYPES
