@@ -15,7 +15,7 @@ from pipeline.workspace.info import InfoOptions, run_info
 from studio.faces import STUDIO_DIR, trash_dir
 from studio.options import StudioOptions
 from studio.server import start
-from tests.conftest import copy_v1_workspace
+from tests.conftest import clean_error, copy_v1_workspace, run_cli
 
 
 @pytest.fixture
@@ -147,3 +147,12 @@ def test_the_face_browser_in_chromium_deletes_and_restores(studio):
             page.screenshot(path=str(ws / "face_browser.png"))
         finally:
             browser.close()
+
+
+def test_studio_on_a_folder_that_is_no_workspace_or_a_taken_port(tmp_path, studio):
+    clean_error(run_cli("studio", "--workspace", tmp_path / "nothing"), "is not a workspace yet")
+    assert not (tmp_path / "nothing").exists()
+    ws, base, _ = studio
+    taken = base.rsplit(":", 1)[1]
+    clean_error(run_cli("studio", "--workspace", ws, "--port", taken), f"cannot serve on 127.0.0.1:{taken}",
+                "choose another --port")
