@@ -447,7 +447,12 @@ def _render(opts: ConvertOptions, input_path: Path, video: dict, network: _Netwo
     return summary
 
 
+def before_after(before: np.ndarray, after: np.ndarray) -> np.ndarray:
+    """The preview still: the frame as it was, then as convert renders it, side by side (one layout for
+    ``--preview`` files and the studio's preview)."""
+    return np.concatenate([before, after], axis=1)
+
+
 def _write_preview(folder: Path, index: int, before: np.ndarray, after: Future | np.ndarray) -> None:
     image = after.result() if isinstance(after, Future) else after
-    pair = np.concatenate([before, image], axis=1)
-    write_atomic(folder / f"frame_{index:06d}.jpg", encode(pair, ".jpg"))
+    write_atomic(folder / f"frame_{index:06d}.jpg", encode(before_after(before, image), ".jpg"))

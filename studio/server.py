@@ -20,7 +20,8 @@ from typing import Any
 from urllib.parse import parse_qs, urlparse
 
 from pipeline.core.errors import UserError
-from studio import faces
+from pipeline.core.images import encode
+from studio import faces, frames, masks
 from studio.options import StudioOptions
 
 log = logging.getLogger("studio")
@@ -28,6 +29,7 @@ log = logging.getLogger("studio")
 STATIC = Path(__file__).resolve().parent / "static"
 COOKIE = "studio_token"
 LOCAL = ("127.0.0.1", "localhost", "::1")
+MAX_BODY = 64 << 20
 
 
 class StudioServer(ThreadingHTTPServer):
@@ -68,11 +70,14 @@ class _Handler(BaseHTTPRequestHandler):
             given.append(cookie[COOKIE].value)
         return any(secrets.compare_digest(g, token) for g in given if g)
 
-    def _send(self, status: int, body: bytes, kind: str, extra: dict[str, str] | None = None) -> None:
+    def _send(self, status: int, body: bytes, kind: str, extra: dict[str, str] | None = None,
+              fresh: bool = False) -> None:
+        """``fresh``: never cached (masks, previews: what the page shows must be what is on disk now)."""
         self.send_response(status)
         self.send_header("Content-Type", kind)
         self.send_header("Content-Length", str(len(body)))
-        self.send_header("Cache-Control", "no-store" if kind.startswith("application/json") else "private, max-age=60")
+        no_store = fresh or kind.startswith("application/json")
+        self.send_header("Cache-Control", "no-store" if no_store else "private, max-age=60")
         self.send_header("X-Content-Type-Options", "nosniff")
         for k, v in (extra or {}).items():
             self.send_header(k, v)
@@ -91,6 +96,10 @@ class _Handler(BaseHTTPRequestHandler):
             return
         try:
             self._dispatch(method, url.path, query)
+        except masks.MaskConflict as exc:
+            theirs, version = masks.current_mask(self.server.root, exc.set_name, exc.face_id)
+            self._json({"error": str(exc), "conflict": exc.face_id, "current": version,
+                        "theirs": masks.png_base64(theirs)}, HTTPStatus.CONFLICT)
         except UserError as exc:
             self._json({"error": str(exc)}, HTTPStatus.BAD_REQUEST)
         except (ValueError, KeyError) as exc:
@@ -116,18 +125,65 @@ class _Handler(BaseHTTPRequestHandler):
             _, _, set_name, face_id = path.split("/")
             self._send(200, faces.thumbnail(root, set_name, int(face_id.removesuffix(".jpg"))), "image/jpeg")
         elif method == "POST" and path in ("/api/delete", "/api/restore"):
-            body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", "0"))) or b"{}")
+            body = self._body()
             ids = [int(i) for i in body["ids"]]
             act = faces.delete_faces if path == "/api/delete" else faces.restore_faces
             self._json({"moved": act(root, body.get("set", "dst"), ids)})
+        elif method == "GET" and path == "/api/face":
+            self._json(masks.face_state(root, one.get("set", "dst"), int(one["id"])))
+        elif method == "GET" and path.startswith("/aligned/"):
+            _, _, set_name, face_id = path.split("/")
+            data, kind = masks.aligned_image(root, set_name, int(face_id))
+            self._send(200, data, kind, fresh=True)
+        elif method == "GET" and path.startswith("/mask/"):
+            _, _, set_name, face_id = path.split("/")
+            pixels, version = masks.current_mask(root, set_name, int(face_id.removesuffix(".png")))
+            self._send(200, encode(pixels, ".png", rgb=False), "image/png", {"X-Mask-Version": version}, fresh=True)
+        elif method == "GET" and path == "/api/predict":
+            pixels = masks.predict(root, one.get("set", "dst"), int(one["id"]))
+            self._send(200, encode(pixels, ".png", rgb=False), "image/png", fresh=True)
+        elif method == "POST" and path in ("/api/mask", "/api/accept"):
+            body = self._body()
+            items = body["items"] if path == "/api/accept" else [body]
+            edits = [_edit(item) for item in items]
+            self._json(masks.save_masks(root, body.get("set", "dst"), edits, force=bool(body.get("force"))))
+        elif method == "POST" and path == "/api/carry":
+            body = self._body()
+            set_name, face_id = body.get("set", "dst"), int(body["id"])
+            mask = masks.decode_mask(masks.png_data(body["png"])) if body.get("png") else None
+            self._json({"proposals": masks.carry_forward(root, set_name, face_id, int(body.get("count", 10)), mask,
+                                                         bool(body.get("flow")))})
+        elif method == "GET" and path.startswith("/frame/"):
+            _, _, set_name, face_id = path.split("/")
+            self._send(200, frames.source_frame(root, set_name, int(face_id.removesuffix(".jpg"))), "image/jpeg",
+                       fresh=True)
+        elif method == "GET" and path == "/api/convert-settings":
+            self._json(frames.convert_settings())
+        elif method == "GET" and path.startswith("/preview/"):
+            frame = int(path.removeprefix("/preview/").removesuffix(".jpg"))
+            settings = {k: v for k, v in one.items() if k != "token"}
+            self._send(200, frames.convert_preview(root, frame, settings), "image/jpeg", fresh=True)
         else:
             self._json({"error": "not found"}, HTTPStatus.NOT_FOUND)
+
+    def _body(self) -> dict[str, Any]:
+        length = int(self.headers.get("Content-Length", "0"))
+        if length > MAX_BODY:
+            raise UserError(f"request of {length} bytes is too large (at most {MAX_BODY})")
+        body = json.loads(self.rfile.read(length) or b"{}")
+        if not isinstance(body, dict):
+            raise ValueError("the body must be a JSON object")
+        return body
 
     def do_GET(self) -> None:  # noqa: N802 - the base class's name
         self._route("GET")
 
     def do_POST(self) -> None:  # noqa: N802
         self._route("POST")
+
+
+def _edit(item: dict[str, Any]) -> masks.MaskEdit:
+    return masks.MaskEdit(int(item["id"]), masks.decode_mask(masks.png_data(str(item["png"]))), str(item["base"]))
 
 
 def start(opts: StudioOptions) -> tuple[StudioServer, threading.Thread]:

@@ -129,7 +129,8 @@ def test_the_face_browser_in_chromium_deletes_and_restores(studio):
             page.goto(f"{base}/?token={token}")
             page.wait_for_selector(".face")
             assert page.locator(".face").count() == 5                    # the face deleted earlier is hidden
-            page.wait_for_function("[...document.images].every(i => i.complete && i.naturalWidth === 96)")
+            page.wait_for_function("[...document.querySelectorAll('#grid img')]"
+                                   ".every(i => i.complete && i.naturalWidth === 96)")
             cells = page.locator(".face")
             cells.nth(0).click()
             cells.nth(2).click(modifiers=["Shift"])

@@ -336,3 +336,53 @@ def frames_at(video: Path, wanted: set[int]) -> dict[int, np.ndarray]:
         if i >= max(wanted):
             break
     return out
+
+
+@functools.lru_cache(maxsize=8)
+def _seek_facts(path: str, mtime_ns: int, size: int) -> tuple[VideoInfo, float]:
+    """Probe facts and the first frame's time of a video, cached while the file is unchanged.
+
+    The time is what ffmpeg's input ``-ss`` counts from: 0 for most files, later when the
+    video stream starts after the container (audio first), where ``index / fps`` alone would
+    land up to a few frames early.
+    """
+    info = probe(Path(path))
+    res = subprocess.run([ffmpeg_exe(), "-hide_banner", "-nostats", "-i", path, "-map", "0:v:0", "-an", "-sn",
+                          "-dn", "-frames:v", "1", "-vf", "showinfo", "-f", "null", "-"],
+                         capture_output=True, text=True, errors="replace")
+    match = re.search(r"pts_time:\s*(-?[\d.]+)", res.stderr)
+    return info, float(match.group(1)) if match else 0.0
+
+
+def frame_at(video: Path, index: int) -> np.ndarray:
+    """Frame ``index`` of a video (RGB uint8, H x W x 3), found by seeking instead of decoding from the start.
+
+    Numbered and converted as FrameReader numbers and converts frames (same pixels). The seek
+    is ffmpeg's accurate input seek to half a frame before the frame's time, so rounding of
+    timestamps can neither skip the frame nor land on the one before it.
+    """
+    video = Path(video)
+    if not video.is_file():
+        raise UserError(f"video {video} not found; check the path")
+    st = video.stat()
+    info, first = _seek_facts(str(video), st.st_mtime_ns, st.st_size)
+    if not 0 <= index < info.frames:
+        raise UserError(f"frame {index} is outside {video} ({info.frames} frames, numbered from 0); "
+                        f"ask for one of its frames")
+    size = info.width * info.height * 3
+    if info.fps <= 0:                        # no rate to seek by: decode from the start
+        got = frames_at(video, {index}).get(index)
+        data, reason = (b"", "the file ends before it") if got is None else (got.tobytes(), "")
+    else:
+        when = first + (index - 0.5) / info.fps
+        cmd = [ffmpeg_exe(), "-v", "error", "-nostdin"]
+        if when > 0:                         # frame 0 of a stream starting at 0: read from the start
+            cmd += ["-ss", f"{when:.6f}"]
+        cmd += ["-i", str(video), "-map", "0:v:0", "-an", "-sn", "-dn", "-frames:v", "1", "-f", "rawvideo",
+                "-pix_fmt", "rgb24", *_sync_args(), *SWS_FLAGS, "pipe:"]
+        res = subprocess.run(cmd, capture_output=True)
+        data, reason = res.stdout, _last_error_line(res.stderr.decode("utf-8", "replace"))
+    if len(data) < size:
+        raise UserError(f"cannot decode frame {index} of {video} ({reason or 'no frame decoded there'}); check "
+                        f"the file, or re-encode it with ffmpeg")
+    return np.frombuffer(data[:size], dtype=np.uint8).reshape(info.height, info.width, 3).copy()

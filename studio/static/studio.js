@@ -1,17 +1,24 @@
-// The face browser: thumbnails load lazily (only those scrolled into view), selection by
-// click / shift-click / ctrl-click, delete and restore through the studio's API.
+// The studio page: the face browser, and the router between its views (faces, mask editor,
+// convert preview). Thumbnails load lazily (only those scrolled into view); selection by
+// click / shift-click / ctrl-click; delete and restore through the studio's API.
 "use strict";
 const $ = (id) => document.getElementById(id);
 let faces = [];
 let selected = new Set();
 let anchor = null;
 
+function say(text) { $("status").textContent = text; }
+
+class ApiError extends Error {
+  constructor(data, status) { super(data.error || String(status)); this.data = data; this.status = status; }
+}
+
 async function api(path, body) {
   const init = body === undefined ? {} : {method: "POST", body: JSON.stringify(body),
                                           headers: {"Content-Type": "application/json"}};
   const res = await fetch(path, init);
   const data = await res.json();
-  if (!res.ok) throw new Error(data.error || res.statusText);
+  if (!res.ok) throw new ApiError(data, res.status);
   return data;
 }
 
@@ -23,9 +30,9 @@ function visible() {
 
 function render() {
   const grid = $("grid");
-  grid.textContent = "";
   const set = $("set").value;
   const shown = visible();
+  const cells = [];
   for (const f of shown) {
     const cell = document.createElement("div");
     cell.className = "face" + (f.dropped ? " dropped" : "") + (selected.has(f.id) ? " selected" : "")
@@ -43,11 +50,29 @@ function render() {
     const label = document.createElement("span");
     label.textContent = `${f.frame}:${f.face}`;
     cell.append(img, label);
-    grid.append(cell);
+    cells.push(cell);
   }
-  $("status").textContent = `${shown.length} shown of ${faces.length}, ${selected.size} selected`;
+  grid.replaceChildren(...cells);
+  showSelection(shown.length);
+}
+
+// selection changes only classes: the cells (and their loaded images) stay
+function showSelection(shown = $("grid").children.length) {
+  for (const cell of $("grid").children) cell.classList.toggle("selected", selected.has(Number(cell.dataset.id)));
+  say(`${shown} shown of ${faces.length}, ${selected.size} selected`);
   $("delete").disabled = selected.size === 0;
   $("restore").disabled = selected.size === 0;
+}
+
+function showSide(id) {
+  const f = faces.find((x) => x.id === id);
+  if (!f) return;
+  const set = $("set").value;
+  $("side").hidden = false;
+  $("source-frame").src = `/frame/${set}/${id}.jpg`;
+  $("side-info").textContent = `${f.source} frame ${f.frame}, face ${f.face}; track ${f.track ?? "-"}, `
+    + `person ${f.person + 1}; mask ${f.mask_origin}` + (f.dropped ? `; deleted (${f.drop_reason})` : "");
+  $("side-preview").hidden = set !== "dst";
 }
 
 $("grid").addEventListener("click", (ev) => {
@@ -64,14 +89,20 @@ $("grid").addEventListener("click", (ev) => {
   } else {
     selected = new Set([id]);
     anchor = id;
+    showSide(id);
   }
-  render();
+  showSelection();
+});
+
+$("grid").addEventListener("dblclick", (ev) => {
+  const cell = ev.target.closest(".face");
+  if (cell) location.hash = `#/edit/${$("set").value}/${cell.dataset.id}`;
 });
 
 async function load() {
   const params = new URLSearchParams({set: $("set").value, sort: $("sort").value});
   if ($("sort").value === "identity") {
-    if (anchor === null) { $("status").textContent = "select a face first"; return; }
+    if (anchor === null) { say("select a face first"); return; }
     params.set("ref", anchor);
   }
   const data = await api(`/api/faces?${params}`);
@@ -93,15 +124,53 @@ async function move(action) {
   const ids = [...selected];
   try {
     const done = await api(`/api/${action}`, {set: $("set").value, ids});
-    $("status").textContent = `${action}: ${done.moved} faces`;
+    await load();
+    say(`${action}: ${done.moved} faces`);
   } catch (err) {
-    $("status").textContent = `error: ${err.message}`;
+    say(`error: ${err.message}`);
   }
-  await load();
 }
 
 $("delete").addEventListener("click", () => move("delete"));
 $("restore").addEventListener("click", () => move("restore"));
 for (const id of ["set", "sort"]) $(id).addEventListener("change", () => { selected.clear(); load(); });
 for (const id of ["person", "origin", "dropped"]) $(id).addEventListener("change", render);
-load().catch((err) => { $("status").textContent = `error: ${err.message}`; });
+$("side-edit").addEventListener("click", () => { if (anchor !== null) location.hash = `#/edit/${$("set").value}/${anchor}`; });
+$("side-preview").addEventListener("click", () => {
+  const f = faces.find((x) => x.id === anchor);
+  if (f) location.hash = `#/preview/${f.frame}`;
+});
+
+// ---------------------------------------------------------------- the router
+let current = "faces";
+
+async function route() {
+  const [, view = "faces", ...args] = location.hash.replace(/^#/, "").split("/");
+  const leaving = current;
+  if (leaving === "editor" && view !== "edit" && !(await Editor.leave())) {
+    history.replaceState(null, "", `#/edit/${Editor.where()}`);
+    return;
+  }
+  for (const v of ["faces", "editor", "preview"]) $(`view-${v}`).hidden = true;
+  try {
+    if (view === "edit" && args.length === 2) {
+      current = "editor";
+      $("view-editor").hidden = false;
+      if ($("set").value !== args[0] || faces.length === 0) { $("set").value = args[0]; await load(); }
+      await Editor.open(args[0], Number(args[1]), visible().map((f) => f.id));
+    } else if (view === "preview") {
+      current = "preview";
+      $("view-preview").hidden = false;
+      await Preview.open(args.length ? Number(args[0]) : null);
+    } else {
+      current = "faces";
+      $("view-faces").hidden = false;
+      if (leaving !== "faces" || faces.length === 0) await load();
+    }
+  } catch (err) {
+    say(`error: ${err.message}`);
+  }
+}
+
+window.addEventListener("hashchange", route);
+window.addEventListener("DOMContentLoaded", route);
