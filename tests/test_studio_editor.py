@@ -387,18 +387,47 @@ def test_two_tabs_saving_one_mask_the_later_is_refused_and_shown_both(studio):
             browser.close()
 
 
-def test_the_convert_preview_view_in_chromium(studio):
+def test_prediction_and_convert_preview_views_in_chromium(studio):
+    import torch
+
+    from pipeline.core.images import read_rgb
+    from pipeline.faces.backends.learned_mask import LearnedMasker
+    from pipeline.models.segmenter import MASK_MODEL_DIR, SegmenterModel, SegmenterNet
+    from pipeline.models.store import save_model
     sync_playwright, exe = _browser()
     ws, base, token = studio
+    face = _faces(base, token)[2]
+    with Workspace(ws) as w:
+        aligned = read_rgb(w.aligned_path(w.face("dst", face["id"])))
+    torch.manual_seed(1)
+    net = SegmenterNet(64, width=8).eval()
+    with torch.no_grad():               # an untrained net, its threshold moved to split this face in two
+        x = torch.from_numpy(cv2.resize(aligned, (64, 64))).permute(2, 0, 1)[None].float() / 255
+        net.head.bias -= net(x).median()
+    save_model(ws / MASK_MODEL_DIR, SegmenterModel(net), {"face_type": "full", "iteration": 0})
+    predicted = LearnedMasker(ws / MASK_MODEL_DIR, "cpu").masks([aligned])[0]
+    assert 0 < (predicted > 0).mean() < 1                     # an untrained model: some face, some not
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=exe, args=["--no-sandbox"])
         try:
             page = browser.new_page(viewport={"width": 1400, "height": 900})
+            page.goto(f"{base}/?token={token}#/edit/dst/{face['id']}")
+            page.wait_for_function("document.getElementById('ed-predict').textContent === 'Hide prediction'")
+            page.click("#ed-use-predict")
+            page.click("#ed-save")
+            page.wait_for_function("document.getElementById('status').textContent.includes('saved face')")
+            assert np.array_equal(read_gray(_mask_file(ws, face["id"])), predicted)     # accepted as it was
+            assert _info(ws)["masks"]["hand"] == 1
             page.goto(f"{base}/?token={token}#/preview/5")
             page.wait_for_function("document.getElementById('status').textContent.includes('rendered')",
                                    timeout=120_000)
             width = page.evaluate("document.getElementById('pv-image').naturalWidth")
             assert width == 2 * json.loads((ws / "workspace.json").read_text())["sets"]["dst"]["video"]["width"]
             _shot(page, "studio_preview.png")
+            page.select_option("[data-name=blend]", "alpha")
+            page.fill("[data-name=mask_blur]", "500")
+            page.click("#pv-render")
+            page.wait_for_function("document.getElementById('status').textContent.includes('error')")
+            assert "--mask-blur 500" in page.inner_text("#status")
         finally:
             browser.close()

@@ -50,8 +50,8 @@ const Editor = (() => {
     }
     tctx.putImageData(out, 0, 0);
     vctx.drawImage(tint, 0, 0);
-    if (showPrediction && prediction) drawOutline(prediction, "rgb(0,230,255)");
     drawOutline(m, "rgb(255,210,0)");
+    if (showPrediction && prediction) drawOutline(prediction, "rgb(0,230,255)");
     vctx.setTransform(1, 0, 0, 1, 0, 0);
     if (poly.length) {
       vctx.strokeStyle = tool === "include" ? "#3f3" : "#f44";
@@ -215,6 +215,7 @@ const Editor = (() => {
     showState();
     say(`editing ${set} face ${id}`);
     view.focus();
+    if (face.can_predict) await togglePrediction();     // a mask model exists: show what it thinks
   }
 
   function maskPng() { return mask.toDataURL("image/png"); }
@@ -273,23 +274,26 @@ const Editor = (() => {
   }
 
   // ------------------------------------------------------------------ prediction and carry forward
-  $("ed-predict").addEventListener("click", async () => {
+  async function togglePrediction() {
     try {
       if (!prediction) {
+        const id = face.id;
         say("predicting...");
-        const p = await image(`/api/predict?set=${set}&id=${face.id}`);
+        const p = await image(`/api/predict?set=${set}&id=${id}`);
+        if (!face || face.id !== id) return;           // the artist moved on meanwhile
         const c = document.createElement("canvas");
         c.width = c.height = size();
         c.getContext("2d").drawImage(p.bitmap, 0, 0, size(), size());
         prediction = c.getContext("2d").getImageData(0, 0, size(), size()).data;
-        say("the mask model's prediction: cyan outline");
+        say("the mask model's prediction: cyan outline (Use prediction takes it)");
       }
       showPrediction = !showPrediction;
       $("ed-predict").textContent = showPrediction ? "Hide prediction" : "Show prediction";
       $("ed-use-predict").disabled = false;
       draw();
     } catch (err) { say(`error: ${err.message}`); }
-  });
+  }
+  $("ed-predict").addEventListener("click", togglePrediction);
   $("ed-use-predict").addEventListener("click", () => {
     if (!prediction) return;
     remember();
