@@ -6,10 +6,13 @@ pixel hash) of the mask the artist started from; when the file has changed since
 tab, another person, an outside editor) the save is refused with both versions, so no
 hand work is ever overwritten without the artist seeing it.
 
-Carry-forward moves one face's mask onto the next faces of its track through the stored
-source->aligned transforms (optionally refined by optical flow between the faces) and
-only proposes: nothing is written until the artist accepts, and then each mask is saved
-as above.
+Carry-forward moves one face's mask onto the next faces of its track and only proposes:
+nothing is written until the artist accepts, and then each mask is saved as above. What
+the painted region follows is the artist's choice (``anchor``): the frame (a microphone on
+a stand: the mask goes back to the frame through the face's stored source->aligned
+transform and into the next face's crop through its own) or the face (a hand on the cheek,
+glasses: the mask keeps its place in the aligned crop, which the transforms already keep
+on the face). Optical flow between the faces can refine either.
 """
 from __future__ import annotations
 
@@ -191,8 +194,11 @@ def _flow_refine(mask: np.ndarray, moved_face: np.ndarray, face: np.ndarray) -> 
                      borderMode=cv2.BORDER_REPLICATE)
 
 
+ANCHORS = ("frame", "face")
+
+
 def carry_forward(root: Path, set_name: str, face_id: int, count: int, mask: np.ndarray | None = None,
-                  flow: bool = False) -> list[dict[str, Any]]:
+                  flow: bool = False, anchor: str = "frame") -> list[dict[str, Any]]:
     """Proposals: this face's mask (``mask``, else its file) moved onto the next ``count`` faces of its track.
 
     Each proposal says whether that face's mask is hand-made now (the page leaves those
@@ -200,6 +206,8 @@ def carry_forward(root: Path, set_name: str, face_id: int, count: int, mask: np.
     """
     if not 1 <= count <= MAX_CARRY:
         raise UserError(f"carry forward over 1 to {MAX_CARRY} faces, not {count}")
+    if anchor not in ANCHORS:
+        raise UserError(f"carry forward anchored to the frame or the face, not '{anchor}'")
     with Workspace(root) as ws:
         row = _row(ws, set_name, face_id)
         if row.track is None:
@@ -220,13 +228,15 @@ def carry_forward(root: Path, set_name: str, face_id: int, count: int, mask: np.
         targets = [(r, ws.mask_path(r), aligned_file(root, r, ws) if flow else None) for r in later]
     proposals = []
     for r, mask_path, face_path in targets:
-        moved = geometry.move_between_crops(mask, row.transform, r.transform, r.size)
+        on_frame = anchor == "frame"
+        moved = geometry.move_between_crops(mask, row.transform, r.transform, r.size) if on_frame else mask
         if flow and source_face is not None and face_path is not None:
             try:
                 target_face = read_rgb(face_path)
             except ImageReadError as exc:
                 raise UserError(f"face {r.id}: {exc}") from exc
-            moved_face = geometry.move_between_crops(source_face, row.transform, r.transform, r.size)
+            moved_face = geometry.move_between_crops(source_face, row.transform, r.transform, r.size) \
+                if on_frame else source_face
             moved = _flow_refine(moved, moved_face, target_face)
         proposals.append({"id": r.id, "frame": r.frame_index, "mask_origin": r.mask_origin.value,
                           "version": version_of(read_gray(mask_path)), "png": png_base64(moved)})

@@ -152,7 +152,7 @@ class _Handler(BaseHTTPRequestHandler):
             set_name, face_id = body.get("set", "dst"), int(body["id"])
             mask = masks.decode_mask(masks.png_data(body["png"])) if body.get("png") else None
             self._json({"proposals": masks.carry_forward(root, set_name, face_id, int(body.get("count", 10)), mask,
-                                                         bool(body.get("flow")))})
+                                                         bool(body.get("flow")), str(body.get("anchor", "frame")))})
         elif method == "GET" and path.startswith("/frame/"):
             _, _, set_name, face_id = path.split("/")
             self._send(200, frames.source_frame(root, set_name, int(face_id.removesuffix(".jpg"))), "image/jpeg",

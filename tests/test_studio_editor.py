@@ -138,6 +138,8 @@ def test_bad_masks_are_refused_and_change_nothing(studio):
         assert code == 400 and needle in err["error"], err
     code, err = _refused(f"{base}/api/carry?token={token}", {"set": "dst", "id": face["id"], "count": 0})
     assert code == 400 and "carry forward over 1 to" in err["error"]
+    code, err = _refused(f"{base}/api/carry?token={token}", {"set": "dst", "id": face["id"], "anchor": "moon"})
+    assert code == 400 and "the frame or the face" in err["error"]
     assert path.read_bytes() == before and _info(ws)["masks"].get("hand", 0) == 0
 
 
@@ -160,6 +162,10 @@ def test_carry_forward_moves_the_mask_with_the_stored_transforms(studio):
         want = _moved_directly(mask, rows[first["id"]].transform, rows[p["id"]].transform, 128)
         assert np.abs(got.astype(int) - want).max() <= 1, p["frame"]
     assert _info(ws)["masks"].get("hand", 0) == 0                    # proposals write nothing
+    on_face = _call(f"{base}/api/carry?token={token}", {"set": "dst", "id": first["id"], "count": 2,
+                                                        "anchor": "face", "png": _png(mask)})[0]["proposals"]
+    for p in on_face:                                                  # following the face: its place in the crop
+        assert np.array_equal(cv2.imdecode(np.frombuffer(base64.b64decode(p["png"].split(",")[1]), np.uint8), 0), mask)
     flowed = _call(f"{base}/api/carry?token={token}", {"set": "dst", "id": first["id"], "count": 3, "flow": True,
                                                        "png": _png(mask)})[0]["proposals"]
     for p, q in zip(flowed, proposals):                                # a steady face: flow changes little
@@ -326,6 +332,7 @@ def test_the_editor_in_chromium_polygon_brush_undo_keys_and_carry(studio):
             assert info["masks"]["hand"] == 2                                # this face and frame 3's
             # carry it forward over 10 faces; frame 3's hand mask is proposed unticked
             page.fill("#carry-count", "10")
+            page.uncheck("#carry-flow")                                      # the transforms alone, to compare
             page.click("#carry-go")
             page.wait_for_selector("#carry:not([hidden]) .proposal")
             assert page.locator("#carry-list .proposal").count() == 10

@@ -307,7 +307,9 @@ const Editor = (() => {
     try {
       say("carrying forward...");
       const count = Number($("carry-count").value);
-      const data = await api("/api/carry", {set, id: face.id, count, flow: $("carry-flow").checked, png: maskPng()});
+      const anchor = $("carry-anchor").value;
+      const data = await api("/api/carry", {set, id: face.id, count, flow: $("carry-flow").checked, anchor,
+                                            png: maskPng()});
       proposals = data.proposals;
       const list = $("carry-list");
       list.replaceChildren();
@@ -326,7 +328,8 @@ const Editor = (() => {
         item.append(tick, pic, text);
         list.append(item);
       }
-      $("carry-text").textContent = `this mask moved onto the next ${proposals.length} faces of track ${face.track}`
+      $("carry-text").textContent = `this mask moved onto the next ${proposals.length} faces of track ${face.track}, `
+        + `following ${anchor === "frame" ? "the frame" : "the face"}`
         + ($("carry-flow").checked ? ", refined by optical flow" : "") + ". Nothing is saved until you accept.";
       $("carry").hidden = false;
       say(`${proposals.length} proposals`);
