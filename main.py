@@ -185,11 +185,14 @@ COMMANDS: dict[str, tuple[Callable[[argparse.Namespace], int], str, str]] = {
               "Masks that know about hands, microphones, glasses and hair, learned from the masks you paint "
               "(DeepFaceLab's XSeg idea): paint some masks, 'masks train', 'masks apply'; 'masks export' and "
               "'masks import' move masks to and from compositing tools."),
-    "studio": (_studio, "the artist's local page: browse, sort, delete and restore faces",
+    "studio": (_studio, "the artist's local page: faces, mask editor, carry-forward, convert preview",
                "Serve a local web page (127.0.0.1, a random token in the printed address) that shows the "
                "workspace's faces: sorted by frame and track, blur, yaw, pitch, mask origin or likeness to a chosen "
-               "face, filtered by person and mask origin; select many, delete and restore (the same as deleting the "
-               "aligned files by hand). Ctrl-C stops it."),
+               "face, filtered by person and mask origin, each with its source frame; select many, delete and "
+               "restore (the same as deleting the aligned files by hand). A mask editor (polygons, brush, undo, "
+               "zoom, the mask model's prediction) whose saves are hand masks and never overwrite a mask changed "
+               "elsewhere meanwhile; carrying a mask forward along a track; any frame rendered as convert would. "
+               "Ctrl-C stops it."),
     "migrate": (_migrate, "bring a workspace of an older schema to the current one",
                 "Writers (extract, train) migrate on their own; this does it now. Both files are backed up first."),
 }

@@ -157,3 +157,30 @@ def test_studio_on_a_folder_that_is_no_workspace_or_a_taken_port(tmp_path, studi
     taken = base.rsplit(":", 1)[1]
     clean_error(run_cli("studio", "--workspace", ws, "--port", taken), f"cannot serve on 127.0.0.1:{taken}",
                 "choose another --port")
+
+
+def test_ctrl_c_stops_the_studio_cleanly_and_changes_nothing(tmp_path):
+    """The command as a user runs it: prints its address, serves, exits 0 on Ctrl-C; the workspace as it was."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT, default_sigint, snapshot
+    ws = copy_v1_workspace(tmp_path)
+    before = snapshot(ws)
+    proc = subprocess.Popen([sys.executable, str(ROOT / "main.py"), "studio", "--workspace", str(ws)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=default_sigint)
+    try:
+        line = proc.stdout.readline()
+        assert line.startswith("studio: open http://127.0.0.1:") and "?token=" in line, line
+        address = line.split()[2]
+        assert _get(address)[0] == 200
+        with pytest.raises(urllib.error.HTTPError) as err:
+            _get(address.split("?")[0] + "api/faces?set=dst")
+        assert err.value.code == 403
+    finally:
+        os.kill(proc.pid, signal.SIGINT)
+        out, errs = proc.communicate(timeout=30)
+    assert proc.returncode == 0 and "studio stopped" in out and "Traceback" not in errs, errs
+    assert snapshot(ws) == before
