@@ -57,6 +57,9 @@ class StudioServer(ThreadingHTTPServer):
 class _Handler(BaseHTTPRequestHandler):
     server: StudioServer
     protocol_version = "HTTP/1.1"
+    #: headers and body go out in two writes; without TCP_NODELAY each keep-alive response waits ~40 ms
+    #: for the first one's ACK (192 thumbnails on one connection: 8.4 s, with it 0.16 s)
+    disable_nagle_algorithm = True
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the base class's name
         log.debug("%s " + format, self.address_string(), *args)

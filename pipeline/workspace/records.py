@@ -132,7 +132,15 @@ class FaceRow:
 FACE_COLUMNS = tuple(f.name for f in fields(FaceRow) if f.name != "id")
 
 
+#: What a row read without its geometry (``face_from_sql(r, geometry=False)``) holds in place of its
+#: box, landmarks and transform: one empty read-only array, so ``face_to_sql`` can refuse to store it.
+NO_GEOMETRY = np.zeros(0)
+NO_GEOMETRY.flags.writeable = False
+
+
 def face_to_sql(row: FaceRow) -> tuple:
+    if any(a is NO_GEOMETRY for a in (row.bbox, row.landmarks, row.aligned_landmarks, row.transform)):
+        raise ValueError(f"face {row.id} was read without its geometry (a listing); read it whole to store it")
     values = {
         **{name: getattr(row, name) for name in FACE_COLUMNS},
         "origin": FaceOrigin(row.origin).value, "mask_origin": MaskOrigin(row.mask_origin).value,
@@ -145,22 +153,32 @@ def face_to_sql(row: FaceRow) -> tuple:
     return tuple(values[name] for name in FACE_COLUMNS)
 
 
-def face_from_sql(r: Any) -> FaceRow:
-    """A ``faces`` row (sqlite3.Row) as a FaceRow; columns an older index lacks get their old meaning."""
+def face_from_sql(r: Any, geometry: bool = True) -> FaceRow:
+    """A ``faces`` row (sqlite3.Row) as a FaceRow; columns an older index lacks get their old meaning.
+
+    ``geometry=False`` leaves the box, landmarks, transform and dense points unparsed
+    (``NO_GEOMETRY``, None): parsing their JSON is most of the cost of a row, and listing
+    faces (the edit scan, the studio's face list) needs none of it.
+    """
     keys = set(r.keys())
+    if geometry:
+        bbox, landmarks = loads_array(r["bbox"]), loads_array(r["landmarks"])
+        aligned, transform = loads_array(r["aligned_landmarks"]), loads_array(r["transform"])
+        dense = unpack_points(r["dense_landmarks"]) if "dense_landmarks" in keys else None
+    else:
+        bbox = landmarks = aligned = transform = NO_GEOMETRY
+        dense = None
     return FaceRow(
         set_name=r["set_name"], source=r["source"], frame_index=r["frame_index"], face_index=r["face_index"],
         track=r["track"], origin=FaceOrigin(r["origin"]), detector=r["detector"],
         landmarker=r["landmarker"] if "landmarker" in keys else "dlib", score=r["score"],
-        bbox=loads_array(r["bbox"]), landmarks=loads_array(r["landmarks"]),
-        aligned_landmarks=loads_array(r["aligned_landmarks"]), transform=loads_array(r["transform"]),
+        bbox=bbox, landmarks=landmarks, aligned_landmarks=aligned, transform=transform,
         face_type=r["face_type"], size=r["size"], aligned_file=r["aligned_file"], mask_file=r["mask_file"],
         mask_origin=MaskOrigin(r["mask_origin"]), mask_hash=r["mask_hash"], mask_mtime_ns=r["mask_mtime_ns"],
         mask_bytes=r["mask_bytes"], descriptor=unpack(r["descriptor"]), blur=r["blur"], yaw=r["yaw"],
         pitch=r["pitch"], roll=r["roll"], dropped=bool(r["dropped"]),
         drop_reason=None if r["drop_reason"] is None else DropReason(r["drop_reason"]),
-        dense_landmarks=unpack_points(r["dense_landmarks"]) if "dense_landmarks" in keys else None,
-        mask_model=r["mask_model"] if "mask_model" in keys else None, id=r["id"])
+        dense_landmarks=dense, mask_model=r["mask_model"] if "mask_model" in keys else None, id=r["id"])
 
 
 @dataclass

@@ -18,6 +18,7 @@ import contextlib
 import hashlib
 import json
 import logging
+import os
 import sqlite3
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -48,6 +49,18 @@ def mask_hash(mask: np.ndarray) -> str:
     h.update(f"{mask.shape[0]}x{mask.shape[1]}:".encode())
     h.update(np.ascontiguousarray(mask, dtype=np.uint8).tobytes())
     return h.hexdigest()[:32]
+
+
+def _entries(folder: Path) -> dict[str, os.DirEntry[str]]:
+    """A folder's entries by name, listed once (an edit scan looks up thousands); empty if it cannot be read.
+
+    An entry that is no link is a file of that folder by construction: no name check needed.
+    """
+    try:
+        with os.scandir(folder) as listing:
+            return {e.name: e for e in listing}
+    except OSError:
+        return {}
 
 
 @dataclass
@@ -92,6 +105,7 @@ class Workspace:
         self.write = write
         self._db: sqlite3.Connection | None = None
         self._in_txn = False
+        self._resolved_dirs: dict[tuple[str, str], Path] = {}
         self.migrated_from: int | None = None
         if self.root.exists() and not self.root.is_dir():
             raise UserError(f"workspace {self.root} is a file, not a folder; pass --workspace DIR")
@@ -201,12 +215,36 @@ class Workspace:
         return (f"{INDEX_NAME} row {row.id} ({row.set_name} {row.source} frame {row.frame_index} face "
                 f"{row.face_index}), {column}")
 
+    def _resolved(self, kind: str, set_name: str) -> Path:
+        """A set's aligned/ or masks/ folder with links resolved, once per handle (thousands of names are checked)."""
+        key = (kind, set_name)
+        folder = self._resolved_dirs.get(key)
+        if folder is None:
+            folder = (self.set_dir(set_name) / kind).resolve()
+            self._resolved_dirs[key] = folder
+        return folder
+
+    def _inside(self, kind: str, row: FaceRow, column: str) -> Path:
+        """``inside`` for a name of the index, quick for the common case (edit scans check thousands).
+
+        A plain file name (no separator) that is no link cannot lead out of the resolved
+        folder; anything else gets ``inside``'s full check, and its error naming the row.
+        """
+        folder = self._resolved(kind, row.set_name)
+        name = getattr(row, column)
+        if (isinstance(name, str) and name and name not in (".", "..") and "\x00" not in name and os.sep not in name
+                and (os.altsep is None or os.altsep not in name)):
+            path = folder / name
+            if path.parent == folder and not os.path.islink(path):
+                return path
+        return inside(folder, name, self._where(row, column), _EDITED)
+
     def aligned_path(self, row: FaceRow) -> Path:
         """The row's aligned image; UserError naming the row if its name leads out of aligned/."""
-        return inside(self.aligned_dir(row.set_name), row.aligned_file, self._where(row, "aligned_file"), _EDITED)
+        return self._inside("aligned", row, "aligned_file")
 
     def mask_path(self, row: FaceRow) -> Path:
-        return inside(self.masks_dir(row.set_name), row.mask_file, self._where(row, "mask_file"), _EDITED)
+        return self._inside("masks", row, "mask_file")
 
     # ---------------------------------------------------------------- the index
     @contextlib.contextmanager
@@ -332,8 +370,12 @@ class Workspace:
 
     # ---------------------------------------------------------------- queries
     def faces(self, set_name: str, kept: bool = False, source: str | None = None,
-              frame_index: int | None = None) -> list[FaceRow]:
-        """Faces of a set in source, frame, face order; ``kept`` leaves out dropped ones."""
+              frame_index: int | None = None, geometry: bool = True) -> list[FaceRow]:
+        """Faces of a set in source, frame, face order; ``kept`` leaves out dropped ones.
+
+        ``geometry=False`` is for listing: rows without box, landmarks and transform (see
+        ``records.face_from_sql``), several times quicker to read; they cannot be stored back.
+        """
         sql = "SELECT * FROM faces WHERE set_name=?"
         params: list[Any] = [set_name]
         if kept:
@@ -349,7 +391,7 @@ class Workspace:
         with self._sql():
             for r in rows:
                 try:
-                    out.append(face_from_sql(r))
+                    out.append(face_from_sql(r, geometry))
                 except (ValueError, TypeError, KeyError) as exc:   # a value no version of the tool writes
                     raise UserError(f"{INDEX_NAME} row {r['id']} ({set_name} {r['source']} frame {r['frame_index']}) "
                                     f"holds an invalid value ({exc}); {_EDITED}") from exc
@@ -409,24 +451,28 @@ class Workspace:
             self._in_txn = False
 
     # ---------------------------------------------------------------- artist edits
-    def scan_artist_edits(self, set_name: str) -> EditScan:
-        """Compare the set's files with the index (read-only; ``apply_edits`` records it)."""
+    def scan_artist_edits(self, set_name: str, rows: list[FaceRow] | None = None) -> EditScan:
+        """Compare the set's files with the index (read-only; ``apply_edits`` records it).
+
+        ``rows``: the set's faces as just read (all of them), when the caller has them already.
+        """
         scan = EditScan()
-        for row in self.faces(set_name):
+        aligned, masks = _entries(self.aligned_dir(set_name)), _entries(self.masks_dir(set_name))
+        for row in rows if rows is not None else self.faces(set_name, geometry=False):
             assert row.id is not None
-            if not row.dropped and not self.aligned_path(row).exists():
+            if not row.dropped and not self._exists(aligned, "aligned", row, "aligned_file"):
                 scan.deleted.append(row.id)
-            elif row.dropped and row.drop_reason == DropReason.DELETED and self.aligned_path(row).exists():
+            elif (row.dropped and row.drop_reason == DropReason.DELETED
+                  and self._exists(aligned, "aligned", row, "aligned_file")):
                 scan.restored.append(row.id)       # the artist (or the studio) put the face back
-            mask_path = self.mask_path(row)
             try:
-                st = mask_path.stat()
+                st = self._stat(masks, "masks", row, "mask_file")
             except FileNotFoundError:
                 scan.missing_masks.append(row.id)
                 continue
             if (st.st_mtime_ns, st.st_size) == (row.mask_mtime_ns, row.mask_bytes):
                 continue  # untouched since we last looked
-            pixels = read_gray(mask_path)
+            pixels = read_gray(self.mask_path(row))
             changed = pixels is None or mask_hash(pixels) != row.mask_hash
             if changed and row.mask_origin != MaskOrigin.HAND:
                 scan.hand_masks.append(row.id)
@@ -436,6 +482,20 @@ class Workspace:
                     scan.restored_learned.append(row.id)
             scan.mask_stats[row.id] = (st.st_mtime_ns, st.st_size)
         return scan
+
+    def _exists(self, entries: dict[str, os.DirEntry[str]], kind: str, row: FaceRow, column: str) -> bool:
+        """Whether the row's file is there: a plain entry of the folder's listing, else ``_inside`` and a look."""
+        entry = entries.get(getattr(row, column))
+        if entry is not None and not entry.is_symlink():
+            return True
+        return self._inside(kind, row, column).exists()
+
+    def _stat(self, entries: dict[str, os.DirEntry[str]], kind: str, row: FaceRow, column: str) -> os.stat_result:
+        """The row's file's stat, as ``_exists`` finds the file (FileNotFoundError when it is not there)."""
+        entry = entries.get(getattr(row, column))
+        if entry is not None and not entry.is_symlink():
+            return entry.stat()
+        return self._inside(kind, row, column).stat()
 
     def apply_edits(self, set_name: str, scan: EditScan) -> None:
         """Record an EditScan in the index in one transaction."""
@@ -464,11 +524,15 @@ class Workspace:
             self.apply_edits(set_name, scan)
         return scan
 
-    def faces_as_edited(self, set_name: str, scan: EditScan | None = None) -> list[FaceRow]:
-        """The set's faces with the artist's edits on disk (``scan``) applied, without writing the index."""
-        scan = scan if scan is not None else self.scan_artist_edits(set_name)
+    def faces_as_edited(self, set_name: str, scan: EditScan | None = None, geometry: bool = True) -> list[FaceRow]:
+        """The set's faces with the artist's edits on disk (``scan``) applied, without writing the index.
+
+        The index is read once (for the scan too); ``geometry=False`` as in ``faces``.
+        """
+        rows = self.faces(set_name, geometry=geometry)
+        scan = scan if scan is not None else self.scan_artist_edits(set_name, rows)
         automatic = self.automatic_mask_origin(set_name)
-        return [scan.applied(row, automatic) for row in self.faces(set_name)]
+        return [scan.applied(row, automatic) for row in rows]
 
     def put_masks(self, updates: list[tuple[FaceRow, str, str, str | None]]) -> None:
         """Record masks just written: (row, origin, pixel hash, mask model hash), in one transaction.
