@@ -2,10 +2,12 @@
 
 These talk HTTP to a real running studio over the small workspace in tests/data.
 """
+import contextlib
 import json
 import shutil
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 
 import cv2
 import numpy as np
@@ -119,35 +121,42 @@ def _browser():
     return sync_playwright, exe
 
 
-def test_the_face_browser_in_chromium_deletes_and_restores(studio):
+@contextlib.contextmanager
+def chromium() -> Iterator:
+    """A launched headless Chromium (or the skip of ``_browser``), closed afterwards."""
     sync_playwright, exe = _browser()
-    ws, base, token = studio
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=exe, args=["--no-sandbox"])
         try:
-            page = browser.new_page()
-            page.goto(f"{base}/?token={token}")
-            page.wait_for_selector(".face")
-            assert page.locator(".face").count() == 5                    # the face deleted earlier is hidden
-            page.wait_for_function("[...document.querySelectorAll('#grid img')]"
-                                   ".every(i => i.complete && i.naturalWidth === 96)")
-            cells = page.locator(".face")
-            cells.nth(0).click()
-            cells.nth(2).click(modifiers=["Shift"])
-            assert page.locator(".face.selected").count() == 3
-            page.click("#delete")
-            page.wait_for_function("document.querySelectorAll('.face').length === 2")
-            info = run_info(InfoOptions(workspace=ws))["sets"]["dst"]
-            assert info["faces"] == 2 and info["dropped_by_reason"] == {"deleted": 4}
-            page.check("#dropped")
-            page.wait_for_function("document.querySelectorAll('.face.dropped').length === 4")
-            page.locator(".face.dropped").first.click()
-            page.click("#restore")
-            page.wait_for_function("document.querySelectorAll('.face.dropped').length === 3")
-            assert run_info(InfoOptions(workspace=ws))["sets"]["dst"]["faces"] == 3
-            page.screenshot(path=str(ws / "face_browser.png"))
+            yield browser
         finally:
             browser.close()
+
+
+def test_the_face_browser_in_chromium_deletes_and_restores(studio):
+    ws, base, token = studio
+    with chromium() as browser:
+        page = browser.new_page()
+        page.goto(f"{base}/?token={token}")
+        page.wait_for_selector(".face")
+        assert page.locator(".face").count() == 5                    # the face deleted earlier is hidden
+        page.wait_for_function("[...document.querySelectorAll('#grid img')]"
+                               ".every(i => i.complete && i.naturalWidth === 96)")
+        cells = page.locator(".face")
+        cells.nth(0).click()
+        cells.nth(2).click(modifiers=["Shift"])
+        assert page.locator(".face.selected").count() == 3
+        page.click("#delete")
+        page.wait_for_function("document.querySelectorAll('.face').length === 2")
+        info = run_info(InfoOptions(workspace=ws))["sets"]["dst"]
+        assert info["faces"] == 2 and info["dropped_by_reason"] == {"deleted": 4}
+        page.check("#dropped")
+        page.wait_for_function("document.querySelectorAll('.face.dropped').length === 4")
+        page.locator(".face.dropped").first.click()
+        page.click("#restore")
+        page.wait_for_function("document.querySelectorAll('.face.dropped').length === 3")
+        assert run_info(InfoOptions(workspace=ws))["sets"]["dst"]["faces"] == 3
+        page.screenshot(path=str(ws / "face_browser.png"))
 
 
 def test_studio_on_a_folder_that_is_no_workspace_or_a_taken_port(tmp_path, studio):

@@ -7,14 +7,12 @@ into 2,000 dst faces of two people); the visits are those of ``benchmarks/studio
 a first visit that scrolls through everything (every thumbnail made), then fresh visits
 (no browser cache) that are timed, thumbnail requests counted on the server.
 """
-import os
-import shutil
-
 import pytest
 
 from benchmarks.studio_big_set import build_big_workspace
 from benchmarks.studio_open import measure, report
 from pipeline.workspace.store import Workspace
+from tests.test_studio import _browser
 
 pytestmark = pytest.mark.slow
 
@@ -28,23 +26,8 @@ OPEN_LIMIT = 2.0
 SCREENFUL = 400
 
 
-def _browser():
-    """The system's Chromium and Playwright, or a skip saying what is missing (as in test_studio.py)."""
-    exe = shutil.which("chromium") or shutil.which("chromium-browser")
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        sync_playwright = None
-    if exe is None or sync_playwright is None:
-        if os.environ.get("REQUIRE_CHROMIUM") == "1":
-            pytest.fail("REQUIRE_CHROMIUM=1 but chromium or playwright is missing (apt-get install chromium; "
-                        "pip install -r requirements-dev.txt)")
-        pytest.skip("chromium or playwright not installed")
-    return exe
-
-
 def test_two_thousand_faces_open_in_under_two_seconds_and_thumbnails_load_lazily(tmp_path):
-    exe = _browser()
+    exe = _browser()[1]
     ws = build_big_workspace(tmp_path, FACES)
     with Workspace(ws) as w:
         ids = {r.id for r in w.faces("dst", kept=True)}

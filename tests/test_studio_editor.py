@@ -21,7 +21,7 @@ from studio.masks import _flow_refine
 from studio.options import StudioOptions
 from studio.server import start
 from tests.conftest import copy_workspace, write_tiny_model
-from tests.test_studio import _browser
+from tests.test_studio import chromium
 
 SHOTS = os.environ.get("STUDIO_SCREENSHOTS")   # a folder: the browser tests leave their screenshots there
 
@@ -284,7 +284,6 @@ def _canvas_click(page, mx, my, zoom):
 
 
 def test_the_editor_in_chromium_polygon_brush_undo_keys_and_carry(studio):
-    sync_playwright, exe = _browser()
     ws, base, token = studio
     faces = _faces(base, token)
     first, third = faces[0], faces[3]
@@ -292,106 +291,97 @@ def test_the_editor_in_chromium_polygon_brush_undo_keys_and_carry(studio):
     hand[:16] = 0
     cv2.imwrite(str(_mask_file(ws, third["id"])), hand)
     before = read_gray(_mask_file(ws, first["id"]))
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=exe, args=["--no-sandbox"])
-        try:
-            page = browser.new_page(viewport={"width": 1400, "height": 900})
-            page.goto(f"{base}/?token={token}")
-            page.wait_for_selector(".face")
-            page.locator(".face").first.click()
-            page.wait_for_function("document.getElementById('source-frame').naturalWidth > 0")
-            _shot(page, "studio_faces.png")
-            page.locator(".face").first.dblclick()
-            page.wait_for_function("document.getElementById('ed-face').textContent.includes('mask hull')")
-            zoom = page.evaluate("document.getElementById('ed-canvas').width") // 128
-            assert zoom >= 2
-            # an exclude polygon: four corners, then Enter
-            page.keyboard.press("x")
-            for mx, my in ((20, 70), (60, 70), (60, 110), (20, 110)):
-                _canvas_click(page, mx, my, zoom)
-            page.keyboard.press("Enter")
-            # a brush stroke in the top-left corner (outside the face), undone, redone, undone again
-            page.keyboard.press("b")
-            box = page.locator("#ed-canvas").bounding_box()
-            page.mouse.move(box["x"] + 4 * zoom, box["y"] + 4 * zoom)
-            page.mouse.down()
-            page.mouse.move(box["x"] + 30 * zoom, box["y"] + 4 * zoom, steps=5)
-            page.mouse.up()
-            page.keyboard.press("Control+z")
-            page.keyboard.press("Control+y")
-            page.keyboard.press("Control+z")
-            _shot(page, "studio_editor.png")
-            page.keyboard.press("s")
-            page.wait_for_function("document.getElementById('status').textContent.includes('saved face')")
-            saved = read_gray(_mask_file(ws, first["id"]))
-            assert (saved[72:109, 22:59] == 0).all()                         # inside the polygon: painted out
-            ring = np.ones_like(saved, bool)
-            ring[66:115, 16:65] = False                                      # away from its antialiased edge
-            assert np.array_equal(saved[ring], before[ring])                 # everything else as it was
-            info = _info(ws)
-            assert info["masks"]["hand"] == 2                                # this face and frame 3's
-            # carry it forward over 10 faces; frame 3's hand mask is proposed unticked
-            page.fill("#carry-count", "10")
-            page.uncheck("#carry-flow")                                      # the transforms alone, to compare
-            page.click("#carry-go")
-            page.wait_for_selector("#carry:not([hidden]) .proposal")
-            assert page.locator("#carry-list .proposal").count() == 10
-            assert page.locator("#carry-list input:checked").count() == 9
-            _shot(page, "studio_carry.png")
-            page.click("#carry-accept")
-            page.wait_for_function("document.getElementById('status').textContent.includes('9 masks saved')")
-            with Workspace(ws) as w:
-                rows = {r.frame_index: r for r in w.faces("dst")}
-            for frame in range(1, 11):
-                got = read_gray(_mask_file(ws, rows[frame].id))
-                if frame == 3:
-                    assert np.array_equal(got, hand)                         # hand work never overwritten
-                    continue
-                want = _moved_directly(saved, rows[0].transform, rows[frame].transform, 128)
-                assert np.abs(got.astype(int) - want).max() <= 1, frame
-            assert _info(ws)["masks"]["hand"] == 11
-            # next face by keyboard
-            page.keyboard.press("ArrowRight")
-            page.wait_for_function(f"location.hash === '#/edit/dst/{faces[1]['id']}'")
-            page.wait_for_function("document.getElementById('ed-face').textContent.includes('frame 1,')")
-        finally:
-            browser.close()
+    with chromium() as browser:
+        page = browser.new_page(viewport={"width": 1400, "height": 900})
+        page.goto(f"{base}/?token={token}")
+        page.wait_for_selector(".face")
+        page.locator(".face").first.click()
+        page.wait_for_function("document.getElementById('source-frame').naturalWidth > 0")
+        _shot(page, "studio_faces.png")
+        page.locator(".face").first.dblclick()
+        page.wait_for_function("document.getElementById('ed-face').textContent.includes('mask hull')")
+        zoom = page.evaluate("document.getElementById('ed-canvas').width") // 128
+        assert zoom >= 2
+        # an exclude polygon: four corners, then Enter
+        page.keyboard.press("x")
+        for mx, my in ((20, 70), (60, 70), (60, 110), (20, 110)):
+            _canvas_click(page, mx, my, zoom)
+        page.keyboard.press("Enter")
+        # a brush stroke in the top-left corner (outside the face), undone, redone, undone again
+        page.keyboard.press("b")
+        box = page.locator("#ed-canvas").bounding_box()
+        page.mouse.move(box["x"] + 4 * zoom, box["y"] + 4 * zoom)
+        page.mouse.down()
+        page.mouse.move(box["x"] + 30 * zoom, box["y"] + 4 * zoom, steps=5)
+        page.mouse.up()
+        page.keyboard.press("Control+z")
+        page.keyboard.press("Control+y")
+        page.keyboard.press("Control+z")
+        _shot(page, "studio_editor.png")
+        page.keyboard.press("s")
+        page.wait_for_function("document.getElementById('status').textContent.includes('saved face')")
+        saved = read_gray(_mask_file(ws, first["id"]))
+        assert (saved[72:109, 22:59] == 0).all()                         # inside the polygon: painted out
+        ring = np.ones_like(saved, bool)
+        ring[66:115, 16:65] = False                                      # away from its antialiased edge
+        assert np.array_equal(saved[ring], before[ring])                 # everything else as it was
+        info = _info(ws)
+        assert info["masks"]["hand"] == 2                                # this face and frame 3's
+        # carry it forward over 10 faces; frame 3's hand mask is proposed unticked
+        page.fill("#carry-count", "10")
+        page.uncheck("#carry-flow")                                      # the transforms alone, to compare
+        page.click("#carry-go")
+        page.wait_for_selector("#carry:not([hidden]) .proposal")
+        assert page.locator("#carry-list .proposal").count() == 10
+        assert page.locator("#carry-list input:checked").count() == 9
+        _shot(page, "studio_carry.png")
+        page.click("#carry-accept")
+        page.wait_for_function("document.getElementById('status').textContent.includes('9 masks saved')")
+        with Workspace(ws) as w:
+            rows = {r.frame_index: r for r in w.faces("dst")}
+        for frame in range(1, 11):
+            got = read_gray(_mask_file(ws, rows[frame].id))
+            if frame == 3:
+                assert np.array_equal(got, hand)                         # hand work never overwritten
+                continue
+            want = _moved_directly(saved, rows[0].transform, rows[frame].transform, 128)
+            assert np.abs(got.astype(int) - want).max() <= 1, frame
+        assert _info(ws)["masks"]["hand"] == 11
+        # next face by keyboard
+        page.keyboard.press("ArrowRight")
+        page.wait_for_function(f"location.hash === '#/edit/dst/{faces[1]['id']}'")
+        page.wait_for_function("document.getElementById('ed-face').textContent.includes('frame 1,')")
 
 
 def test_two_tabs_saving_one_mask_the_later_is_refused_and_shown_both(studio):
-    sync_playwright, exe = _browser()
     ws, base, token = studio
     face = _faces(base, token)[0]
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=exe, args=["--no-sandbox"])
-        try:
-            context = browser.new_context(viewport={"width": 1400, "height": 900})
-            tabs = [context.new_page(), context.new_page()]
-            for tab in tabs:
-                tab.goto(f"{base}/?token={token}#/edit/dst/{face['id']}")
-                tab.wait_for_function("document.getElementById('ed-face').textContent.includes('mask hull')")
-            zoom = tabs[0].evaluate("document.getElementById('ed-canvas').width") // 128
-            for tab, (x0, y0) in zip(tabs, ((10, 60), (70, 60))):
-                tab.keyboard.press("x")
-                for mx, my in ((x0, y0), (x0 + 40, y0), (x0 + 40, y0 + 40)):
-                    _canvas_click(tab, mx, my, zoom)
-                tab.keyboard.press("Enter")
-            tabs[0].click("#ed-save")
-            tabs[0].wait_for_function("document.getElementById('status').textContent.includes('saved face')")
-            first = read_gray(_mask_file(ws, face["id"]))
-            tabs[1].click("#ed-save")
-            tabs[1].wait_for_selector("#conflict:not([hidden])")
-            assert "saved elsewhere" in tabs[1].inner_text("#conflict-text")
-            tabs[1].wait_for_function("document.getElementById('conflict-theirs').naturalWidth === 128"
-                                      " && document.getElementById('conflict-mine').naturalWidth === 128")
-            _shot(tabs[1], "studio_conflict.png")
-            assert np.array_equal(read_gray(_mask_file(ws, face["id"])), first)     # not overwritten
-            tabs[1].click("#conflict-mine-save")
-            tabs[1].wait_for_function("document.getElementById('status').textContent.includes('saved face')")
-            second = read_gray(_mask_file(ws, face["id"]))
-            assert (second[62:98, 72:100] == 0).sum() > 300 and not np.array_equal(second, first)
-        finally:
-            browser.close()
+    with chromium() as browser:
+        context = browser.new_context(viewport={"width": 1400, "height": 900})
+        tabs = [context.new_page(), context.new_page()]
+        for tab in tabs:
+            tab.goto(f"{base}/?token={token}#/edit/dst/{face['id']}")
+            tab.wait_for_function("document.getElementById('ed-face').textContent.includes('mask hull')")
+        zoom = tabs[0].evaluate("document.getElementById('ed-canvas').width") // 128
+        for tab, (x0, y0) in zip(tabs, ((10, 60), (70, 60))):
+            tab.keyboard.press("x")
+            for mx, my in ((x0, y0), (x0 + 40, y0), (x0 + 40, y0 + 40)):
+                _canvas_click(tab, mx, my, zoom)
+            tab.keyboard.press("Enter")
+        tabs[0].click("#ed-save")
+        tabs[0].wait_for_function("document.getElementById('status').textContent.includes('saved face')")
+        first = read_gray(_mask_file(ws, face["id"]))
+        tabs[1].click("#ed-save")
+        tabs[1].wait_for_selector("#conflict:not([hidden])")
+        assert "saved elsewhere" in tabs[1].inner_text("#conflict-text")
+        tabs[1].wait_for_function("document.getElementById('conflict-theirs').naturalWidth === 128"
+                                  " && document.getElementById('conflict-mine').naturalWidth === 128")
+        _shot(tabs[1], "studio_conflict.png")
+        assert np.array_equal(read_gray(_mask_file(ws, face["id"])), first)     # not overwritten
+        tabs[1].click("#conflict-mine-save")
+        tabs[1].wait_for_function("document.getElementById('status').textContent.includes('saved face')")
+        second = read_gray(_mask_file(ws, face["id"]))
+        assert (second[62:98, 72:100] == 0).sum() > 300 and not np.array_equal(second, first)
 
 
 def test_prediction_and_convert_preview_views_in_chromium(studio):
@@ -401,7 +391,6 @@ def test_prediction_and_convert_preview_views_in_chromium(studio):
     from pipeline.faces.backends.learned_mask import LearnedMasker
     from pipeline.models.segmenter import MASK_MODEL_DIR, SegmenterModel, SegmenterNet
     from pipeline.models.store import save_model
-    sync_playwright, exe = _browser()
     ws, base, token = studio
     face = _faces(base, token)[2]
     with Workspace(ws) as w:
@@ -414,27 +403,23 @@ def test_prediction_and_convert_preview_views_in_chromium(studio):
     save_model(ws / MASK_MODEL_DIR, SegmenterModel(net), {"face_type": "full", "iteration": 0})
     predicted = LearnedMasker(ws / MASK_MODEL_DIR, "cpu").masks([aligned])[0]
     assert 0 < (predicted > 0).mean() < 1                     # an untrained model: some face, some not
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=exe, args=["--no-sandbox"])
-        try:
-            page = browser.new_page(viewport={"width": 1400, "height": 900})
-            page.goto(f"{base}/?token={token}#/edit/dst/{face['id']}")
-            page.wait_for_function("document.getElementById('ed-predict').textContent === 'Hide prediction'")
-            page.click("#ed-use-predict")
-            page.click("#ed-save")
-            page.wait_for_function("document.getElementById('status').textContent.includes('saved face')")
-            assert np.array_equal(read_gray(_mask_file(ws, face["id"])), predicted)     # accepted as it was
-            assert _info(ws)["masks"]["hand"] == 1
-            page.goto(f"{base}/?token={token}#/preview/5")
-            page.wait_for_function("document.getElementById('status').textContent.includes('rendered')",
-                                   timeout=120_000)
-            width = page.evaluate("document.getElementById('pv-image').naturalWidth")
-            assert width == 2 * json.loads((ws / "workspace.json").read_text())["sets"]["dst"]["video"]["width"]
-            _shot(page, "studio_preview.png")
-            page.select_option("[data-name=blend]", "alpha")
-            page.fill("[data-name=mask_blur]", "500")
-            page.click("#pv-render")
-            page.wait_for_function("document.getElementById('status').textContent.includes('error')")
-            assert "--mask-blur 500" in page.inner_text("#status")
-        finally:
-            browser.close()
+    with chromium() as browser:
+        page = browser.new_page(viewport={"width": 1400, "height": 900})
+        page.goto(f"{base}/?token={token}#/edit/dst/{face['id']}")
+        page.wait_for_function("document.getElementById('ed-predict').textContent === 'Hide prediction'")
+        page.click("#ed-use-predict")
+        page.click("#ed-save")
+        page.wait_for_function("document.getElementById('status').textContent.includes('saved face')")
+        assert np.array_equal(read_gray(_mask_file(ws, face["id"])), predicted)     # accepted as it was
+        assert _info(ws)["masks"]["hand"] == 1
+        page.goto(f"{base}/?token={token}#/preview/5")
+        page.wait_for_function("document.getElementById('status').textContent.includes('rendered')",
+                               timeout=120_000)
+        width = page.evaluate("document.getElementById('pv-image').naturalWidth")
+        assert width == 2 * json.loads((ws / "workspace.json").read_text())["sets"]["dst"]["video"]["width"]
+        _shot(page, "studio_preview.png")
+        page.select_option("[data-name=blend]", "alpha")
+        page.fill("[data-name=mask_blur]", "500")
+        page.click("#pv-render")
+        page.wait_for_function("document.getElementById('status').textContent.includes('error')")
+        assert "--mask-blur 500" in page.inner_text("#status")
