@@ -128,6 +128,13 @@ def _studio(args: argparse.Namespace) -> int:
     return 0
 
 
+def _export(args: argparse.Namespace) -> int:
+    from export.dfm import run_export
+    from export.options import ExportOptions
+    print(run_export(from_namespace(ExportOptions, args)).line())
+    return 0
+
+
 def _options_of(command: str) -> list[tuple[str | None, type]]:
     """(argument group title, option dataclass) of a command (imported only to build the parser)."""
     if command == "extract":
@@ -153,6 +160,9 @@ def _options_of(command: str) -> list[tuple[str | None, type]]:
     if command == "migrate":
         from pipeline.workspace.info import MigrateOptions
         return [(None, MigrateOptions)]
+    if command == "export":
+        from export.options import ExportOptions
+        return [(None, ExportOptions)]
     return []
 
 
@@ -193,6 +203,11 @@ COMMANDS: dict[str, tuple[Callable[[argparse.Namespace], int], str, str]] = {
                "zoom, the mask model's prediction) whose saves are hand masks and never overwrite a mask changed "
                "elsewhere meanwhile; carrying a mask forward along a track; any frame rendered as convert would. "
                "Ctrl-C stops it."),
+    "export": (_export, "write the trained model as a DeepFaceLive .dfm (ONNX) file, for DeepFaceLive and FaceFusion",
+               "The dst -> src network as the ONNX file DeepFaceLive loads as a .dfm model and FaceFusion's deep "
+               "swapper as a custom model: input in_face:0 (N, R, R, 3) BGR 0..1; outputs out_face_mask:0, "
+               "out_celeb_face:0, out_celeb_face_mask:0. Checked in onnxruntime against PyTorch before it is "
+               "written; the workspace is only read."),
     "migrate": (_migrate, "bring a workspace of an older schema to the current one",
                 "Writers (extract, train) migrate on their own; this does it now. Both files are backed up first."),
 }
