@@ -24,6 +24,7 @@ BENCHMARKS = {
     "extract": "extract_speed.py",
     "descriptors": "descriptor_speed.py",
     "train": "train_speed.py",
+    "autoencoder": "autoencoder_speed.py",
     "convert": "convert_speed.py",
 }
 

@@ -124,3 +124,20 @@ MODEL_TYPES.register(Entry(
              "--features", "--content-layers", "--style-layers", "--patch", "--n-best"), terms=_OURS,
     parts={"options": "pipeline.models.transform_options:TransformOptions",
            "trainer": "train.transform_trainer:TransformTrainer"}))
+_AE_OPTIONS = ("--resolution", "--preset", "--ae-dims", "--e-dims", "--d-dims", "--d-mask-dims", "--random-warp",
+               "--random-flip", "--eyes-mouth-prio", "--masked-loss", "--mask-loss")
+_DFL = "this project's code (the DeepFaceLab DF/LIAE architectures, Perov et al.)"
+MODEL_TYPES.register(Entry(
+    "df", "pipeline.models.autoencoder:DFModel",
+    "DeepFaceLab's DF autoencoder: shared encoder and bottleneck, a decoder per person (strong src likeness; "
+    "learns both faces from scratch: many thousands of iterations, a GPU for the full size)",
+    options=_AE_OPTIONS, terms=_DFL,
+    parts={"options": "pipeline.models.autoencoder_options:AutoencoderOptions",
+           "trainer": "train.autoencoder_trainer:DFTrainer"}))
+MODEL_TYPES.register(Entry(
+    "liae", "pipeline.models.autoencoder:LIAEModel",
+    "DeepFaceLab's LIAE autoencoder: shared encoder and decoder, a shared and a dst-only bottleneck (keeps the "
+    "dst's light and colour better, the src likeness weaker than df; the same options as df)",
+    options=_AE_OPTIONS, terms=_DFL,
+    parts={"options": "pipeline.models.autoencoder_options:AutoencoderOptions",
+           "trainer": "train.autoencoder_trainer:LIAETrainer"}))

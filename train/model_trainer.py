@@ -12,7 +12,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -39,6 +39,9 @@ class TrainContext:
 
 class ModelTrainer(ABC):
     """One model family's training: built once, then ``step`` per iteration."""
+
+    #: (start, end) Adam learning rates when ``--lr`` / ``--lr-end`` are not given: what suits the family
+    default_lr: ClassVar[tuple[float, float]] = (1e-3, 1e-4)
 
     def __init__(self, ctx: TrainContext) -> None:
         self.ctx = ctx

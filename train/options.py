@@ -19,8 +19,12 @@ class TrainOptions:
     model: str = option("transform", choices=MODEL_TYPES, help="model type")
     iterations: int = option(10000, low=1, help="total iterations (a resumed run continues up to this number)")
     batch_size: int = option(16, low=1, high=4096, help="faces per iteration")
-    lr: float = option(1e-3, low=1e-12, help="Adam learning rate at the start")
-    lr_end: float = option(1e-4, low=1e-12, help="learning rate at the end (exponential decay)")
+    lr: float | None = option(None, low=1e-12, default_text="the model type's: 1e-3 for transform, 3e-4 for df "
+                                                             "and liae",
+                              help="Adam learning rate at the start")
+    lr_end: float | None = option(None, low=1e-12, default_text="the model type's: 1e-4 for transform, 3e-5 for "
+                                                                 "df and liae",
+                                  help="learning rate at the end (exponential decay)")
     content_extra: list[Path] = option(factory=list, nargs="*", metavar="WORKSPACE",
                                        help="more content faces: the dst faces of other workspaces (same face type)")
     seed: int = option(0, help="random seed (sampling, degradations, initial weights)")

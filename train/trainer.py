@@ -13,6 +13,7 @@ found through the model-type registry; this module never names a family.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import math
@@ -96,6 +97,17 @@ def _dist() -> tuple[int, int]:
     return rank, world
 
 
+def with_default_lr(opts: Any) -> Any:
+    """``opts`` with the model type's own learning rates (``ModelTrainer.default_lr``) where ``--lr`` /
+    ``--lr-end`` were not given: what suits a family differs (an autoencoder's wide layers diverge at the
+    transformation network's rate)."""
+    if opts.lr is not None and opts.lr_end is not None:
+        return opts
+    start, end = MODEL_TYPES.load(opts.model, "trainer").default_lr
+    return dataclasses.replace(opts, lr=start if opts.lr is None else opts.lr,
+                               lr_end=end if opts.lr_end is None else opts.lr_end)
+
+
 def ranks_agree(checksums: list[torch.Tensor]) -> bool:
     """Whether every process ended with the same parameters (their checksums match)."""
     return all(torch.allclose(c, checksums[0]) for c in checksums)
@@ -115,6 +127,7 @@ class Trainer:
 
     def __init__(self, opts: Any) -> None:
         check(opts)
+        opts = with_default_lr(opts)
         model_options = self._model_options(opts)
         check(model_options)
         self.opts, self.model_options = opts, model_options

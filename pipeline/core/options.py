@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import typing
+import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import MISSING, dataclass, field
 from pathlib import Path
@@ -30,7 +31,7 @@ class Spec:
     high: float | None = None
     metavar: str | None = None
     nargs: str | None = None
-    action: str | None = None                # "store_true" / "store_false"
+    action: str | None = None                # "store_true" / "store_false"; "toggle": --name and --no-name
     required: bool = False
     default_text: str | None = None          # the default in words, when the value is None or computed
     cli: bool = True                         # False: settable from Python only
@@ -87,6 +88,8 @@ def _choice_names(choices: Registry | Sequence[Any] | None) -> list[Any] | None:
 def describe_default(f: dataclasses.Field, spec: Spec) -> str | None:
     if spec.default_text is not None:
         return spec.default_text
+    if spec.action == TOGGLE:
+        return "on" if _default_of(f) else "off"
     if spec.action or spec.required:
         return None
     value = _default_of(f)
@@ -115,36 +118,89 @@ def _range_words(spec: Spec) -> str:
     return f"{spec.low:g} to {spec.high:g}"
 
 
+#: ``Spec.action`` of a boolean with both spellings, ``--name`` and ``--no-name``.
+TOGGLE = "toggle"
+#: Per argument, its help texts and the option groups that gave each (for options groups share).
+_MEANINGS: weakref.WeakKeyDictionary[argparse.Action, dict[str, list[str]]] = weakref.WeakKeyDictionary()
+
+
+def _group_name(parser: Any) -> str:
+    """'--model df' for the group 'options of --model df'; '' for a parser."""
+    return (getattr(parser, "title", None) or "").removeprefix("options of ")
+
+
 def add_arguments(parser: argparse.ArgumentParser | Any, cls: type, skip: set[str] | None = None) -> None:
-    """Add one argument per option field of ``cls`` to ``parser`` (or an argument group)."""
+    """Add one argument per option field of ``cls`` to ``parser`` (or an argument group).
+
+    A field named in ``skip`` that is already on the parser, declared by an earlier group
+    (two model types that both have ``--resolution``), is not added again: the one flag
+    serves both groups (:func:`_share`).
+    """
+    name = _group_name(parser)
+    origins: set[str] = set()
+    added = 0
     for f, spec, tp in _specs(cls):
-        if not spec.cli or (skip and f.name in skip):
+        if not spec.cli:
             continue
+        origin = _share(parser, f, spec) if skip and f.name in skip else None
+        if origin is not None:
+            origins.add(origin)
+            continue
+        added += 1
         names = [flag_of(f, spec), *spec.flags]
         kwargs: dict[str, Any] = {"dest": f.name, "help": help_text(f, spec)}
-        if spec.action:
+        if spec.action == TOGGLE:
+            # not given = absent from the namespace, so the dataclass's own default applies
+            kwargs.update(action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS)
+        elif spec.action:
             kwargs["action"] = spec.action
-            parser.add_argument(*names, **kwargs)
-            continue
-        base, is_list = _base_type(tp)
-        kwargs["type"] = Path if base is Path else (base if base in (int, float) else str)
-        kwargs["default"] = _default_of(f)
-        choices = _choice_names(spec.choices)
-        if choices is not None:
-            kwargs["choices"] = choices
-        if is_list:
-            kwargs["nargs"] = spec.nargs or "+"
-        elif spec.nargs:
-            kwargs["nargs"] = spec.nargs
-        if spec.metavar:
-            kwargs["metavar"] = spec.metavar
-        if spec.required:
-            kwargs["required"] = True
-            kwargs.pop("default")
-        if not names[0].startswith("-"):      # a positional argument: its name is its dest
-            kwargs.pop("dest")
-            kwargs.pop("default", None)
-        parser.add_argument(*names, **kwargs)
+        else:
+            base, is_list = _base_type(tp)
+            kwargs["type"] = Path if base is Path else (base if base in (int, float) else str)
+            kwargs["default"] = _default_of(f)
+            choices = _choice_names(spec.choices)
+            if choices is not None:
+                kwargs["choices"] = choices
+            if is_list:
+                kwargs["nargs"] = spec.nargs or "+"
+            elif spec.nargs:
+                kwargs["nargs"] = spec.nargs
+            if spec.metavar:
+                kwargs["metavar"] = spec.metavar
+            if spec.required:
+                kwargs["required"] = True
+                kwargs.pop("default")
+            if not names[0].startswith("-"):      # a positional argument: its name is its dest
+                kwargs.pop("dest")
+                kwargs.pop("default", None)
+        _MEANINGS[parser.add_argument(*names, **kwargs)] = {kwargs["help"]: [name]}
+    if origins and not added and len(origins) == 1 and name and "" not in origins:
+        parser.description = f"the same options as {origins.pop()} above"
+
+
+def _share(parser: Any, f: dataclasses.Field, spec: Spec) -> str | None:
+    """Make the argument an earlier group declared for this field serve this group's dataclass too.
+
+    Its choices and default are left to each dataclass: not given, the option is absent
+    from the namespace and ``from_namespace`` keeps the dataclass's own default; given,
+    ``check`` applies this dataclass's range or choices. The help says what it means for
+    which group. Returns the group that first gave this meaning; None when the parser has
+    no such argument yet.
+    """
+    action: argparse.Action | None = parser._option_string_actions.get(flag_of(f, spec))
+    if action is None:
+        return None
+    if action.dest != f.name or (spec.action is None) != (action.nargs != 0):
+        raise ValueError(f"option {flag_of(f, spec)} of {f.name} is declared differently by two option groups")
+    action.choices = None
+    action.default = argparse.SUPPRESS
+    meanings = _MEANINGS.setdefault(action, {action.help or "": [""]})
+    text = help_text(f, spec)
+    groups = meanings.setdefault(text, [])
+    groups.append(_group_name(parser))
+    (first, _), *others = meanings.items()
+    action.help = first + "".join(f". For {', '.join(who)}: {words}" for words, who in others)
+    return groups[0]
 
 
 def from_namespace(cls: type, args: argparse.Namespace) -> Any:

@@ -1,0 +1,86 @@
+"""DeepFaceLab's DF and LIAE autoencoders as model families: what convert runs and train fits.
+
+The swap is the network's dst -> src face (``swap_with_mask`` also gives the mask it
+learned, for convert and export to use); inference runs in float32 (no int8 path: the
+dense bottleneck and pixel shuffles are not in ``int8_inference``'s reach, so convert's
+``--precision auto`` takes float). Networks: ``autoencoder_net``; training:
+``train.autoencoder_trainer``.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+
+from pipeline.core.errors import UserError
+from pipeline.models.autoencoder_net import AutoencoderNet, DFNet, LIAENet
+from pipeline.models.autoencoder_options import RESOLUTIONS, WIDTH_KEYS
+from pipeline.models.interface import FaceModel, Predictor
+
+
+class _SwapPredictor(Predictor):
+    def __init__(self, net: AutoencoderNet, device: torch.device) -> None:
+        self.net = net.to(device).eval()
+        self.description = "float32"
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net.swap(x)[0]
+
+
+class AutoencoderModel(FaceModel):
+    """One of the two layouts (``net_class``); the rest is shared."""
+
+    net_class: ClassVar[type[AutoencoderNet]] = AutoencoderNet
+    architecture_keys = ("resolution", *WIDTH_KEYS)
+
+    def __init__(self, net: AutoencoderNet) -> None:
+        self.net = net
+
+    @property
+    def network(self) -> AutoencoderNet:
+        return self.net
+
+    @property
+    def resolution(self) -> int:
+        return self.net.resolution
+
+    def architecture(self) -> dict[str, Any]:
+        n = self.net
+        return {"resolution": n.resolution, "ae_dims": n.ae_dims, "e_dims": n.e_dims, "d_dims": n.d_dims,
+                "d_mask_dims": n.d_mask_dims}
+
+    @classmethod
+    def from_options(cls, options: dict[str, Any], source: Path | None = None) -> AutoencoderModel:
+        values = {k: options.get(k) for k in cls.architecture_keys}
+        sizes = {k: v for k, v in values.items() if isinstance(v, int) and not isinstance(v, bool) and v >= 1}
+        if len(sizes) != len(values) or sizes["resolution"] not in RESOLUTIONS:
+            shown = ", ".join(f"{k} {v!r}" for k, v in values.items())
+            raise UserError(f"model options {source} have an invalid {cls.type_name} architecture ({shown}); "
+                            f"restore the file or retrain with 'python main.py train --model {cls.type_name}'")
+        return cls(cls.net_class(**sizes))
+
+    def predictor(self, device: torch.device, precision: str, calibration: list[np.ndarray]) -> Predictor:
+        """float32 for ``auto`` and ``float`` (``precision_supported`` refuses int8 before this is called)."""
+        return _SwapPredictor(self.net, device)
+
+    @torch.no_grad()
+    def swap_with_mask(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """dst crops (N, 3, R, R) in [0, 1] -> (dst->src face (N, 3, R, R), its learned mask (N, 1, R, R))."""
+        self.net.eval()
+        return self.net.swap(x)
+
+
+class DFModel(AutoencoderModel):
+    """DF: shared encoder and inter, a decoder per identity (strong src likeness)."""
+
+    type_name = "df"
+    net_class = DFNet
+
+
+class LIAEModel(AutoencoderModel):
+    """LIAE: shared encoder and decoder, inter_AB and inter_B (keeps the dst's light and colour better)."""
+
+    type_name = "liae"
+    net_class = LIAENet

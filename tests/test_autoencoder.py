@@ -1,0 +1,294 @@
+"""DeepFaceLab's DF and LIAE autoencoders: shapes, recipes, augmentation, train -> resume -> convert."""
+import json
+import shutil
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+import main
+from pipeline.core import geometry
+from pipeline.core.errors import UserError
+from pipeline.core.video import FrameReader
+from pipeline.models.autoencoder import DFModel, LIAEModel
+from pipeline.models.autoencoder_net import build
+from pipeline.models.autoencoder_options import PRESETS, AutoencoderOptions, resolve_widths
+from pipeline.models.interface import count_parameters
+from pipeline.models.store import load_model
+from pipeline.workspace.store import Workspace
+from tests.conftest import CLIP6, clean_error, run_cli, snapshot
+from train import autoencoder_augment as aug
+from train.options import TrainOptions
+from train.trainer import Trainer, with_default_lr
+
+TINY = {"ae_dims": 16, "e_dims": 8, "d_dims": 8, "d_mask_dims": 4}
+TINY_CLI = ["--resolution", "64", "--ae-dims", "16", "--e-dims", "8", "--d-dims", "8", "--d-mask-dims", "4",
+            "--batch-size", "2"]
+
+
+# ---------------------------------------------------------------------- the networks
+
+
+@pytest.mark.parametrize("kind", ["df", "liae"])
+@pytest.mark.parametrize("resolution", [64, 96])
+def test_both_layouts_give_a_face_and_a_mask(kind, resolution):
+    torch.manual_seed(0)
+    net = build(kind, resolution, **TINY)
+    src, dst = torch.rand(2, 3, resolution, resolution), torch.rand(3, 3, resolution, resolution)
+    with torch.no_grad():
+        src_src, src_mask, dst_dst, dst_mask = net(src, dst)
+        face, mask = net.swap(dst)
+    assert src_src.shape == (2, 3, resolution, resolution) and src_mask.shape == (2, 1, resolution, resolution)
+    assert dst_dst.shape == face.shape == (3, 3, resolution, resolution)
+    assert dst_mask.shape == mask.shape == (3, 1, resolution, resolution)
+    for t in (src_src, src_mask, dst_dst, dst_mask, face, mask):      # sigmoid outputs
+        assert 0 <= float(t.min()) and float(t.max()) <= 1
+    model = (DFModel if kind == "df" else LIAEModel)(net)
+    assert model.resolution == resolution and model.architecture() == {"resolution": resolution, **TINY}
+    assert not model.precision_supported(torch.device("cpu"), "int8")       # convert's auto takes float
+    predictor = model.predictor(torch.device("cpu"), "auto", [])
+    with torch.no_grad():
+        assert torch.equal(predictor(dst), face)
+    got_face, got_mask = model.swap_with_mask(dst)
+    assert torch.equal(got_face, face) and torch.equal(got_mask, mask)
+
+
+def _changed(net, module, run) -> bool:
+    """Whether perturbing ``module``'s weights changes what ``run(net)`` gives."""
+    with torch.no_grad():
+        before = [t.clone() for t in run(net)]
+        for p in module.parameters():
+            p.add_(0.5)
+        after = run(net)
+    return not all(torch.allclose(a, b) for a, b in zip(before, after))
+
+
+def test_the_swap_goes_through_the_src_side_of_each_layout():
+    torch.manual_seed(0)
+    dst = torch.rand(2, 3, 64, 64)
+    swap = lambda n: n.swap(dst)                                     # noqa: E731
+    own = lambda n: n(dst, dst)[2:]                                   # noqa: E731 dst -> dst
+    df = build("df", 64, **TINY)
+    assert _changed(df, df.decoder_dst, own) and not _changed(df, df.decoder_dst, swap)
+    assert _changed(df, df.decoder_src, swap)
+    liae = build("liae", 64, **TINY)
+    # LIAE: dst -> dst is decoder([inter_B(dst), inter_AB(dst)]), the swap decoder([inter_AB(dst)] * 2)
+    assert _changed(liae, liae.inter_b, own) and not _changed(liae, liae.inter_b, swap)
+    assert _changed(liae, liae.inter_ab, swap)
+
+
+def test_the_presets_sizes():
+    """The parameter counts the README gives; the cpu preset is far smaller than DeepFaceLab's defaults."""
+    counts = {}
+    for preset, widths in PRESETS.items():
+        for kind in ("df", "liae"):
+            with torch.device("meta"):
+                counts[preset, kind] = count_parameters(build(kind, 128, *widths))
+    print(counts)
+    assert counts == {("cpu", "df"): 6_110_880, ("cpu", "liae"): 15_833_224,
+                      ("gpu", "df"): 57_538_432, ("gpu", "liae"): 94_963_328}
+    assert all(counts["cpu", kind] * 5 < counts["gpu", kind] for kind in ("df", "liae"))
+
+
+def test_each_model_type_has_its_own_default_learning_rate():
+    rates = lambda **kw: (lambda o: (o.lr, o.lr_end))(with_default_lr(TrainOptions(**kw)))  # noqa: E731
+    assert rates(model="transform") == (1e-3, 1e-4)
+    assert rates(model="df") == rates(model="liae") == (3e-4, 3e-5)
+    assert rates(model="df", lr=1e-3) == (1e-3, 3e-5) and rates(model="df", lr_end=1e-6) == (3e-4, 1e-6)
+
+
+def test_widths_come_from_the_preset_the_model_being_continued_or_the_device(tmp_path):
+    assert resolve_widths(AutoencoderOptions(), "cpu", None) == (PRESETS["cpu"], "preset cpu")
+    assert resolve_widths(AutoencoderOptions(), "cuda", None) == (PRESETS["gpu"], "preset gpu")
+    widths, source = resolve_widths(AutoencoderOptions(preset="gpu", d_dims=48), "cpu", None)
+    assert widths == PRESETS["gpu"]._replace(d_dims=48) and source == "preset gpu with d 48"
+    (tmp_path / "options.json").write_text(json.dumps({"model_type": "liae", **TINY}))
+    assert resolve_widths(AutoencoderOptions(), "cpu", tmp_path)[0] == tuple(TINY.values())
+    assert resolve_widths(AutoencoderOptions(preset="cpu"), "cpu", tmp_path)[0] == PRESETS["cpu"]
+
+
+# ---------------------------------------------------------------------- augmentation
+
+
+def _faces(n: int = 3, r: int = 64) -> torch.Tensor:
+    frames = [f for _, f in FrameReader(CLIP6, 256, 256)][:n]
+    return torch.from_numpy(np.stack([cv2.resize(f[40:200, 48:208], (r, r)) for f in frames])).permute(
+        0, 3, 1, 2).float() / 255
+
+
+def test_random_warp_changes_the_input_and_leaves_the_target_unwarped():
+    faces = _faces()
+    plain = aug.draw(3, 64, torch.Generator().manual_seed(1), jitter=False, flip=False)
+    target = plain.apply(faces, warp=False)
+    assert torch.allclose(target, faces, atol=1e-5)                  # no jitter, no flip: the face itself
+    warped = plain.apply(faces, warp=True)
+    assert float((warped - faces).abs().mean()) > 0.01
+    # with jitter and flips: the target is the same whether the warp is drawn or not, and the
+    # input is that target warped (the same draws: a resumed run repeats them)
+    with_warp = aug.draw(3, 64, torch.Generator().manual_seed(2))
+    without = aug.draw(3, 64, torch.Generator().manual_seed(2), warp=False)
+    assert torch.equal(with_warp.apply(faces, warp=False), without.apply(faces, warp=False))
+    assert torch.equal(without.apply(faces, warp=True), without.apply(faces, warp=False))
+    assert float((with_warp.apply(faces, warp=True) - with_warp.apply(faces, warp=False)).abs().mean()) > 0.01
+    # masks stacked with the image move exactly with the target
+    masks = (faces.mean(1, keepdim=True) > 0.5).float()
+    both = with_warp.apply(torch.cat([faces, masks], 1), warp=False)
+    assert torch.allclose(both[:, 3:], with_warp.apply(masks, warp=False))
+
+
+def test_a_flip_mirrors_input_and_target_alike():
+    faces = _faces(2)
+    g = torch.Generator().manual_seed(0)
+    a = aug.draw(64, 64, g, warp=False, jitter=False)
+    mirrored = a.theta[:, 0, 0] < 0
+    assert 10 < int(mirrored.sum()) < 54                             # about half
+    i = int(torch.nonzero(mirrored)[0])
+    one = aug.Augmentation(a.theta[i:i + 1].expand(2, 2, 3), a.offsets[:2])
+    assert torch.allclose(one.apply(faces, warp=False), faces.flip(-1), atol=1e-5)
+
+
+def test_eyes_and_mouth_masks_cover_the_eyes_and_the_mouth():
+    w = Workspace(CLIP6.parents[1] / "workspace_v1")
+    try:
+        row = w.faces("dst")[0]
+    finally:
+        w.close()
+    pts = geometry.transform_points(row.aligned_landmarks, geometry.resize_transform(row.size, 64))
+    em = aug.eyes_mouth_masks(pts[None].astype(np.float32), 64)[0]
+    for centre in (pts[36:42].mean(0), pts[42:48].mean(0), pts[48:60].mean(0)):
+        x, y = np.round(centre).astype(int)
+        assert em[y, x] > 200
+    assert em[2, 2] == 0 and (em > 127).mean() < 0.15
+
+
+# ---------------------------------------------------------------------- train, resume, convert
+
+
+def _log(ws):
+    return [json.loads(line) for line in (ws / "model" / "log.jsonl").read_text().splitlines()]
+
+
+def _train(ws, *args):
+    res = run_cli("train", "--workspace", ws, *TINY_CLI, *args)
+    assert res.returncode == 0, res.stderr[-3000:]
+    return res
+
+
+def _face_regions(ws) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Per frame of the 6-frame clip: (far from the face, inside the face) at 512 px."""
+    w = Workspace(ws)
+    try:
+        rows = sorted(w.faces("dst"), key=lambda r: r.frame_index)
+    finally:
+        w.close()
+    out = []
+    for row in rows:
+        hull = geometry.hull_mask(row.landmarks, (512, 512))
+        far = cv2.dilate(hull, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (121, 121))) == 0
+        out.append((far, cv2.erode(hull, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (21, 21))) > 0))
+    return out
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", ["df", "liae"])
+def test_train_resume_exactly_and_convert(kind, small_ws, tmp_path):
+    shutil.rmtree(small_ws / "model")                     # the fixture's transformation network
+    straight = tmp_path / "straight"
+    shutil.copytree(small_ws, straight)
+    _train(straight, "--model", kind, "--iterations", "6", "--save-every", "3", "--preview-every", "3")
+    _train(small_ws, "--model", kind, "--iterations", "6", "--save-every", "3", "--preview-every", "3",
+           "--stop-at", "3")
+    res = _train(small_ws, "--model", kind, "--iterations", "6", "--save-every", "3", "--preview-every", "3")
+    assert "resuming at iteration 3" in res.stderr and f"network: {kind.upper()} autoencoder 64x64" in res.stderr
+    a = [r for r in _log(straight) if "loss" in r]
+    b = [r for r in _log(small_ws) if "loss" in r]
+    assert [r["iteration"] for r in b] == list(range(1, 7))
+    for x, y in zip(a, b):
+        for key in ("loss", "src", "dst", "dssim", "mse", "mask"):
+            assert x[key] == pytest.approx(y[key], rel=1e-5, abs=1e-7), (key, x, y)
+
+    model_dir = small_ws / "model"
+    for name in ("weights.pt", "options.json", "checkpoint.pt", "preview.jpg", "history/preview_000006.jpg"):
+        assert (model_dir / name).is_file(), name
+    preview = cv2.imread(str(model_dir / "preview.jpg"))
+    assert preview.shape[:2] == (4 * 64, 5 * 64)          # src | src->src | dst | dst->dst | dst->src
+    model, options = load_model(model_dir)
+    assert type(model) is (DFModel if kind == "df" else LIAEModel)
+    assert options["model_type"] == kind and options["face_type"] == "full" and options["iteration"] == 6
+    assert {k: options[k] for k in ("resolution", *TINY)} == {"resolution": 64, **TINY}
+    assert (options["lr"], options["lr_end"]) == (3e-4, 3e-5)           # the autoencoders' own default
+    face, mask = model.swap_with_mask(torch.rand(2, 3, 64, 64))
+    assert face.shape == (2, 3, 64, 64) and mask.shape == (2, 1, 64, 64)
+
+    out = tmp_path / "swapped.mp4"
+    res = run_cli("convert", "--workspace", small_ws, "--output", out)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert "6 faces swapped" in res.stdout and "float32" in res.stderr
+    before = [f.astype(np.int16) for _, f in FrameReader(CLIP6, 512, 512)]
+    after = [f.astype(np.int16) for _, f in FrameReader(out, 512, 512)]
+    assert len(after) == 6
+    for (far, inside), x, y in zip(_face_regions(small_ws), before, after):
+        diff = np.abs(x - y).mean(axis=2)
+        assert diff[far].mean() < 2.5 and diff[inside].mean() > 8, (diff[far].mean(), diff[inside].mean())
+
+
+@pytest.mark.slow
+def test_the_loss_falls_on_a_tiny_net(small_ws):
+    shutil.rmtree(small_ws / "model")
+    _train(small_ws, "--model", "df", "--iterations", "30", "--lr", "3e-3", "--lr-end", "1e-3",
+           "--save-every", "30", "--preview-every", "30", "--eyes-mouth-prio")
+    log = [r for r in _log(small_ws) if "loss" in r]
+    assert len(log) == 30 and all("eyes_mouth" in r for r in log)
+    first, last = ({k: np.mean([r[k] for r in part]) for k in ("loss", "mse", "mask")}
+                   for part in (log[:5], log[-5:]))
+    assert last["loss"] < 0.8 * first["loss"] and last["mse"] < first["mse"] and last["mask"] < first["mask"], \
+        (first, last)
+
+
+# ---------------------------------------------------------------------- bad input
+
+
+def test_an_unknown_model_type_names_the_choices():
+    res = run_cli("train", "--model", "nope")
+    assert res.returncode == 2 and "Traceback" not in res.stderr
+    errors = [line for line in res.stderr.splitlines() if "error:" in line]
+    assert len(errors) == 1 and "invalid choice: 'nope'" in errors[0], res.stderr
+    assert all(f"'{name}'" in errors[0] for name in ("transform", "df", "liae"))
+    with pytest.raises(UserError, match=r"unknown model type 'nope' \(--model\); choose one of: transform, df, liae"):
+        Trainer(TrainOptions(workspace=CLIP6.parent, model="nope"))
+
+
+@pytest.mark.slow
+def test_resuming_another_type_or_architecture_needs_fresh(small_ws):
+    shutil.rmtree(small_ws / "model")
+    _train(small_ws, "--model", "df", "--iterations", "2")
+    before = snapshot(small_ws / "model")
+    for args, needles in ((["--model", "liae"], ("holds a 'df' model, not 'liae'", "--model df", "--fresh")),
+                          (["--model", "df", "--ae-dims", "32"], ("ae_dims 16 -> 32", "--fresh")),
+                          (["--model", "df", "--resolution", "80"], ("resolution 64 -> 80", "--fresh"))):
+        res = run_cli("train", "--workspace", small_ws, *TINY_CLI, "--iterations", "4", *args)
+        clean_error(res, *needles)
+        assert snapshot(small_ws / "model") == before
+    clean_error(run_cli("train", "--workspace", small_ws, "--model", "df", "--resolution", "100"),
+                "--resolution 100: choose one of 64, 80, 96")
+    clean_error(run_cli("train", "--workspace", small_ws, "--model", "transform", "--resolution", "96"),
+                "--resolution 96: choose one of 128, 256")
+    assert snapshot(small_ws / "model") == before
+
+
+def test_the_shared_resolution_option_keeps_each_model_types_default():
+    parser = main._parser()
+    train = parser._subparsers._group_actions[0].choices["train"]
+    for argv, model, expected in ((["train"], "transform", 128), (["train", "--model", "df"], "df", 96),
+                                  (["train", "--model", "liae", "--resolution", "112"], "liae", 112)):
+        args = parser.parse_args(argv)
+        from pipeline.core.options import from_namespace
+        from pipeline.registries import MODEL_TYPES
+        assert from_namespace(MODEL_TYPES.load(model, "options"), args).resolution == expected
+    args = parser.parse_args(["train", "--model", "df", "--no-random-warp", "--eyes-mouth-prio"])
+    opts = from_namespace(AutoencoderOptions, args)
+    assert not opts.random_warp and opts.eyes_mouth_prio and opts.random_flip and opts.mask_loss
+    text = " ".join(train.format_help().split())
+    assert "For --model df, --model liae: side of the face" in text and "(default: 96)" in text
+    assert "--random-warp, --no-random-warp" in text and "the same options as --model df above" in text
