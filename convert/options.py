@@ -8,6 +8,9 @@ from pathlib import Path
 from pipeline.core.options import option
 from pipeline.registries import BLEND_MODES, COLOR_TRANSFERS
 
+#: Where convert's mask comes from (``--mask``).
+MASK_SOURCES = ("workspace", "learned", "both")
+
 
 def _cores() -> int:
     return os.cpu_count() or 1
@@ -28,6 +31,11 @@ class ConvertOptions:
     color: str = option("rct", choices=COLOR_TRANSFERS,
                         help="colour transfer of the generated face toward the dst face, inside the mask")
     blend: str = option("poisson", choices=BLEND_MODES, help="how the face enters the frame")
+    mask: str = option("workspace", choices=MASK_SOURCES,
+                       help="which mask cuts the new face in: workspace = the workspace's masks (hand-painted, the "
+                            "learned segmenter's or the landmark hull); learned = the mask the model paints with its "
+                            "face (df and liae: it follows the new face's own outline); both = their product, only "
+                            "what both call face (DeepFaceLab's learned*dst)")
     mask_erode: int = option(4, low=-64, high=64, metavar="PX",
                              help="shrink the mask by this many pixels at the aligned size (negative grows it)")
     mask_blur: int = option(8, low=0, high=128, metavar="PX",

@@ -22,6 +22,7 @@ from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -187,8 +188,9 @@ def plan_faces(ws: Workspace, rows: list[FaceRow], size: int, resolution: int, f
 class _Prepared:
     plan: FacePlan
     crop: np.ndarray       # network input, R x R RGB uint8
-    mask_r: np.ndarray     # face mask at R for colour statistics, 0..255
-    alpha: np.ndarray      # shaped 0..1 mask at the aligned size
+    mask: np.ndarray       # the workspace's mask at the aligned size, 0..255
+    mask_r: np.ndarray     # face mask at R for colour statistics, 0..255 (``--mask workspace``; else set in finish)
+    alpha: np.ndarray      # shaped 0..1 mask at the aligned size (likewise)
 
 
 class _FaceWork:
@@ -214,18 +216,35 @@ class _FaceWork:
         crop = aligned if self.size == self.resolution else cv2.resize(
             aligned, (self.resolution, self.resolution), interpolation=cv2.INTER_AREA)
         mask = self._aligned_mask(plan, aligned)
+        mask_r, alpha = self._shape(mask) if self.opts.mask == "workspace" else (mask, mask)
+        self.timings["crop+mask"] += time.perf_counter() - t0
+        return _Prepared(plan, crop, mask, mask_r, alpha)
+
+    def _shape(self, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(the eroded mask at R for colour statistics, the eroded and feathered blend alpha at the aligned size)."""
         core = blending.shape_mask(mask, max(self.opts.mask_erode, 0), 0)
         mask_r = cv2.resize((core * 255).astype(np.uint8), (self.resolution, self.resolution),
                             interpolation=cv2.INTER_AREA)
         alpha = (blending.feather(core, self.opts.mask_blur) if self.opts.mask_erode >= 0 else
                  blending.shape_mask(mask, self.opts.mask_erode, self.opts.mask_blur))
-        self.timings["crop+mask"] += time.perf_counter() - t0
-        return _Prepared(plan, crop, mask_r, alpha)
+        return mask_r, alpha
 
-    def finish(self, frame: np.ndarray, faces: list[tuple[_Prepared, np.ndarray]]) -> np.ndarray:
-        """Colour-match, sharpen and blend every generated face of one frame."""
+    def use_learned_mask(self, prep: _Prepared, learned: np.ndarray) -> None:
+        """``--mask learned|both``: the model's mask of its face (R x R, 0..255), alone or times the workspace's,
+        becomes the face's mask, eroded and feathered as the workspace's would be."""
+        t0 = time.perf_counter()
+        m = cv2.resize(learned, (self.size, self.size), interpolation=cv2.INTER_LINEAR)
+        if self.opts.mask == "both":
+            m = ((m.astype(np.uint16) * prep.mask.astype(np.uint16) + 127) // 255).astype(np.uint8)
+        prep.mask_r, prep.alpha = self._shape(m)
+        self.timings["crop+mask"] += time.perf_counter() - t0
+
+    def finish(self, frame: np.ndarray, faces: list[tuple[_Prepared, np.ndarray, np.ndarray | None]]) -> np.ndarray:
+        """Colour-match, sharpen and blend every generated face of one frame (with the model's masks, if used)."""
         out = np.array(frame, copy=True)
-        for prep, generated in faces:
+        for prep, generated, learned in faces:
+            if learned is not None:
+                self.use_learned_mask(prep, learned)
             t0 = time.perf_counter()
             face = color_transfer.transfer(self.opts.color, generated, prep.crop, prep.mask_r)
             face = blending.clean_chroma(face, prep.crop, self.opts.chroma_smooth)
@@ -268,18 +287,27 @@ class _Network:
                  self.meta["model_type"], arch, self.meta.get("iteration", "?"), describe_device(self.device),
                  self.predictor.description)
 
-    def __call__(self, crops: list[np.ndarray]) -> list[np.ndarray]:
+    def __call__(self, crops: list[np.ndarray],
+                 masks: bool = False) -> tuple[list[np.ndarray], list[np.ndarray | None]]:
+        """(swapped crops, and with ``masks`` the model's mask of each (R x R uint8), else Nones)."""
         if not crops:
-            return []
+            return [], []
         assert self.predictor is not None
         torch = self.torch
+
+        def u8(t: Any) -> np.ndarray:
+            return t.clamp_(0.0, 1.0).mul_(255.0).add_(0.5).to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+
         t0 = time.perf_counter()
         with torch.inference_mode():
             x = torch.from_numpy(np.stack(crops)).to(self.device).permute(0, 3, 1, 2).float().div_(255.0)
-            y = self.predictor(x).clamp_(0.0, 1.0).mul_(255.0).add_(0.5).to(torch.uint8)
-            out = y.permute(0, 2, 3, 1).cpu().numpy()
+            if masks:
+                y, m = self.predictor.with_mask(x)
+                faces, learned = list(u8(y)), [a[..., 0] for a in u8(m)]
+            else:
+                faces, learned = list(u8(self.predictor(x))), [None] * len(crops)
         self.seconds += time.perf_counter() - t0
-        return list(out)
+        return faces, learned
 
 
 def _calibration_crops(ws: Workspace, rows: list[FaceRow], resolution: int, count: int = 16) -> list[np.ndarray]:
@@ -356,11 +384,16 @@ def run_convert(opts: ConvertOptions, stills: dict[int, np.ndarray] | None = Non
         masker: Masker = MASKERS.load(set_meta.extract.masker)()
         plans, excluded = plan_faces(ws, rows, size, network.resolution, face_type, opts.smooth)
         network.prepare(opts.precision, _calibration_crops(ws, rows, network.resolution))
+        if opts.mask != "workspace" and not (network.predictor and network.predictor.learned_mask):
+            raise UserError(f"--mask {opts.mask} needs a model that paints its own mask (df, liae), and the "
+                            f"{network.meta['model_type']} model in {model_dir} paints none; use --mask workspace")
     finally:
         ws.close()
-    log.info("convert: %s -> %s; smoothing %s, colour %s, blend %s, mask erode %d blur %d",
+    log.info("convert: %s -> %s; smoothing %s, colour %s, blend %s, mask %s, erode %d blur %d",
              input_path, "previews" if opts.preview else output,
              f"sigma {opts.smooth:g} frames" if opts.smooth > 0 else "off", opts.color, opts.blend,
+             {"workspace": "the workspace's", "learned": "the model's learned", "both": "workspace x learned"}[
+                 opts.mask],
              opts.mask_erode, opts.mask_blur)
     work = _FaceWork(opts, size, network.resolution, masker)
     if opts.preview:
@@ -405,10 +438,10 @@ def _render(opts: ConvertOptions, input_path: Path, video: dict, network: _Netwo
         for chunk in _chunks(reader, start, end, wanted, max(1, opts.batch_size), seen):
             jobs = [(i, frame, plan) for i, frame in chunk for plan in plans.get(i, [])]
             prepared = list(pool.map(lambda job: work.prepare(job[1], job[2]), jobs))
-            generated = network([p.crop for p in prepared])
+            generated, learned = network([p.crop for p in prepared], masks=opts.mask != "workspace")
             per_frame: dict[int, list] = defaultdict(list)
-            for (i, _, _), prep, gen in zip(jobs, prepared, generated):
-                per_frame[i].append((prep, gen))
+            for (i, _, _), prep, gen, lm in zip(jobs, prepared, generated, learned):
+                per_frame[i].append((prep, gen, lm))
             for i, frame in chunk:
                 faces = per_frame.get(i)
                 if faces:

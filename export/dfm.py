@@ -41,8 +41,11 @@ public code that writes and reads it has it:
 (N, R, R, 3) float32 BGR 0..1 with a symbolic batch ``N``, the three outputs in that order
 and those names, float32, clamped to [0, 1]; no ``morph_value`` (no family here has a
 latent to morph; DeepFaceLive's face opacity gives the pixel blend). A model with
-``swap_with_mask(x) -> (face, mask)`` (the autoencoder families) gives its mask as both
-masks; the transformation network has no mask, so both are all ones: the merger's masks
+``swap_with_masks(x) -> (face, its mask, the dst side's mask of x)`` (the autoencoder
+families: DF's dst decoder, LIAE's decoder on the dst code) gives ``out_celeb_face_mask``
+and ``out_face_mask`` as DeepFaceLab's own exports do; one with only ``swap_with_mask(x) ->
+(face, mask)`` gives that mask as both; the transformation network has no mask, so both
+are all ones: the merger's masks
 then come from DeepFaceLive's landmark mask or FaceFusion's own masks. Exported with
 PyTorch's TorchScript exporter (``dynamo=False``): it writes opset 12 with IR version 7,
 which onnxruntime 1.15 reads; the torch.export-based exporter writes opset 18 or newer
@@ -90,18 +93,24 @@ class DfmGraph(nn.Module):
         self.net = model.network               # registered, so its weights become the graph's initializers
         self.resolution = model.resolution
         self.swap_with_mask = getattr(model, "swap_with_mask", None)
+        self.swap_with_masks = getattr(model, "swap_with_masks", None)
 
     def forward(self, in_face: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         x = in_face[..., [2, 1, 0]].permute(0, 3, 1, 2)          # BGR NHWC -> RGB NCHW, what the models take
-        if self.swap_with_mask is not None:
+        if self.swap_with_masks is not None:                      # the dst side's mask and the swap's
+            face, mask, dst_mask = self.swap_with_masks(x)
+        elif self.swap_with_mask is not None:
             face, mask = self.swap_with_mask(x)
-            mask = mask.reshape(-1, 1, self.resolution, self.resolution)
+            dst_mask = mask
         else:
             face = self.net(x)
-            mask = torch.ones_like(x[:, :1])                      # no mask: the whole crop
+            mask = dst_mask = torch.ones_like(x[:, :1])           # no mask: the whole crop
+
+        def nhwc_mask(m: torch.Tensor) -> torch.Tensor:
+            return m.reshape(-1, 1, self.resolution, self.resolution).clamp(0.0, 1.0).permute(0, 2, 3, 1)
+
         face = face.clamp(0.0, 1.0).permute(0, 2, 3, 1)[..., [2, 1, 0]]
-        mask = mask.clamp(0.0, 1.0).permute(0, 2, 3, 1)
-        return mask, face, mask
+        return nhwc_mask(dst_mask), face, nhwc_mask(mask)
 
 
 @dataclass
@@ -198,7 +207,8 @@ def run_export(opts: ExportOptions) -> ExportSummary:
     path = output_path(opts)
     _check_output(path, opts.overwrite)
     has_masks = hasattr(model, "swap_with_mask")
-    masks = "the model's own" if has_masks else "all ones (this model type has no mask)"
+    masks = ("the model's own (face mask: its dst side's, celeb mask: the swap's)" if hasattr(model, "swap_with_masks")
+             else "the model's own" if has_masks else "all ones (this model type has no mask)")
     try:
         data = onnx_bytes(model, opts.opset)
     except Exception as err:  # noqa: BLE001 - a family whose graph the exporter cannot trace

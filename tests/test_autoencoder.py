@@ -292,3 +292,81 @@ def test_the_shared_resolution_option_keeps_each_model_types_default():
     text = " ".join(train.format_help().split())
     assert "For --model df, --model liae: side of the face" in text and "(default: 96)" in text
     assert "--random-warp, --no-random-warp" in text and "the same options as --model df above" in text
+
+
+# ---------------------------------------------------------------------- convert --mask
+
+
+def _write_df(model_dir, mask_bias: float) -> None:
+    """An untrained tiny DF model whose swap mask is forced to ~0 or ~1 (the bias of its last layer)."""
+    from pipeline.models.store import save_model
+    torch.manual_seed(0)
+    net = build("df", 64, **TINY)
+    with torch.no_grad():
+        net.decoder_src.mask[-1].bias.fill_(mask_bias)
+    save_model(model_dir, DFModel(net), {"face_type": "full", "iteration": 1})
+
+
+def _stills(ws, mask: str, **kw) -> dict[int, np.ndarray]:
+    from convert.options import ConvertOptions
+    from convert.runner import run_convert
+    stills: dict[int, np.ndarray] = {}
+    run_convert(ConvertOptions(workspace=ws, preview=2, mask=mask, workers=1, **kw), stills)
+    assert len(stills) == 2
+    return stills
+
+
+def test_convert_mask_workspace_learned_or_both(small_ws):
+    source = dict(FrameReader(CLIP6, 512, 512))
+    regions = dict(zip(range(6), _face_regions(small_ws)))
+    _write_df(small_ws / "model", -30.0)           # the model calls nothing face
+    for mode in ("learned", "both"):
+        for blend in ("alpha", "poisson"):
+            for i, frame in _stills(small_ws, mode, blend=blend).items():
+                assert np.array_equal(frame, source[i]), (mode, blend)          # nothing pasted
+    workspace = _stills(small_ws, "workspace", blend="alpha")
+    for i, frame in workspace.items():
+        far, inside = regions[i]
+        diff = np.abs(frame.astype(np.int16) - source[i]).mean(axis=2)
+        assert diff[inside].mean() > 8 and diff[far].mean() < 1
+    _write_df(small_ws / "model", 30.0)            # the model calls the whole crop face
+    both = _stills(small_ws, "both", blend="alpha")
+    assert all(np.array_equal(both[i], workspace[i]) for i in workspace)        # x 1 = the workspace's mask
+    learned = _stills(small_ws, "learned", blend="alpha")
+    for i, frame in learned.items():
+        far, inside = regions[i]
+        hull_ring = ~far & ~inside                  # around the face: pasted only with the learned mask
+        grew = np.abs(frame.astype(np.int16) - source[i]).mean(axis=2)[hull_ring].mean()
+        kept = np.abs(workspace[i].astype(np.int16) - source[i]).mean(axis=2)[hull_ring].mean()
+        assert grew > kept + 5, (grew, kept)
+    for mode in ("learned", "both"):               # the poisson path takes the learned mask too
+        assert len(_stills(small_ws, mode)) == 2
+
+
+def test_convert_mask_learned_needs_a_model_that_paints_one(small_ws):
+    before = snapshot(small_ws)
+    res = run_cli("convert", "--workspace", small_ws, "--mask", "learned")
+    clean_error(res, "--mask learned needs a model that paints its own mask", "transform model", "--mask workspace")
+    assert snapshot(small_ws) == before
+
+
+@pytest.mark.parametrize("kind", ["df", "liae"])
+def test_export_gives_the_dst_sides_mask_and_the_swaps_mask(kind, tmp_path):
+    import onnxruntime as ort
+
+    from export.dfm import onnx_bytes
+    torch.manual_seed(1)
+    net = build(kind, 64, **TINY)
+    model = (DFModel if kind == "df" else LIAEModel)(net)
+    data = onnx_bytes(model, 12)
+    session = ort.InferenceSession(data, providers=["CPUExecutionProvider"])
+    rgb = torch.rand(2, 3, 64, 64)
+    bgr = rgb.permute(0, 2, 3, 1).numpy()[..., ::-1].copy()
+    face_mask, celeb, celeb_mask = session.run(None, {"in_face:0": bgr})
+    with torch.no_grad():
+        want_face, want_mask = net.swap(rgb)
+        dst_dst_mask = net(rgb, rgb)[3]          # the mask of dst -> dst: the dst side's
+    assert np.abs(celeb - want_face.permute(0, 2, 3, 1).numpy()[..., ::-1]).max() < 1e-4
+    assert np.abs(celeb_mask - want_mask.permute(0, 2, 3, 1).numpy()).max() < 1e-4
+    assert np.abs(face_mask - dst_dst_mask.permute(0, 2, 3, 1).numpy()).max() < 1e-4   # dst->dst's mask
+    assert np.abs(face_mask - celeb_mask).max() > 1e-3                                   # not the same one

@@ -24,9 +24,13 @@ class _SwapPredictor(Predictor):
     def __init__(self, net: AutoencoderNet, device: torch.device) -> None:
         self.net = net.to(device).eval()
         self.description = "float32"
+        self.learned_mask = True
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         return self.net.swap(x)[0]
+
+    def with_mask(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.net.swap(x)
 
 
 class AutoencoderModel(FaceModel):
@@ -70,6 +74,12 @@ class AutoencoderModel(FaceModel):
         """dst crops (N, 3, R, R) in [0, 1] -> (dst->src face (N, 3, R, R), its learned mask (N, 1, R, R))."""
         self.net.eval()
         return self.net.swap(x)
+
+    @torch.no_grad()
+    def swap_with_masks(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(dst->src face, its learned mask, the dst side's learned mask of ``x``): export's three DFM outputs."""
+        self.net.eval()
+        return self.net.swap_and_dst_mask(x)
 
 
 class DFModel(AutoencoderModel):

@@ -124,6 +124,11 @@ class AutoencoderNet(nn.Module):
         """dst faces -> (the dst->src face, its mask)."""
         raise NotImplementedError
 
+    def swap_and_dst_mask(self, dst: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """(dst->src face, its mask, the dst side's mask of the input face), the shared part run once: what
+        DeepFaceLive's merger multiplies (its face mask and its celeb mask)."""
+        raise NotImplementedError
+
     def forward(self, src: Tensor, dst: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         """``reconstruct``: training goes through ``forward`` so DistributedDataParallel sees it."""
         return self.reconstruct(src, dst)
@@ -147,6 +152,10 @@ class DFNet(AutoencoderNet):
 
     def swap(self, dst: Tensor) -> tuple[Tensor, Tensor]:
         return self.decoder_src(self.inter(self.encoder(dst)))
+
+    def swap_and_dst_mask(self, dst: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        code = self.inter(self.encoder(dst))
+        return (*self.decoder_src(code), torch.sigmoid(self.decoder_dst.mask(code)))
 
 
 class LIAENet(AutoencoderNet):
@@ -172,6 +181,11 @@ class LIAENet(AutoencoderNet):
     def swap(self, dst: Tensor) -> tuple[Tensor, Tensor]:
         ab = self.inter_ab(self.encoder(dst))
         return self.decoder(torch.cat([ab, ab], 1))
+
+    def swap_and_dst_mask(self, dst: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        feats = self.encoder(dst)
+        ab, b = self.inter_ab(feats), self.inter_b(feats)
+        return (*self.decoder(torch.cat([ab, ab], 1)), torch.sigmoid(self.decoder.mask(torch.cat([b, ab], 1))))
 
 
 def build(kind: str, resolution: int, ae_dims: int, e_dims: int, d_dims: int, d_mask_dims: int) -> AutoencoderNet:

@@ -27,10 +27,17 @@ class Predictor(ABC):
     """A model prepared for inference on one device: face crops in, swapped crops out."""
 
     description: str = ""          # for the log: precision, device, how it was prepared
+    #: whether the model paints its own mask beside the face (convert's ``--mask learned|both``)
+    learned_mask: bool = False
 
     @abstractmethod
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         """(N, 3, R, R) RGB in [0, 1] on the predictor's device -> same shape, not clamped."""
+
+    def with_mask(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(face as ``__call__`` gives it, the model's mask of it (N, 1, R, R) in [0, 1]); only when
+        ``learned_mask``."""
+        raise NotImplementedError(f"{type(self).__name__} paints no mask")
 
 
 class FaceModel(ABC):
