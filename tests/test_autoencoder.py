@@ -17,7 +17,7 @@ from pipeline.models.autoencoder_options import PRESETS, AutoencoderOptions, res
 from pipeline.models.interface import count_parameters
 from pipeline.models.store import load_model
 from pipeline.workspace.store import Workspace
-from tests.conftest import CLIP6, clean_error, run_cli, snapshot
+from tests.conftest import CLIP6, ROOT, clean_error, run_cli, snapshot
 from train import autoencoder_augment as aug
 from train.options import TrainOptions
 from train.trainer import Trainer, with_default_lr
@@ -370,3 +370,77 @@ def test_export_gives_the_dst_sides_mask_and_the_swaps_mask(kind, tmp_path):
     assert np.abs(celeb_mask - want_mask.permute(0, 2, 3, 1).numpy()).max() < 1e-4
     assert np.abs(face_mask - dst_dst_mask.permute(0, 2, 3, 1).numpy()).max() < 1e-4   # dst->dst's mask
     assert np.abs(face_mask - celeb_mask).max() > 1e-3                                   # not the same one
+
+
+# ---------------------------------------------------------------------- adversarial terms, mixed precision
+
+
+@pytest.mark.slow
+def test_adversarial_terms_train_and_resume_exactly(small_ws, tmp_path):
+    shutil.rmtree(small_ws / "model")
+    straight = tmp_path / "straight"
+    shutil.copytree(small_ws, straight)
+    args = ("--model", "df", "--iterations", "4", "--save-every", "2", "--true-face-power", "0.1",
+            "--gan-power", "0.2")
+    res = _train(straight, *args)
+    assert "true face 0.1, GAN 0.2" in res.stderr
+    _train(small_ws, *args, "--stop-at", "2")
+    _train(small_ws, *args)
+    a, b = ([r for r in _log(ws) if "loss" in r] for ws in (straight, small_ws))
+    assert len(a) == len(b) == 4
+    for x, y in zip(a, b):
+        for key in ("loss", "true_face", "gan", "d_code", "d_patch"):
+            assert x[key] == pytest.approx(y[key], rel=1e-5, abs=1e-7), (key, x, y)
+    first = a[0]
+    # at the start the discriminators guess: log 2 = 0.693 per term, times its weight
+    assert first["true_face"] == pytest.approx(0.1 * np.log(2), rel=0.3)
+    assert first["gan"] == pytest.approx(0.2 * np.log(2), rel=0.3)
+    state = torch.load(small_ws / "model" / "checkpoint.pt", weights_only=True)
+    assert set(state["discriminators"]) == {"code", "patch"}
+    # switched on later: the discriminator starts fresh, the autoencoder continues
+    _train(straight, "--model", "df", "--iterations", "5", "--gan-power", "0.1")
+    log = [r for r in _log(straight) if "loss" in r]
+    assert log[-1]["iteration"] == 5 and "gan" in log[-1] and "true_face" not in log[-1]
+
+
+def test_true_face_is_for_df_only(small_ws):
+    before = snapshot(small_ws / "model")
+    res = run_cli("train", "--workspace", small_ws, *TINY_CLI, "--model", "liae", "--true-face-power", "0.01",
+                  "--iterations", "2")
+    clean_error(res, "--true-face-power is for --model df only", "train --model df")
+    assert snapshot(small_ws / "model") == before
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA (mixed precision runs on CUDA only)")
+@pytest.mark.parametrize("kind", ["df", "liae"])
+def test_mixed_precision_on_cuda(kind, small_ws):
+    shutil.rmtree(small_ws / "model")
+    res = _train(small_ws, "--model", kind, "--iterations", "6", "--device", "cuda", "--gan-power", "0.1")
+    assert "mixed precision (float16 autocast, scaled losses)" in res.stderr
+    log = [r for r in _log(small_ws) if "loss" in r]
+    assert len(log) == 6 and all(np.isfinite(r["loss"]) for r in log)
+    model, _ = load_model(small_ws / "model")
+    assert all(torch.isfinite(p).all() for p in model.network.parameters())
+    assert all(p.dtype == torch.float32 for p in model.network.parameters())     # float32 master weights
+    state = torch.load(small_ws / "model" / "checkpoint.pt", weights_only=True)
+    assert set(state["scalers"]) == {"model", "patch"} and state["scalers"]["model"]["scale"] > 0
+
+
+@pytest.mark.slow
+def test_two_processes_under_torchrun_with_both_discriminators(small_ws):
+    import os
+    import subprocess
+    import sys
+
+    from tests.test_train import _free_port
+    shutil.rmtree(small_ws / "model")
+    res = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+                          "--master_addr", "127.0.0.1", "--master_port", str(_free_port()),
+                          "main.py", "train", "--workspace", str(small_ws), *TINY_CLI, "--model", "df",
+                          "--iterations", "3", "--true-face-power", "0.1", "--gan-power", "0.1", "--no-mask-loss"],
+                         capture_output=True, text=True, timeout=600, env={**os.environ, "OMP_NUM_THREADS": "1"},
+                         cwd=ROOT)
+    assert res.returncode == 0, res.stderr[-3000:]
+    log = _log(small_ws)
+    assert [r["iteration"] for r in log if "loss" in r] == [1, 2, 3]
+    assert log[-1] == {"iteration": 3, "world_size": 2, "ranks_in_sync": True}

@@ -25,10 +25,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from pipeline.core.errors import UserError
 from pipeline.models.autoencoder import AutoencoderModel, DFModel, LIAEModel
 from pipeline.models.autoencoder_net import AutoencoderNet
 from pipeline.models.autoencoder_options import AutoencoderOptions, resolve_widths
 from pipeline.models.interface import count_parameters
+from train import autoencoder_adversarial as adv
 from train import autoencoder_augment as aug
 from train.model_trainer import ModelTrainer, TrainContext
 
@@ -90,6 +92,7 @@ class AutoencoderTrainer(ModelTrainer):
     #: measured: with Adam at 1e-3 the gpu preset's loss jumps (DSSIM and MSE up several-fold) and recovers
     #: again and again in its first iterations; at 3e-4 it falls steadily (DeepFaceLab: RMSprop at 5e-5)
     default_lr = (3e-4, 3e-5)
+    mixed_precision = True
 
     def __init__(self, ctx: TrainContext) -> None:
         super().__init__(ctx)
@@ -100,10 +103,16 @@ class AutoencoderTrainer(ModelTrainer):
         half = len(style) // 2
         mirrored = half > 0 and all(n.endswith(" (flipped)") for n in style.names[half:])
         self.n_src = half if mirrored else len(style)    # the src photos themselves: flips are --random-flip's
+        if self.o.true_face_power > 0 and self.model_class.type_name != "df":
+            raise UserError(f"--true-face-power is for --model df only (in {self.model_class.type_name.upper()} the "
+                            f"swap's code is not the dst face's training code; DeepFaceLab offers it for DF only); "
+                            f"drop the option or train --model df")
         self.net: AutoencoderNet | None = None
         self.ddp: torch.nn.Module | None = None
-        self.amp = self.device.type == "cuda"
-        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp)
+        #: the optional discriminators by name ("code", "patch"), each with its Adam, and their DDP wrappers
+        self.discriminators: dict[str, torch.nn.Module] = {}
+        self.d_optimizers: dict[str, torch.optim.Optimizer] = {}
+        self.d_ddp: dict[str, torch.nn.Module] = {}
 
     # ------------------------------------------------------------------ the model
     def architecture(self) -> dict[str, Any]:
@@ -113,13 +122,19 @@ class AutoencoderTrainer(ModelTrainer):
         o = self.o
         return {"widths_from": self.widths_from, "random_warp": o.random_warp, "random_flip": o.random_flip,
                 "eyes_mouth_prio": o.eyes_mouth_prio, "masked_loss": o.masked_loss, "mask_loss": o.mask_loss,
-                "normalisation": "rgb 0..1"}
+                "true_face_power": o.true_face_power, "gan_power": o.gan_power, "normalisation": "rgb 0..1"}
 
     def build(self) -> None:
         net = self.model_class.net_class(**self.architecture()).to(self.device)
         self.net = net
         self._model = self.model_class(net)
         self.optimizer = torch.optim.Adam(net.parameters(), lr=self.ctx.lr)
+        if self.o.true_face_power > 0:
+            self.discriminators["code"] = adv.CodeDiscriminator(net.ae_dims).to(self.device)
+        if self.o.gan_power > 0:
+            self.discriminators["patch"] = adv.PatchDiscriminator().to(self.device)
+        self.d_optimizers = {k: torch.optim.Adam(d.parameters(), lr=self.ctx.lr)
+                             for k, d in self.discriminators.items()}
 
     @property
     def model(self) -> AutoencoderModel:
@@ -127,22 +142,38 @@ class AutoencoderTrainer(ModelTrainer):
 
     def state_dict(self) -> dict[str, Any]:
         assert self.net is not None
-        return {"net": self.net.state_dict(), "optimizer": self.optimizer.state_dict()}
+        return {"net": self.net.state_dict(), "optimizer": self.optimizer.state_dict(),
+                "discriminators": {k: d.state_dict() for k, d in self.discriminators.items()},
+                "d_optimizers": {k: o.state_dict() for k, o in self.d_optimizers.items()},
+                "scalers": self.scaler_states()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        """The network and optimizer; a discriminator switched on since the checkpoint starts fresh (as
+        DeepFaceLab lets GAN be turned on late), one switched off is dropped."""
         assert self.net is not None
         self.net.load_state_dict(state["net"])
         self.optimizer.load_state_dict(state["optimizer"])
+        saved, saved_opt = state.get("discriminators", {}), state.get("d_optimizers", {})
+        for name, d in self.discriminators.items():
+            if name in saved:
+                d.load_state_dict(saved[name])
+                self.d_optimizers[name].load_state_dict(saved_opt[name])
+            else:
+                log.info("the %s discriminator starts fresh (not in the checkpoint)", name)
+        self.load_scaler_states(state.get("scalers", {}))
 
     def distribute(self) -> None:
         # without --mask-loss the mask decoder gets no gradient, which DDP must be told
         self.ddp = torch.nn.parallel.DistributedDataParallel(self.net, find_unused_parameters=not self.o.mask_loss)
+        self.d_ddp = {k: torch.nn.parallel.DistributedDataParallel(d) for k, d in self.discriminators.items()}
 
     def log_lines(self) -> list[str]:
         w, o = self.widths, self.o
         parts = [name for name, on in (("random warp", o.random_warp), ("random flip", o.random_flip),
                                        ("eyes and mouth priority", o.eyes_mouth_prio), ("masked loss", o.masked_loss),
-                                       ("mask loss", o.mask_loss)) if on]
+                                       ("mask loss", o.mask_loss),
+                                       (f"true face {o.true_face_power:g}", o.true_face_power > 0),
+                                       (f"GAN {o.gan_power:g}", o.gan_power > 0)) if on]
         return [f"network: {self.model_class.type_name.upper()} autoencoder {o.resolution}x{o.resolution}, ae "
                 f"{w.ae_dims}, e {w.e_dims}, d {w.d_dims}, d_mask {w.d_mask_dims} ({self.widths_from}), "
                 f"{count_parameters(self.net)} parameters; {self.n_src} src faces; {', '.join(parts) or 'plain'}"]
@@ -199,21 +230,62 @@ class AutoencoderTrainer(ModelTrainer):
         dst_in, dst_t, dst_m, dst_em = self._sample(self.dst, torch.from_numpy(np.asarray(idx)))
         net = self.ddp if self.ddp is not None else self.net
         self.net.train()
-        with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.amp):
-            src_out, src_mask, dst_out, dst_mask = net(src_in, dst_in)
-        src_terms = self._side_loss(src_out.float(), src_mask.float(), src_t, src_m, src_em)
-        dst_terms = self._side_loss(dst_out.float(), dst_mask.float(), dst_t, dst_m, dst_em)
+        codes = "code" in self.discriminators
+        with self.autocast():
+            out = net(src_in, dst_in, with_codes=codes)
+        src_out, src_mask, dst_out, dst_mask = (t.float() for t in out[:4])
+        src_terms = self._side_loss(src_out, src_mask, src_t, src_m, src_em)
+        dst_terms = self._side_loss(dst_out, dst_mask, dst_t, dst_m, dst_em)
+        adversarial = self._adversarial_terms(out[4:] if codes else (), src_out, src_t, src_m)
         src_loss, dst_loss = sum(src_terms.values()), sum(dst_terms.values())
-        loss = src_loss + dst_loss
+        loss = src_loss + dst_loss + sum(adversarial.values())
         src_loss, dst_loss = src_loss.detach(), dst_loss.detach()
-        self.optimizer.zero_grad(set_to_none=True)
-        self.scaler.scale(loss).backward()
-        self.scaler.step(self.optimizer)
-        self.scaler.update()
+        self.optimise(loss, self.optimizer)
         record = {"loss": loss.item(), "src": float(src_loss), "dst": float(dst_loss)}
         for key in ("dssim", "mse", "eyes_mouth", "mask"):
             if key in src_terms:
                 record[key] = float((src_terms[key] + dst_terms[key]).detach())
+        record.update({k: float(v.detach()) for k, v in adversarial.items()})
+        record.update(self._train_discriminators(out[4:] if codes else (), src_out, src_t, src_m))
+        return record
+
+    def _discriminator(self, name: str) -> torch.nn.Module:
+        return self.d_ddp.get(name, self.discriminators[name])
+
+    def _adversarial_terms(self, codes: tuple[Tensor, ...], src_out: Tensor, src_t: Tensor,
+                           src_m: Tensor) -> dict[str, Tensor]:
+        """The autoencoder's adversarial terms (weights applied): dst codes to pass for src ones, src
+        reconstructions to pass for real src faces. The discriminators are frozen meanwhile (and run
+        unwrapped: no gradient of theirs to share between processes here)."""
+        terms: dict[str, Tensor] = {}
+        for d in self.discriminators.values():
+            adv.frozen(d, True)
+        with self.autocast():
+            if codes:
+                terms["true_face"] = self.o.true_face_power * adv.real_loss(self.discriminators["code"](codes[1]))
+            if "patch" in self.discriminators:
+                terms["gan"] = self.o.gan_power * adv.real_loss(self.discriminators["patch"](src_out * src_m))
+        for d in self.discriminators.values():
+            adv.frozen(d, False)
+        return terms
+
+    def _train_discriminators(self, codes: tuple[Tensor, ...], src_out: Tensor, src_t: Tensor,
+                              src_m: Tensor) -> dict[str, float]:
+        """One step of each discriminator on this batch (src real, dst or reconstructed fake); their losses."""
+        record = {}
+        lr = self.optimizer.param_groups[0]["lr"]
+        for name, opt in self.d_optimizers.items():
+            for group in opt.param_groups:
+                group["lr"] = lr
+            d = self._discriminator(name)
+            with self.autocast():
+                if name == "code":
+                    real, fake = d(codes[0].detach()), d(codes[1].detach())
+                else:
+                    real, fake = d(src_t * src_m), d(src_out.detach() * src_m)
+            loss = (adv.real_loss(real) + adv.fake_loss(fake)) / 2
+            self.optimise(loss, opt, name)
+            record[f"d_{name}"] = float(loss.detach())
         return record
 
     # ------------------------------------------------------------------ preview

@@ -42,9 +42,42 @@ class ModelTrainer(ABC):
 
     #: (start, end) Adam learning rates when ``--lr`` / ``--lr-end`` are not given: what suits the family
     default_lr: ClassVar[tuple[float, float]] = (1e-3, 1e-4)
+    #: whether the family's step may run in float16 autocast on CUDA (``autocast`` and ``optimise``)
+    mixed_precision: ClassVar[bool] = False
 
     def __init__(self, ctx: TrainContext) -> None:
         self.ctx = ctx
+        self._scalers: dict[str, torch.amp.GradScaler] = {}
+
+    # ------------------------------------------------------------------ mixed precision, shared by families
+    @property
+    def amp(self) -> bool:
+        """Float16 autocast with loss scaling: on CUDA for families that allow it; the CPU trains in float32."""
+        return self.mixed_precision and self.ctx.device.type == "cuda"
+
+    def autocast(self) -> Any:
+        """The context the family's forward pass runs in (a no-op without ``amp``)."""
+        return torch.autocast(self.ctx.device.type, dtype=torch.float16, enabled=self.amp)
+
+    def optimise(self, loss: torch.Tensor, optimizer: torch.optim.Optimizer, name: str = "model") -> None:
+        """Zero the gradients, back-propagate ``loss`` and step ``optimizer``, through a loss scaler per
+        ``name`` under mixed precision (small float16 gradients would otherwise flush to zero)."""
+        scaler = self._scalers.get(name)
+        if scaler is None:
+            scaler = self._scalers[name] = torch.amp.GradScaler("cuda", enabled=self.amp)
+        optimizer.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+
+    def scaler_states(self) -> dict[str, Any]:
+        """The loss scalers' states, for the checkpoint (empty on the CPU)."""
+        return {name: s.state_dict() for name, s in self._scalers.items() if self.amp}
+
+    def load_scaler_states(self, states: dict[str, Any]) -> None:
+        for name, state in states.items():
+            if self.amp and state:
+                self._scalers.setdefault(name, torch.amp.GradScaler("cuda", enabled=True)).load_state_dict(state)
 
     @abstractmethod
     def options_json(self) -> dict[str, Any]:

@@ -336,7 +336,8 @@ class Trainer:
             log.info("%s", self._data_line())
             for line in self.family.log_lines():
                 log.info("%s", line)
-            log.info("device %s%s; options %s", describe_device(self.device),
+            log.info("device %s%s%s; options %s", describe_device(self.device),
+                     "; mixed precision (float16 autocast, scaled losses)" if self.family.amp else "",
                      f"; {self.world} processes" if self.world > 1 else "",
                      json.dumps({**as_dict(self.model_options)}, sort_keys=True))
         bar = tqdm(total=end, initial=self.iteration, unit="it", desc=self.command, disable=not self.main,

@@ -129,9 +129,15 @@ class AutoencoderNet(nn.Module):
         DeepFaceLive's merger multiplies (its face mask and its celeb mask)."""
         raise NotImplementedError
 
-    def forward(self, src: Tensor, dst: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-        """``reconstruct``: training goes through ``forward`` so DistributedDataParallel sees it."""
-        return self.reconstruct(src, dst)
+    def reconstruct_with_codes(self, src: Tensor, dst: Tensor) -> tuple[Tensor, ...]:
+        """``reconstruct``'s four outputs, then the codes the decoder got for src and for dst (the true-face
+        discriminator's input)."""
+        raise NotImplementedError
+
+    def forward(self, src: Tensor, dst: Tensor, with_codes: bool = False) -> tuple[Tensor, ...]:
+        """``reconstruct`` (or ``reconstruct_with_codes``): training goes through ``forward`` so
+        DistributedDataParallel sees it."""
+        return self.reconstruct_with_codes(src, dst) if with_codes else self.reconstruct(src, dst)
 
 
 class DFNet(AutoencoderNet):
@@ -146,9 +152,12 @@ class DFNet(AutoencoderNet):
         self.decoder_dst = Decoder(ae_dims, d_dims, d_mask_dims)
 
     def reconstruct(self, src: Tensor, dst: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        return self.reconstruct_with_codes(src, dst)[:4]         # type: ignore[return-value]
+
+    def reconstruct_with_codes(self, src: Tensor, dst: Tensor) -> tuple[Tensor, ...]:
         code = self.inter(self.encoder(torch.cat([src, dst])))      # one pass through the shared part
         src_code, dst_code = code[:len(src)], code[len(src):]
-        return (*self.decoder_src(src_code), *self.decoder_dst(dst_code))
+        return (*self.decoder_src(src_code), *self.decoder_dst(dst_code), src_code, dst_code)
 
     def swap(self, dst: Tensor) -> tuple[Tensor, Tensor]:
         return self.decoder_src(self.inter(self.encoder(dst)))

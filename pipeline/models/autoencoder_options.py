@@ -74,6 +74,14 @@ class AutoencoderOptions:
                                help="count the face's reconstruction error only inside the workspace's masks "
                                     "(hand-painted ones included), softened at the edge; off = the whole crop "
                                     "(DeepFaceLab masked_training)")
+    true_face_power: float = option(0.0, low=0.0, high=1.0, metavar="W",
+                                    help="DF only: weight of a code discriminator that pushes the dst faces' codes "
+                                         "to pass for src ones, so the swap looks more like the src person "
+                                         "(DeepFaceLab true_face_power; 0 = off, 0.01 is a usual value)")
+    gan_power: float = option(0.0, low=0.0, high=1.0, metavar="W",
+                              help="weight of a patch discriminator that judges the src reconstructions against the "
+                                   "real src faces inside the mask: sharper skin texture, can add artefacts "
+                                   "(DeepFaceLab gan_power; 0 = off, 0.1 is usual, turned on late in training)")
     mask_loss: bool = option(True, action=TOGGLE,
                              help="train the network's own mask output against the workspace's masks (convert can "
                                   "use it where faces are turned or covered)")
