@@ -7,16 +7,20 @@ kept as ``snapshots/<m>min/``, ``convert`` renders the clip with default options
 ``evaluate`` writes its report (held-apart identity, expression, pose, SSIM) and frames 10,
 90 and 170 of the result are kept as stills.
 
-Every model type trains in its own copy of the workspace, pinned to one CPU core with one
-torch thread (``--core``), so the figures do not depend on what else the machine is doing
-on the other core, and the types are compared on equal terms. The work is resumable: what
-is recorded in ``<copy>/comparison.json`` is not redone, and a leg cut short (the process
-killed) restarts from the previous mark's snapshot.
+The minutes are **CPU minutes of one core**: every model type trains in its own copy of
+the workspace, in a process pinned to one core (``--core``) with one torch thread, and
+``--max-minutes`` is measured on that process's CPU clock (``time.process_time``) instead
+of the wall clock. Two queues can then run side by side on the two cores, and other work
+on the machine slows them down without changing what a mark means; the types are
+compared on equal terms. The work is resumable: what is recorded in
+``<copy>/comparison.json`` is not redone, and a leg cut short (the process killed)
+restarts from the previous mark's snapshot.
 
 Usage:
   python -m benchmarks.model_comparison run --base WS --name main --root DIR [--models transform df liae]
          [--minutes 15 30 60] [--core 1]
   python -m benchmarks.model_comparison table --root DIR [--out docs/model_comparison]
+  python -m benchmarks.model_comparison train-cpu-clock TRAIN_ARGS...   (one leg: what ``run`` starts)
 """
 from __future__ import annotations
 
@@ -42,15 +46,17 @@ BATCH = 8
 SKIP = ("model", "model-old-*", "result.mp4", "report", "snapshots", "comparison.json", "*.log")
 
 
-def _run(cmd: list[str], log: Path, core: int | None) -> float:
-    """Run ``main.py`` with one torch thread (on CPU core ``core``), appending to ``log``; seconds taken."""
+def _run(cmd: list[str], log: Path, core: int | None, cpu_clock: bool = False) -> float:
+    """Run ``main.py`` (``cpu_clock``: train on the CPU clock) with one torch thread on CPU core ``core``,
+    appending to ``log``; wall seconds taken."""
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
     prefix = ["taskset", "-c", str(core)] if core is not None and shutil.which("taskset") else []
+    program = ["-m", "benchmarks.model_comparison", "train-cpu-clock"] if cpu_clock else [str(ROOT / "main.py")]
     t = time.perf_counter()
     with open(log, "a") as fh:
         fh.write(f"\n$ {' '.join(cmd)}\n")
         fh.flush()
-        rc = subprocess.run(prefix + [sys.executable, str(ROOT / "main.py"), *cmd], stdout=fh, stderr=subprocess.STDOUT,
+        rc = subprocess.run(prefix + [sys.executable, *program, *cmd], stdout=fh, stderr=subprocess.STDOUT,
                             env=env, cwd=ROOT).returncode
     if rc != 0:
         raise SystemExit(f"{' '.join(cmd)} failed with exit code {rc}; see {log}")
@@ -91,7 +97,8 @@ def run_model(base: Path, name: str, model: str, root: Path, minutes: list[float
             shutil.copytree(ws / "snapshots" / f"{previous:g}min", ws / "model")
         print(f"{name} {model}: training {previous:g} -> {m:g} min", flush=True)
         _run(["train", "-w", str(ws), "--model", model, "--batch-size", str(BATCH), *TRAIN_ARGS[model],
-              "--max-minutes", f"{m - previous:g}", "--save-every", "100000", "--preview-every", "200"], log, core)
+              "--max-minutes", f"{m - previous:g}", "--save-every", "100000", "--preview-every", "200"], log, core,
+             cpu_clock=True)
         snap = ws / "snapshots" / f"{key}min"
         shutil.rmtree(snap, ignore_errors=True)
         shutil.copytree(ws / "model", snap)
@@ -171,7 +178,23 @@ def table(root: Path, out: Path) -> None:
             print(f"stills: {path}")
 
 
+def train_on_cpu_clock(argv: list[str]) -> int:
+    """``main.py train`` with its clock (``--max-minutes``, the log's seconds) reading this process's CPU time."""
+    import types
+
+    import torch
+
+    import main as cli
+    import train.trainer
+    torch.set_num_threads(1)
+    train.trainer.time = types.SimpleNamespace(perf_counter=time.process_time,     # type: ignore[attr-defined]
+                                               strftime=time.strftime)
+    return cli.main(argv)
+
+
 def main() -> None:
+    if sys.argv[1:2] == ["train-cpu-clock"]:
+        raise SystemExit(train_on_cpu_clock(sys.argv[2:]))
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="cmd", required=True)
     r = sub.add_parser("run", help="train, snapshot, convert and evaluate each model type")
