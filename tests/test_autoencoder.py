@@ -444,3 +444,17 @@ def test_two_processes_under_torchrun_with_both_discriminators(small_ws):
     log = _log(small_ws)
     assert [r["iteration"] for r in log if "loss" in r] == [1, 2, 3]
     assert log[-1] == {"iteration": 3, "world_size": 2, "ranks_in_sync": True}
+
+
+def test_convert_refuses_an_autoencoder_of_another_face_type_or_too_large(small_ws):
+    from pipeline.models.store import save_model
+    torch.manual_seed(0)
+    save_model(small_ws / "model", DFModel(build("df", 64, **TINY)), {"face_type": "whole", "iteration": 1})
+    before = snapshot(small_ws)
+    clean_error(run_cli("convert", "--workspace", small_ws), "trained on 'whole' faces", "'full'", "--fresh")
+    assert snapshot(small_ws) == before
+    save_model(small_ws / "model", LIAEModel(build("liae", 144, **TINY)), {"face_type": "full", "iteration": 1})
+    before = snapshot(small_ws)
+    clean_error(run_cli("convert", "--workspace", small_ws), "has resolution 144 but the dst faces are only 128 px",
+                "--size 144")
+    assert snapshot(small_ws) == before
