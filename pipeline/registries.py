@@ -125,7 +125,7 @@ MODEL_TYPES.register(Entry(
     parts={"options": "pipeline.models.transform_options:TransformOptions",
            "trainer": "train.transform_trainer:TransformTrainer"}))
 _AE_OPTIONS = ("--resolution", "--preset", "--ae-dims", "--e-dims", "--d-dims", "--d-mask-dims", "--random-warp",
-               "--random-flip", "--eyes-mouth-prio", "--masked-loss", "--mask-loss")
+               "--random-flip", "--eyes-mouth-prio", "--masked-loss", "--mask-loss", "--true-face-power", "--gan-power")
 _DFL = "this project's code (the DeepFaceLab DF/LIAE architectures, Perov et al.)"
 MODEL_TYPES.register(Entry(
     "df", "pipeline.models.autoencoder:DFModel",
