@@ -20,6 +20,7 @@ Usage:
   python -m benchmarks.model_comparison run --base WS --name main --root DIR [--models transform df liae]
          [--minutes 15 30 60] [--core 1]
   python -m benchmarks.model_comparison table --root DIR [--out docs/model_comparison]
+  python -m benchmarks.model_comparison rejudge --root DIR        (convert and evaluate every mark again)
   python -m benchmarks.model_comparison train-cpu-clock TRAIN_ARGS...   (one leg: what ``run`` starts)
 """
 from __future__ import annotations
@@ -78,6 +79,46 @@ def _iteration(model_dir: Path) -> int:
     return int(json.loads((model_dir / "options.json").read_text())["iteration"])
 
 
+def _write_state(path: Path, state: dict) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(state, indent=1))
+    tmp.replace(path)
+
+
+def judge(ws: Path, snap: Path, core: int | None) -> dict:
+    """Convert and evaluate with the model in ``snap`` as a user would (default options), in a scratch copy of
+    ``ws`` (training may go on in ``ws``); the report and the stills go into ``snap``. Its figures."""
+    scratch = ws.parent / f"_judge_{ws.name}"
+    shutil.rmtree(scratch, ignore_errors=True)
+    shutil.copytree(ws, scratch, ignore=shutil.ignore_patterns(*SKIP))
+    shutil.copytree(snap, scratch / "model", ignore=shutil.ignore_patterns("report.json", "frame_*.png"))
+    log = ws / "comparison.log"
+    convert_s = _run(["convert", "-w", str(scratch)], log, core)
+    evaluate_s = _run(["evaluate", "-w", str(scratch), "--workers", "1", "--samples", "0"], log, core)
+    shutil.copy(scratch / "report" / "report.json", snap / "report.json")
+    from pipeline.core.video import frame_at
+    for f in STILL_FRAMES:
+        still = frame_at(scratch / "result.mp4", f)
+        cv2.imwrite(str(snap / f"frame_{f:03d}.png"), cv2.cvtColor(still, cv2.COLOR_RGB2BGR))
+    report = json.loads((snap / "report.json").read_text())
+    shutil.rmtree(scratch, ignore_errors=True)
+    return {"iteration": _iteration(snap), **_figures(report), "convert_seconds": convert_s,
+            "evaluate_seconds": evaluate_s}
+
+
+def rejudge(root: Path, core: int | None) -> None:
+    """Convert and evaluate every recorded mark again (after a change to convert or evaluate)."""
+    for path in sorted(root.glob("*/comparison.json")):
+        state = json.loads(path.read_text())
+        for key in list(state["legs"]):
+            state["legs"][key] = judge(path.parent, path.parent / "snapshots" / f"{key}min", core)
+            print(f"{state['pair']} {state['model']} {key} min judged again: {json.dumps(state['legs'][key])}",
+                  flush=True)
+            fresh = json.loads(path.read_text())        # a running queue may have added a mark meanwhile
+            fresh["legs"][key] = state["legs"][key]
+            _write_state(path, fresh)
+
+
 def run_model(base: Path, name: str, model: str, root: Path, minutes: list[float], core: int | None) -> dict:
     ws = root / f"{name}_{model}"
     state_path = ws / "comparison.json"
@@ -102,19 +143,8 @@ def run_model(base: Path, name: str, model: str, root: Path, minutes: list[float
         snap = ws / "snapshots" / f"{key}min"
         shutil.rmtree(snap, ignore_errors=True)
         shutil.copytree(ws / "model", snap)
-        convert_s = _run(["convert", "-w", str(ws)], log, core)
-        evaluate_s = _run(["evaluate", "-w", str(ws), "--workers", "1", "--samples", "0"], log, core)
-        shutil.copy(ws / "report" / "report.json", snap / "report.json")
-        from pipeline.core.video import frame_at
-        for f in STILL_FRAMES:
-            still = frame_at(ws / "result.mp4", f)
-            cv2.imwrite(str(snap / f"frame_{f:03d}.png"), cv2.cvtColor(still, cv2.COLOR_RGB2BGR))
-        report = json.loads((snap / "report.json").read_text())
-        state["legs"][key] = {"iteration": _iteration(snap), **_figures(report), "convert_seconds": convert_s,
-                              "evaluate_seconds": evaluate_s}
-        tmp = state_path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(state, indent=1))
-        tmp.replace(state_path)
+        state["legs"][key] = judge(ws, snap, core)
+        _write_state(state_path, state)
         print(f"{name} {model} {key} min: {json.dumps(state['legs'][key])}", flush=True)
         previous = m
     return state
@@ -204,6 +234,9 @@ def main() -> None:
     r.add_argument("--models", nargs="+", default=["transform", "df", "liae"], choices=sorted(TRAIN_ARGS))
     r.add_argument("--minutes", nargs="+", type=float, default=[15, 30, 60])
     r.add_argument("--core", type=int, default=1, help="CPU core to pin to (-1: no pinning)")
+    j = sub.add_parser("rejudge", help="convert and evaluate every recorded mark again")
+    j.add_argument("--root", type=Path, required=True)
+    j.add_argument("--core", type=int, default=-1, help="CPU core to pin to (-1: no pinning)")
     t = sub.add_parser("table", help="the table and stills of what has been run")
     t.add_argument("--root", type=Path, required=True)
     t.add_argument("--out", type=Path, default=ROOT / "docs" / "model_comparison")
@@ -212,6 +245,8 @@ def main() -> None:
         for model in args.models:
             core = None if args.core < 0 else args.core
             run_model(args.base, args.name, model, args.root, sorted(args.minutes), core)
+    elif args.cmd == "rejudge":
+        rejudge(args.root, None if args.core < 0 else args.core)
     else:
         table(args.root, args.out)
 

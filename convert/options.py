@@ -12,6 +12,10 @@ from pipeline.registries import BLEND_MODES, COLOR_TRANSFERS
 MASK_SOURCES = ("workspace", "learned", "both")
 
 
+#: ``--chroma-smooth`` for model types that do not name their own (``FaceModel.convert_defaults``)
+CHROMA_SMOOTH = 8.0
+
+
 def _cores() -> int:
     return os.cpu_count() or 1
 
@@ -53,10 +57,14 @@ class ConvertOptions:
                                 help="unsharp-mask amount on what the network drew anew, where the dst's own detail "
                                      "is not put back (new brows, eyelids): its 128 px structure stretched over the "
                                      "face is all there is there (0 = off; no effect with --detail 0)")
-    chroma_smooth: float = option(8.0, low=0, high=32, metavar="PX",
-                                  help="smooth the colour part of the network's change over this many pixels of its "
-                                       "crop, keeping all of its brightness detail: removes green and purple fringes "
-                                       "along eyelids and brows (0 = off)")
+    chroma_smooth: float | None = option(None, low=0, high=32, metavar="PX",
+                                         default_text="the model type's: 8 for transform, 0 for df and liae",
+                                         help="smooth the colour part of the network's change over this many pixels "
+                                              "of its crop, keeping all of its brightness detail: removes green and "
+                                              "purple fringes along eyelids and brows (0 = off). For a model that "
+                                              "keeps the dst face's structure (transform); an autoencoder paints "
+                                              "the face anew, and smoothing its change would carry the dst's lip "
+                                              "colour onto new teeth")
     sharpen: float = option(0.0, low=0, high=5, metavar="AMOUNT",
                             help="unsharp-mask amount applied to the generated face (0 = off, 0.5 = moderate)")
     crf: int = option(18, low=0, high=51, help="H.264 quality (lower = better and larger; 18 is visually lossless)")

@@ -14,6 +14,7 @@ or interrupted run never leaves a half video where a good one was.
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import time
@@ -29,7 +30,7 @@ import numpy as np
 from tqdm import tqdm
 
 from convert import blending, color_transfer
-from convert.options import ConvertOptions
+from convert.options import CHROMA_SMOOTH, ConvertOptions
 from convert.smoothing import smooth_track
 from pipeline.core import geometry
 from pipeline.core.errors import UserError
@@ -131,6 +132,13 @@ def _check_model(model: FaceModel, model_meta: dict, set_meta: SetMeta, model_di
         raise UserError(f"model in {model_dir} has resolution {model.resolution} but the dst faces are "
                         f"only {dst_size} px; re-extract with --size {model.resolution} or use a "
                         f"{dst_size} model")
+
+
+def with_model_defaults(opts: ConvertOptions, model: FaceModel) -> ConvertOptions:
+    """``opts`` with the options left unset (None) filled in: the model family's own default, else convert's."""
+    defaults = {"chroma_smooth": CHROMA_SMOOTH, **model.convert_defaults}
+    unset = {k: v for k, v in defaults.items() if getattr(opts, k) is None}
+    return dataclasses.replace(opts, **unset) if unset else opts
 
 
 def remove_stale_outputs(output: Path) -> int:
@@ -380,6 +388,7 @@ def run_convert(opts: ConvertOptions, stills: dict[int, np.ndarray] | None = Non
         model_dir = ws.root / "model"
         network = _Network(model_dir, opts.device)
         _check_model(network.model, network.meta, set_meta, model_dir)
+        opts = with_model_defaults(opts, network.model)
         size, face_type = set_meta.extract.size, set_meta.extract.face_type
         masker: Masker = MASKERS.load(set_meta.extract.masker)()
         plans, excluded = plan_faces(ws, rows, size, network.resolution, face_type, opts.smooth)
@@ -389,9 +398,10 @@ def run_convert(opts: ConvertOptions, stills: dict[int, np.ndarray] | None = Non
                             f"{network.meta['model_type']} model in {model_dir} paints none; use --mask workspace")
     finally:
         ws.close()
-    log.info("convert: %s -> %s; smoothing %s, colour %s, blend %s, mask %s, erode %d blur %d",
+    log.info("convert: %s -> %s; smoothing %s, colour %s (chroma smoothing %g px), blend %s, mask %s, erode %d "
+             "blur %d",
              input_path, "previews" if opts.preview else output,
-             f"sigma {opts.smooth:g} frames" if opts.smooth > 0 else "off", opts.color, opts.blend,
+             f"sigma {opts.smooth:g} frames" if opts.smooth > 0 else "off", opts.color, opts.chroma_smooth, opts.blend,
              {"workspace": "the workspace's", "learned": "the model's learned", "both": "workspace x learned"}[
                  opts.mask],
              opts.mask_erode, opts.mask_blur)

@@ -33,8 +33,8 @@ OTHER = (255, 150, 0)
 DROPPED = (150, 150, 150)
 
 #: The convert options the studio's preview may change; the rest (output, range, device...) stay the page's own
-PREVIEW_SETTINGS = ("smooth", "color", "blend", "mask_erode", "mask_blur", "detail", "detail_gate", "sharpen_new",
-                    "chroma_smooth", "sharpen", "precision")
+PREVIEW_SETTINGS = ("smooth", "color", "blend", "mask", "mask_erode", "mask_blur", "detail", "detail_gate",
+                    "sharpen_new", "chroma_smooth", "sharpen", "precision")
 
 
 # ---------------------------------------------------------------------- source frames
@@ -151,7 +151,10 @@ def _label(image: np.ndarray, text: str, corner: tuple[int, int], colour: tuple[
 def _preview_fields() -> dict[str, tuple[dataclasses.Field, Spec, Any]]:
     hints = typing.get_type_hints(ConvertOptions)
     fields = {f.name: f for f in dataclasses.fields(ConvertOptions)}
-    return {name: (fields[name], fields[name].metadata["option"], hints[name]) for name in PREVIEW_SETTINGS}
+
+    def value_type(hint: Any) -> Any:            # float | None (unset: the model type's default) -> float
+        return next((a for a in typing.get_args(hint) if a is not type(None)), hint)
+    return {name: (fields[name], fields[name].metadata["option"], value_type(hints[name])) for name in PREVIEW_SETTINGS}
 
 
 def convert_settings() -> list[dict[str, Any]]:
@@ -192,6 +195,8 @@ def parse_settings(settings: dict[str, str]) -> dict[str, Any]:
             raise UserError(f"unknown convert setting '{name}'; use one of {', '.join(PREVIEW_SETTINGS)}")
         f, spec, tp = fields[name]
         text = str(text).strip()
+        if not text and f.default is None:
+            continue                            # left empty: the default that depends on the model
         try:
             value = tp(text)
         except ValueError:

@@ -458,3 +458,15 @@ def test_convert_refuses_an_autoencoder_of_another_face_type_or_too_large(small_
     clean_error(run_cli("convert", "--workspace", small_ws), "has resolution 144 but the dst faces are only 128 px",
                 "--size 144")
     assert snapshot(small_ws) == before
+
+
+def test_convert_chroma_smoothing_defaults_by_model_type(small_ws):
+    # the transformation network: 8 px, as before
+    default = _stills(small_ws, "workspace")
+    assert all(np.array_equal(default[i], f) for i, f in _stills(small_ws, "workspace", chroma_smooth=8.0).items())
+    assert any(not np.array_equal(default[i], f) for i, f in _stills(small_ws, "workspace", chroma_smooth=0.0).items())
+    # an autoencoder paints the face anew: none unless asked
+    _write_df(small_ws / "model", 0.0)
+    default = _stills(small_ws, "workspace")
+    assert all(np.array_equal(default[i], f) for i, f in _stills(small_ws, "workspace", chroma_smooth=0.0).items())
+    assert any(not np.array_equal(default[i], f) for i, f in _stills(small_ws, "workspace", chroma_smooth=8.0).items())

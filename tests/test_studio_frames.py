@@ -194,6 +194,13 @@ def test_convert_settings_describe_the_form():
     assert set(settings["color"]["choice_help"]) == set(settings["color"]["choices"])
     assert settings["precision"]["choices"] == ["auto", "float", "int8"]
     assert all(s["help"] for s in settings.values())
-    # every default, as the page sends it back, is accepted
-    defaults = {name: str(s["default"]) for name, s in settings.items()}
-    assert parse_settings(defaults) == {name: s["default"] for name, s in settings.items()}
+    assert settings["mask"]["choices"] == ["workspace", "learned", "both"]
+    assert settings["mask"]["default"] == "workspace"
+    # unset by default: the model type's own (8 for transform, 0 for the autoencoders); the page leaves it empty
+    assert settings["chroma_smooth"]["default"] is None and settings["chroma_smooth"]["type"] == "float"
+    assert "8 for transform, 0 for df and liae" in settings["chroma_smooth"]["default_text"]
+    assert parse_settings({"chroma_smooth": ""}) == {}
+    assert parse_settings({"chroma_smooth": "3"}) == {"chroma_smooth": 3.0}
+    # every default, as the page sends it back (an unset one as an empty field), is accepted
+    defaults = {name: "" if s["default"] is None else str(s["default"]) for name, s in settings.items()}
+    assert parse_settings(defaults) == {name: s["default"] for name, s in settings.items() if s["default"] is not None}

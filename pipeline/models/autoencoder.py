@@ -38,6 +38,9 @@ class AutoencoderModel(FaceModel):
 
     net_class: ClassVar[type[AutoencoderNet]] = AutoencoderNet
     architecture_keys = ("resolution", *WIDTH_KEYS)
+    #: the face is painted anew, not a changed dst face: smoothing the colour of its change would carry the
+    #: dst's colour detail (lip edges) onto it, green teeth where the dst shows white ones (seen at frame 10)
+    convert_defaults = {"chroma_smooth": 0.0}
 
     def __init__(self, net: AutoencoderNet) -> None:
         self.net = net

@@ -46,6 +46,8 @@ class FaceModel(ABC):
     type_name: ClassVar[str] = ""          # its MODEL_TYPES name, recorded as options.json "model_type"
     #: options.json keys that rebuild the architecture; a resumed training must keep them
     architecture_keys: ClassVar[tuple[str, ...]] = ()
+    #: convert options whose default suits this family differently (filled in only where the user gave none)
+    convert_defaults: ClassVar[dict[str, Any]] = {}
 
     @property
     @abstractmethod

@@ -24,7 +24,8 @@ const Preview = (() => {
         input.step = Number.isInteger(s.default) ? 1 : 0.1;
         input.className = "num";
       }
-      input.value = s.default;
+      input.value = s.default ?? "";
+      if (s.default === null && s.default_text) input.placeholder = s.default_text;
       input.dataset.name = s.name;
       label.append(input);
       box.append(label);
@@ -34,7 +35,9 @@ const Preview = (() => {
   async function render() {
     const frame = Number($("pv-frame").value);
     const params = new URLSearchParams();
-    for (const input of $("pv-settings").querySelectorAll("[data-name]")) params.set(input.dataset.name, input.value);
+    for (const input of $("pv-settings").querySelectorAll("[data-name]")) {
+      if (input.value !== "") params.set(input.dataset.name, input.value);
+    }
     say(`rendering frame ${frame}...`);
     const t0 = performance.now();
     const res = await fetch(`/preview/${frame}.jpg?${params}`);
