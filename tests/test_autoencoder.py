@@ -470,3 +470,21 @@ def test_convert_chroma_smoothing_defaults_by_model_type(small_ws):
     default = _stills(small_ws, "workspace")
     assert all(np.array_equal(default[i], f) for i, f in _stills(small_ws, "workspace", chroma_smooth=0.0).items())
     assert any(not np.array_equal(default[i], f) for i, f in _stills(small_ws, "workspace", chroma_smooth=8.0).items())
+
+
+def test_info_names_the_trained_model(small_ws):
+    def model_line() -> str:
+        res = run_cli("info", "--workspace", small_ws)
+        assert res.returncode == 0, res.stderr
+        return [ln for ln in res.stdout.splitlines() if ln.startswith("  model:")][0]
+
+    assert model_line() == "  model: transform 128 px (width 4) on 'full' faces, iteration 0"
+    _write_df(small_ws / "model", 0.0)
+    assert model_line() == ("  model: df 64 px (ae_dims 16, e_dims 8, d_dims 8, d_mask_dims 4) on 'full' faces, "
+                            "iteration 1")
+    info = json.loads(run_cli("info", "--json", "--workspace", small_ws).stdout)
+    assert info["model"]["type"] == "df" and info["model"]["size"] == TINY and info["model"]["weights"]
+    (small_ws / "model" / "options.json").write_text("{oops")
+    assert "options.json is unreadable" in model_line()
+    shutil.rmtree(small_ws / "model")
+    assert model_line() == "  model: none trained (python main.py train)"

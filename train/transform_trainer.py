@@ -33,6 +33,8 @@ IDENTITY_NOISE = 0.02              # pixel noise, in 0..1 units
 
 
 class TransformTrainer(ModelTrainer):
+    mixed_precision = True
+
     def __init__(self, ctx: TrainContext) -> None:
         super().__init__(ctx)
         o: TransformOptions = ctx.model_options
@@ -54,8 +56,6 @@ class TransformTrainer(ModelTrainer):
         self.nbest = nearest_styles(content.landmarks, style.landmarks, o.n_best)
         self.net: TransformNet | None = None
         self.ddp: torch.nn.Module | None = None
-        self.amp = self.device.type == "cuda"
-        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp)
 
     # ------------------------------------------------------------------ the model
     def build(self) -> None:
@@ -184,7 +184,7 @@ class TransformTrainer(ModelTrainer):
         alpha = losses.alpha_at(iteration, total, self.alpha_max, o.alpha_ramp)
         net = self.ddp if self.ddp is not None else self.net
         assert net is not None
-        with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.amp):
+        with self.autocast():
             y = net(x)
             taps = list(dict.fromkeys(self.layers.content + self.layers.style))
             fy = self.feats.features(y, geom, taps)
@@ -214,14 +214,11 @@ class TransformTrainer(ModelTrainer):
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         _, terms, raw, alpha = self.loss_terms(idx, iteration, total)
-        with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.amp):
+        with self.autocast():
             loss = terms["content"] + terms["style"] + terms["light"] + terms["tv"]
             if "identity" in terms:
                 loss = loss + terms["identity"]
-        self.optimizer.zero_grad(set_to_none=True)
-        self.scaler.scale(loss).backward()
-        self.scaler.step(self.optimizer)
-        self.scaler.update()
+        self.optimise(loss, self.optimizer)
         value = lambda k: float(raw[k]) if k in raw else 0.0  # noqa: E731
         return {"loss": loss.item(), **{k: value(k) for k in ("content", "style", "light", "tv", "identity")},
                 "alpha": alpha}

@@ -5,6 +5,7 @@ without writing them to the index.
 """
 from __future__ import annotations
 
+import json
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -113,7 +114,30 @@ def summarise(ws: Workspace) -> dict:
             elif fr.faces == 0:
                 info["frames_without_face"].append(key)
                 info["sources_without_face"].append(fr.source if meta.kind != "video" else f"{fr.source}#{fr.frame_index}")
+    out["model"] = model_summary(ws.root / "model")
     return out
+
+
+#: options.json keys that size a model, shown by info (the transformation network's, the autoencoders')
+_SIZE_KEYS = ("width", "ae_dims", "e_dims", "d_dims", "d_mask_dims")
+
+
+def model_summary(folder: Path) -> dict | None:
+    """The trained model's type, size and progress from its options.json (no torch); None when there is none,
+    ``{"error": ...}`` when the file is unreadable."""
+    path = folder / "options.json"
+    if not path.is_file():
+        return None
+    try:
+        meta = json.loads(path.read_text(encoding="utf-8"))
+        if not isinstance(meta, dict):
+            raise ValueError("not a JSON object")
+    except (OSError, UnicodeDecodeError, ValueError) as err:
+        return {"error": f"{path} is unreadable ({err})"}
+    return {"type": meta.get("model_type"), "resolution": meta.get("resolution"), "face_type": meta.get("face_type"),
+            "iteration": meta.get("iteration"), "iterations": meta.get("iterations"),
+            "size": {k: meta[k] for k in _SIZE_KEYS if k in meta},
+            "weights": (folder / "weights.pt").is_file()}
 
 
 def format_info(summary: dict) -> str:
@@ -141,4 +165,14 @@ def format_info(summary: dict) -> str:
             lines.append(f"    without a face: {', '.join(map(str, shown))}" + (f" (+{more} more)" if more > 0 else ""))
         if s["unreadable"]:
             lines.append(f"    unreadable: {', '.join(s['unreadable'])}")
+    m = summary.get("model")
+    if m is None:
+        lines.append("  model: none trained (python main.py train)")
+    elif "error" in m:
+        lines.append(f"  model: {m['error']}")
+    else:
+        size = ", ".join(f"{k} {v}" for k, v in m["size"].items())
+        lines.append(f"  model: {m['type']} {m['resolution']} px ({size}) on '{m['face_type']}' faces, iteration "
+                     f"{m['iteration']}" + (f" of {m['iterations']}" if m["iterations"] else "")
+                     + ("" if m["weights"] else "; weights.pt missing"))
     return "\n".join(lines)
