@@ -106,11 +106,12 @@ def judge(ws: Path, snap: Path, core: int | None) -> dict:
             "evaluate_seconds": evaluate_s}
 
 
-def rejudge(root: Path, core: int | None) -> None:
-    """Convert and evaluate every recorded mark again (after a change to convert or evaluate)."""
+def rejudge(root: Path, core: int | None, marks: list[float] | None = None) -> None:
+    """Convert and evaluate the recorded marks (all, or those in ``marks``) again, after a change to convert or
+    evaluate."""
     for path in sorted(root.glob("*/comparison.json")):
         state = json.loads(path.read_text())
-        for key in list(state["legs"]):
+        for key in [k for k in state["legs"] if marks is None or float(k) in marks]:
             state["legs"][key] = judge(path.parent, path.parent / "snapshots" / f"{key}min", core)
             print(f"{state['pair']} {state['model']} {key} min judged again: {json.dumps(state['legs'][key])}",
                   flush=True)
@@ -237,6 +238,7 @@ def main() -> None:
     j = sub.add_parser("rejudge", help="convert and evaluate every recorded mark again")
     j.add_argument("--root", type=Path, required=True)
     j.add_argument("--core", type=int, default=-1, help="CPU core to pin to (-1: no pinning)")
+    j.add_argument("--marks", nargs="+", type=float, help="only these marks (minutes)")
     t = sub.add_parser("table", help="the table and stills of what has been run")
     t.add_argument("--root", type=Path, required=True)
     t.add_argument("--out", type=Path, default=ROOT / "docs" / "model_comparison")
@@ -246,7 +248,7 @@ def main() -> None:
             core = None if args.core < 0 else args.core
             run_model(args.base, args.name, model, args.root, sorted(args.minutes), core)
     elif args.cmd == "rejudge":
-        rejudge(args.root, None if args.core < 0 else args.core)
+        rejudge(args.root, None if args.core < 0 else args.core, args.marks)
     else:
         table(args.root, args.out)
 
