@@ -24,7 +24,7 @@ FEATURES = Registry("feature network", "--features")
 COLOR_TRANSFERS = Registry("colour transfer", "--color")
 #: How the generated face enters the frame: f(face, frame_roi, alpha) -> face (convert).
 BLEND_MODES = Registry("blend mode", "--blend")
-#: Identity networks evaluate judges with and training never uses (held apart): ``evaluate.held_apart``.
+#: Identity networks evaluate rates with and training never uses (held apart): ``evaluate.held_apart``.
 JUDGES = Registry("held-apart identity network", "evaluate only")
 #: Model families: ``pipeline.models.interface.FaceModel`` + its trainer part (train, convert).
 MODEL_TYPES = Registry("model type", "--model")

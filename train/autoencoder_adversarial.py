@@ -5,7 +5,7 @@
   dst faces' codes pass for src ones. The src decoder then paints a dst code more like
   the src person (DeepFaceLab's ``true_face_power``; it, too, offers it for DF only: in
   LIAE the swap's code is not the dst face's training code).
-* **GAN** (``--gan-power``): a patch discriminator judges, in overlapping patches, the src
+* **GAN** (``--gan-power``): a patch discriminator rates, in overlapping patches, the src
   reconstructions against the real src faces, both inside the workspace mask, and the
   autoencoder is pushed to paint patches it cannot tell apart: sharper skin texture than
   DSSIM and MSE alone give, at the risk of artefacts (DeepFaceLab's ``gan_power``, usually

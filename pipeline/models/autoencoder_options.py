@@ -79,7 +79,7 @@ class AutoencoderOptions:
                                          "to pass for src ones, so the swap looks more like the src person "
                                          "(DeepFaceLab true_face_power; 0 = off, 0.01 is a usual value)")
     gan_power: float = option(0.0, low=0.0, high=1.0, metavar="W",
-                              help="weight of a patch discriminator that judges the src reconstructions against the "
+                              help="weight of a patch discriminator that rates the src reconstructions against the "
                                    "real src faces inside the mask: sharper skin texture, can add artefacts "
                                    "(DeepFaceLab gan_power; 0 = off, 0.1 is usual, turned on late in training)")
     mask_loss: bool = option(True, action=TOGGLE,
