@@ -182,7 +182,22 @@ def table(root: Path, out: Path) -> None:
                 cells = [fmt.format(key if col == "minutes" else leg[col]) for col, fmt in COLUMNS]
                 lines.append(f"| {s['model']} | " + " | ".join(cells) + " |")
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.with_suffix(".md").write_text("\n".join(lines).lstrip() + "\n")
+    header = [
+        "# Transformation network vs DF vs LIAE, after the same CPU time",
+        "",
+        "Written by `python -m benchmarks.model_comparison table` from the runs of `benchmarks/model_comparison.py`",
+        f"({time.strftime('%Y-%m-%d')}). Per pair workspace (main: dst = Hill's clip, src = Ocasio-Cortez's;",
+        "reverse: the other way round) and model type, one training run, stopped at each mark of CPU minutes of",
+        "one core (a second run trained on the other core meanwhile), judged as a user would: `convert` with",
+        "default options, then `evaluate` on all 200 frames. Training options: batch 8; transform at",
+        "`--width 16` (128 px), df and liae at their cpu preset (96 px). Held-apart identity is FaceNet (never",
+        "used in training); dlib's is the network the transformation network trains against. Distances: lower",
+        "to src and higher to dst is better; expression (landmark error in eye distances), pose (degrees) lower",
+        "is better; SSIM against the original frame (structure kept) higher is better.",
+        "",
+        "Stills: `model_comparison_<pair>_<minutes>min.jpg`, frames 10, 90, 170: original | each model.",
+    ]
+    out.with_suffix(".md").write_text("\n".join(header + lines) + "\n")
     print("\n".join(lines))
     for pair in sorted({s["pair"] for s in states}):
         models = [s for s in states if s["pair"] == pair]
