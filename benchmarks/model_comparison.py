@@ -19,7 +19,7 @@ restarts from the previous mark's snapshot.
 Usage:
   python -m benchmarks.model_comparison run --base WS --name main --root DIR [--models transform df liae]
          [--minutes 15 30 60] [--core 1]
-  python -m benchmarks.model_comparison table --root DIR [--out docs/model_comparison]
+  python -m benchmarks.model_comparison table --root DIR [--out docs/model_comparison] [--readme README.md]
   python -m benchmarks.model_comparison rejudge --root DIR        (convert and evaluate every mark again)
   python -m benchmarks.model_comparison train-cpu-clock TRAIN_ARGS...   (one leg: what ``run`` starts)
 """
@@ -170,10 +170,42 @@ def _crop(image: np.ndarray, box: tuple[int, int, int, int]) -> np.ndarray:
     return image[y0:y1, x0:x1]
 
 
-def table(root: Path, out: Path) -> None:
+README_ANCHOR = "no training uses), lower distance to src is better:\n\n"
+
+
+def compact_table(states: list[dict]) -> str:
+    """The README's table: per pair and model, each mark's held-apart share and distance to src."""
+    rows = ["| pair | model | 15 min | 30 min | 60 min | at the last mark: expression, pose, SSIM |",
+            "|---|---|---|---|---|---|"]
+    for pair in ("main", "reverse"):
+        for model in ("transform", "df", "liae"):
+            s = next((s for s in states if s["pair"] == pair and s["model"] == model), None)
+            if s is None or not s["legs"]:
+                rows.append(f"| {pair} | {model} | not run yet | | | |")
+                continue
+            cells = [("not run yet" if (leg := s["legs"].get(m)) is None else
+                      f"{leg['held_share_closer_to_src']:.2f} closer, {leg['held_to_src']:.3f} ({leg['iteration']} it)")
+                     for m in ("15", "30", "60")]
+            last = s["legs"][max(s["legs"], key=float)]
+            rows.append(f"| {pair} | {model} | " + " | ".join(cells)
+                        + f" | {last['expression']:.3f}, {last['pose']:.1f} deg, {last['ssim']:.3f} |")
+    return "\n".join(rows)
+
+
+def fill_readme(readme: Path, states: list[dict]) -> None:
+    """Replace the table after the README's comparison paragraph with ``compact_table``."""
+    text = readme.read_text()
+    start = text.index(README_ANCHOR) + len(README_ANCHOR)
+    end = text.index("\n\n", start)
+    readme.write_text(text[:start] + compact_table(states) + text[end:])
+
+
+def table(root: Path, out: Path, readme: Path | None = None) -> None:
     """The markdown table of every finished leg and, per pair and mark, a stills sheet."""
     from pipeline.core.video import frame_at
     states = [json.loads(p.read_text()) for p in sorted(root.glob("*/comparison.json"))]
+    if readme is not None:
+        fill_readme(readme, states)
     lines = []
     for pair in sorted({s["pair"] for s in states}):
         lines += [f"\n**{pair}**\n", "| model | " + " | ".join(HEADERS) + " |", "|---" * (len(HEADERS) + 1) + "|"]
@@ -257,6 +289,7 @@ def main() -> None:
     t = sub.add_parser("table", help="the table and stills of what has been run")
     t.add_argument("--root", type=Path, required=True)
     t.add_argument("--out", type=Path, default=ROOT / "docs" / "model_comparison")
+    t.add_argument("--readme", type=Path, help="also fill the compact table in this README (README.md)")
     args = ap.parse_args()
     if args.cmd == "run":
         for model in args.models:
@@ -265,7 +298,7 @@ def main() -> None:
     elif args.cmd == "rejudge":
         rejudge(args.root, None if args.core < 0 else args.core, args.marks)
     else:
-        table(args.root, args.out)
+        table(args.root, args.out, args.readme)
 
 
 if __name__ == "__main__":
