@@ -1,4 +1,4 @@
-"""How the DF and LIAE autoencoders learn (DeepFaceLab's SAEHD recipe, without its GAN terms).
+"""How the DF and LIAE autoencoders learn (DeepFaceLab's SAEHD recipe).
 
 Each step takes the trainer's batch of dst faces and as many src faces (drawn from the
 trainer's generator), makes a warped input and an unwarped target of each
@@ -8,6 +8,7 @@ from dst. Per side the loss is
     5 * DSSIM(k = R/11.6) + 5 * DSSIM(k = R/23.2) + 10 * MSE      inside the softened workspace mask
     + 300 * |target - output| on the eyes and mouth                (--eyes-mouth-prio)
     + 10 * MSE(learned mask, workspace mask)                       (--mask-loss)
+    + adversarial terms (logistic)                                 (--true-face-power, --gan-power)
 
 and the step minimises src + dst. DSSIM at two window sizes weighs both the face's
 structure and its finer texture; the MSE keeps colours right; the softened mask (the
@@ -236,7 +237,7 @@ class AutoencoderTrainer(ModelTrainer):
         src_out, src_mask, dst_out, dst_mask = (t.float() for t in out[:4])
         src_terms = self._side_loss(src_out, src_mask, src_t, src_m, src_em)
         dst_terms = self._side_loss(dst_out, dst_mask, dst_t, dst_m, dst_em)
-        adversarial = self._adversarial_terms(out[4:] if codes else (), src_out, src_t, src_m)
+        adversarial = self._adversarial_terms(out[4:] if codes else (), src_out, src_m)
         src_loss, dst_loss = sum(src_terms.values()), sum(dst_terms.values())
         loss = src_loss + dst_loss + sum(adversarial.values())
         src_loss, dst_loss = src_loss.detach(), dst_loss.detach()
@@ -252,8 +253,7 @@ class AutoencoderTrainer(ModelTrainer):
     def _discriminator(self, name: str) -> torch.nn.Module:
         return self.d_ddp.get(name, self.discriminators[name])
 
-    def _adversarial_terms(self, codes: tuple[Tensor, ...], src_out: Tensor, src_t: Tensor,
-                           src_m: Tensor) -> dict[str, Tensor]:
+    def _adversarial_terms(self, codes: tuple[Tensor, ...], src_out: Tensor, src_m: Tensor) -> dict[str, Tensor]:
         """The autoencoder's adversarial terms (weights applied): dst codes to pass for src ones, src
         reconstructions to pass for real src faces. The discriminators are frozen meanwhile (and run
         unwrapped: no gradient of theirs to share between processes here)."""

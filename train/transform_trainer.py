@@ -103,10 +103,11 @@ class TransformTrainer(ModelTrainer):
         if self.o.resolution == 256:      # the grown stage trains only its new branch
             self._train_new_branch_only()
         self.optimizer.load_state_dict(state["optimizer"])
+        self.load_scaler_states(state.get("scalers", {}))
 
     def state_dict(self) -> dict[str, Any]:
         assert self.net is not None
-        return {"net": self.net.state_dict(), "optimizer": self.optimizer.state_dict()}
+        return {"net": self.net.state_dict(), "optimizer": self.optimizer.state_dict(), "scalers": self.scaler_states()}
 
     def start(self, old: dict[str, Any] | None) -> None:
         if self.o.resolution != 256 or old is None:
