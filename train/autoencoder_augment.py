@@ -72,17 +72,22 @@ def draw(n: int, resolution: int, generator: torch.Generator, *, warp: bool = Tr
     theta[:, 0, 0], theta[:, 0, 1], theta[:, 1, 0], theta[:, 1, 1] = cos, -sin, sin, cos
     theta[:, :, 2] = shift
     theta[:, :, 0] *= torch.where(mirror, -1.0, 1.0)[:, None]       # mirror: x -> -x before the jitter
-    offsets = torch.zeros(n, resolution, resolution, 2, dtype=torch.float64)
-    if warp:
-        cells = torch.tensor(WARP_CELLS)[(u[:, 5] * len(WARP_CELLS)).long().clamp(max=len(WARP_CELLS) - 1)]
-        for i in range(n):
-            c = int(cells[i])
-            grid = torch.zeros(1, 2, c + 1, c + 1, dtype=torch.float64)
-            grid[0, :, 1:-1, 1:-1] = nodes[i, :, :c - 1, :c - 1] * WARP_STRENGTH * 2 / c   # border nodes stay
-            field = F.interpolate(grid, size=(resolution, resolution), mode="bilinear", align_corners=True)
-            offsets[i] = field[0].permute(1, 2, 0)
     dev = device or torch.device("cpu")
-    return Augmentation(theta.float().to(dev), offsets.float().to(dev))
+    if warp:
+        # every sample's node grid refined to the finest grid, exactly (a bilinear surface over a coarse cell is
+        # bilinear over each finer cell inside it), so one interpolation, on the device, spreads them all
+        cells = torch.tensor(WARP_CELLS)[(u[:, 5] * len(WARP_CELLS)).long().clamp(max=len(WARP_CELLS) - 1)]
+        fine = torch.zeros(n, 2, _NODES, _NODES, dtype=torch.float64)
+        for c in WARP_CELLS:
+            which = (cells == c).nonzero()[:, 0]
+            grid = torch.zeros(len(which), 2, c + 1, c + 1, dtype=torch.float64)
+            grid[:, :, 1:-1, 1:-1] = nodes[which, :, :c - 1, :c - 1] * WARP_STRENGTH * 2 / c   # border nodes stay
+            fine[which] = F.interpolate(grid, size=(_NODES, _NODES), mode="bilinear", align_corners=True)
+        offsets = F.interpolate(fine.float().to(dev), size=(resolution, resolution), mode="bilinear",
+                                align_corners=True).permute(0, 2, 3, 1)
+    else:
+        offsets = torch.zeros(n, resolution, resolution, 2, device=dev)
+    return Augmentation(theta.float().to(dev), offsets)
 
 
 def eyes_mouth_masks(landmarks: np.ndarray, resolution: int) -> np.ndarray:
