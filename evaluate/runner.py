@@ -237,7 +237,7 @@ def run_evaluate(opts: EvaluateOptions) -> tuple[dict, Path]:
     with Workspace(opts.workspace) as ws:
         video, reference = _check_inputs(opts, ws)
         src_mean = _src_identity(ws) if ws.exists else None
-        judge = FaceNetJudge()
+        judge = FaceNetJudge(opts.device)
         src_held = _src_held_apart(ws, judge) if ws.exists else None
         dst = ws.set_meta("dst")
         # faces are found the way the dst set was extracted (the defaults when there is none)

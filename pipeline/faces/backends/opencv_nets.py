@@ -49,9 +49,9 @@ def zip_member(path: Path, member: str) -> bytes:
 class TempModelFile:
     """Model bytes as a file for the whole life of its owner.
 
-    OpenCV reads TFLite with the classic engine (the one that gives every output) only
-    from a path, so bytes from a zip are written to a private temporary file, removed
-    when the owner is collected or the process ends.
+    OpenCV's TFLite reader with an engine chosen takes only a path, so bytes from a zip
+    are written to a private temporary file, removed when the owner is collected or the
+    process ends.
     """
 
     def __init__(self, owner: object, data: bytes, suffix: str) -> None:
@@ -104,10 +104,24 @@ def onnx_net(data: bytes, what: Path) -> Callable[[], cv2.dnn.Net]:
     return make
 
 
+def tflite_engine() -> dict[str, int]:
+    """The engine argument for OpenCV's TFLite reader, by what the installed OpenCV has.
+
+    OpenCV 5.0 has two engines and its default, the new one, leaves out outputs that the
+    landmark model's heads need, so the classic one is asked for. OpenCV 5.1 removed the
+    classic engine (and its name) and its one engine gives every output (MediaPipe's
+    landmarks agree with 5.0's classic engine to 3e-6 eye distances), so nothing is passed.
+    """
+    classic = getattr(cv2.dnn, "ENGINE_CLASSIC", None)
+    return {"engine": int(classic)} if classic is not None else {}
+
+
 def tflite_net(path: Path, what: Path | None = None) -> Callable[[], cv2.dnn.Net]:
+    engine = tflite_engine()
+
     def make() -> cv2.dnn.Net:
         try:
-            return cv2.dnn.readNetFromTFLite(str(path), engine=cv2.dnn.ENGINE_CLASSIC)
+            return cv2.dnn.readNetFromTFLite(str(path), **engine)
         except cv2.error as exc:
             raise UserError(f"model file {what or path} does not hold a valid TFLite network "
                             f"({str(exc).strip()[:120]}); reinstall the package that ships it") from None
