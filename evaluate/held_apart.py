@@ -69,11 +69,10 @@ class FaceNetJudge:
     """
 
     def __init__(self, device: str = "cpu") -> None:
+        from evaluate.tf_graph import GraphFormatError, load_graph
         from pipeline.core.device import choose_device
         from pipeline.core.errors import UserError
         from pipeline.core.weights import model_path
-
-        from evaluate.tf_graph import GraphFormatError, load_graph
         self.path = model_path("facenet-casia")
         self.device = choose_device(device)
         try:

@@ -139,7 +139,7 @@ def _tensor(buf: memoryview) -> np.ndarray:
 
 
 def _attr(buf: memoryview) -> Any:
-    for number, wire, value in _fields(buf):
+    for number, _wire, value in _fields(buf):
         if number == 1:                         # ListValue
             items: list[Any] = []
             for n, w, v in _fields(value):

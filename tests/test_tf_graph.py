@@ -157,7 +157,8 @@ def test_average_pool_with_same_padding_counts_real_pixels_only():
 def test_a_constant_stored_as_one_value_fills_its_shape_and_reshape_batches():
     shape = b"".join(_field(2, _field(1, d)) for d in (2, 3))
     splat = _field(1, 1) + _field(2, shape) + _field(5, struct.pack("<f", 2.5))
-    const = _field(1, _field(1, b"c") + _field(2, b"Const") + _field(5, _field(1, b"value") + _field(2, _field(8, splat))))
+    value = _field(5, _field(1, b"value") + _field(2, _field(8, splat)))
+    const = _field(1, _field(1, b"c") + _field(2, b"Const") + value)
     data = _graph(const, _node("x", "Placeholder", dtype=1),
                   _node("shape", "Const", value=np.array([1, -1], np.int32)),
                   _node("flat", "Reshape", ["x", "shape"]),
