@@ -187,10 +187,11 @@ COMMANDS: dict[str, tuple[Callable[[argparse.Namespace], int], str, str]] = {
                  "into the workspace."),
     "info": (_info, "summarise what the workspace holds",
              "Per set: input, frames, faces, dropped faces, masks by origin, frames without a face, identities."),
-    "models": (_models, "list every backend by kind, its weight files (checked) and terms",
+    "models": (_models, "list every backend by kind, its weight files (checked) and terms, and package versions",
                "Every registered detector, landmarker, masker, feature network, colour transfer, blend mode and "
                "model type; for each weight file whether it is present, its size and checksum, and where to get a "
-               "missing or damaged one."),
+               "missing or damaged one; the installed versions of the packages the tool depends on, against the "
+               "ranges it was tested with."),
     "masks": (_masks, "learned masks: train, apply, export, import",
               "Masks that know about hands, microphones, glasses and hair, learned from the masks you paint "
               "(DeepFaceLab's XSeg idea): paint some masks, 'masks train', 'masks apply'; 'masks export' and "
@@ -244,6 +245,9 @@ def main(argv: list[str] | None = None) -> int:
     from pipeline.core.logs import setup_logging
     setup_logging(args.verbose)
     try:
+        if args.command != "models":          # models shows the versions found, in range or not
+            from pipeline.core.environment import check_environment
+            check_environment()
         return COMMANDS[args.command][0](args)
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)

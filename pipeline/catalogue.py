@@ -4,6 +4,7 @@ from __future__ import annotations
 from typing import Any
 
 from pipeline.core import weights
+from pipeline.core.environment import survey
 from pipeline.registries import ALL
 
 
@@ -24,7 +25,9 @@ def catalogue() -> dict[str, Any]:
                    for e in registry]
         kinds.append({"kind": registry.kind, "option": registry.option, "entries": entries})
     problems = [s.to_json() for s in checked.values() if s.problem is not None]
-    return {"kinds": kinds, "problems": problems}
+    packages = [f.to_json() for f in survey()]
+    return {"kinds": kinds, "problems": problems, "packages": packages,
+            "package_problems": [p["problem"] for p in packages if p["problem"]]}
 
 
 def format_catalogue(report: dict[str, Any]) -> str:
@@ -45,4 +48,12 @@ def format_catalogue(report: dict[str, Any]) -> str:
                      f"fail with this advice until the file is in place")
     else:
         lines.append("all weight files present and verified")
+    lines.append("packages (installed / tested range):")
+    for p in report["packages"]:
+        version = f"{p['version']} ({p['distribution']})" if p["version"] else "not installed"
+        lines.append(f"  {p['package']:<24} {version:<40} {p['supported']}")
+    for problem in report["package_problems"]:
+        lines.append(f"problem: {problem}")
+    if not report["package_problems"]:
+        lines.append("all packages within their tested ranges")
     return "\n".join(lines)
