@@ -64,3 +64,21 @@ def test_frame_at_is_faster_than_decoding_from_the_start(capsys):
     with capsys.disabled():
         print(f"\nframe {index} of {KATIE.name}: frame_at {t_seek * 1000:.0f} ms, frames_at {t_decode * 1000:.0f} ms")
     assert t_seek < t_decode
+
+
+def test_frames_are_counted_when_ffmpeg_reports_no_count_for_a_stream_copy(monkeypatch):
+    """ffmpeg 7.0 (imageio-ffmpeg 0.6.0) prints no ``frame=`` line for a stream copy: the
+    count then comes from a packet listing, not 0 (which made every frame 'outside' the video)."""
+    from pipeline.core import video as video_module
+    real_run = subprocess.run
+    calls = []
+
+    def run(cmd, *args, **kwargs):
+        res = real_run(cmd, *args, **kwargs)
+        calls.append(cmd)
+        if "-progress" in cmd:                      # what ffmpeg 7.0 says: progress without a frame count
+            res.stdout = "\n".join(ln for ln in res.stdout.splitlines() if not ln.startswith("frame="))
+        return res
+    monkeypatch.setattr(video_module.subprocess, "run", run)
+    assert video_module.count_frames(KATIE) == 200
+    assert any("framecrc" in c for c in calls)

@@ -104,12 +104,19 @@ def probe(path: Path) -> VideoInfo:
 
 
 def count_frames(path: Path) -> int:
-    """Number of video packets, by a stream copy to nowhere (no decoding, milliseconds)."""
-    res = subprocess.run([ffmpeg_exe(), "-v", "error", "-nostats", "-i", str(path), "-map", "0:v:0",
-                          "-c", "copy", "-f", "null", "-progress", "pipe:1", "-"],
+    """Number of video packets, by a stream copy to nowhere (no decoding, milliseconds).
+
+    ffmpeg 7.0 reports no ``frame=`` count for a stream copy; there the packets are counted
+    from a ``framecrc`` listing (one line a packet), which every release writes.
+    """
+    base = [ffmpeg_exe(), "-v", "error", "-nostats", "-i", str(path), "-map", "0:v:0", "-c", "copy"]
+    res = subprocess.run([*base, "-f", "null", "-progress", "pipe:1", "-"],
                          capture_output=True, text=True, errors="replace")
     counts = re.findall(r"^frame=(\d+)", res.stdout, flags=re.M)
-    return int(counts[-1]) if counts else 0
+    if counts:
+        return int(counts[-1])
+    res = subprocess.run([*base, "-f", "framecrc", "-"], capture_output=True, text=True, errors="replace")
+    return sum(1 for line in res.stdout.splitlines() if line.strip() and not line.startswith("#"))
 
 
 def _last_error_line(text: str) -> str:
