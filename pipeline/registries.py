@@ -107,7 +107,8 @@ for _name, _what in (("rct", "Reinhard: Lab mean/std"), ("lct", "linear: mean an
 
 JUDGES.register(Entry(
     "facenet", "evaluate.held_apart:FaceNetJudge",
-    "FaceNet (Inception-ResNet-v1) in OpenCV's dnn: evaluate's second identity opinion; never used in training",
+    "FaceNet (Inception-ResNet-v1), its frozen graph run with PyTorch: evaluate's second identity opinion; "
+    "never used in training",
     weights=("facenet-casia",), terms=_OURS))
 
 BLEND_MODES.register(Entry(

