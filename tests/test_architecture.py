@@ -205,7 +205,8 @@ def test_a_video_without_faces_skips_most_slow_passes(counting_detector, tmp_pat
 
 def test_a_one_pixel_video_is_read_as_a_video(tmp_path):
     tiny = tmp_path / "dot.mp4"
-    subprocess.run([ffmpeg(), "-v", "error", "-f", "lavfi", "-i", "color=c=gray:s=1x1:d=0.4:r=25", "-c:v",
+    # 4x4 scaled to 1x1: ffmpeg 7.0's colour source refuses a 1x1 picture
+    subprocess.run([ffmpeg(), "-v", "error", "-f", "lavfi", "-i", "color=c=gray:s=4x4:d=0.4:r=25,scale=1:1", "-c:v",
                     "libx264", "-pix_fmt", "yuv444p", str(tiny)], check=True)
     info = probe(tiny)
     assert (info.width, info.height, info.frames) == (1, 1, 10)
