@@ -24,6 +24,7 @@ from tqdm import tqdm
 
 from evaluate import metrics, realism
 from evaluate.held_apart import FaceNetJudge
+from evaluate.held_apart import crop as held_apart_crop
 from evaluate.options import EvaluateOptions
 from pipeline.core.errors import UserError
 from pipeline.core.files import write_atomic
@@ -103,11 +104,12 @@ class _Analyser:
             diff = (float(np.abs(out[inside].astype(np.int16) - ref[inside].astype(np.int16)).mean())
                     if inside.any() else 0.0)
             pose, pose_diff = metrics.pose_error(of.landmarks, rf.landmarks)
+            held_out, held_ref = self.judge.embed_many([held_apart_crop(out, of.box), held_apart_crop(ref, rf.box)])
             pairs.append(_Pair(rf, of, metrics.expression_error(of.landmarks, rf.landmarks), pose, pose_diff,
                                metrics.ssim_in_mask(out, ref, mask), metrics.seam_delta_e(out, mask, band),
                                metrics.seam_delta_e(ref, mask, band), diff > SWAP_DIFFERENCE,
                                realism.measure(out, ref, rf.landmarks),
-                               self.judge.describe(out, of.box), self.judge.describe(ref, rf.box)))
+                               held_out, held_ref))
         return _Frame(index, ref_faces, out_faces, pairs)
 
 
@@ -181,7 +183,7 @@ def _src_held_apart(ws: Workspace, judge: FaceNetJudge, count: int = 48) -> np.n
         return None
     picks = [rows[i] for i in np.unique(np.linspace(0, len(rows) - 1, min(count, len(rows))).round().astype(int))]
     source = Path(meta.input)
-    embeddings = []
+    chips = []
     if meta.kind == "video":
         if not source.is_file():
             return None
@@ -193,7 +195,7 @@ def _src_held_apart(ws: Workspace, judge: FaceNetJudge, count: int = 48) -> np.n
         try:
             for index, frame in reader:
                 for r in wanted.get(index, []):
-                    embeddings.append(judge.describe(frame, r.bbox))
+                    chips.append(held_apart_crop(frame, r.bbox))
                 if index >= max(wanted):
                     break
         finally:
@@ -203,12 +205,12 @@ def _src_held_apart(ws: Workspace, judge: FaceNetJudge, count: int = 48) -> np.n
         for r in picks:
             path = source / r.source if source.is_dir() else source
             try:
-                embeddings.append(judge.describe(read_rgb(path), r.bbox))
+                chips.append(held_apart_crop(read_rgb(path), r.bbox))
             except (ImageReadError, ValueError, OSError):
                 continue
-    if not embeddings:
+    if not chips:
         return None
-    mean = np.mean(embeddings, axis=0)
+    mean = np.mean(judge.embed_many(chips), axis=0)
     return mean / max(float(np.linalg.norm(mean)), 1e-12)
 
 
