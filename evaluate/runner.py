@@ -33,7 +33,7 @@ from pipeline.core.video import FrameReader, VideoInfo, probe
 from pipeline.faces.analyser import FaceAnalyser
 from pipeline.faces.face_chip import extract_chip
 from pipeline.faces.identity import SAME_PERSON, IdentityEncoder
-from pipeline.workspace.store import Workspace
+from pipeline.workspace.store import Workspace, source_photo
 
 log = logging.getLogger("evaluate")
 
@@ -203,9 +203,8 @@ def _src_held_apart(ws: Workspace, judge: FaceNetJudge, count: int = 48) -> np.n
     else:
         from pipeline.core.images import ImageReadError, read_rgb
         for r in picks:
-            path = source / r.source if source.is_dir() else source
             try:
-                chips.append(held_apart_crop(read_rgb(path), r.bbox))
+                chips.append(held_apart_crop(read_rgb(source_photo(meta, r.source, f"src face {r.id}")), r.bbox))
             except (ImageReadError, ValueError, OSError):
                 continue
     if not chips:

@@ -8,6 +8,7 @@ exactly where it stopped.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import time
@@ -27,7 +28,7 @@ from extract.options import DEFAULT_BACKENDS, ExtractOptions
 from extract.search import SlowPassGate, is_anchor
 from pipeline.core import geometry
 from pipeline.core.errors import UserError
-from pipeline.core.files import remove_quietly, write_atomic
+from pipeline.core.files import DiskFullError, is_disk_full, remove_quietly, write_atomic
 from pipeline.core.images import ImageReadError, encode, read_gray, read_rgb
 from pipeline.core.options import check
 from pipeline.core.video import FrameReader
@@ -35,6 +36,7 @@ from pipeline.faces.analyser import FaceAnalyser, FoundFace
 from pipeline.faces.backends.base import Masker
 from pipeline.faces.identity import IdentityEncoder, distances
 from pipeline.registries import LANDMARKERS, MASKERS
+from pipeline.workspace.mask_guard import mask_writes
 from pipeline.workspace.records import DropReason, ExtractSettings, FaceOrigin, FaceRow, MaskOrigin, SetMeta
 from pipeline.workspace.store import Workspace, mask_hash
 
@@ -199,7 +201,14 @@ def run_extract(opts: ExtractOptions) -> ExtractSummary:
             job.reference = _reference_descriptor(opts.target_face, analyser, job.encoder)
             log.info("target face: %s (faces further than %.2f from it are dropped)", opts.target_face,
                      opts.target_threshold)
-        summary = job.run()
+        try:
+            summary = job.run()
+        except DiskFullError as exc:
+            raise job.disk_full(exc) from exc.__cause__
+        except OSError as exc:          # a folder that could not be made, a file not flushed
+            if not is_disk_full(exc, ws.root):
+                raise
+            raise job.disk_full(DiskFullError(ws.root, "", None)) from exc
     finally:
         ws.close()
     summary.seconds = time.perf_counter() - started
@@ -223,6 +232,37 @@ class _ExtractJob:
         self.early: list[tuple[_Item, list[FaceRecord]]] = []   # stored once the set exists
         self.last_commit = time.monotonic()
         self.bar: tqdm | None = None
+        self.files_before = self._set_files()     # to tell the files of a batch a full disk stopped
+
+    def _set_files(self) -> set[Path]:
+        """The aligned images and masks now in the set's folders."""
+        out: set[Path] = set()
+        for folder in (self.ws.aligned_dir(self.set_name), self.ws.masks_dir(self.set_name)):
+            if folder.is_dir():
+                out |= {p for p in folder.iterdir() if p.is_file()}
+        return out
+
+    def disk_full(self, exc: DiskFullError) -> DiskFullError:
+        """The disk filled up: roll back the unfinished batch, remove the files it had written, and say what
+        the index keeps (every frame committed before), so a rerun resumes with nothing half done."""
+        ws = self.ws
+        ws.close_db()                  # the batch's uncommitted rows are rolled back
+        try:
+            rows = ws.faces(self.set_name)
+            done = len(ws.done_frames(self.set_name))
+        except UserError:              # not even readable now: leave the files, the next extract sorts them
+            return exc.keeping(f"the index keeps the frames of set {self.set_name} stored before the disk filled; "
+                               f"run the same command again to resume")
+        finally:
+            ws.close_db()
+        known = {ws.aligned_dir(self.set_name) / r.aligned_file for r in rows} | \
+            {ws.masks_dir(self.set_name) / r.mask_file for r in rows}
+        unfinished = self._set_files() - self.files_before - known
+        for path in unfinished:
+            remove_quietly(path)
+        return exc.keeping(f"the index keeps the {done} frames of set {self.set_name} stored before (the unfinished "
+                           f"batch was rolled back and its {len(unfinished)} files removed); run the same command "
+                           f"again to resume")
 
     # ------------------------------------------------------------------ main loop
     def run(self) -> ExtractSummary:
@@ -327,12 +367,15 @@ class _ExtractJob:
         return self._photo_items(), None
 
     def _photo_items(self) -> Iterator[_Item]:
-        stems: dict[str, int] = {}
+        """One item per photo; its faces are named after the photo's whole file name.
+
+        The whole name (``a.png`` -> ``a.png_0.png``) is unique in the folder, so two photos
+        can never share a face's files, whatever order or run they are extracted in (the
+        stem alone let ``a.jpg`` added later overwrite ``a.png``'s faces and painted masks).
+        Faces extracted before keep the names the index records for them.
+        """
         for path in self.src.images:
-            stem = path.stem
-            if stems.get(stem, 0):
-                stem = f"{path.stem}-{path.suffix.lstrip('.').lower()}"
-            stems[path.stem] = stems.get(path.stem, 0) + 1
+            stem = path.name
             name = self.src.source_name(path)
             try:
                 image = read_rgb(path)
@@ -475,38 +518,42 @@ class _ExtractJob:
             old = existing.get(face_index)
             if old is not None and old.aligned_file != aligned_name:
                 remove_quietly(ws.aligned_path(old))
-            hand = old is not None and (old.mask_origin == MaskOrigin.HAND or ws.is_hand_mask(old))
-            deleted = False
-            if old is None and self.rebuilding:
-                hand, deleted = self._unindexed_edits(aligned_dir / aligned_name, masks_dir / mask_name, rec)
-            if hand:            # the artist's mask stays, under the name and hash it has
-                mask_path = ws.mask_path(old) if old is not None else masks_dir / mask_name
-                row.mask_file, row.mask_origin = mask_path.name, MaskOrigin.HAND
-                row.mask_hash = old.mask_hash if old is not None else rec.mask_pixels_hash
-                row.mask_model = old.mask_model if old is not None else None   # an edited learned mask
-            if rec.dropped_reason is not None:
-                # not the target person: indexed (with why) but no files for the artist to sort
-                remove_quietly(aligned_dir / aligned_name)
-                row.dropped, row.drop_reason = True, DropReason(rec.dropped_reason)
-                if not hand:
-                    remove_quietly(masks_dir / mask_name)
+            # the studio may save an old face's mask meanwhile: its check and this write under one lock
+            with mask_writes(ws.root) if old is not None else contextlib.nullcontext():
+                hand = old is not None and (old.mask_origin == MaskOrigin.HAND or ws.is_hand_mask(old))
+                deleted = False
+                if old is None and self.rebuilding:
+                    hand, deleted = self._unindexed_edits(aligned_dir / aligned_name, masks_dir / mask_name, rec)
+                if hand:            # the artist's mask stays, under the name and hash it has
+                    mask_path = ws.mask_path(old) if old is not None else masks_dir / mask_name
+                    row.mask_file, row.mask_origin = mask_path.name, MaskOrigin.HAND
+                    row.mask_hash = old.mask_hash if old is not None else rec.mask_pixels_hash
+                    row.mask_model = old.mask_model if old is not None else None   # an edited learned mask
+                if rec.dropped_reason is not None:
+                    # not the target person: indexed (with why) but no files for the artist to sort
+                    remove_quietly(aligned_dir / aligned_name)
+                    row.dropped, row.drop_reason = True, DropReason(rec.dropped_reason)
+                    if not hand:
+                        remove_quietly(masks_dir / mask_name)
+                    rows.append(row)
+                    continue
+                if deleted:
+                    row.dropped, row.drop_reason = True, DropReason.DELETED
+                else:
+                    write_atomic(aligned_dir / aligned_name, rec.aligned_png)
+                learned = None if hand or old is None else self._kept_learned_mask(old, row)
+                if hand:
+                    self.summary.kept_hand_masks += 1
+                    st = mask_path.stat()
+                    row.mask_mtime_ns, row.mask_bytes = st.st_mtime_ns, st.st_size
+                else:
+                    path = masks_dir / mask_name
+                    write_atomic(path, rec.mask_png if learned is None else encode(learned, ".png"))
+                    st = path.stat()
+                    row.mask_mtime_ns, row.mask_bytes = st.st_mtime_ns, st.st_size
+                    if old is not None and old.mask_file != mask_name:    # named the older way
+                        remove_quietly(ws.mask_path(old))
                 rows.append(row)
-                continue
-            if deleted:
-                row.dropped, row.drop_reason = True, DropReason.DELETED
-            else:
-                write_atomic(aligned_dir / aligned_name, rec.aligned_png)
-            learned = None if hand or old is None else self._kept_learned_mask(old, row)
-            if hand:
-                self.summary.kept_hand_masks += 1
-                st = mask_path.stat()
-                row.mask_mtime_ns, row.mask_bytes = st.st_mtime_ns, st.st_size
-            else:
-                path = masks_dir / mask_name
-                write_atomic(path, rec.mask_png if learned is None else encode(learned, ".png"))
-                st = path.stat()
-                row.mask_mtime_ns, row.mask_bytes = st.st_mtime_ns, st.st_size
-            rows.append(row)
         removed = [old for face_index, old in existing.items() if face_index >= len(records)]
         for old in removed:                    # --force found fewer faces than before
             remove_quietly(ws.aligned_path(old))

@@ -9,7 +9,9 @@ Rules (the artist's files are the truth):
 - resumable: a face whose learned mask came from this same model is skipped, so running
   it again after an interruption (or twice) does only what is left; after a retrain the
   hash differs and every learned mask is replaced.
-Each mask file is written atomically and its row updated in a transaction per batch.
+Each mask file is written atomically and its row updated in a transaction per batch, under
+the workspace's mask-write lock (``pipeline.workspace.mask_guard``): a mask the studio saves
+while apply runs is skipped, never overwritten, and recorded as hand work.
 """
 from __future__ import annotations
 
@@ -24,11 +26,11 @@ from tqdm import tqdm
 
 from masks.options import MaskApplyOptions
 from pipeline.core.errors import UserError
-from pipeline.core.files import write_atomic
 from pipeline.core.images import ImageReadError, encode, read_rgb
 from pipeline.core.options import check
 from pipeline.faces.backends.learned_mask import LearnedMasker
 from pipeline.models.segmenter import MASK_MODEL_DIR
+from pipeline.workspace.mask_guard import mask_writes
 from pipeline.workspace.records import FaceRow, MaskOrigin
 from pipeline.workspace.store import Workspace, mask_hash
 
@@ -121,9 +123,11 @@ def _apply_set(ws: Workspace, set_name: str, masker: LearnedMasker, batch: int, 
             summary.unreadable += [r.aligned_file for r, f in zip(chunk, faces) if f is None]
             predicted = masker.masks([f for _, f in ok])
             pngs = list(io.map(lambda m: encode(m, ".png"), predicted))
-            for (row, _), png in zip(ok, pngs):
-                write_atomic(ws.mask_path(row), png)
-            ws.put_masks([(row, MaskOrigin.LEARNED.value, mask_hash(m), masker.hash)
-                          for (row, _), m in zip(ok, predicted)])
-            summary.written[set_name] += len(ok)
+            with mask_writes(ws.root):     # a mask the studio saved meanwhile is skipped, never overwritten
+                written = [(row, m) for (row, _), m, png in zip(ok, predicted, pngs)
+                           if ws.replace_mask_unless_painted(row, png)]
+                ws.put_masks([(row, MaskOrigin.LEARNED.value, mask_hash(m), masker.hash) for row, m in written])
+            summary.written[set_name] += len(written)
+            summary.hand_kept[set_name] += len(ok) - len(written)
             bar.update(len(chunk))
+    ws.sync_artist_edits(set_name)         # masks painted while this ran are recorded as hand work now

@@ -31,8 +31,9 @@ from pipeline.core.errors import UserError
 from pipeline.core.files import write_atomic
 from pipeline.core.images import ImageReadError, encode, list_images, read_gray, read_rgb
 from pipeline.core.options import check
+from pipeline.workspace.mask_guard import mask_writes
 from pipeline.workspace.records import FaceRow, MaskOrigin, SetMeta
-from pipeline.workspace.store import Workspace
+from pipeline.workspace.store import Workspace, source_photo
 
 log = logging.getLogger("masks")
 
@@ -56,7 +57,7 @@ def _frame_size(meta: SetMeta, source: str) -> tuple[int, int]:
     if meta.kind == "video" and meta.video:
         return int(meta.video["height"]), int(meta.video["width"])
     try:
-        image = read_rgb(Path(meta.input) / source)
+        image = read_rgb(source_photo(meta, source, f"photo {source!r} of the index"))
     except ImageReadError as exc:
         raise UserError(f"{exc}: a photo's matte is the photo's size, so the photo must be where the set was "
                         f"extracted from; put it back, or use --space aligned") from exc
@@ -193,8 +194,9 @@ def run_import(opts: MaskImportOptions) -> ExchangeSummary:
     writer, _ = _open_set(opts.workspace, opts.set_name, True, "masks import")
     with writer:
         writer.remove_stale_temp_files(opts.set_name)
-        for row, pixels in writes:
-            write_atomic(writer.mask_path(row), encode(pixels, ".png"))
+        with mask_writes(writer.root):
+            for row, pixels in writes:
+                write_atomic(writer.mask_path(row), encode(pixels, ".png"))
         writer.sync_artist_edits(opts.set_name)
         after = {r.id for r in writer.faces(opts.set_name) if r.mask_origin == MaskOrigin.HAND}
     if unmatched:

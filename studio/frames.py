@@ -25,7 +25,7 @@ from pipeline.core.options import Spec, check, describe_default, flag_of
 from pipeline.core.registry import Registry
 from pipeline.core.video import frame_at
 from pipeline.workspace.records import SETS, DropReason, FaceRow, SetMeta
-from pipeline.workspace.store import Workspace
+from pipeline.workspace.store import Workspace, source_photo
 
 #: Colours (RGB) of the drawing: the asked face, the other faces of its frame, faces deleted or dropped
 HIGHLIGHT = (0, 255, 0)
@@ -82,7 +82,7 @@ def _source_image(meta: SetMeta, row: FaceRow, set_name: str) -> np.ndarray:
             raise UserError(f"{set_name} video {video} is {frame.shape[1]}x{frame.shape[0]} but extract saw "
                             f"{size[0]}x{size[1]}: it is not the file the faces came from; put the original back")
         return frame
-    photo = Path(meta.input) / row.source
+    photo = source_photo(meta, row.source, f"{set_name} face {row.id}, source")
     if not photo.is_file():
         raise UserError(f"{set_name} photo {photo} is not there any more (moved or deleted since extract); "
                         f"put it back in {meta.input} to see it")

@@ -30,6 +30,7 @@ from pipeline.core import geometry
 from pipeline.core.errors import UserError
 from pipeline.core.files import write_atomic
 from pipeline.core.images import ImageReadError, encode, read_gray, read_rgb
+from pipeline.workspace.mask_guard import mask_writes
 from pipeline.workspace.records import SETS, FaceRow
 from pipeline.workspace.store import Workspace, mask_hash
 
@@ -156,15 +157,16 @@ def save_masks(root: Path, set_name: str, edits: list[MaskEdit], force: bool = F
         with Workspace(root) as ws:
             rows = [_row(ws, set_name, e.face_id) for e in edits]
             paths = [ws.mask_path(r) for r in rows]
-        for edit, row, path in zip(edits, rows, paths):
-            if edit.pixels.shape != (row.size, row.size):
-                raise UserError(f"face {row.id}: mask {edit.pixels.shape} does not fit the {row.size} px face")
-            now = version_of(read_gray(path))
-            if not force and now != edit.base:
-                raise MaskConflict(set_name, row.id, now)
-        for edit, path in zip(edits, paths):
-            path.parent.mkdir(parents=True, exist_ok=True)
-            write_atomic(path, encode(edit.pixels, ".png", rgb=False))
+        with mask_writes(root):        # no other mask writer between the version check and the write
+            for edit, row, path in zip(edits, rows, paths):
+                if edit.pixels.shape != (row.size, row.size):
+                    raise UserError(f"face {row.id}: mask {edit.pixels.shape} does not fit the {row.size} px face")
+                now = version_of(read_gray(path))
+                if not force and now != edit.base:
+                    raise MaskConflict(set_name, row.id, now)
+            for edit, path in zip(edits, paths):
+                path.parent.mkdir(parents=True, exist_ok=True)
+                write_atomic(path, encode(edit.pixels, ".png", rgb=False))
         recorded = True
         try:
             with Workspace(root, write=True, command="studio") as ws:

@@ -62,9 +62,11 @@ def test_interrupted_twice_then_resumed_matches_a_clean_run(tmp_path, extracted_
     assert _frames_done(ws_dir) == 200
     files = sorted(p.name for p in ws.aligned_dir("dst").iterdir())
     assert files == sorted(r.aligned_file for r in rows)   # no temp files, no orphans
-    # the same faces, landmark for landmark
+    # the same faces, landmark for landmark: OpenCV 5.0 gives the same bits run after run; 5.1's engine
+    # does not quite (two clean extracts of this clip differ by up to 4e-4 px in 1-2 of 200 frames), so a
+    # hundredth of a pixel is allowed; a face found differently on resume would move by whole pixels
     for a, b in zip(rows, clean_rows):
-        assert np.array_equal(a.landmarks, b.landmarks)
+        assert np.abs(a.landmarks - b.landmarks).max() <= 0.01, (a.frame_index, a.landmarks - b.landmarks)
 
 
 def test_rerun_on_same_input_adds_nothing(tmp_path, short_clip):

@@ -79,7 +79,7 @@ def test_target_face_keeps_exactly_the_obama_faces(tmp_path):
     assert distances(pair[1 - obama].descriptor, biden)[0] < 0.6
     # dropped faces get no aligned file; kept ones do
     kept_files = sorted(p.name for p in ws.aligned_dir("src").iterdir())
-    assert kept_files == ["obama2_0.png", "obama3_0.png", f"two_people_{obama}.png"]
+    assert kept_files == ["obama2.jpg_0.png", "obama3.jpg_0.png", f"two_people.jpg_{obama}.png"]
     info = json.loads(run_cli("info", "--json", "--workspace", ws_dir).stdout)["sets"]["src"]
     assert info["identity"]["kept"] == 3 and info["identity"]["dropped"] == 2
     assert info["identity"]["target_face"] == str((PHOTOS / "obama.jpg").resolve())

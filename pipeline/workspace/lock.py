@@ -3,12 +3,19 @@
 Two commands writing one workspace (an extract and a train, two extracts) would
 interleave their index writes and model files. A writer takes ``.lock`` in the
 workspace folder; a second writer is refused with one line saying which command holds
-it. A lock whose process is gone (killed, crashed) is stale: it is removed and taken.
-The lock is re-entrant within a process (train holds it for the whole run while its
+it. The lock re-enters within a process (train holds it for the whole run while its
 data loading opens the workspace for writing again).
+
+Who holds it is decided by an ``flock`` on the file, which the kernel releases when its
+holder dies: a lock left by a killed command is free at once, and two commands that find
+the same stale lock cannot both take it (judging "stale" and taking over are one step
+under the flock; nobody ever deletes a lock file another process may have just taken).
+The file's text (pid, host, command, start) is for the message, and keeps the refusal
+of a lock written by a command on another machine or by an older version of this tool.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
@@ -16,12 +23,17 @@ import threading
 import time
 from pathlib import Path
 
+try:
+    import fcntl
+except ImportError:                        # not on Windows: the pid in the file decides alone
+    fcntl = None  # type: ignore[assignment]
+
 from pipeline.core.errors import UserError
 from pipeline.core.files import pid_alive, remove_quietly
 
 LOCK_NAME = ".lock"
 
-_held: dict[Path, int] = {}            # lock path -> how many holders in this process
+_held: dict[Path, tuple[int, int]] = {}   # lock path -> (holders in this process, the flocked descriptor)
 _guard = threading.Lock()
 
 
@@ -35,15 +47,12 @@ def _read(path: Path) -> dict | None:
 
 def _stale(info: dict | None, path: Path) -> bool:
     """Whether the lock's holder is gone (only decidable for a holder on this machine)."""
-    if info is None:            # unreadable: a writer killed while creating it (created via link, so rare)
-        try:
-            return time.time() - path.stat().st_mtime > 60
-        except OSError:
-            return True
+    if info is None:            # empty or unreadable: a writer killed while writing it
+        return True
     if info.get("host") != socket.gethostname():
         return False
     pid = info.get("pid")
-    return not isinstance(pid, int) or not pid_alive(pid)
+    return not isinstance(pid, int) or pid == os.getpid() or not pid_alive(pid)
 
 
 class WorkspaceLock:
@@ -58,35 +67,52 @@ class WorkspaceLock:
         if self.held:
             return self
         with _guard:
-            if _held.get(self.path, 0) > 0:
-                _held[self.path] += 1
+            if self.path in _held:
+                count, fd = _held[self.path]
+                _held[self.path] = (count + 1, fd)
                 self.held = True
                 return self
-            for _ in range(3):
-                if self._try_create():
-                    _held[self.path] = 1
+            for _ in range(20):
+                taken = self._try_take()
+                if taken is not None:
+                    _held[self.path] = (1, taken)
                     self.held = True
                     return self
-                info = _read(self.path)
-                if _stale(info, self.path):
-                    remove_quietly(self.path)
-                    continue
-                raise UserError(self._busy_message(info))
         raise UserError(self._busy_message(_read(self.path)))
 
-    def _try_create(self) -> bool:
-        """Create the lock with its content in one step (write a temp file, hard-link it)."""
-        info = {"pid": os.getpid(), "host": socket.gethostname(), "command": self.command,
-                "started": time.strftime("%Y-%m-%d %H:%M:%S")}
-        tmp = self.path.with_name(f"{LOCK_NAME}.{os.getpid()}.{threading.get_ident()}.tmp")
-        tmp.write_text(json.dumps(info))
+    def _try_take(self) -> int | None:
+        """The lock's descriptor, flocked and naming us; None to try again (the file was replaced meanwhile).
+
+        UserError when a live command holds it.
+        """
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o644)
         try:
-            os.link(tmp, self.path)
-            return True
-        except FileExistsError:
-            return False
-        finally:
-            remove_quietly(tmp)
+            if fcntl is not None:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    raise UserError(self._busy_message(_read(self.path))) from None
+            try:                           # still the file at the path? (a holder removes it on release)
+                current = os.stat(self.path, follow_symlinks=False).st_ino
+            except FileNotFoundError:
+                current = -1
+            if current != os.fstat(fd).st_ino:
+                os.close(fd)
+                return None
+            info = _read(self.path)
+            if info is not None and not _stale(info, self.path):
+                # no flock, yet a live process on this machine (an older version) or another host named
+                raise UserError(self._busy_message(info))
+            mine = {"pid": os.getpid(), "host": socket.gethostname(), "command": self.command,
+                    "started": time.strftime("%Y-%m-%d %H:%M:%S")}
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, json.dumps(mine).encode(), 0)
+            os.fsync(fd)
+            return fd
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.close(fd)
+            raise
 
     def _busy_message(self, info: dict | None) -> str:
         root = self.path.parent
@@ -101,14 +127,17 @@ class WorkspaceLock:
         if not self.held:
             return
         with _guard:
-            count = _held.get(self.path, 0) - 1
-            if count <= 0:
+            count, fd = _held.get(self.path, (0, -1))
+            if count <= 1:
                 _held.pop(self.path, None)
+                # remove while still holding the flock: a waiter that opened this file sees it was replaced
                 info = _read(self.path)
                 if info is not None and info.get("pid") == os.getpid():
                     remove_quietly(self.path)
+                with contextlib.suppress(OSError):
+                    os.close(fd)
             else:
-                _held[self.path] = count
+                _held[self.path] = (count - 1, fd)
         self.held = False
 
     def __enter__(self) -> "WorkspaceLock":

@@ -27,7 +27,7 @@ from typing import Any, Iterator
 import numpy as np
 
 from pipeline.core.errors import UserError
-from pipeline.core.files import inside, remove_quietly, write_atomic
+from pipeline.core.files import DiskFullError, confined, inside, is_disk_full, remove_quietly, write_atomic
 from pipeline.core.images import read_gray
 from pipeline.workspace.lock import WorkspaceLock
 from pipeline.workspace.records import (
@@ -41,6 +41,11 @@ META_NAME = "workspace.json"
 _REBUILD = ("run extract again for each set with the same --input (it rebuilds the index and keeps "
             "hand-edited masks and deleted faces)")
 _EDITED = f"the index is damaged or was edited: restore it from a backup, or move {INDEX_NAME} aside and {_REBUILD}"
+#: Every file and folder the stages keep in a workspace (relative to its root): each must stay inside it.
+LAYOUT = (META_NAME, INDEX_NAME, f"{INDEX_NAME}-wal", f"{INDEX_NAME}-shm", ".lock", ".masks.lock", "model",
+          "mask_model", "report", ".studio", ".studio/trash", *(f"{folder}{part}" for s in SETS
+                                                               for folder in (f"data_{s}", f".studio/trash/{s}")
+                                                               for part in ("", "/aligned", "/masks")))
 
 
 def mask_hash(mask: np.ndarray) -> str:
@@ -61,6 +66,20 @@ def _entries(folder: Path) -> dict[str, os.DirEntry[str]]:
             return {e.name: e for e in listing}
     except OSError:
         return {}
+
+
+def source_photo(meta: SetMeta, source: str, where: str) -> Path:
+    """The photo named by a row's ``source``: a file of the set's --input folder, or a UserError.
+
+    A tampered index must not make the studio serve, or masks export read, any other file
+    of the machine, so the name must stay inside the input folder (links followed).
+    """
+    folder = Path(meta.input)
+    if folder.is_file():               # one photo given as --input
+        if source != folder.name:
+            raise UserError(f"{where}: {source!r} is not the input photo {folder}; {_EDITED}")
+        return folder
+    return inside(folder, source, where, _EDITED)
 
 
 @dataclass
@@ -109,6 +128,7 @@ class Workspace:
         self.migrated_from: int | None = None
         if self.root.exists() and not self.root.is_dir():
             raise UserError(f"workspace {self.root} is a file, not a folder; pass --workspace DIR")
+        self.check_layout()
         self._lock = WorkspaceLock(self.root, command or "a writer") if write else None
         if self._lock is not None and self.root.exists():
             self._lock.acquire()
@@ -125,6 +145,15 @@ class Workspace:
         except BaseException:
             self.close()
             raise
+
+    def check_layout(self) -> None:
+        """Refuse a workspace whose own files or folders are links that lead out of it (see ``confined``)."""
+        if not self.root.is_dir():
+            return
+        for name in LAYOUT:
+            path = self.root / name
+            if os.path.islink(path) or (path.exists() and name.count("/")):
+                confined(self.root, path, "workspace entry")
 
     # ---------------------------------------------------------------- metadata
     def _read_meta(self) -> tuple[dict[str, Any], int]:
@@ -239,6 +268,13 @@ class Workspace:
                 return path
         return inside(folder, name, self._where(row, column), _EDITED)
 
+    def photo_path(self, row: FaceRow) -> Path:
+        """The photo a row of a photo set was cut from (see ``source_photo``)."""
+        meta = self.set_meta(row.set_name)
+        if meta is None:
+            raise UserError(f"workspace {self.root} has no {row.set_name} set")
+        return source_photo(meta, row.source, self._where(row, "source"))
+
     def aligned_path(self, row: FaceRow) -> Path:
         """The row's aligned image; UserError naming the row if its name leads out of aligned/."""
         return self._inside("aligned", row, "aligned_file")
@@ -249,13 +285,23 @@ class Workspace:
     # ---------------------------------------------------------------- the index
     @contextlib.contextmanager
     def _sql(self) -> Iterator[None]:
-        """SQLite errors as one line: a damaged index says how to rebuild it."""
+        """SQLite errors as one line: a damaged index says how to rebuild it; a full disk says so.
+
+        SQLite reports a full disk as "database or disk is full", or, when it cannot grow its
+        WAL or shared-memory file (a reader too), as "disk I/O error": neither is damage, and
+        moving a healthy index aside would throw away the artist's work. The batch being
+        written is rolled back (the connection is closed), so the index is as it was.
+        """
         try:
             yield
         except sqlite3.OperationalError as exc:
             if "locked" in str(exc) or "busy" in str(exc):
                 raise UserError(f"{self.db_path} is busy ({exc}): another program holds it; wait and run this "
                                 f"again") from exc
+            if is_disk_full(exc, self.root):
+                self.close_db()
+                raise DiskFullError(self.root, f"{INDEX_NAME} is as it was before this write (nothing of the "
+                                               f"unfinished batch was stored)", INDEX_NAME) from exc
             raise self._damaged(exc) from exc
         except sqlite3.DatabaseError as exc:
             raise self._damaged(exc) from exc
@@ -331,7 +377,9 @@ class Workspace:
         old = self.file_version
         if old >= SCHEMA_VERSION or not self.exists:
             return False
-        backups = [self.meta_path.with_name(f"{META_NAME}.v{old}.bak")]
+        backups = [confined(self.root, self.meta_path.with_name(f"{META_NAME}.v{old}.bak"), "backup")]
+        if self._has_index():
+            confined(self.root, self.db_path.with_name(f"{INDEX_NAME}.v{old}.bak"), "backup")
         write_atomic(backups[0], self.meta_path.read_bytes())
         raw = json.loads(self.meta_path.read_text())
         if self._has_index():
@@ -364,7 +412,8 @@ class Workspace:
             try:
                 yield
             except BaseException:
-                self.db.execute("ROLLBACK")
+                if self._db is not None:      # a full disk closed it already: the batch is rolled back
+                    self._db.execute("ROLLBACK")
                 raise
             self.db.execute("COMMIT")
 
@@ -546,6 +595,18 @@ class Workspace:
         with self._transaction():
             self.db.executemany("UPDATE faces SET mask_origin=?, mask_hash=?, mask_model=?, mask_mtime_ns=?, "
                                 "mask_bytes=? WHERE id=?", values)
+
+    def replace_mask_unless_painted(self, row: FaceRow, png: bytes) -> bool:
+        """Write an automatic mask for ``row`` unless its file no longer holds the recorded pixels.
+
+        Call it inside ``mask_guard.mask_writes(ws.root)``: the check and the write must not
+        be split by another writer. False when the artist saved a mask since the index
+        recorded this one (the file is then left as it is, to be recorded as hand work).
+        """
+        if self.is_hand_mask(row):
+            return False
+        write_atomic(self.mask_path(row), png)
+        return True
 
     def automatic_mask_origin(self, set_name: str) -> str:
         meta = self.set_meta(set_name)
