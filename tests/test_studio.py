@@ -8,6 +8,7 @@ import shutil
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from urllib.parse import parse_qs, urlparse
 
 import cv2
 import numpy as np
@@ -36,8 +37,10 @@ def _get(url, headers=None):
 
 
 def _post(url, body):
+    """POST ``body`` as JSON with the address's token in the header a change needs."""
+    token = parse_qs(urlparse(url).query).get("token", [""])[0]
     req = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST",
-                                 headers={"Content-Type": "application/json"})
+                                 headers={"Content-Type": "application/json", "X-Studio-Token": token})
     with urllib.request.urlopen(req, timeout=30) as res:
         return json.loads(res.read())
 

@@ -9,6 +9,7 @@ import os
 import urllib.error
 import urllib.request
 from pathlib import Path
+from urllib.parse import parse_qs, urlparse
 
 import cv2
 import numpy as np
@@ -46,9 +47,11 @@ def studio(track_template, tmp_path):
 
 
 def _call(url, body=None):
+    """GET, or POST ``body`` as JSON with the address's token in the header a change needs."""
     data = None if body is None else json.dumps(body).encode()
+    token = parse_qs(urlparse(url).query).get("token", [""])[0]
     req = urllib.request.Request(url, data=data, method="GET" if body is None else "POST",
-                                 headers={"Content-Type": "application/json"})
+                                 headers={"Content-Type": "application/json", "X-Studio-Token": token})
     with urllib.request.urlopen(req, timeout=120) as res:
         raw = res.read()
         return (json.loads(raw) if res.headers["Content-Type"].startswith("application/json") else raw), res.headers

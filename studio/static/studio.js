@@ -13,9 +13,13 @@ class ApiError extends Error {
   constructor(data, status) { super(data.error || String(status)); this.data = data; this.status = status; }
 }
 
+// The run's token, which the studio writes into this page (no other origin can read it): a change
+// needs it in a header, since the cookie alone would also come with another site's request.
+const TOKEN = document.querySelector('meta[name="studio-token"]').content;
+
 async function api(path, body) {
   const init = body === undefined ? {} : {method: "POST", body: JSON.stringify(body),
-                                          headers: {"Content-Type": "application/json"}};
+                                          headers: {"Content-Type": "application/json", "X-Studio-Token": TOKEN}};
   const res = await fetch(path, init);
   const data = await res.json();
   if (!res.ok) throw new ApiError(data, res.status);
