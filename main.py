@@ -14,17 +14,18 @@ from pipeline.core.options import add_arguments, from_namespace
 
 def _extract(args: argparse.Namespace) -> int:
     from extract.options import ExtractOptions
+    opts = from_namespace(ExtractOptions, args)     # checked before the stage (and torch) loads
     from extract.runner import run_extract
-    print(run_extract(from_namespace(ExtractOptions, args)).line())
+    print(run_extract(opts).line())
     return 0
 
 
 def _train(args: argparse.Namespace) -> int:
     from pipeline.registries import MODEL_TYPES
     from train.options import TrainOptions
-    from train.trainer import run_train
     opts = from_namespace(TrainOptions, args)
     opts.model_options = from_namespace(MODEL_TYPES.load(opts.model, "options"), args)
+    from train.trainer import run_train
     summary = run_train(opts)
     if os.environ.get("RANK", "0") == "0":
         print(summary.line())
@@ -33,16 +34,18 @@ def _train(args: argparse.Namespace) -> int:
 
 def _convert(args: argparse.Namespace) -> int:
     from convert.options import ConvertOptions
+    opts = from_namespace(ConvertOptions, args)
     from convert.runner import run_convert
-    print(run_convert(from_namespace(ConvertOptions, args)).line())
+    print(run_convert(opts).line())
     return 0
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    from evaluate.html_report import format_table
     from evaluate.options import EvaluateOptions
+    opts = from_namespace(EvaluateOptions, args)
+    from evaluate.html_report import format_table
     from evaluate.runner import run_evaluate
-    report, folder = run_evaluate(from_namespace(EvaluateOptions, args))
+    report, folder = run_evaluate(opts)
     print(format_table(report))
     for note in report["notes"]:
         print(f"note: {note}")
@@ -73,22 +76,19 @@ def _migrate(args: argparse.Namespace) -> int:
 
 def _masks(args: argparse.Namespace) -> int:
     action = args.masks_action
+    opts = from_namespace(_mask_options(action), args)     # checked before the stage (and torch) loads
     if action == "train":
         from train.mask_trainer import run_mask_train
-        from train.options import MaskTrainOptions
-        print(run_mask_train(from_namespace(MaskTrainOptions, args)).line())
+        print(run_mask_train(opts).line())
     elif action == "apply":
         from masks.apply import run_apply
-        from masks.options import MaskApplyOptions
-        print(run_apply(from_namespace(MaskApplyOptions, args)).line())
+        print(run_apply(opts).line())
     elif action == "export":
         from masks.exchange import run_export
-        from masks.options import MaskExportOptions
-        print(run_export(from_namespace(MaskExportOptions, args)).line())
+        print(run_export(opts).line())
     else:
         from masks.exchange import run_import
-        from masks.options import MaskImportOptions
-        print(run_import(from_namespace(MaskImportOptions, args)).line())
+        print(run_import(opts).line())
     return 0
 
 
@@ -123,15 +123,17 @@ MASK_ACTIONS: dict[str, tuple[str, str]] = {
 
 def _studio(args: argparse.Namespace) -> int:
     from studio.options import StudioOptions
+    opts = from_namespace(StudioOptions, args)
     from studio.server import run_studio
-    print(run_studio(from_namespace(StudioOptions, args)))
+    print(run_studio(opts))
     return 0
 
 
 def _export(args: argparse.Namespace) -> int:
-    from export.dfm import run_export
     from export.options import ExportOptions
-    print(run_export(from_namespace(ExportOptions, args)).line())
+    opts = from_namespace(ExportOptions, args)
+    from export.dfm import run_export
+    print(run_export(opts).line())
     return 0
 
 

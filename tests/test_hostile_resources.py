@@ -1,0 +1,267 @@
+"""Hostile resources: tampered model options, not enough memory, a full disk, nan options, unwritable outputs.
+
+Each case ends with one line (what, which file, what to do), a non-zero exit, and the
+workspace as it was, or, where a long run had saved some of its work, the line says
+what was kept. A full disk is injected (an ``OSError(ENOSPC)`` in a write, SQLite's
+"database or disk is full") or, where the tests run as root, made real on a small
+tmpfs; tests that would allocate without the checks run in a child process with its
+address space capped, so a regression fails instead of exhausting the machine.
+"""
+from __future__ import annotations
+
+import dataclasses
+import errno
+import json
+import math
+import os
+import resource
+import sqlite3
+import subprocess
+import sys
+import typing
+from pathlib import Path
+
+import pytest
+
+from pipeline.core.errors import UserError
+from tests.conftest import ROOT, clean_error, snapshot
+
+#: Address space of a child process that must refuse before allocating (torch itself needs about 2 GB).
+CHILD_MEMORY = 6 << 30
+
+
+# ---------------------------------------------------------------------- helpers
+
+
+def run_capped(*args: object, timeout: float = 300) -> subprocess.CompletedProcess:
+    """main.py in a child whose address space is capped: an allocation the checks should have stopped
+    fails there (a traceback) instead of taking the machine's memory."""
+    def cap() -> None:
+        resource.setrlimit(resource.RLIMIT_AS, (CHILD_MEMORY, CHILD_MEMORY))
+    return subprocess.run([sys.executable, str(ROOT / "main.py"), *map(str, args)], cwd=ROOT, capture_output=True,
+                          text=True, timeout=timeout, preexec_fn=cap, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+
+
+def run_main(*args: object) -> tuple[int, list[str]]:
+    """main.main in this process (so a test can inject a fault); (exit code, the 'error:' lines)."""
+    import io
+    from contextlib import redirect_stderr
+
+    import main
+    err = io.StringIO()
+    with redirect_stderr(err):
+        code = main.main([str(a) for a in args])
+    text = err.getvalue()
+    assert "Traceback" not in text, text
+    return code, [ln for ln in text.splitlines() if ln.startswith("error:")]
+
+
+def tamper(options: Path, **values: object) -> None:
+    meta = json.loads(options.read_text())
+    meta.update(values)
+    options.write_text(json.dumps(meta))
+
+
+def without(snap: dict[str, str] | None, *names: str) -> dict[str, str]:
+    assert snap is not None
+    return {k: v for k, v in snap.items() if not any(k == n or k.startswith(n) for n in names)}
+
+
+def index_rows(ws: Path) -> tuple[list, list]:
+    """The faces and frames tables, as values (the file's bytes may change when SQLite merely opens it)."""
+    con = sqlite3.connect(ws / "faces.sqlite")
+    try:
+        faces = con.execute("SELECT * FROM faces ORDER BY id").fetchall()
+        frames = con.execute("SELECT * FROM frames ORDER BY set_name, source, frame_index").fetchall()
+    finally:
+        con.close()
+    return faces, frames
+
+
+class Tmpfs:
+    """A small tmpfs mounted on a folder (root only); ``None`` from ``mount`` where that is not possible."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+
+    @classmethod
+    def mount(cls, folder: Path, size: str, readonly: bool = False) -> Tmpfs | None:
+        if os.geteuid() != 0:
+            return None
+        folder.mkdir(parents=True, exist_ok=True)
+        opts = f"size={size}" + (",ro" if readonly else "")
+        res = subprocess.run(["mount", "-t", "tmpfs", "-o", opts, "tmpfs", str(folder)], capture_output=True)
+        return cls(folder) if res.returncode == 0 else None
+
+    def fill(self) -> None:
+        """Take every free byte (a file written until the disk refuses)."""
+        with open(self.folder / "filler", "wb", buffering=0) as fh:
+            for size in (1 << 16, 4096, 1):
+                try:
+                    while fh.write(b"\0" * size):
+                        pass
+                except OSError as exc:
+                    assert exc.errno == errno.ENOSPC
+
+    def unmount(self) -> None:
+        subprocess.run(["umount", "-l", str(self.folder)], check=False)
+
+
+# ---------------------------------------------------------------------- nan, inf and ranges in every option
+
+
+def _commands() -> list[tuple[str, type]]:
+    import main
+    out = [(name, cls) for name in main.COMMANDS for _, cls in main._options_of(name)]
+    out += [(f"masks {action}", main._mask_options(action)) for action in main.MASK_ACTIONS]
+    return out
+
+
+def _float_fields(cls: type) -> list[dataclasses.Field]:
+    hints = typing.get_type_hints(cls)
+    return [f for f in dataclasses.fields(cls)
+            if "option" in f.metadata and hints[f.name] in (float, float | None)]
+
+
+def test_every_float_option_of_every_command_refuses_nan_and_inf():
+    from pipeline.core.options import check
+    tried = 0
+    for command, cls in _commands():
+        defaults = {f.name: None for f in dataclasses.fields(cls)
+                    if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING}
+        for f in _float_fields(cls):
+            for bad in (math.nan, math.inf, -math.inf):
+                opts = cls(**{**defaults, f.name: bad})
+                with pytest.raises(UserError) as err:
+                    check(opts)
+                assert "finite" in str(err.value) and str(bad) in str(err.value), (command, f.name, str(err.value))
+                tried += 1
+    assert tried > 20          # train, convert, extract, masks train, the model types ... all have some
+
+
+def test_the_cli_checks_options_when_it_parses_them(tmp_path):
+    """``from_namespace`` checks what it builds: a bad value never reaches a stage."""
+    import main
+    from convert.options import ConvertOptions
+    from pipeline.core.options import from_namespace
+    from train.options import TrainOptions
+    parser = main._parser()
+    for argv, cls, needle in ((["train", "--lr", "nan"], TrainOptions, "--lr nan"),
+                              (["train", "--batch-size", "0"], TrainOptions, "--batch-size 0 is out of range"),
+                              (["convert", "--sharpen", "nan"], ConvertOptions, "--sharpen nan"),
+                              (["convert", "--smooth", "inf"], ConvertOptions, "--smooth inf")):
+        with pytest.raises(UserError, match=needle):
+            from_namespace(cls, parser.parse_args(argv))
+
+
+@pytest.mark.slow
+def test_bad_options_are_refused_before_torch_is_imported(tmp_path):
+    """Under load torch takes 30-50 s to import: a typo must not wait for it."""
+    code = ("import sys, main\n"
+            "rc = main.main(sys.argv[1:])\n"
+            "print('torch loaded' if 'torch' in sys.modules else 'torch not loaded')\n"
+            "sys.exit(rc)\n")
+    for argv, needle in ((["train", "--lr", "nan"], "--lr nan"),
+                         (["train", "--iterations", "0"], "--iterations 0 is out of range"),
+                         (["train", "--model", "df", "--gan-power", "inf"], "--gan-power inf"),
+                         (["convert", "--sharpen", "nan"], "--sharpen nan"),
+                         (["convert", "--crf", "99"], "--crf 99 is out of range"),
+                         (["masks", "train", "--occluders", "nan"], "--occluders nan"),
+                         (["export", "--opset", "3"], "--opset 3 is out of range")):
+        res = subprocess.run([sys.executable, "-c", code, *argv, "--workspace", str(tmp_path / "ws")], cwd=ROOT,
+                             capture_output=True, text=True, timeout=120)
+        clean_error(res, needle)
+        assert "torch not loaded" in res.stdout, (argv, res.stdout)
+
+
+@pytest.mark.slow
+def test_train_lr_nan_and_convert_sharpen_nan_are_one_line_and_change_nothing(small_ws):
+    before = snapshot(small_ws)
+    clean_error(run_capped("train", "--workspace", small_ws, "--lr", "nan", "--iterations", "1"), "--lr nan",
+                "finite")
+    clean_error(run_capped("convert", "--workspace", small_ws, "--sharpen", "nan"), "--sharpen nan", "0 to 5")
+    assert snapshot(small_ws) == before and not (small_ws / "result.mp4").exists()
+
+
+# ---------------------------------------------------------------------- export into a folder it cannot write
+
+
+# ---------------------------------------------------------------------- tampered model options
+
+
+def _write_tiny(folder: Path) -> None:
+    from tests.conftest import write_tiny_model
+    write_tiny_model(folder)
+
+
+# ---------------------------------------------------------------------- memory
+
+
+MEMINFO = """MemTotal:       16318412 kB
+MemFree:          512000 kB
+MemAvailable:    8159206 kB
+Buffers:          204800 kB
+"""
+
+
+# ---------------------------------------------------------------------- a full disk
+
+
+def _enospc(*_: object, **__: object) -> typing.NoReturn:
+    raise OSError(errno.ENOSPC, "No space left on device")
+
+
+class _FillingFile:
+    """A file that takes ``room`` bytes and then refuses with ENOSPC, as a full disk's file does."""
+
+    def __init__(self, fh, room: int) -> None:
+        self.fh, self.room = fh, room
+
+    def write(self, data) -> int:
+        if len(data) > self.room:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        self.room -= len(data)
+        return self.fh.write(data)
+
+    def __getattr__(self, name: str):
+        return getattr(self.fh, name)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.fh.close()
+
+
+def _fill_after(monkeypatch, room: int) -> None:
+    """Every file write_atomic opens fills after ``room`` bytes."""
+    from pipeline.core import files
+    real_open = open
+    monkeypatch.setattr(files, "open", lambda path, mode="r", *a, **k: _FillingFile(real_open(path, mode, *a, **k),
+                                                                                   room), raising=False)
+
+
+def _small_index(tmp_path: Path):
+    from pipeline.workspace.store import Workspace
+    ws = Workspace(tmp_path / "ws", write=True, command="test")
+    ws.create("dst")
+    return ws
+
+
+def _without_src(ws: Path) -> None:
+    """The workspace as it was before its src set was extracted."""
+    import shutil
+    meta = json.loads((ws / "workspace.json").read_text())
+    del meta["sets"]["src"]
+    (ws / "workspace.json").write_text(json.dumps(meta, indent=2))
+    con = sqlite3.connect(ws / "faces.sqlite")
+    with con:
+        con.execute("DELETE FROM faces WHERE set_name='src'")
+        con.execute("DELETE FROM frames WHERE set_name='src'")
+    con.close()
+    shutil.rmtree(ws / "data_src")
+
+
+# ---------------------------------------------------------------------- a tiny image
+
+
