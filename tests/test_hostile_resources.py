@@ -265,3 +265,28 @@ def _without_src(ws: Path) -> None:
 # ---------------------------------------------------------------------- a tiny image
 
 
+def test_a_one_pixel_image_is_read():
+    import cv2
+    import numpy as np
+
+    from pipeline.core.images import read_rgb
+    ok, buf = cv2.imencode(".png", np.full((1, 1, 3), 200, np.uint8))
+    path = Path(os.environ.get("TMPDIR", "/tmp")) / f"one_pixel_{os.getpid()}.png"
+    path.write_bytes(buf.tobytes())
+    try:
+        assert read_rgb(path).shape == (1, 1, 3)
+    finally:
+        path.unlink()
+
+
+@pytest.mark.slow
+def test_extract_of_a_one_pixel_png_finds_no_face_rather_than_calling_it_unreadable(tmp_path):
+    import cv2
+    import numpy as np
+    folder = tmp_path / "tiny"
+    folder.mkdir()
+    cv2.imwrite(str(folder / "dot.png"), np.full((1, 1, 3), 200, np.uint8))
+    res = run_capped("extract", "--input", folder, "--workspace", tmp_path / "ws")
+    line = clean_error(res, "no face found")
+    assert "could not be read" not in line and "not a readable image" not in res.stderr, res.stderr
+    assert res.returncode == 1 and not (tmp_path / "ws").exists()

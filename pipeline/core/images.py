@@ -28,14 +28,16 @@ def read_rgb(path: Path) -> np.ndarray:
     """Decode any image as 8-bit RGB (H, W, 3).
 
     IMREAD_COLOR drops alpha, expands grayscale, scales 16-bit down and applies the EXIF
-    orientation, so phone photos come out upright.
+    orientation, so phone photos come out upright. Any size that decodes is returned, a
+    1x1 PNG too: an image too small to hold a face is the caller's "no face found", not
+    an unreadable file.
     """
     try:
         data = np.fromfile(str(path), dtype=np.uint8)
     except OSError as exc:
         raise ImageReadError(f"cannot read {path}: {exc.strerror}") from exc
     image = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
-    if image is None or image.ndim != 3 or min(image.shape[:2]) < 8:
+    if image is None or image.ndim != 3 or min(image.shape[:2]) < 1:
         raise ImageReadError(f"{path} is not a readable image (corrupt or unsupported format)")
     return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
 
