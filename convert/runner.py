@@ -269,7 +269,7 @@ class _FaceWork:
 class _Network:
     """The trained model on its device, run on a batch of crops (uint8 in, uint8 out)."""
 
-    def __init__(self, model_dir: Path, device_name: str) -> None:
+    def __init__(self, model_dir: Path, device_name: str, batch: int = 1) -> None:
         import torch
 
         from pipeline.core.device import choose_device
@@ -277,7 +277,7 @@ class _Network:
         self.torch = torch
         self.device = choose_device(device_name)
         self.model_dir = model_dir
-        self.model, self.meta = load_model(model_dir, self.device)
+        self.model, self.meta = load_model(model_dir, self.device, batch=batch)
         self.resolution = self.model.resolution
         self.predictor: Predictor | None = None
         self.seconds = 0.0
@@ -386,7 +386,7 @@ def run_convert(opts: ConvertOptions, stills: dict[int, np.ndarray] | None = Non
         if not opts.preview:
             _check_output(output, input_path)
         model_dir = ws.root / "model"
-        network = _Network(model_dir, opts.device)
+        network = _Network(model_dir, opts.device, opts.batch_size)
         _check_model(network.model, network.meta, set_meta, model_dir)
         opts = with_model_defaults(opts, network.model)
         size, face_type = set_meta.extract.size, set_meta.extract.face_type

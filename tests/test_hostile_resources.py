@@ -194,6 +194,53 @@ def _write_tiny(folder: Path) -> None:
     write_tiny_model(folder)
 
 
+def test_tampered_model_options_are_refused_when_read(tmp_path):
+    from pipeline.models.segmenter import SegmenterModel, SegmenterNet
+    from pipeline.models.store import read_options, save_model
+    _write_tiny(tmp_path / "model")
+    for key, value in (("width", 4096), ("width", 0), ("resolution", 4096), ("width", 1e9)):
+        tamper(tmp_path / "model" / "options.json", **{key: value})
+        with pytest.raises(UserError) as err:
+            read_options(tmp_path / "model")
+        text = str(err.value)
+        assert "options.json" in text and key in text and "restore" in text, text
+    save_model(tmp_path / "mask_model", SegmenterModel(SegmenterNet(64, width=8)), {"face_type": "full"})
+    tamper(tmp_path / "mask_model" / "options.json", width=4096)
+    with pytest.raises(UserError, match="mask_model/options.json.*width 4096.*4 to 128"):
+        read_options(tmp_path / "mask_model", SegmenterModel)
+    for kind, values in (("df", {"ae_dims": 1 << 20}), ("liae", {"e_dims": 4096}), ("df", {"d_dims": -3})):
+        folder = tmp_path / kind
+        folder.mkdir(exist_ok=True)
+        meta = {"model_type": kind, "format_version": 1, "resolution": 64, "ae_dims": 16, "e_dims": 8, "d_dims": 8,
+                "d_mask_dims": 4, **values}
+        (folder / "options.json").write_text(json.dumps(meta))
+        with pytest.raises(UserError, match=f"{kind}/options.json.*{next(iter(values))}"):
+            read_options(folder)
+
+
+@pytest.mark.slow
+def test_convert_export_and_train_refuse_a_tampered_width_before_allocating(small_ws):
+    """The hostile test's case: width 4096 in model/options.json grew convert to 24 GB."""
+    tamper(small_ws / "model" / "options.json", width=4096)
+    before = snapshot(small_ws)
+    for args in (("convert",), ("export",), ("train", "--iterations", "1")):
+        res = run_capped(*args, "--workspace", small_ws)
+        line = clean_error(res, "options.json", "width 4096")
+        assert "restore" in line, line
+        assert snapshot(small_ws) == before, args
+
+
+@pytest.mark.slow
+def test_masks_apply_refuses_a_tampered_mask_model(small_ws):
+    from pipeline.models.segmenter import SegmenterModel, SegmenterNet
+    from pipeline.models.store import save_model
+    save_model(small_ws / "mask_model", SegmenterModel(SegmenterNet(64, width=8)), {"face_type": "full"})
+    tamper(small_ws / "mask_model" / "options.json", width=4096)
+    before = snapshot(small_ws)
+    clean_error(run_capped("masks", "apply", "--workspace", small_ws), "mask_model", "options.json", "width 4096")
+    assert snapshot(small_ws) == before
+
+
 # ---------------------------------------------------------------------- memory
 
 
@@ -202,6 +249,86 @@ MemFree:          512000 kB
 MemAvailable:    8159206 kB
 Buffers:          204800 kB
 """
+
+
+def test_machine_memory_reads_proc_meminfo_and_falls_back_to_sysconf(tmp_path, monkeypatch):
+    from pipeline.core import memory
+    info = tmp_path / "meminfo"
+    info.write_text(MEMINFO)
+    monkeypatch.setattr(memory, "MEMINFO", info)
+    monkeypatch.setattr(memory, "CGROUP_LIMITS", ())
+    got = memory.machine_memory()
+    assert got.total == 16318412 * 1024 and got.available == 8159206 * 1024
+    monkeypatch.setattr(memory, "MEMINFO", tmp_path / "missing")
+    got = memory.machine_memory()
+    page = os.sysconf("SC_PAGE_SIZE")
+    assert got.total == os.sysconf("SC_PHYS_PAGES") * page and 0 < got.available <= got.total
+
+
+def test_a_container_limit_lowers_what_is_available(tmp_path, monkeypatch):
+    from pipeline.core import memory
+    info, limit, usage = tmp_path / "meminfo", tmp_path / "memory.max", tmp_path / "memory.current"
+    info.write_text(MEMINFO)
+    limit.write_text(f"{2 << 30}\n")
+    usage.write_text(f"{1 << 30}\n")
+    monkeypatch.setattr(memory, "MEMINFO", info)
+    monkeypatch.setattr(memory, "CGROUP_LIMITS", ((limit, usage),))
+    got = memory.machine_memory()
+    assert got.total == 2 << 30 and got.available == 1 << 30
+    limit.write_text("max\n")
+    assert memory.machine_memory().available == 8159206 * 1024
+
+
+def test_the_estimate_grows_with_width_and_batch_and_allocates_nothing():
+    import torch
+
+    from pipeline.models.memory import estimate
+    from pipeline.models.transform import TransformModel
+    small = estimate(TransformModel, {"resolution": 128, "width": 16, "skip": True}, batch=8, training=False)
+    assert small.parameters == pytest.approx(0.28e6, rel=0.1)
+    assert 10e6 < small.total < 2e9
+    wide = estimate(TransformModel, {"resolution": 256, "width": 512, "skip": True}, batch=64, training=True)
+    assert wide.total > 50e9                             # more than this machine has: it would have been refused
+    assert estimate(TransformModel, {"resolution": 128, "width": 16, "skip": True}, batch=8, training=True).total \
+        > small.total
+    # built on the meta device: nothing real was allocated for those billions of bytes
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    estimate(TransformModel, {"resolution": 256, "width": 512, "skip": True}, batch=1, training=False)
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - peak < 1e9
+    assert torch.empty(0).device.type == "cpu"           # the default device is left as it was
+
+
+def test_a_model_larger_than_the_memory_is_refused_by_load_model(tmp_path, monkeypatch):
+    from pipeline.core import memory
+    from pipeline.models import store
+    _write_tiny(tmp_path / "model")
+    monkeypatch.setattr(memory, "machine_memory", lambda: memory.Memory(total=64 << 20, available=1 << 20))
+    with pytest.raises(UserError) as err:
+        store.load_model(tmp_path / "model", "cpu", batch=8)
+    text = str(err.value)
+    assert "needs about" in text and "1 MB available" in text and "--batch-size" in text, text
+
+
+@pytest.mark.slow
+def test_train_and_convert_refuse_a_model_the_memory_cannot_hold(small_ws, monkeypatch):
+    import shutil
+
+    from pipeline.core import memory
+    monkeypatch.setattr(memory, "machine_memory", lambda: memory.Memory(total=256 << 20, available=2 << 20),
+                        raising=False)
+    before = snapshot(small_ws)
+    code, errors = run_main("convert", "--workspace", small_ws)
+    assert code != 0 and len(errors) == 1 and "needs about" in errors[0] and "batch" in errors[0], errors
+    assert snapshot(small_ws) == before
+    # --fresh: refused before the old model is moved aside
+    code, errors = run_main("train", "--workspace", small_ws, "--iterations", "1", "--batch-size", "2", "--fresh")
+    assert code != 0 and len(errors) == 1 and "needs about" in errors[0] and "--batch-size" in errors[0], errors
+    assert snapshot(small_ws) == before
+    shutil.rmtree(small_ws / "model")          # small_ws's model was not made by train: it would not resume
+    before = snapshot(small_ws)
+    code, errors = run_main("train", "--workspace", small_ws, "--iterations", "1", "--batch-size", "2")
+    assert code != 0 and len(errors) == 1 and "needs about" in errors[0] and "--batch-size" in errors[0], errors
+    assert snapshot(small_ws) == before
 
 
 # ---------------------------------------------------------------------- a full disk

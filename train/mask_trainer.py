@@ -162,6 +162,13 @@ class MaskTrainLoop(Trainer):
     def _make_family(self, ctx: TrainContext) -> tuple[ModelTrainer, str]:
         return MaskTrainer(ctx), SegmenterModel.type_name
 
+    def _face_model_class(self) -> type[FaceModel]:
+        return SegmenterModel
+
+    def _memory_fix(self) -> str:
+        return (f"lower --batch-size (now {self.opts.batch_size}), --width or --resolution, or free memory (close "
+                f"other programs)")
+
     def _data_line(self) -> str:
         return (f"masks train: {len(self.content)} faces with hand-painted masks (both sets), {len(self.style)} "
                 f"other faces for occluder texture; model in {self.model_dir}")

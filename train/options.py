@@ -10,6 +10,8 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.core.options import option
+from pipeline.models.segmenter_options import RESOLUTIONS as SEGMENTER_RESOLUTIONS
+from pipeline.models.segmenter_options import WIDTHS as SEGMENTER_WIDTHS
 from pipeline.registries import MODEL_TYPES
 
 
@@ -52,11 +54,11 @@ class MaskTrainOptions:
     max_minutes: float | None = option(None, low=0.001,
                                        help="stop after this much wall time (checkpoint saved); run again to "
                                             "continue")
-    resolution: int = option(128, low=64, high=256,
+    resolution: int = option(128, low=SEGMENTER_RESOLUTIONS[0], high=SEGMENTER_RESOLUTIONS[-1],
                              help="side of the face the segmenter sees (a multiple of 16); its masks are scaled "
                                   "back to the aligned size")
-    width: int = option(16, low=4, high=128, help="channels of the first level (the levels have 1, 2, 4, 6, 8 times "
-                                                  "as many)")
+    width: int = option(16, low=SEGMENTER_WIDTHS[0], high=SEGMENTER_WIDTHS[1],
+                        help="channels of the first level (the levels have 1, 2, 4, 6, 8 times as many)")
     occluders: float = option(0.6, low=0.0, high=1.0,
                               help="share of samples with synthetic occluders (hands, bars, hair, glasses, pieces "
                                    "of other faces) pasted over the face and cut out of its mask")

@@ -34,7 +34,8 @@ from pipeline.core.errors import UserError
 from pipeline.core.files import write_atomic
 from pipeline.core.images import encode
 from pipeline.core.options import as_dict, check
-from pipeline.models.interface import count_parameters
+from pipeline.models.interface import FaceModel, count_parameters
+from pipeline.models.memory import require
 from pipeline.models.store import save_model
 from pipeline.registries import MODEL_TYPES
 from pipeline.workspace.lock import WorkspaceLock
@@ -165,6 +166,21 @@ class Trainer:
         return (f"train: {len(self.content)} dst faces (content), {len(self.style)} src faces with flips (style); "
                 f"model {self.model_type}")
 
+    def _face_model_class(self) -> type[FaceModel]:
+        """The model class of what this loop trains: its options.json is checked against it."""
+        cls: type[FaceModel] = MODEL_TYPES.load(self.model_type)
+        return cls
+
+    def _check_memory(self) -> None:
+        """Refuse, before anything is allocated, a model and batch the device's memory cannot train."""
+        require(self._face_model_class(), self.family.architecture(), self.opts.batch_size, True, self.device,
+                f"training the {self.model_type} model", self._memory_fix())
+
+    def _memory_fix(self) -> str:
+        """What to lower when the model does not fit (the summary line of a refusal)."""
+        return (f"lower --batch-size (now {self.opts.batch_size}) or the model's size (--width, --preset cpu, "
+                f"--resolution), or free memory (close other programs)")
+
     # ------------------------------------------------------------------ setup
     def _setup(self, opts: Any, model_options: Any) -> None:
         content, style = self._load_data(opts, model_options)
@@ -174,7 +190,11 @@ class Trainer:
         ctx = TrainContext(model_options, content, style, self.device, self.model_dir, self.gen, opts.lr,
                            self.world, self.main, opts.fresh)
         self.family, self.model_type = self._make_family(ctx)
+        if opts.fresh:
+            self._check_memory()        # before the old model is moved aside
         old = self._check_existing_model()
+        if not opts.fresh:
+            self._check_memory()        # the continued model's sizes: its options.json was checked just now
 
         torch.manual_seed(opts.seed)
         self.family.build()
@@ -221,6 +241,10 @@ class Trainer:
             raise UserError(f"{self.model_dir} holds a '{old['model_type']}' model, not '{self.model_type}'; "
                             f"train with --model {old['model_type']} to resume, or add --fresh to start a new "
                             f"model (the old one is kept beside it)")
+        # a continued model's sizes come from this file: a tampered width must stop here, not in an allocation
+        self._face_model_class().check_options(old, self.model_dir / "options.json",
+                                               "restore it, or train with --fresh to start a new model (the old "
+                                               "one is kept beside it)")
         diff = self.family.resume_conflicts(old)
         if diff:
             raise UserError(f"{self.model_dir} holds a model trained with other settings ({'; '.join(diff)}); "

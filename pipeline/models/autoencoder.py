@@ -15,9 +15,10 @@ import numpy as np
 import torch
 
 from pipeline.core.errors import UserError
+from pipeline.core.options import declared_range
 from pipeline.models.autoencoder_net import AutoencoderNet, DFNet, LIAENet
-from pipeline.models.autoencoder_options import RESOLUTIONS, WIDTH_KEYS
-from pipeline.models.interface import FaceModel, Predictor
+from pipeline.models.autoencoder_options import RESOLUTIONS, WIDTH_KEYS, AutoencoderOptions
+from pipeline.models.interface import FaceModel, Predictor, check_sizes
 
 
 class _SwapPredictor(Predictor):
@@ -59,14 +60,23 @@ class AutoencoderModel(FaceModel):
                 "d_mask_dims": n.d_mask_dims}
 
     @classmethod
-    def from_options(cls, options: dict[str, Any], source: Path | None = None) -> AutoencoderModel:
+    def check_options(cls, options: dict[str, Any], source: Path | None = None, fix: str | None = None) -> None:
+        fix = fix or f"restore the file or retrain with 'python main.py train --model {cls.type_name}'"
         values = {k: options.get(k) for k in cls.architecture_keys}
         sizes = {k: v for k, v in values.items() if isinstance(v, int) and not isinstance(v, bool) and v >= 1}
         if len(sizes) != len(values) or sizes["resolution"] not in RESOLUTIONS:
             shown = ", ".join(f"{k} {v!r}" for k, v in values.items())
-            raise UserError(f"model options {source} have an invalid {cls.type_name} architecture ({shown}); "
-                            f"restore the file or retrain with 'python main.py train --model {cls.type_name}'")
-        return cls(cls.net_class(**sizes))
+            raise UserError(f"model options {source} have an invalid {cls.type_name} architecture ({shown}); {fix}")
+        check_sizes(options, {k: declared_range(AutoencoderOptions, k) for k in WIDTH_KEYS}, source, fix)
+
+    @classmethod
+    def from_options(cls, options: dict[str, Any], source: Path | None = None) -> AutoencoderModel:
+        cls.check_options(options, source)
+        return cls(cls.net_class(**{k: options[k] for k in cls.architecture_keys}))
+
+    def run_for_estimate(self, x: torch.Tensor, training: bool) -> object:
+        """Training rebuilds a src and a dst batch (the batch twice); convert swaps one."""
+        return self.net(x, x) if training else self.net.swap(x)
 
     def predictor(self, device: torch.device, precision: str, calibration: list[np.ndarray]) -> Predictor:
         """float32 for ``auto`` and ``float`` (``precision_supported`` refuses int8 before this is called)."""

@@ -17,6 +17,32 @@ import numpy as np
 import torch
 from torch import nn
 
+from pipeline.core.errors import UserError
+
+#: The fix a tampered options.json names when the caller names none.
+RESTORE = "restore the file or retrain with 'python main.py train'"
+
+
+def check_sizes(options: dict[str, Any], sizes: dict[str, tuple[float | None, float | None]], source: Path | None,
+                fix: str = RESTORE, what: str = "model options") -> None:
+    """Refuse architecture sizes read from a file that the command line would refuse.
+
+    ``sizes`` maps an options.json key to the (low, high) range its option declares
+    (``pipeline.core.options.declared_range``): a width of 4096 in a tampered
+    ``options.json`` would otherwise build a network of tens of gigabytes before anything
+    notices. UserError naming the file, the key and ``fix``.
+    """
+    for key, (low, high) in sizes.items():
+        value = options.get(key)
+        words = f"{low:g} to {high:g}" if low is not None and high is not None else \
+            f"{low:g} or more" if low is not None else f"up to {high:g}"
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise UserError(f"{what} {source}: {key} {value!r} is not a whole number (a model this tool trains has "
+                            f"{key} {words}); the file was changed or damaged: {fix}")
+        if (low is not None and value < low) or (high is not None and value > high):
+            raise UserError(f"{what} {source}: {key} {value} is out of range (a model this tool trains has {key} "
+                            f"{words}); the file was changed or damaged: {fix}")
+
 
 def count_parameters(net: nn.Module, trainable_only: bool = False) -> int:
     """Number of scalar parameters (BatchNorm running statistics are buffers, not counted)."""
@@ -64,9 +90,20 @@ class FaceModel(ABC):
         """The values of ``architecture_keys`` for this model (written to options.json)."""
 
     @classmethod
+    def check_options(cls, options: dict[str, Any], source: Path | None = None, fix: str = RESTORE) -> None:
+        """Refuse (UserError naming ``source`` and ``fix``) an architecture this family would not build or that
+        is out of the range its options declare; nothing is allocated. ``from_options`` calls it first, and
+        every reader of a model's options.json calls it before estimating or building (see ``store``)."""
+
+    @classmethod
     @abstractmethod
     def from_options(cls, options: dict[str, Any], source: Path | None = None) -> FaceModel:
         """A new model with the architecture ``options`` describe (UserError naming ``source`` if invalid)."""
+
+    def run_for_estimate(self, x: torch.Tensor, training: bool) -> object:
+        """One forward pass on ``x`` as training (``training``) or convert runs the network: what
+        ``pipeline.models.memory`` measures, on the meta device, before the real model is built."""
+        return self.network(x)
 
     @abstractmethod
     def predictor(self, device: torch.device, precision: str, calibration: list[np.ndarray]) -> Predictor:

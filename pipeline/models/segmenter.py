@@ -28,15 +28,18 @@ import torch.nn.functional as F
 from torch import nn
 
 from pipeline.core.errors import UserError
-from pipeline.models.interface import FaceModel, Predictor
+from pipeline.models.interface import FaceModel, Predictor, check_sizes
+from pipeline.models.segmenter_options import RESOLUTIONS, WIDTHS
 
 #: Folder of the workspace's mask model.
 MASK_MODEL_DIR = "mask_model"
-#: Sides the four stride-2 levels allow (a multiple of 16), and the widths.
-RESOLUTIONS = tuple(range(64, 257, 16))
+#: Sides the four stride-2 levels allow (a multiple of 16), and the widths (declared with ``masks train``'s
+#: options, in a module without torch).
 LEVELS = 4
 #: Channels per level, as multiples of ``width``.
 LEVEL_WIDTHS = (1, 2, 4, 6, 8)
+#: The fix a tampered mask_model/options.json names.
+_RETRAIN = "restore the file or retrain with 'python main.py masks train --fresh'"
 
 
 class _Block(nn.Sequential):
@@ -103,12 +106,17 @@ class SegmenterModel(FaceModel):
         return {"resolution": self.net.resolution, "width": self.net.width}
 
     @classmethod
-    def from_options(cls, options: dict[str, Any], source: Path | None = None) -> SegmenterModel:
+    def check_options(cls, options: dict[str, Any], source: Path | None = None, fix: str = _RETRAIN) -> None:
         resolution, width = options.get("resolution"), options.get("width")
         if resolution not in RESOLUTIONS or not isinstance(width, int) or isinstance(width, bool) or width < 1:
             raise UserError(f"mask model options {source} have an invalid resolution/width ({resolution!r}, "
-                            f"{width!r}); restore the file or retrain with 'python main.py masks train --fresh'")
-        return cls(SegmenterNet(resolution, width))
+                            f"{width!r}); {fix}")
+        check_sizes(options, {"width": WIDTHS}, source, fix, what="mask model options")
+
+    @classmethod
+    def from_options(cls, options: dict[str, Any], source: Path | None = None) -> SegmenterModel:
+        cls.check_options(options, source)
+        return cls(SegmenterNet(options["resolution"], options["width"]))
 
     def predictor(self, device: torch.device, precision: str = "float",
                   calibration: list[np.ndarray] | None = None) -> Predictor:

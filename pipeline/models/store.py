@@ -69,11 +69,13 @@ def read_options(folder: Path, kind: type[FaceModel] | None = None, retrain: str
         if meta["model_type"] != kind.type_name:
             raise UserError(f"{path} describes a '{meta['model_type']}' model, not a '{kind.type_name}' "
                             f"model; {retrain}")
-        return meta
-    from pipeline.registries import MODEL_TYPES
-    if meta["model_type"] not in MODEL_TYPES:
-        raise UserError(f"model {path} is of type '{meta['model_type']}', which this tool does not know "
-                        f"(it knows {', '.join(MODEL_TYPES.names())}); update the tool or {retrain}")
+    else:
+        from pipeline.registries import MODEL_TYPES
+        if meta["model_type"] not in MODEL_TYPES:
+            raise UserError(f"model {path} is of type '{meta['model_type']}', which this tool does not know "
+                            f"(it knows {', '.join(MODEL_TYPES.names())}); update the tool or {retrain}")
+    # sizes in range before anyone builds (or estimates) the network: a tampered width must not allocate
+    (kind or model_class(meta["model_type"])).check_options(meta, path, f"restore the file or {retrain}")
     return meta
 
 
@@ -88,20 +90,25 @@ def _first(retrain: str) -> str:
 
 
 def load_model(folder: Path, device: str | torch.device = "cpu", kind: type[FaceModel] | None = None,
-               retrain: str = _RETRAIN) -> tuple[FaceModel, dict[str, Any]]:
+               retrain: str = _RETRAIN, batch: int = 1) -> tuple[FaceModel, dict[str, Any]]:
     """Rebuild the model ``options.json`` describes and load ``weights.pt`` into it; eval mode.
 
-    UserError (naming the file and the fix) for a missing model, unreadable or newer
-    options, an unknown type, and weights that are corrupt, not a plain state dict, or do
-    not fit the options.
+    UserError (naming the file and the fix) for a missing model, unreadable, newer or
+    out-of-range options, an unknown type, a model (run at ``batch`` faces a call) that
+    needs more memory than the device has, and weights that are corrupt, not a plain
+    state dict, or do not fit the options.
     """
+    from pipeline.models.memory import require
     folder = Path(folder)
     options_path, weights_path = folder / OPTIONS_FILE, folder / WEIGHTS_FILE
     for path in (options_path, weights_path):
         if not path.is_file():
             raise UserError(f"no trained model in {folder} ({path.name} is missing); {_first(retrain)}")
     meta = read_options(folder, kind, retrain)
-    model = (kind or model_class(meta["model_type"])).from_options(meta, options_path)
+    cls = kind or model_class(meta["model_type"])
+    require(cls, meta, batch, False, device, f"the model in {folder}",
+            f"lower --batch-size (now {batch}) if the command has it, or free memory (close other programs)")
+    model = cls.from_options(meta, options_path)
     try:
         state = torch.load(weights_path, map_location=device, weights_only=True)
     except Exception as err:  # corrupt/truncated file, or pickled objects refused

@@ -16,8 +16,10 @@ import torch
 from torch import nn
 
 from pipeline.core.errors import UserError
-from pipeline.models.interface import FaceModel, Predictor
+from pipeline.core.options import declared_range
+from pipeline.models.interface import RESTORE, FaceModel, Predictor, check_sizes
 from pipeline.models.transform_net import RESOLUTIONS, TransformNet, inference_copy
+from pipeline.models.transform_options import TransformOptions
 
 log = logging.getLogger("convert")
 
@@ -60,13 +62,18 @@ class TransformModel(FaceModel):
         return {"resolution": self.net.resolution, "width": self.net.width, "skip": self.net.skip}
 
     @classmethod
-    def from_options(cls, options: dict[str, Any], source: Path | None = None) -> TransformModel:
+    def check_options(cls, options: dict[str, Any], source: Path | None = None, fix: str = RESTORE) -> None:
         resolution, width, skip = options.get("resolution"), options.get("width"), options.get("skip")
         if (resolution not in RESOLUTIONS or not isinstance(width, int) or isinstance(width, bool)
                 or width < 1 or not isinstance(skip, bool)):
             raise UserError(f"model options {source} have invalid resolution/width/skip ({resolution!r}, "
-                            f"{width!r}, {skip!r}); restore the file or retrain with 'python main.py train'")
-        return cls(TransformNet(resolution, width, skip))
+                            f"{width!r}, {skip!r}); {fix}")
+        check_sizes(options, {"width": declared_range(TransformOptions, "width")}, source, fix)
+
+    @classmethod
+    def from_options(cls, options: dict[str, Any], source: Path | None = None) -> TransformModel:
+        cls.check_options(options, source)
+        return cls(TransformNet(options["resolution"], options["width"], options["skip"]))
 
     def precision_supported(self, device: torch.device, precision: str) -> bool:
         from pipeline.models import int8_inference
