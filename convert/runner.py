@@ -34,7 +34,7 @@ from convert.options import CHROMA_SMOOTH, ConvertOptions
 from convert.smoothing import smooth_track
 from pipeline.core import geometry
 from pipeline.core.errors import UserError
-from pipeline.core.files import commit_file, pid_alive, remove_quietly, write_atomic
+from pipeline.core.files import DiskFullError, commit_file, is_disk_full, pid_alive, remove_quietly, write_atomic
 from pipeline.core.images import ImageReadError, encode, read_gray, read_rgb
 from pipeline.core.options import check
 from pipeline.core.video import FrameReader, FrameWriter, probe
@@ -364,9 +364,26 @@ def run_convert(opts: ConvertOptions, stills: dict[int, np.ndarray] | None = Non
     """Check everything, then render the video (or the preview stills). Raises UserError.
 
     With ``stills`` (for benchmarks and tools), the ``--preview`` frames are rendered as
-    preview does and put in that dict by frame index instead of written as files.
+    preview does and put in that dict by frame index instead of written as files. A full
+    disk (under the output, or under the index SQLite reads) is one line saying what was
+    kept: the previous ``--output`` and the workspace, which convert only reads.
     """
     check(opts)
+    output = Path(opts.output) if opts.output is not None else Path(opts.workspace) / "result.mp4"
+    kept = ("the preview stills written so far are kept" if opts.preview else
+            f"{output} is as it was before this convert and its unfinished temp file was removed")
+    kept += "; the workspace is unchanged (convert only reads it)"
+    try:
+        return _convert(opts, stills)
+    except DiskFullError as exc:
+        raise exc.keeping(kept) from exc.__cause__
+    except OSError as exc:             # e.g. the rename or flush of the finished video
+        if not is_disk_full(exc, output.parent):
+            raise
+        raise DiskFullError(output.parent, kept, output.name) from exc
+
+
+def _convert(opts: ConvertOptions, stills: dict[int, np.ndarray] | None) -> ConvertSummary:
     ws = Workspace(opts.workspace)
     try:
         set_meta = ws.set_meta("dst")

@@ -56,6 +56,7 @@ checked against the contract, and its output is compared with PyTorch's.
 """
 from __future__ import annotations
 
+import os
 import tempfile
 import time
 import warnings
@@ -69,7 +70,7 @@ from torch import nn
 
 from export.options import DEFAULT_NAME, ExportOptions
 from pipeline.core.errors import UserError
-from pipeline.core.files import write_atomic
+from pipeline.core.files import DiskFullError, write_atomic
 from pipeline.core.options import check
 from pipeline.models.interface import FaceModel
 from pipeline.models.store import load_model, one_line
@@ -148,6 +149,9 @@ def _check_output(path: Path, overwrite: bool) -> None:
         raise UserError(f"cannot write {path}: folder {parent} does not exist; create it or choose another --output")
     if path.exists() and not overwrite:
         raise UserError(f"--output {path} already exists; add --overwrite to replace it or choose another file name")
+    if not os.access(parent, os.W_OK | os.X_OK):     # before the export's minutes, not after them
+        raise UserError(f"cannot write {path}: folder {parent} is not writable (permission denied or a read-only "
+                        f"disk); choose another --output")
 
 
 def onnx_bytes(model: FaceModel, opset: int) -> bytes:
@@ -224,6 +228,12 @@ def run_export(opts: ExportOptions) -> ExportSummary:
     if not difference <= TOLERANCE:
         raise UserError(f"the exported file's output differs from PyTorch's by {difference:.2g} (more than "
                         f"{TOLERANCE:g}); nothing was written; please report this with the model's options.json")
-    write_atomic(path, data)
+    try:
+        write_atomic(path, data)
+    except DiskFullError:
+        raise                       # its own line: the folder, the free space, the file left as it was
+    except OSError as err:          # read-only disk, permissions changed meanwhile, a file system refusing
+        raise UserError(f"cannot write {path}: {err.strerror or one_line(err)}; nothing was written: choose another "
+                        f"--output") from err
     return ExportSummary(path, str(meta["model_type"]), model.resolution, face_type, meta.get("iteration", "?"),
                          opts.opset, len(data), difference, masks, time.perf_counter() - started)

@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 
 from pipeline.core.errors import UserError
-from tests.conftest import ROOT, clean_error, snapshot
+from tests.conftest import PHOTOS, ROOT, clean_error, snapshot
 
 #: Address space of a child process that must refuse before allocating (torch itself needs about 2 GB).
 CHILD_MEMORY = 6 << 30
@@ -184,6 +184,40 @@ def test_train_lr_nan_and_convert_sharpen_nan_are_one_line_and_change_nothing(sm
 
 
 # ---------------------------------------------------------------------- export into a folder it cannot write
+
+
+@pytest.mark.slow
+def test_export_into_a_read_only_folder_is_one_line(small_ws, tmp_path):
+    folder = tmp_path / "readonly"
+    mounted = Tmpfs.mount(folder, "1m", readonly=True)
+    if mounted is None:
+        folder.mkdir(exist_ok=True)
+        folder.chmod(0o555)
+        if os.access(folder, os.W_OK):
+            pytest.skip("cannot make a read-only folder here (root without mount)")
+    try:
+        before = snapshot(small_ws)
+        res = run_capped("export", "--workspace", small_ws, "--output", folder / "m.dfm")
+        clean_error(res, str(folder), "choose another --output")
+        assert list(folder.iterdir()) == [] and snapshot(small_ws) == before
+    finally:
+        if mounted is not None:
+            mounted.unmount()
+        else:
+            folder.chmod(0o755)
+
+
+@pytest.mark.slow
+def test_export_reports_a_failed_write_in_one_line(small_ws, tmp_path, monkeypatch):
+    """A folder that turns unwritable between the check and the write (or refuses only the write)."""
+    import export.dfm
+    from export.options import ExportOptions
+
+    def refuse(path, data):
+        raise PermissionError(errno.EACCES, "Permission denied", str(path))
+    monkeypatch.setattr(export.dfm, "write_atomic", refuse)
+    with pytest.raises(UserError, match="cannot write .*m.dfm.*Permission denied.*choose another --output"):
+        export.dfm.run_export(ExportOptions(workspace=small_ws, output=tmp_path / "m.dfm"))
 
 
 # ---------------------------------------------------------------------- tampered model options
@@ -368,11 +402,102 @@ def _fill_after(monkeypatch, room: int) -> None:
                                                                                    room), raising=False)
 
 
+def test_a_full_disk_in_an_atomic_write_is_reported_as_such_and_keeps_the_old_file(tmp_path, monkeypatch):
+    from pipeline.core.files import write_atomic
+    target = tmp_path / "options.json"
+    target.write_bytes(b"the old one")
+    _fill_after(monkeypatch, 3)
+    with pytest.raises(UserError) as err:
+        write_atomic(target, b"a new one, longer than the room left")
+    text = str(err.value)
+    assert "disk full" in text and str(tmp_path) in text and "options.json is as it was" in text, text
+    assert target.read_bytes() == b"the old one" and [p.name for p in tmp_path.iterdir()] == ["options.json"]
+
+
+def test_torch_save_on_a_full_disk_is_disk_full_not_an_inline_container_error(tmp_path, monkeypatch):
+    """torch.save turns the file's ENOSPC into 'RuntimeError ... inline_container.cc'; the cause is found."""
+    import torch
+
+    from pipeline.core.files import write_atomic
+    _fill_after(monkeypatch, 1000)
+    with pytest.raises(UserError) as err:
+        write_atomic(tmp_path / "weights.pt", lambda fh: torch.save({"w": torch.zeros(100_000)}, fh))
+    assert "disk full" in str(err.value) and "inline_container" not in str(err.value), str(err.value)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_real_full_disk(tmp_path):
+    """On a 1 MB tmpfs (root only): torch.save, a plain write and SQLite's index all say disk full."""
+    import torch
+
+    from pipeline.core.files import write_atomic
+    from pipeline.workspace.store import Workspace
+    disk = Tmpfs.mount(tmp_path / "disk", "1m")
+    if disk is None:
+        pytest.skip("mounting a tmpfs needs root")
+    try:
+        folder = disk.folder
+        write_atomic(folder / "keep.pt", lambda fh: torch.save({"w": torch.zeros(1000)}, fh))
+        kept = (folder / "keep.pt").read_bytes()
+        ws = Workspace(folder / "ws", write=True, command="test")
+        try:
+            ws.create("dst")
+            disk.fill()
+            with pytest.raises(UserError, match="disk full.*keep.pt is as it was"):
+                write_atomic(folder / "keep.pt", lambda fh: torch.save({"w": torch.zeros(1_000_000)}, fh))
+            assert (folder / "keep.pt").read_bytes() == kept
+            with pytest.raises(UserError) as err:
+                for frame in range(10_000):                   # until the index needs a page the disk has not
+                    ws.write_frame("dst", f"clip-{frame:04d}-{'x' * 200}.mp4", frame, "ok", [], [])
+                    ws.commit()
+            assert "disk full" in str(err.value) and "damaged" not in str(err.value), str(err.value)
+        finally:
+            ws.close()
+        assert sorted(p.name for p in folder.iterdir() if not p.name.startswith(".")) == ["filler", "keep.pt", "ws"]
+    finally:
+        disk.unmount()
+
+
 def _small_index(tmp_path: Path):
     from pipeline.workspace.store import Workspace
     ws = Workspace(tmp_path / "ws", write=True, command="test")
     ws.create("dst")
     return ws
+
+
+def test_a_full_index_write_is_disk_full_not_damaged(tmp_path, monkeypatch):
+    from pipeline.workspace import store
+    ws = _small_index(tmp_path)
+    try:
+        def full(row):
+            raise sqlite3.OperationalError("database or disk is full")
+        monkeypatch.setattr(store, "face_to_sql", full)
+        with pytest.raises(UserError) as err:
+            ws.write_frame("dst", "clip.mp4", 0, "ok", [object()], [])    # type: ignore[list-item]
+        text = str(err.value)
+        assert "disk full" in text and str(tmp_path / "ws") in text and "damaged" not in text, text
+        assert "faces.sqlite is as it was before this write" in text, text
+    finally:
+        ws.close()
+
+
+def test_an_io_error_on_a_full_disk_is_disk_full_and_on_a_roomy_one_is_still_damage(tmp_path, monkeypatch):
+    from pipeline.core import files
+    from pipeline.workspace.store import Workspace
+    _small_index(tmp_path).close()
+
+    def broken(*a, **k):
+        raise sqlite3.OperationalError("disk I/O error")
+    monkeypatch.setattr(sqlite3, "connect", broken)
+    monkeypatch.setattr(files, "free_bytes", lambda folder: 4096, raising=False)
+    with pytest.raises(UserError) as err:
+        with Workspace(tmp_path / "ws") as ws:
+            ws.faces("dst")
+    assert "disk full" in str(err.value) and "damaged" not in str(err.value), str(err.value)
+    monkeypatch.setattr(files, "free_bytes", lambda folder: 50 << 30)
+    with pytest.raises(UserError, match="damaged"):
+        with Workspace(tmp_path / "ws") as ws:
+            ws.faces("dst")
 
 
 def _without_src(ws: Path) -> None:
@@ -387,6 +512,92 @@ def _without_src(ws: Path) -> None:
         con.execute("DELETE FROM frames WHERE set_name='src'")
     con.close()
     shutil.rmtree(ws / "data_src")
+
+
+@pytest.mark.slow
+def test_extract_on_a_full_disk_says_so_and_keeps_the_index_and_files_consistent(small_ws, tmp_path, monkeypatch):
+    from pipeline.workspace import store
+    _without_src(small_ws)
+    photos = tmp_path / "more"
+    photos.mkdir()
+    for name in ("obama2.jpg", "obama3.jpg"):
+        (photos / name).write_bytes((PHOTOS / name).read_bytes())
+    files_before, rows_before = without(snapshot(small_ws), "faces.sqlite"), index_rows(small_ws)
+
+    def full(row):
+        raise sqlite3.OperationalError("database or disk is full")
+    monkeypatch.setattr(store, "face_to_sql", full)
+    code, errors = run_main("extract", "--input", photos, "--set", "src", "--workspace", small_ws, "--size", "128")
+    assert code != 0 and len(errors) == 1, errors
+    line = errors[0]
+    assert "disk full" in line and str(small_ws) in line and "damaged" not in line and "run" in line, line
+    assert index_rows(small_ws) == rows_before
+    after = without(snapshot(small_ws), "faces.sqlite", "workspace.json")
+    assert after == without(files_before, "workspace.json"), "files of the discarded batch were left"
+
+    # and a full disk under the aligned images themselves
+    monkeypatch.undo()
+    _fill_after(monkeypatch, 100)
+    code, errors = run_main("extract", "--input", photos, "--set", "src", "--workspace", small_ws, "--size", "128")
+    assert code != 0 and len(errors) == 1 and "disk full" in errors[0], errors
+    assert index_rows(small_ws) == rows_before
+    assert without(snapshot(small_ws), "faces.sqlite", "workspace.json") == without(files_before, "workspace.json")
+
+
+@pytest.mark.slow
+def test_convert_on_a_full_disk_blames_the_disk_not_the_index(small_ws, monkeypatch):
+    from pipeline.core import files
+    before = snapshot(small_ws)
+
+    def broken(*a, **k):
+        raise sqlite3.OperationalError("disk I/O error")
+    monkeypatch.setattr(sqlite3, "connect", broken)
+    monkeypatch.setattr(files, "free_bytes", lambda folder: 0, raising=False)
+    code, errors = run_main("convert", "--workspace", small_ws)
+    assert code != 0 and len(errors) == 1, errors
+    assert "disk full" in errors[0] and "damaged" not in errors[0] and str(small_ws) in errors[0], errors
+    assert snapshot(small_ws) == before
+
+
+@pytest.mark.slow
+def test_convert_output_on_a_real_full_disk(small_ws, tmp_path):
+    disk = Tmpfs.mount(tmp_path / "out", "16k")
+    if disk is None:
+        pytest.skip("mounting a tmpfs needs root")
+    try:
+        before = snapshot(small_ws)
+        res = run_capped("convert", "--workspace", small_ws, "--output", disk.folder / "result.mp4")
+        line = clean_error(res, "disk full", str(disk.folder))
+        assert "result.mp4" in line, line
+        assert list(disk.folder.iterdir()) == [] and snapshot(small_ws) == before
+    finally:
+        disk.unmount()
+
+
+@pytest.mark.slow
+def test_train_on_a_full_disk_says_what_was_saved(small_ws, monkeypatch):
+    """torch.save's failure (RuntimeError from inline_container.cc, the ENOSPC as its context) is disk full."""
+    import shutil
+
+    import torch
+    real_save = torch.save
+
+    def full(obj, f, *a, **k):
+        try:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        except OSError:
+            raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 704 vs 598") from None
+    shutil.rmtree(small_ws / "model")          # small_ws's model was not made by train: it would not resume
+    before = snapshot(small_ws)
+    monkeypatch.setattr(torch, "save", full)
+    code, errors = run_main("train", "--workspace", small_ws, "--iterations", "1", "--batch-size", "2",
+                            "--n-best", "2")
+    monkeypatch.setattr(torch, "save", real_save)
+    assert code != 0 and len(errors) == 1, errors
+    line = errors[0]
+    assert "disk full" in line and str(small_ws / "model") in line and "inline_container" not in line, line
+    assert "is as it was before this run" in line, line
+    assert without(snapshot(small_ws), "model/log.jsonl") == without(before, "model/log.jsonl")
 
 
 # ---------------------------------------------------------------------- a tiny image

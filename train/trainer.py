@@ -31,7 +31,7 @@ import torch
 
 from pipeline.core.device import choose_device, describe_device
 from pipeline.core.errors import UserError
-from pipeline.core.files import write_atomic
+from pipeline.core.files import DiskFullError, is_disk_full, write_atomic
 from pipeline.core.images import encode
 from pipeline.core.options import as_dict, check
 from pipeline.models.interface import FaceModel, count_parameters
@@ -201,6 +201,7 @@ class Trainer:
         self.iteration = 0
         self.family.prepare()
         self._resume_or_start(old)
+        self.run_start = self.iteration
         if self.world > 1:
             self.family.distribute()
         self.guard = DivergenceGuard()
@@ -306,6 +307,13 @@ class Trainer:
             self.gen.set_state(gens[self.rank].cpu().clone())    # its own storage: set_state ignores offsets
 
     # ------------------------------------------------------------------ outputs
+    def _kept(self) -> str:
+        """What the model folder holds, for a run stopped by a full disk."""
+        if self.last_saved is None or self.last_saved == getattr(self, "run_start", None):
+            return f"nothing of this run was saved: the model in {self.model_dir} is as it was before this run"
+        return (f"the model in {self.model_dir} holds iteration {self.last_saved}, saved earlier in this run "
+                f"(train resumes from it)")
+
     def _save(self) -> None:
         samplers, gens = self._all_random_states()
         if not self.main:
@@ -314,8 +322,19 @@ class Trainer:
         state = {**self.family.state_dict(), "iteration": self.iteration, "sampler": samplers[0],
                  "generator": gens[0], "world_size": self.world, "rank_samplers": json.dumps(samplers),
                  "rank_generators": gens}
-        write_atomic(self.model_dir / "checkpoint.pt", lambda fh: torch.save(state, fh))
-        save_model(self.model_dir, self.family.model, {**self._options_json(), "iteration": self.iteration})
+        try:
+            write_atomic(self.model_dir / "checkpoint.pt", lambda fh: torch.save(state, fh))
+        except DiskFullError as exc:
+            raise exc.keeping(self._kept()) from exc.__cause__
+        try:
+            save_model(self.model_dir, self.family.model, {**self._options_json(), "iteration": self.iteration})
+        except DiskFullError as exc:      # checkpoint.pt was written: say exactly which files are new
+            before = ("as they were before this run" if self.last_saved in (None, getattr(self, "run_start", None))
+                      else f"at iteration {self.last_saved}")
+            new = "checkpoint.pt and weights.pt hold" if exc.writing == "options.json" else "checkpoint.pt holds"
+            old = "options.json is" if exc.writing == "options.json" else "weights.pt and options.json are"
+            raise exc.keeping(f"{new} iteration {self.iteration} (train resumes from it); {old} still "
+                              f"{before}") from exc.__cause__
         self.last_saved = self.iteration
 
     def preview(self) -> Path | None:
@@ -326,15 +345,27 @@ class Trainer:
         sheet = np.vstack(self.family.preview_rows(picks))
         cv2.putText(sheet, f"it {self.iteration}", (4, 14), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (255, 255, 0), 1)
         data = encode(sheet, ".jpg")
-        (self.model_dir / "history").mkdir(parents=True, exist_ok=True)
-        write_atomic(self.model_dir / "preview.jpg", data)
-        write_atomic(self.model_dir / "history" / f"preview_{self.iteration:06d}.jpg", data)
+        try:
+            (self.model_dir / "history").mkdir(parents=True, exist_ok=True)
+            write_atomic(self.model_dir / "preview.jpg", data)
+            write_atomic(self.model_dir / "history" / f"preview_{self.iteration:06d}.jpg", data)
+        except DiskFullError as exc:
+            raise exc.keeping(f"{exc.kept}; {self._kept()}") from exc.__cause__
+        except OSError as exc:
+            if not is_disk_full(exc, self.model_dir):
+                raise
+            raise DiskFullError(self.model_dir, self._kept(), "history/") from exc
         return self.model_dir / "preview.jpg"
 
     def _log(self, record: dict) -> None:
         if self.main:
-            with open(self.model_dir / "log.jsonl", "a") as fh:
-                fh.write(json.dumps(record) + "\n")
+            try:
+                with open(self.model_dir / "log.jsonl", "a") as fh:
+                    fh.write(json.dumps(record) + "\n")
+            except OSError as exc:
+                if not is_disk_full(exc, self.model_dir):
+                    raise
+                raise DiskFullError(self.model_dir, self._kept(), "log.jsonl") from exc
 
     # ------------------------------------------------------------------ the loop
     def _batch(self) -> np.ndarray:

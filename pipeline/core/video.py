@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from pipeline.core.errors import UserError
+from pipeline.core.files import DiskFullError
 
 
 @functools.lru_cache(maxsize=1)
@@ -220,6 +221,8 @@ def frame_rate_arg(fps: float) -> str:
     return f"{fps:.6g}"
 
 
+#: What ffmpeg (strerror of ENOSPC, EDQUOT) says when the disk it writes to has no room left.
+NO_SPACE_WORDS = ("No space left on device", "Disk quota exceeded")
 _AUDIO_RE = re.compile(r"Stream #\d+:\d+.*?: Audio: (?P<codec>\w+)")
 #: Audio codecs an .mp4 holds as they are; others are re-encoded to AAC.
 MP4_AUDIO = {"aac", "mp3", "ac3", "eac3", "alac", "opus", "flac"}
@@ -303,6 +306,8 @@ class FrameWriter:
 
     def _raise(self) -> None:
         text = b"".join(self._err).decode("utf-8", "replace").strip()
+        if any(words in text for words in NO_SPACE_WORDS):
+            raise DiskFullError(self.path.parent, f"{self.path.name} was not finished", self.path.name)
         if isinstance(self._failed, (BrokenPipeError, OSError)) or self._failed is None:
             raise UserError(f"ffmpeg could not write {self.path}: {text.splitlines()[-1] if text else 'it exited'}")
         raise self._failed
