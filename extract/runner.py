@@ -512,8 +512,7 @@ class _ExtractJob:
         aligned_dir, masks_dir = ws.aligned_dir(self.set_name), ws.masks_dir(self.set_name)
         rows = []
         for face_index, rec in enumerate(records):
-            aligned_name = f"{item.stem}_{face_index}{self.ext}"
-            mask_name = f"{item.stem}_{face_index}.png"
+            aligned_name, mask_name = self._free_names(item, face_index)
             row = self._row(item, face_index, rec, aligned_name, mask_name)
             old = existing.get(face_index)
             if old is not None and old.aligned_file != aligned_name:
@@ -562,6 +561,22 @@ class _ExtractJob:
         ws.write_frame(self.set_name, item.source, item.index, item.status, rows, removed)
         if time.monotonic() - self.last_commit > COMMIT_EVERY_S:
             self._commit()
+
+    def _free_names(self, item: _Item, face_index: int) -> tuple[str, str]:
+        """The face's aligned and mask file names: after its photo or frame, never a name another face has.
+
+        Only photos of a set an older version extracted can meet a taken name (it named faces
+        by the stem alone); such a face gets a ``~2``, ``~3`` ... before its index.
+        """
+        for n in range(1, 1000):
+            tag = f"{item.stem}{'' if n == 1 else f'~{n}'}_{face_index}"
+            names = (f"{tag}{self.ext}", f"{tag}.png")
+            if self.src.kind == "video" or not self.ws.names_taken(self.set_name, list(names), item.source,
+                                                                        item.index):
+                return names
+        raise UserError(f"no free file name for face {face_index} of {item.source}: the index of set "
+                        f"{self.set_name} names a thousand files after it; faces.sqlite was edited: restore it "
+                        f"from a backup")
 
     def _commit(self) -> None:
         self.ws.commit()

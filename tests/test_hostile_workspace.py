@@ -237,3 +237,28 @@ def test_writers_racing_for_a_stale_lock_never_hold_it_together(tmp_path):
         assert most <= 1, (round_, events)
         assert any(kind == "in" for kind, _ in events)          # one of them did take the stale lock
         assert not (root / ".lock").exists()
+
+
+def test_a_new_photo_never_takes_the_file_of_a_face_an_older_version_named(tmp_path):
+    """An older version named a face of 'b.png.jpg' by its stem, 'b.png_0.png'; the photo 'b.png' added
+    now would get that very name: it must get another one, and the old face's files stay."""
+    photos, ws = tmp_path / "photos", tmp_path / "ws"
+    photos.mkdir()
+    shutil.copy(PHOTOS / "obama2.jpg", photos / "b.png.jpg")
+    assert run_cli("extract", "--input", photos, "--workspace", ws, "--size", "128").returncode == 0
+    aligned, masks = ws / "data_src" / "aligned", ws / "data_src" / "masks"
+    (aligned / "b.png.jpg_0.png").rename(aligned / "b.png_0.png")      # as the older version named it
+    (masks / "b.png.jpg_0.png").rename(masks / "b.png_0.png")
+    con = sqlite3.connect(ws / "faces.sqlite")
+    with con:
+        con.execute("UPDATE faces SET aligned_file='b.png_0.png', mask_file='b.png_0.png'")
+    con.close()
+    old_face = (aligned / "b.png_0.png").read_bytes()
+    cv2.imwrite(str(photos / "b.png"), cv2.imread(str(PHOTOS / "obama3.jpg")))
+    assert run_cli("extract", "--input", photos, "--workspace", ws, "--size", "128").returncode == 0
+    assert (aligned / "b.png_0.png").read_bytes() == old_face
+    with Workspace(ws) as w:
+        names = {r.source: (r.aligned_file, r.mask_file) for r in w.faces("src")}
+    assert names["b.png.jpg"] == ("b.png_0.png", "b.png_0.png")
+    assert names["b.png"] == ("b.png~2_0.png", "b.png~2_0.png")
+    assert (aligned / "b.png~2_0.png").is_file() and (masks / "b.png~2_0.png").is_file()

@@ -455,6 +455,21 @@ class Workspace:
         """The faces stored for one frame, by face index."""
         return {r.face_index: r for r in self.faces(set_name, source=source, frame_index=frame_index)}
 
+    def names_taken(self, set_name: str, names: list[str], source: str, frame_index: int) -> set[str]:
+        """Which of ``names`` another frame's face already uses as its aligned or mask file.
+
+        Faces are named after their photo or frame, which is unique today; a set extracted by
+        an older version used other names (the stem alone), and one of those may equal a
+        name given now. A new face must never take a file another face's row points to.
+        """
+        if not names or not self._has_index():
+            return set()
+        marks = ",".join("?" * len(names))
+        rows = self._query(f"SELECT aligned_file, mask_file FROM faces WHERE set_name=? AND NOT (source=? AND "
+                           f"frame_index=?) AND (aligned_file IN ({marks}) OR mask_file IN ({marks}))",
+                           (set_name, source, frame_index, *names, *names))
+        return {n for r in rows for n in (r["aligned_file"], r["mask_file"])} & set(names)
+
     def frames(self, set_name: str) -> list[FrameRow]:
         rows = self._query("SELECT source, frame_index, status, faces FROM frames WHERE set_name=? "
                            "ORDER BY source, frame_index", (set_name,))
