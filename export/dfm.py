@@ -29,7 +29,8 @@ public code that writes and reads it has it:
   ``apps/DeepFaceLive/backend/FaceMerger.py`` multiplies the masks the user enables
   (source, celeb, landmarks), then erodes, blurs and fades them to the border. DeepFaceLive
   bundles onnxruntime 1.15.1 (``build/windows/WindowsBuilder.py``), which reads ONNX IR
-  up to 9 and opsets up to 19.
+  up to 9; at opset 19 it lacks AveragePool and Reshape kernels, so 18 is the newest opset
+  offered.
 - Reader: FaceFusion, ``facefusion/processors/modules/deep_swapper/core.py``
   (facefusion/facefusion, commit 33cc6b40): finds the inputs by the exact names
   ``in_face:0`` / ``morph_value:0``, model size from ``in_face:0``'s ``shape[1:3]``, feeds

@@ -10,8 +10,9 @@ from pipeline.core.options import option
 #: ``model.dfm`` too).
 DEFAULT_NAME = "model.dfm"
 #: Opsets offered. 11 is the first whose Resize has the half-pixel sampling the networks' bilinear
-#: upsampling needs; 19 is the newest that the onnxruntime bundled with DeepFaceLive (1.15) reads.
-OPSET_LOW, OPSET_HIGH = 11, 19
+#: upsampling needs; 18 is the newest whose files load in the onnxruntime bundled with DeepFaceLive
+#: (1.15.1): at 19 it has no AveragePool or Reshape kernel, so such a file fails to load there.
+OPSET_LOW, OPSET_HIGH = 11, 18
 
 
 @dataclass
@@ -21,5 +22,6 @@ class ExportOptions:
                                  help="file to write: .dfm (DeepFaceLive's name for it) or .onnx (the same bytes); "
                                       "its folder must exist")
     opset: int = option(12, low=OPSET_LOW, high=OPSET_HIGH, metavar="N",
-                        help="ONNX opset of the file (12 is what DeepFaceLab's own .dfm export writes)")
+                        help="ONNX opset of the file (12 is what DeepFaceLab's own .dfm export writes; 19 and newer "
+                             "do not load in the onnxruntime 1.15 that DeepFaceLive bundles)")
     overwrite: bool = option(False, action="store_true", help="replace --output when it exists")
