@@ -68,6 +68,8 @@ SERIES_STYLE: dict[str, tuple[str, str]] = {  # key -> (legend label, colour)
     "held_apart_to_dst": ("to original (reference)", "#e07b00"),
     "realism_sharpness": ("sharpness (output / reference)", "#2a9d8f"),
     "realism_fringing": ("colour fringes (output / reference)", "#8e44ad"),
+    "eyes_reference": ("original", "#6c757d"),
+    "eyes_output": ("output", "#d62839"),
     "jitter_output": ("output", "#d62839"),
     "jitter_reference": ("reference", "#6c757d"),
 }
@@ -149,6 +151,8 @@ def format_table(report: dict) -> str:
     lines.append(f"frames closer to src than to the original: dlib (trained against) "
                  f"{_share(_get(trained, 'share_closer_to_src'))}, FaceNet (held apart) "
                  f"{_share(_get(held, 'share_closer_to_src'))}")
+    for line in _agreement_lines(report):
+        lines.append(line)
     c = report.get("coverage") or {}
     g = lambda k: fmt(_get(c, k))  # noqa: E731
     lines.append("")
@@ -170,6 +174,49 @@ def format_table(report: dict) -> str:
 
 
 # ---------------------------------------------------------------- SVG plots
+
+def _agreement_lines(report: dict) -> list[str]:
+    """Blinks and mouth movement: does the output open and close where the original does?"""
+    lines = []
+    for key, closed, opened in (("eyes", "eyes closed", "open"), ("mouth", "mouth closed", "open")):
+        a = report.get(key) or {}
+        if not _get(a, "frames"):
+            continue
+        if not lines:
+            lines.append("")
+        lines.append(f"{key + ':':<7}correlation with the original {fmt(_get(a, 'correlation'))}, mean |difference| "
+                     f"{fmt(_get(a, 'mean_abs_difference'))}")
+        lines.append(f"{'':<7}{closed} in the original, {opened} in the output: "
+                     f"{_get(a, 'closed_in_original_open_in_result')} of {_get(a, 'closed_in_original')} frames "
+                     f"(the reverse: {_get(a, 'open_in_original_closed_in_result')})")
+    return lines
+
+
+def _agreement_html(report: dict) -> str:
+    rows = []
+    for key, label, hint in (
+            ("eyes", "Eyes (blinks)", "eye openness of the output against the original over time: correlation "
+                                      "(1 = blinks where the original blinks); a blink lost is a frame whose "
+                                      "original has closed eyes and whose output has them open"),
+            ("mouth", "Mouth", "inner-lip gap against the original: correlation, and frames whose original has "
+                               "the mouth closed but the output open")):
+        a = report.get(key) or {}
+        if not _get(a, "frames"):
+            continue
+        corr = _get(a, "correlation")
+        lost = _get(a, "closed_in_original_open_in_result") or 0
+        weak = _finite(corr) and corr < (0.8 if key == "eyes" else 0.9)     # issue 26's bars
+        rows.append(f'<tr><td class="l">{_e(label)}</td><td class="num{" warn" if weak else ""}">{_e(fmt(corr))}'
+                    f'</td><td class="num">{_e(fmt(_get(a, "mean_abs_difference")))}</td>'
+                    f'<td class="num{" warn" if lost > 1 else ""}">{lost} of {_get(a, "closed_in_original")}</td>'
+                    f'<td class="num">{_get(a, "open_in_original_closed_in_result")}</td>'
+                    f'<td class="hint">{_e(hint)}</td></tr>')
+    if not rows:
+        return ""
+    return ('<div class="card"><table class="t"><tr><th class="l"></th><th>correlation</th><th>mean |diff|</th>'
+            '<th>closed &rarr; open</th><th>open &rarr; closed</th><th class="l">what it means</th></tr>'
+            + "".join(rows) + "</table></div>")
+
 
 def _nice_step(span: float, target: int = 5) -> float:
     """A 1/2/5 x 10^k step giving about ``target`` ticks over ``span``."""
@@ -490,6 +537,7 @@ def build_html(report: dict, samples: list[dict], series: dict[str, list[float |
     realism_plot = _svg_plot("Realism", "output / reference", _plot_lines(series, "realism"),
                              threshold=(1.0, "as the reference"))
     jitter_plot = _svg_plot("Jitter over time", "jitter (eye distances)", _plot_lines(series, "jitter"))
+    eyes_plot = _svg_plot("Eye openness over time", "eye aspect ratio", _plot_lines(series, "eyes"))
     held = report.get("identity_held_apart") or {}
     trained = report.get("identity_trained_against") or {}
     verdict = ""
@@ -529,6 +577,7 @@ def build_html(report: dict, samples: list[dict], series: dict[str, list[float |
 </table></div>
 </div>
 {verdict}
+{_agreement_html(report)}
 <h2>Coverage</h2>
 {_coverage_html(c)}
 <h2>Over time</h2>
@@ -536,6 +585,7 @@ def build_html(report: dict, samples: list[dict], series: dict[str, list[float |
 {held_plot}
 {realism_plot}
 {jitter_plot}
+{eyes_plot}
 <h2>Samples <span class="muted">(reference | output)</span></h2>
 <div class="strip">{strip}</div>
 </body>

@@ -115,3 +115,59 @@ def summary(values: list[float | None], worst: str = "max") -> dict:
 def rms(values: list[float | None]) -> float | None:
     vals = np.array([v for v in values if v is not None], dtype=np.float64)
     return float(np.sqrt((vals ** 2).mean())) if vals.size else None
+
+
+# ---------------------------------------------------------------- blinks and mouth movement
+
+#: iBUG-68 eye contours (6 points each, corner, two upper, corner, two lower) and the inner lips.
+_EYES = (tuple(range(36, 42)), tuple(range(42, 48)))
+_INNER_LIPS = tuple(range(60, 68))
+#: Eyes count as closed below this fraction of the reference's median openness over the clip.
+#: Relative, because each landmark model draws lids its own way (dlib's usual 0.2 is about 0.6
+#: of an open eye's 0.3); a clip is mostly open eyes, so its median is an open eye.
+EYES_CLOSED_FRACTION = 0.6
+#: The mouth counts as open when the inner lips are apart by more than this share of its width.
+MOUTH_OPEN = 0.1
+
+
+def eye_openness(landmarks: np.ndarray) -> float:
+    """Mean eye aspect ratio of both eyes: lid gap over eye width (about 0.3 open, under 0.15 closed)."""
+    p = np.asarray(landmarks, float)
+    ratios = []
+    for eye in _EYES:
+        e = p[list(eye)]
+        gap = np.linalg.norm(e[1] - e[5]) + np.linalg.norm(e[2] - e[4])
+        ratios.append(gap / max(2.0 * np.linalg.norm(e[0] - e[3]), 1e-6))
+    return float(np.mean(ratios))
+
+
+def mouth_openness(landmarks: np.ndarray) -> float:
+    """Mean gap between the inner lips over the mouth's inner width (0 closed)."""
+    p = np.asarray(landmarks, float)[list(_INNER_LIPS)]
+    gap = (np.linalg.norm(p[1] - p[7]) + np.linalg.norm(p[2] - p[6]) + np.linalg.norm(p[3] - p[5])) / 3.0
+    return float(gap / max(np.linalg.norm(p[0] - p[4]), 1e-6))
+
+
+def agreement(reference: list[float | None], output: list[float | None], closed_below: float | None,
+              what: str) -> dict:
+    """How the output's openness (eyes or mouth) follows the reference's over the clip.
+
+    ``correlation`` (1 = moves exactly with it), ``mean_abs_difference``, and the frames where
+    the state flips: ``closed_in_original_open_in_result`` (a lost blink, or a mouth that
+    stays open) and the reverse. ``closed_below`` is the openness under which a face counts
+    as closed (None: ``EYES_CLOSED_FRACTION`` of the reference's median).
+    """
+    both = [(r, o) for r, o in zip(reference, output) if r is not None and o is not None]
+    if not both:
+        return {"what": what, "frames": 0, "correlation": None, "mean_abs_difference": None, "threshold": None,
+                "closed_in_original": 0, "closed_in_original_open_in_result": 0,
+                "open_in_original_closed_in_result": 0}
+    ref, out = np.array([b[0] for b in both]), np.array([b[1] for b in both])
+    limit = float(closed_below if closed_below is not None else EYES_CLOSED_FRACTION * np.median(ref))
+    corr = float(np.corrcoef(ref, out)[0, 1]) if ref.std() > 1e-9 and out.std() > 1e-9 else None
+    closed_ref, closed_out = ref < limit, out < limit
+    return {"what": what, "frames": int(len(both)), "correlation": corr,
+            "mean_abs_difference": float(np.abs(ref - out).mean()), "threshold": limit,
+            "closed_in_original": int(closed_ref.sum()),
+            "closed_in_original_open_in_result": int((closed_ref & ~closed_out).sum()),
+            "open_in_original_closed_in_result": int((~closed_ref & closed_out).sum())}

@@ -68,6 +68,8 @@ class _Pair:
     identity_to_dst: float | None = None
     held_to_src: float | None = None
     held_to_dst: float | None = None
+    eyes: tuple[float, float] | None = None    # (output, reference) eye openness
+    mouth: tuple[float, float] | None = None   # (output, reference) mouth openness
 
 
 @dataclass
@@ -105,11 +107,13 @@ class _Analyser:
                     if inside.any() else 0.0)
             pose, pose_diff = metrics.pose_error(of.landmarks, rf.landmarks)
             held_out, held_ref = self.judge.embed_many([held_apart_crop(out, of.box), held_apart_crop(ref, rf.box)])
+            eyes = (metrics.eye_openness(of.landmarks), metrics.eye_openness(rf.landmarks))
+            mouth = (metrics.mouth_openness(of.landmarks), metrics.mouth_openness(rf.landmarks))
             pairs.append(_Pair(rf, of, metrics.expression_error(of.landmarks, rf.landmarks), pose, pose_diff,
                                metrics.ssim_in_mask(out, ref, mask), metrics.seam_delta_e(out, mask, band),
                                metrics.seam_delta_e(ref, mask, band), diff > SWAP_DIFFERENCE,
                                realism.measure(out, ref, rf.landmarks),
-                               held_out, held_ref))
+                               held_out, held_ref, eyes=eyes, mouth=mouth))
         return _Frame(index, ref_faces, out_faces, pairs)
 
 
@@ -281,6 +285,7 @@ def run_evaluate(opts: EvaluateOptions) -> tuple[dict, Path]:
               "held_apart_to_src": col("held_apart_to_src"), "held_apart_to_dst": col("held_apart_to_dst"),
               "realism_sharpness": col("sharpness"), "realism_fringing": col("fringing"),
               "tone_delta_e": col("tone_delta_e"),
+              "eyes_output": col("eyes_output"), "eyes_reference": col("eyes_reference"),
               "jitter_output": jitter_out, "jitter_reference": jitter_ref}
     from evaluate.html_report import render_html
     render_html(report, samples, series, report_dir / "index.html")
@@ -367,6 +372,10 @@ def _report(video: Path, reference: Path, root: Path, frames: list[_Frame], fram
             "sharpness": _mean([p.realism.get("sharpness") for p in pairs]),
             "fringing": _mean([p.realism.get("fringing") for p in pairs]),
             "tone_delta_e": _mean([p.realism.get("tone_delta_e") for p in pairs]),
+            "eyes_output": _mean([p.eyes[0] for p in pairs if p.eyes]),
+            "eyes_reference": _mean([p.eyes[1] for p in pairs if p.eyes]),
+            "mouth_output": _mean([p.mouth[0] for p in pairs if p.mouth]),
+            "mouth_reference": _mean([p.mouth[1] for p in pairs if p.mouth]),
             "face_box": [int(round(v)) for v in pairs[0].ref.box] if pairs else None,
             "swapped": any(p.swapped for p in pairs),
             "jitter_output": jitter_out[fr.index], "jitter_reference": jitter_ref[fr.index],
@@ -404,6 +413,9 @@ def _report(video: Path, reference: Path, root: Path, frames: list[_Frame], fram
         "identity_trained_against": {"network": "dlib face-recognition ResNet", "threshold": SAME_PERSON,
                                      "share_closer_to_src": _share_closer(per_frame, "identity")},
         "identity_held_apart": held,
+        "eyes": metrics.agreement(col("eyes_reference"), col("eyes_output"), None, "eye openness"),
+        "mouth": metrics.agreement(col("mouth_reference"), col("mouth_output"), metrics.MOUTH_OPEN,
+                                   "mouth openness"),
         "jitter": {"output": metrics.rms(jitter_out), "reference": metrics.rms(jitter_ref)},
         "seam_delta_e": {"output": _mean(col("seam_output")), "reference": _mean(col("seam_reference"))},
         "coverage": {"frames_in": frames_in, "frames_out": frames_out, "frames_compared": compared,

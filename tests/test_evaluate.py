@@ -49,11 +49,17 @@ def test_the_dst_clip_against_itself(tmp_path, short_clip):
     assert held["share_closer_to_src"] is None and held["threshold"] == pytest.approx(0.92)
     assert "FaceNet" in held["network"] and held["trained_network_fooled"] is False
     assert set(rep["per_frame"][0]) >= {"sharpness", "fringing", "tone_delta_e", "held_apart_to_src",
-                                        "held_apart_to_dst"}
+                                        "held_apart_to_dst", "eyes_output", "eyes_reference", "mouth_output"}
+    # blinks and mouth: the clip follows itself exactly
+    for key in ("eyes", "mouth"):
+        assert rep[key]["frames"] == 24 and rep[key]["mean_abs_difference"] < 1e-9
+        assert rep[key]["closed_in_original_open_in_result"] == rep[key]["open_in_original_closed_in_result"] == 0
+    assert rep["eyes"]["correlation"] == pytest.approx(1.0)
     # the printed table and the page
     assert "identity_to_dst" in res.stdout and "report:" in res.stdout
     html = (ws / "report" / "index.html").read_text()
     assert html.count("data:image/jpeg;base64") >= 8
+    assert "Eyes (blinks)" in html and "Eye openness over time" in html and "eyes:" in res.stdout
 
 
 def test_another_person_is_far_from_dst_and_close_to_src(tmp_path, short_clip, aoc_short):
@@ -159,3 +165,41 @@ def test_expression_error_is_in_eye_distances():
     assert metrics.expression_error(ref, ref) == 0.0
     moved = ref + np.array([metrics.eye_distance(ref) * 0.1, 0.0])
     assert metrics.expression_error(moved, ref) == pytest.approx(0.1)
+
+
+def _blink(face, amount):
+    """``face`` with both upper lids moved ``amount`` of the way down to the lower lids (1 = shut)."""
+    out = face.copy()
+    for upper, lower in ((37, 41), (38, 40), (43, 47), (44, 46)):
+        out[upper] = face[upper] + amount * (face[lower] - face[upper])
+    return out
+
+
+def test_a_blink_the_output_does_not_follow_is_counted_and_lowers_the_correlation():
+    face = _face(100)
+    open_eyes = metrics.eye_openness(face)
+    assert metrics.eye_openness(_blink(face, 0.9)) < 0.2 * open_eyes
+    lids = [0.0, 0.1, 0.0, 0.95, 0.9, 0.95, 0.0, 0.05, 0.0, 0.1]        # the original blinks at frames 3-5
+    reference = [metrics.eye_openness(_blink(face, a)) for a in lids]
+    followed = list(reference)
+    kept_open = [metrics.eye_openness(_blink(face, 0.0 if i in (3, 4, 5) else a)) for i, a in enumerate(lids)]
+    good = metrics.agreement(reference, followed, None, "eyes")
+    assert good["correlation"] == pytest.approx(1.0) and good["closed_in_original"] == 3
+    assert good["closed_in_original_open_in_result"] == 0
+    lost = metrics.agreement(reference, kept_open, None, "eyes")
+    assert lost["closed_in_original_open_in_result"] == 3 and lost["open_in_original_closed_in_result"] == 0
+    assert lost["correlation"] < 0.5
+    nothing = metrics.agreement([None] * 3, [0.3] * 3, None, "eyes")
+    assert nothing["frames"] == 0 and nothing["correlation"] is None
+
+
+def test_mouth_openness_is_the_inner_lip_gap_over_the_mouth_width():
+    face = _face(100)
+    closed = face.copy()
+    closed[[61, 62, 63]] = (face[[61, 62, 63]] + face[[67, 66, 65]]) / 2     # inner lips meet
+    closed[[67, 66, 65]] = closed[[61, 62, 63]]
+    assert metrics.mouth_openness(closed) == pytest.approx(0.0, abs=1e-9)
+    opened = face.copy()
+    width = np.linalg.norm(face[60] - face[64])
+    opened[[65, 66, 67]] = face[[63, 62, 61]] + np.array([0.0, 0.3 * width])
+    assert metrics.mouth_openness(opened) == pytest.approx(0.3, abs=0.02)

@@ -120,7 +120,7 @@ def test_page_is_self_contained_with_images_plots_and_notes(tmp_path, samples):
     imgs = re.findall(r"<img\b[^>]*>", text, re.I)
     assert len(imgs) == 6
     assert all('src="data:image/jpeg;base64,' in i for i in imgs)
-    assert len(re.findall(r"<svg\b", text, re.I)) == 4     # identity, held-apart identity, realism, jitter
+    assert len(re.findall(r"<svg\b", text, re.I)) == 5     # identity, held-apart identity, realism, jitter, eyes
     for note in NOTES:
         assert html.escape(note) in text
     assert "<frame 0>" not in text and "&lt;frame 0&gt;" in text  # captions are escaped
