@@ -175,21 +175,48 @@ def format_table(report: dict) -> str:
 
 # ---------------------------------------------------------------- SVG plots
 
+def _region_line(report: dict) -> list[str]:
+    """Each face region's colour distance from the src person: output, and the original in brackets."""
+    r = report.get("regions") or {}
+    parts = [f"{name} {fmt(_get(v, 'output'))} ({fmt(_get(v, 'original'))})" for name, v in r.items()
+             if _get(v, "frames")]
+    return ["", "regions, delta E from the src person's own (original in brackets):", "  " + ", ".join(parts)] \
+        if parts else []
+
+
 def _agreement_lines(report: dict) -> list[str]:
     """Blinks and mouth movement: does the output open and close where the original does?"""
-    lines = []
+    lines = _region_line(report)
+    started = False
     for key, closed, opened in (("eyes", "eyes closed", "open"), ("mouth", "mouth closed", "open")):
         a = report.get(key) or {}
         if not _get(a, "frames"):
             continue
-        if not lines:
+        if not started:
             lines.append("")
+            started = True
         lines.append(f"{key + ':':<7}correlation with the original {fmt(_get(a, 'correlation'))}, mean |difference| "
                      f"{fmt(_get(a, 'mean_abs_difference'))}")
         lines.append(f"{'':<7}{closed} in the original, {opened} in the output: "
                      f"{_get(a, 'closed_in_original_open_in_result')} of {_get(a, 'closed_in_original')} frames "
                      f"(the reverse: {_get(a, 'open_in_original_closed_in_result')})")
     return lines
+
+
+def _regions_html(report: dict) -> str:
+    """A card: each face region's colour distance from the src person, output over original."""
+    regions = [(name, v) for name, v in (report.get("regions") or {}).items() if _get(v, "frames")]
+    if not regions:
+        return ""
+    heads = "".join(f"<th>{_e(name)}</th>" for name, _ in regions)
+    out = "".join(f'<td class="num{" warn" if _finite(_get(v, "output")) and _get(v, "output") > 4 else ""}">'
+                  f'{_e(fmt(_get(v, "output")))}</td>' for _, v in regions)
+    orig = "".join(f'<td class="num">{_e(fmt(_get(v, "original")))}</td>' for _, v in regions)
+    return (f'<div class="card"><table class="t"><tr><th class="l">colour, \u0394E from the src person</th>{heads}'
+            f'</tr><tr><td class="l">output</td>{out}</tr><tr><td class="l">original</td>{orig}</tr></table>'
+            f'<p class="hint">CIE76 distance of each region\'s mean colour from the same region of the src '
+            f'person\'s own faces (median over frames); above 4 the eye sees another colour. Lighting differs '
+            f'between the two shots, so the original shows where the swap started.</p></div>')
 
 
 def _agreement_html(report: dict) -> str:
@@ -578,6 +605,7 @@ def build_html(report: dict, samples: list[dict], series: dict[str, list[float |
 </div>
 {verdict}
 {_agreement_html(report)}
+{_regions_html(report)}
 <h2>Coverage</h2>
 {_coverage_html(c)}
 <h2>Over time</h2>

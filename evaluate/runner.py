@@ -22,7 +22,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from evaluate import metrics, realism
+from evaluate import metrics, realism, regions
 from evaluate.held_apart import FaceNetJudge
 from evaluate.held_apart import crop as held_apart_crop
 from evaluate.options import EvaluateOptions
@@ -68,6 +68,8 @@ class _Pair:
     identity_to_dst: float | None = None
     held_to_src: float | None = None
     held_to_dst: float | None = None
+    colours: tuple[dict, dict] | None = None   # (output, reference) mean Lab colour per face region
+    regions_to_src: tuple[dict, dict] | None = None  # (output, reference) delta E per region from the src person
     eyes: tuple[float, float] | None = None    # (output, reference) eye openness
     mouth: tuple[float, float] | None = None   # (output, reference) mouth openness
 
@@ -109,11 +111,12 @@ class _Analyser:
             held_out, held_ref = self.judge.embed_many([held_apart_crop(out, of.box), held_apart_crop(ref, rf.box)])
             eyes = (metrics.eye_openness(of.landmarks), metrics.eye_openness(rf.landmarks))
             mouth = (metrics.mouth_openness(of.landmarks), metrics.mouth_openness(rf.landmarks))
+            colours = (regions.region_colours(out, of.landmarks), regions.region_colours(ref, rf.landmarks))
             pairs.append(_Pair(rf, of, metrics.expression_error(of.landmarks, rf.landmarks), pose, pose_diff,
                                metrics.ssim_in_mask(out, ref, mask), metrics.seam_delta_e(out, mask, band),
                                metrics.seam_delta_e(ref, mask, band), diff > SWAP_DIFFERENCE,
                                realism.measure(out, ref, rf.landmarks),
-                               held_out, held_ref, eyes=eyes, mouth=mouth))
+                               held_out, held_ref, colours=colours, eyes=eyes, mouth=mouth))
         return _Frame(index, ref_faces, out_faces, pairs)
 
 
@@ -174,7 +177,8 @@ def _src_identity(ws: Workspace) -> np.ndarray | None:
     return np.mean(descs, axis=0) if descs else None
 
 
-def _src_held_apart(ws: Workspace, judge: FaceNetJudge, count: int = 48) -> np.ndarray | None:
+def _src_held_apart(ws: Workspace, judge: FaceNetJudge, count: int = 48,
+                    colours: list[dict] | None = None) -> np.ndarray | None:
     """Mean FaceNet embedding (unit length) of up to ``count`` evenly spaced kept src faces.
 
     FaceNet reads the detector's box in the source image, so the faces are cut from the src
@@ -200,6 +204,8 @@ def _src_held_apart(ws: Workspace, judge: FaceNetJudge, count: int = 48) -> np.n
             for index, frame in reader:
                 for r in wanted.get(index, []):
                     chips.append(held_apart_crop(frame, r.bbox))
+                    if colours is not None:
+                        colours.append(regions.region_colours(frame, r.landmarks))
                 if index >= max(wanted):
                     break
         finally:
@@ -208,9 +214,12 @@ def _src_held_apart(ws: Workspace, judge: FaceNetJudge, count: int = 48) -> np.n
         from pipeline.core.images import ImageReadError, read_rgb
         for r in picks:
             try:
-                chips.append(held_apart_crop(read_rgb(source_photo(meta, r.source, f"src face {r.id}")), r.bbox))
+                photo = read_rgb(source_photo(meta, r.source, f"src face {r.id}"))
+                chips.append(held_apart_crop(photo, r.bbox))
             except (ImageReadError, ValueError, OSError):
                 continue
+            if colours is not None:
+                colours.append(regions.region_colours(photo, r.landmarks))
     if not chips:
         return None
     mean = np.mean(judge.embed_many(chips), axis=0)
@@ -243,7 +252,9 @@ def run_evaluate(opts: EvaluateOptions) -> tuple[dict, Path]:
         video, reference = _check_inputs(opts, ws)
         src_mean = _src_identity(ws) if ws.exists else None
         judge = FaceNetJudge(opts.device)
-        src_held = _src_held_apart(ws, judge) if ws.exists else None
+        src_colours: list[dict] = []
+        src_held = _src_held_apart(ws, judge, colours=src_colours) if ws.exists else None
+        src_regions = regions.src_medians(src_colours)
         dst = ws.set_meta("dst")
         # faces are found the way the dst set was extracted (the defaults when there is none)
         detector, landmarker = (dst.extract.detector, dst.extract.landmarker) if dst else ("dlib", "dlib")
@@ -272,6 +283,9 @@ def run_evaluate(opts: EvaluateOptions) -> tuple[dict, Path]:
                 p.held_to_dst = float(np.linalg.norm(p.held_out - p.held_ref))
                 if src_held is not None:
                     p.held_to_src = float(np.linalg.norm(p.held_out - src_held))
+            if src_regions is not None and p.colours is not None:
+                p.regions_to_src = (regions.delta_e(p.colours[0], src_regions),
+                                    regions.delta_e(p.colours[1], src_regions))
     n = len(frames)
     jitter_out, jitter_ref = _jitter_series(frames, "output", n), _jitter_series(frames, "reference", n)
     report = _report(video, reference, ws.root, frames, frames_in, frames_out, info_out, info_ref,
@@ -372,6 +386,8 @@ def _report(video: Path, reference: Path, root: Path, frames: list[_Frame], fram
             "sharpness": _mean([p.realism.get("sharpness") for p in pairs]),
             "fringing": _mean([p.realism.get("fringing") for p in pairs]),
             "tone_delta_e": _mean([p.realism.get("tone_delta_e") for p in pairs]),
+            **{f"{name}_to_src_{side}": _mean([p.regions_to_src[k][name] for p in pairs if p.regions_to_src])
+               for name in regions.REGIONS for k, side in ((0, "output"), (1, "reference"))},
             "eyes_output": _mean([p.eyes[0] for p in pairs if p.eyes]),
             "eyes_reference": _mean([p.eyes[1] for p in pairs if p.eyes]),
             "mouth_output": _mean([p.mouth[0] for p in pairs if p.mouth]),
@@ -413,6 +429,7 @@ def _report(video: Path, reference: Path, root: Path, frames: list[_Frame], fram
         "identity_trained_against": {"network": "dlib face-recognition ResNet", "threshold": SAME_PERSON,
                                      "share_closer_to_src": _share_closer(per_frame, "identity")},
         "identity_held_apart": held,
+        "regions": _regions_summary(per_frame),
         "eyes": metrics.agreement(col("eyes_reference"), col("eyes_output"), None, "eye openness"),
         "mouth": metrics.agreement(col("mouth_reference"), col("mouth_output"), metrics.MOUTH_OPEN,
                                    "mouth openness"),
@@ -428,6 +445,17 @@ def _report(video: Path, reference: Path, root: Path, frames: list[_Frame], fram
         "notes": notes,
         "per_frame": per_frame,
     }
+
+
+def _regions_summary(per_frame: list[dict]) -> dict:
+    """Per face region, the median delta E from the src person's own colour: the output's and the original's."""
+    out = {}
+    for name in regions.REGIONS:
+        got = [f[f"{name}_to_src_output"] for f in per_frame if f[f"{name}_to_src_output"] is not None]
+        ref = [f[f"{name}_to_src_reference"] for f in per_frame if f[f"{name}_to_src_reference"] is not None]
+        out[name] = {"output": float(np.median(got)) if got else None,
+                     "original": float(np.median(ref)) if ref else None, "frames": len(got)}
+    return out
 
 
 def _share_closer(per_frame: list[dict], prefix: str) -> float | None:

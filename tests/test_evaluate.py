@@ -55,6 +55,7 @@ def test_the_dst_clip_against_itself(tmp_path, short_clip):
         assert rep[key]["frames"] == 24 and rep[key]["mean_abs_difference"] < 1e-9
         assert rep[key]["closed_in_original_open_in_result"] == rep[key]["open_in_original_closed_in_result"] == 0
     assert rep["eyes"]["correlation"] == pytest.approx(1.0)
+    assert all(r["frames"] == 0 and r["output"] is None for r in rep["regions"].values())     # no src set
     # the printed table and the page
     assert "identity_to_dst" in res.stdout and "report:" in res.stdout
     html = (ws / "report" / "index.html").read_text()
@@ -78,6 +79,12 @@ def test_another_person_is_far_from_dst_and_close_to_src(tmp_path, short_clip, a
     assert held["to_src"]["count"] == held["to_dst"]["count"] == 24
     assert held["to_src"]["worst"] < 0.92 < held["to_dst"]["worst"]
     assert held["share_closer_to_src"] == 1.0 and rep["identity_trained_against"]["share_closer_to_src"] == 1.0
+    # colour by region: the src person's own frames match their own regions; the original person's do not
+    regions = rep["regions"]
+    assert set(regions) == {"brows", "eyes", "nose", "lips", "cheeks"}
+    # (the src person's own frames still differ a little from their median: blinks, mouth, compression)
+    assert all(r["frames"] == 24 and r["output"] < 4.0 for r in regions.values()), regions
+    assert sum(r["original"] > r["output"] + 2.0 for r in regions.values()) >= 3, regions
     assert held["trained_network_fooled"] is False
     assert rep["tone_delta_e"]["mean"] > 3                    # another person's skin
 
@@ -203,3 +210,16 @@ def test_mouth_openness_is_the_inner_lip_gap_over_the_mouth_width():
     width = np.linalg.norm(face[60] - face[64])
     opened[[65, 66, 67]] = face[[63, 62, 61]] + np.array([0.0, 0.3 * width])
     assert metrics.mouth_openness(opened) == pytest.approx(0.3, abs=0.02)
+
+
+def test_a_recoloured_nose_moves_the_nose_region_only():
+    from evaluate import regions
+    face = _face(200)
+    image = np.full((512, 512, 3), (200, 160, 140), np.uint8)          # skin everywhere
+    src = regions.src_medians([regions.region_colours(image, face)])
+    painted = image.copy()
+    painted[regions.region_masks(face, image.shape)["nose"] > 0] = (230, 120, 60)   # an orange-brown cast
+    de = regions.delta_e(regions.region_colours(painted, face), src)
+    assert de["nose"] > 20
+    assert all(de[name] < 3 for name in ("brows", "eyes", "lips")), de
+    assert regions.delta_e(regions.region_colours(image, face), src)["nose"] == pytest.approx(0.0, abs=1e-6)

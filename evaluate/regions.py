@@ -1,0 +1,68 @@
+"""Colour of the face's parts against the src person's own: white brows and an orange nose as numbers.
+
+A swap can match the frame's skin tone at its border (``tone_delta_e``) and still paint
+the wrong colour inside: brows gone whitish, a nose with an orange-brown cast, lips of
+the dst person. Each region (brows, eyes, nose, lips, cheeks) is cut from the 68
+landmarks; its mean CIELAB colour in the output is compared with the median of the same
+region over the src person's own faces (CIE76 delta E). The original dst face is
+measured the same way, so the report shows where the swap started from.
+
+Lighting differs between the src footage and the dst shot, so some distance remains even
+for a perfect swap; the figure is for comparing runs and finding the region that is off.
+"""
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from evaluate.realism import mean_lab
+from pipeline.core.geometry import eye_distance
+
+REGIONS = ("brows", "eyes", "nose", "lips", "cheeks")
+#: Brows are a line of 5 points each; they are drawn this thick (in eye distances).
+BROW_THICKNESS = 0.12
+#: Cheek polygons: jaw side, lower eye lid, nose side (iBUG-68 indices).
+_CHEEKS = ((1, 2, 3, 4, 48, 31, 40, 41, 36), (15, 14, 13, 12, 54, 35, 47, 46, 45))
+
+
+def region_masks(landmarks: np.ndarray, shape: tuple[int, ...]) -> dict[str, np.ndarray]:
+    """A uint8 mask (0/255) of each region in an image of ``shape``."""
+    p = np.asarray(landmarks, dtype=np.float64)
+    h, w = shape[:2]
+
+    def poly(*groups: tuple[int, ...] | range) -> np.ndarray:
+        mask = np.zeros((h, w), np.uint8)
+        for idx in groups:
+            cv2.fillPoly(mask, [np.round(p[list(idx)] * 16).astype(np.int32)], 255, cv2.LINE_8, shift=4)
+        return mask
+
+    brows = np.zeros((h, w), np.uint8)
+    thick = max(2, int(round(BROW_THICKNESS * eye_distance(p))))
+    for idx in (range(17, 22), range(22, 27)):
+        cv2.polylines(brows, [np.round(p[list(idx)]).astype(np.int32)], False, 255, thick)
+    lips = cv2.subtract(poly(range(48, 60)), poly(range(60, 68)))
+    nose = np.zeros((h, w), np.uint8)
+    cv2.fillConvexPoly(nose, cv2.convexHull(np.round(p[27:36] * 16).astype(np.int32)), 255, cv2.LINE_8, shift=4)
+    return {"brows": brows, "eyes": poly(range(36, 42), range(42, 48)), "nose": nose, "lips": lips,
+            "cheeks": poly(*_CHEEKS)}
+
+
+def region_colours(image: np.ndarray, landmarks: np.ndarray) -> dict[str, np.ndarray | None]:
+    """Mean CIELAB colour of each region of the face in an RGB ``image`` (None where a region is empty)."""
+    return {name: mean_lab(image, mask) for name, mask in region_masks(landmarks, image.shape).items()}
+
+
+def src_medians(colours: list[dict[str, np.ndarray | None]]) -> dict[str, np.ndarray] | None:
+    """Per region, the median colour over the src person's faces (per channel)."""
+    out = {}
+    for name in REGIONS:
+        values = [c[name] for c in colours if c.get(name) is not None]
+        if values:
+            out[name] = np.median(np.stack(values), axis=0)
+    return out or None
+
+
+def delta_e(colours: dict[str, np.ndarray | None], src: dict[str, np.ndarray]) -> dict[str, float | None]:
+    """CIE76 distance of each region's colour from the src person's median of it."""
+    return {name: (float(np.linalg.norm(colours[name] - src[name]))
+                   if colours.get(name) is not None and name in src else None) for name in REGIONS}
