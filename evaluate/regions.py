@@ -48,8 +48,21 @@ def region_masks(landmarks: np.ndarray, shape: tuple[int, ...]) -> dict[str, np.
 
 
 def region_colours(image: np.ndarray, landmarks: np.ndarray) -> dict[str, np.ndarray | None]:
-    """Mean CIELAB colour of each region of the face in an RGB ``image`` (None where a region is empty)."""
-    return {name: mean_lab(image, mask) for name, mask in region_masks(landmarks, image.shape).items()}
+    """Mean CIELAB colour of each region of the face in an RGB ``image`` (None where a region is empty).
+
+    The masks are drawn in the face's box only (shifted by whole pixels, so the same pixels),
+    not over the whole frame: evaluate does this twice a frame.
+    """
+    p = np.asarray(landmarks, dtype=np.float64)
+    h, w = image.shape[:2]
+    pad = max(2, int(round(BROW_THICKNESS * eye_distance(p)))) + 2
+    x0, y0 = (max(int(np.floor(v)) - pad, 0) for v in p.min(axis=0))
+    x1, y1 = min(int(np.ceil(p[:, 0].max())) + pad, w), min(int(np.ceil(p[:, 1].max())) + pad, h)
+    if x1 <= x0 or y1 <= y0:
+        return {name: None for name in REGIONS}
+    crop = image[y0:y1, x0:x1]
+    masks = region_masks(p - np.array([x0, y0], dtype=np.float64), crop.shape)
+    return {name: mean_lab(crop, mask) for name, mask in masks.items()}
 
 
 def src_medians(colours: list[dict[str, np.ndarray | None]]) -> dict[str, np.ndarray] | None:

@@ -268,13 +268,6 @@ class Workspace:
                 return path
         return inside(folder, name, self._where(row, column), _EDITED)
 
-    def photo_path(self, row: FaceRow) -> Path:
-        """The photo a row of a photo set was cut from (see ``source_photo``)."""
-        meta = self.set_meta(row.set_name)
-        if meta is None:
-            raise UserError(f"workspace {self.root} has no {row.set_name} set")
-        return source_photo(meta, row.source, self._where(row, "source"))
-
     def aligned_path(self, row: FaceRow) -> Path:
         """The row's aligned image; UserError naming the row if its name leads out of aligned/."""
         return self._inside("aligned", row, "aligned_file")
