@@ -45,10 +45,11 @@ def _read(path: Path) -> dict | None:
     return data if isinstance(data, dict) else None
 
 
-def _stale(info: dict | None, path: Path) -> bool:
-    """Whether the lock's holder is gone (only decidable for a holder on this machine)."""
-    if info is None:            # empty or unreadable: a writer killed while writing it
-        return True
+def _stale(info: dict, path: Path) -> bool:
+    """Whether the holder a readable lock names is gone (only decidable for a holder on this machine).
+
+    Called under the flock: an empty or unreadable lock file is taken without asking.
+    """
     if info.get("host") != socket.gethostname():
         return False
     pid = info.get("pid")
