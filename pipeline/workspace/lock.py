@@ -45,6 +45,16 @@ def _read(path: Path) -> dict | None:
     return data if isinstance(data, dict) else None
 
 
+def _read_holder(path: Path) -> dict | None:
+    """The lock's text as its holder wrote it: a holder that has just taken it may still be writing it."""
+    for _ in range(25):
+        info = _read(path)
+        if info is not None:
+            return info
+        time.sleep(0.02)
+    return None
+
+
 def _stale(info: dict, path: Path) -> bool:
     """Whether the holder a readable lock names is gone (only decidable for a holder on this machine).
 
@@ -92,7 +102,7 @@ class WorkspaceLock:
                 try:
                     fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 except BlockingIOError:
-                    raise UserError(self._busy_message(_read(self.path))) from None
+                    raise UserError(self._busy_message(_read_holder(self.path))) from None
             try:                           # still the file at the path? (a holder removes it on release)
                 current = os.stat(self.path, follow_symlinks=False).st_ino
             except FileNotFoundError:
@@ -106,8 +116,9 @@ class WorkspaceLock:
                 raise UserError(self._busy_message(info))
             mine = {"pid": os.getpid(), "host": socket.gethostname(), "command": self.command,
                     "started": time.strftime("%Y-%m-%d %H:%M:%S")}
-            os.ftruncate(fd, 0)
-            os.pwrite(fd, json.dumps(mine).encode(), 0)
+            data = json.dumps(mine).encode()
+            os.pwrite(fd, data, 0)         # never empty in between (a refused writer reads it for its message)
+            os.ftruncate(fd, len(data))
             os.fsync(fd)
             return fd
         except BaseException:
