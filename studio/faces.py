@@ -22,7 +22,8 @@ import numpy as np
 from pipeline.core.errors import UserError
 from pipeline.core.files import inside, write_atomic
 from pipeline.core.images import encode, read_rgb
-from pipeline.faces.identity import SAME_PERSON, cluster
+from pipeline.faces.identity import SAME_PERSON
+from pipeline.faces.people import people as group_people
 from pipeline.workspace.records import SETS, FaceRow
 from pipeline.workspace.store import Workspace
 
@@ -50,10 +51,7 @@ def face_list(root: Path, set_name: str, sort: str = "frame", ref: int | None = 
             return {"set": set_name, "faces": [], "persons": 0}
         rows = ws.faces_as_edited(set_name, geometry=False)     # a list needs no landmarks: 5x quicker
         _LISTED[(ws.root, set_name)] = _Listed(ws.aligned_dir(set_name), {r.id: r.aligned_file for r in rows})
-    people = np.full(len(rows), -1)
-    with_desc = [i for i, r in enumerate(rows) if r.descriptor is not None]
-    if with_desc:
-        people[with_desc] = _people(np.stack([rows[i].descriptor for i in with_desc]))  # type: ignore
+    people = _people(rows)
     faces = [_face_json(r, int(p)) for r, p in zip(rows, people)]
     if sort == "identity":
         target = next((r.descriptor for r in rows if r.id == ref), None)
@@ -77,14 +75,21 @@ _CLUSTERS_KEPT = 8
 _CLUSTERS_LOCK = threading.Lock()
 
 
-def _people(descriptors: np.ndarray) -> np.ndarray:
-    """``cluster(descriptors)``, remembered for the same descriptors (in the same order)."""
-    key = hashlib.blake2b(np.ascontiguousarray(descriptors).tobytes(), digest_size=16).digest()
+def _people(rows: list[FaceRow]) -> np.ndarray:
+    """Person per face (``people.people``: tracks first, -1 unplaced), remembered for the same faces.
+
+    The key covers what the grouping reads: descriptors, tracks, frames and the quality figures.
+    """
+    digest = hashlib.blake2b(digest_size=16)
+    for r in rows:
+        digest.update(repr((r.source, r.frame_index, r.track, r.blur, r.yaw)).encode())
+        digest.update(b"-" if r.descriptor is None else np.ascontiguousarray(r.descriptor).tobytes())
+    key = digest.digest()
     with _CLUSTERS_LOCK:
         if key in _CLUSTERS:
             _CLUSTERS.move_to_end(key)
             return _CLUSTERS[key]
-    labels = cluster(descriptors, SAME_PERSON)
+    labels = group_people(rows, SAME_PERSON)[0]
     labels.flags.writeable = False
     with _CLUSTERS_LOCK:
         _CLUSTERS[key] = labels

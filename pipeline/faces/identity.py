@@ -1,4 +1,4 @@
-"""Face identity from descriptors: batched encoding, matching a reference, clustering.
+"""Face identity from descriptors: batched encoding, matching a reference, clustering (see people.py).
 
 Descriptors come from our PyTorch port of dlib's face-recognition ResNet; two faces of
 one person are closer than ``SAME_PERSON`` (dlib's threshold) in Euclidean distance.
@@ -53,48 +53,10 @@ def distances(descriptors: np.ndarray, reference: np.ndarray) -> np.ndarray:
 def cluster(descriptors: np.ndarray, threshold: float = SAME_PERSON) -> np.ndarray:
     """Label per descriptor; one label per person, largest group first.
 
-    Each face joins the nearest group whose mean is within ``threshold``, else starts a
-    new one; groups whose means end up within ``threshold`` are merged. Linear in the
-    number of faces, so it stays quick for long videos.
+    For callers without tracks: every face is a unit, joined by average linkage
+    (``pipeline.faces.people.group``), which does not chain people together the way
+    joining the nearest group mean did. Callers with index rows use ``people.people``,
+    which keeps each face track one person.
     """
-    descriptors = np.asarray(descriptors, dtype=np.float64)
-    n = len(descriptors)
-    if n == 0:
-        return np.zeros(0, dtype=int)
-    sums: list[np.ndarray] = []
-    counts: list[int] = []
-    labels = np.empty(n, dtype=int)
-    for i, d in enumerate(descriptors):
-        if sums:
-            means = np.stack(sums) / np.array(counts)[:, None]
-            dist = np.linalg.norm(means - d, axis=1)
-            j = int(dist.argmin())
-            if dist[j] < threshold:
-                sums[j] += d
-                counts[j] += 1
-                labels[i] = j
-                continue
-        sums.append(d.copy())
-        counts.append(1)
-        labels[i] = len(sums) - 1
-    merged = True
-    while merged and len(sums) > 1:
-        merged = False
-        means = np.stack(sums) / np.array(counts)[:, None]
-        for a in range(len(sums)):
-            dist = np.linalg.norm(means - means[a], axis=1)
-            dist[a] = np.inf
-            b = int(dist.argmin())
-            if dist[b] < threshold:
-                keep, drop = min(a, b), max(a, b)
-                sums[keep] += sums[drop]
-                counts[keep] += counts[drop]
-                labels[labels == drop] = keep
-                labels[labels > drop] -= 1
-                del sums[drop], counts[drop]
-                merged = True
-                break
-    order = np.argsort(-np.bincount(labels), kind="stable")
-    remap = np.empty_like(order)
-    remap[order] = np.arange(len(order))
-    return remap[labels]
+    from pipeline.faces.people import group
+    return group(descriptors, threshold=threshold)
