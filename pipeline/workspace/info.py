@@ -10,14 +10,11 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-
 from pipeline.core.errors import UserError
 from pipeline.core.options import option
-
-from pipeline.faces.identity import SAME_PERSON, cluster
+from pipeline.faces.people import people
 from pipeline.registries import MASKERS
-from pipeline.workspace.records import SETS, DropReason, FaceOrigin, MaskOrigin
+from pipeline.workspace.records import SETS, DropReason, FaceOrigin, FaceRow, MaskOrigin
 from pipeline.workspace.store import Workspace
 
 
@@ -62,7 +59,7 @@ def _empty_set() -> dict:
             "sources_without_face": [], "unreadable": [], "masks": {k: 0 for k in mask_origins()},
             "face_type": None, "size": None, "video": None,
             "identity": {"target_face": None, "threshold": None, "kept": 0, "dropped": 0},
-            "identities": 0, "identity_groups": [], "faces_without_descriptor": 0, "backends": {}}
+            "identities": 0, "identity_groups": [], "people": [], "faces_without_descriptor": 0, "backends": {}}
 
 
 def summarise(ws: Workspace) -> dict:
@@ -83,22 +80,20 @@ def summarise(ws: Workspace) -> dict:
         missing = set(scan.missing_masks)
         reasons: Counter = Counter()
         masks: Counter = Counter({k: 0 for k in mask_origins()})
-        descriptors = []
+        kept = []
         for row in ws.faces_as_edited(set_name, scan):
             if row.dropped:
                 reasons[(row.drop_reason or DropReason.DELETED).value] += 1
                 continue
+            kept.append(row)
             info["faces"] += 1
             if row.descriptor is None:
                 info["faces_without_descriptor"] += 1
-            else:
-                descriptors.append(row.descriptor)
             info["detected" if row.origin == FaceOrigin.DETECTED else "bridged"] += 1
             masks["missing" if row.id in missing else MaskOrigin(row.mask_origin).value] += 1
-        if descriptors:
-            groups = np.bincount(cluster(np.stack(descriptors), SAME_PERSON))
-            info["identities"] = int(len(groups))
-            info["identity_groups"] = [int(g) for g in groups]
+        info["people"] = people_json(ws, set_name, kept)
+        info["identities"] = len(info["people"])
+        info["identity_groups"] = [p["faces"] for p in info["people"]]
         info["identity"] = {"target_face": settings.target_face,
                             "threshold": settings.target_threshold,
                             "kept": info["faces"], "dropped": reasons.get("identity", 0)}
@@ -113,8 +108,28 @@ def summarise(ws: Workspace) -> dict:
                 info["unreadable"].append(fr.source)
             elif fr.faces == 0:
                 info["frames_without_face"].append(key)
-                info["sources_without_face"].append(fr.source if meta.kind != "video" else f"{fr.source}#{fr.frame_index}")
+                info["sources_without_face"].append(fr.source if meta.kind != "video"
+                                                    else f"{fr.source}#{fr.frame_index}")
     out["model"] = model_summary(ws.root / "model")
+    return out
+
+
+def people_json(ws: Workspace, set_name: str, rows: list[FaceRow]) -> list[dict]:
+    """The people of a set's kept faces (``pipeline.faces.people``), most frames first, as info prints them.
+
+    ``thumbnail`` is the person's best face (quality, then size) whose aligned file exists,
+    relative to the workspace, so an artist (or a tool) sees at once who person 2 is.
+    """
+    _, found = people(rows)
+    out = []
+    for person in found:
+        ranked = [person.best] + [i for i in person.rows if i != person.best]
+        thumb = next((ws.aligned_path(rows[i]) for i in ranked if ws.aligned_path(rows[i]).is_file()), None)
+        sources = {rows[i].source for i in person.rows}
+        out.append({"person": person.number, "faces": len(person.rows), "frames": person.frames,
+                    "first_frame": person.first_frame, "last_frame": person.last_frame,
+                    "sources": len(sources),
+                    "thumbnail": None if thumb is None else thumb.relative_to(ws.root).as_posix()})
     return out
 
 
@@ -140,6 +155,10 @@ def model_summary(folder: Path) -> dict | None:
             "weights": (folder / "weights.pt").is_file()}
 
 
+#: people listed per set by the text version (the JSON has all)
+PEOPLE_SHOWN = 12
+
+
 def format_info(summary: dict) -> str:
     """Human-readable version of ``summarise``."""
     lines = [f"workspace {summary['workspace']} (schema {summary['schema_version']})"]
@@ -153,10 +172,20 @@ def format_info(summary: dict) -> str:
                      f"({s['detected']} detected, {s['bridged']} bridged), {s['dropped']} dropped "
                      f"{s['dropped_by_reason'] or ''}".rstrip())
         ident = s["identity"]
-        groups = ", ".join(map(str, s["identity_groups"][:8])) + (" ..." if len(s["identity_groups"]) > 8 else "")
-        lines.append(f"    identities: {s['identities']} distinct (faces per person: {groups or '-'})"
+        video = s["kind"] == "video"
+        lines.append(f"    people: {s['identities']}" + (" (most frames first; convert swaps person 1 unless "
+                                                          "--person says otherwise)" if video and s["identities"] > 1
+                                                          else "")
                      + (f"; target face {ident['target_face']}: {ident['kept']} kept, {ident['dropped']} "
                         f"dropped" if ident["target_face"] else ""))
+        for p in s["people"][:PEOPLE_SHOWN]:
+            where = (f"{p['frames']} frames, {p['first_frame']}-{p['last_frame']}" if video
+                     else f"{p['sources']} images")
+            lines.append(f"      person {p['person']}: {p['faces']} faces ({where}), face {p['thumbnail'] or '-'}")
+        if len(s["people"]) > PEOPLE_SHOWN:
+            rest = s["people"][PEOPLE_SHOWN:]
+            lines.append(f"      ... {len(rest)} more people with {sum(p['faces'] for p in rest)} faces "
+                         f"(info --json lists them all)")
         lines.append("    masks: " + ", ".join(f"{k} {v}" for k, v in s["masks"].items() if v or k in ("hull", "hand")))
         lines.append("    extracted with: " + ", ".join(f"{k} {v}" for k, v in s["backends"].items()))
         if s["frames_without_face"]:
