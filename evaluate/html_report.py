@@ -184,9 +184,22 @@ def _region_line(report: dict) -> list[str]:
         if parts else []
 
 
+def _texture_line(report: dict) -> list[str]:
+    """Skin texture of output and original against the src person's own range."""
+    t = report.get("texture") or {}
+    if not _get(t, "frames"):
+        return []
+    bounds = _get(t, "src_range")
+    frames, below, above = _get(t, "frames"), _get(t, "below") or 0, _get(t, "above") or 0
+    where = (f"src person's range {fmt(bounds[0])}-{fmt(bounds[1])}; output inside it on "
+             f"{frames - below - above} of {frames} frames ({below} below = soft or airbrushed, "
+             f"{above} above = over-sharpened or speckled)" if bounds else "src person's range not measured")
+    return ["", f"texture: output {fmt(_get(t, 'output'))} (original {fmt(_get(t, 'original'))}); {where}"]
+
+
 def _agreement_lines(report: dict) -> list[str]:
     """Blinks and mouth movement: does the output open and close where the original does?"""
-    lines = _region_line(report)
+    lines = _region_line(report) + _texture_line(report)
     started = False
     for key, closed, opened in (("eyes", "eyes closed", "open"), ("mouth", "mouth closed", "open")):
         a = report.get(key) or {}
@@ -217,6 +230,26 @@ def _regions_html(report: dict) -> str:
             f'<p class="hint">CIE76 distance of each region\'s mean colour from the same region of the src '
             f'person\'s own faces (median over frames); above 4 the eye sees another colour. Lighting differs '
             f'between the two shots, so the original shows where the swap started.</p></div>')
+
+
+def _texture_html(report: dict) -> str:
+    """A card: the skin's fine-to-middle detail ratio of output and original against the src person's range."""
+    t = report.get("texture") or {}
+    if not _get(t, "frames"):
+        return ""
+    bounds = _get(t, "src_range")
+    inside = _get(t, "inside_src_range")
+    rng = f"{fmt(bounds[0])} \u2013 {fmt(bounds[1])}" if bounds else "-"
+    warn = " warn" if _finite(inside) and inside < 0.5 else ""
+    return (f'<div class="card"><table class="t"><tr><th class="l">skin texture</th><th>output</th><th>original</th>'
+            f'<th>src person\'s range</th><th>output inside</th><th>below</th><th>above</th></tr>'
+            f'<tr><td class="l">fine / middle detail</td><td class="num">{_e(fmt(_get(t, "output")))}</td>'
+            f'<td class="num">{_e(fmt(_get(t, "original")))}</td><td class="num">{_e(rng)}</td>'
+            f'<td class="num{warn}">{_e(_share(inside))}</td><td class="num">{_e(str(_get(t, "below")))}</td>'
+            f'<td class="num">{_e(str(_get(t, "above")))}</td></tr></table>'
+            f'<p class="hint">Ratio of fine to middle-scale luminance detail on the skin, every face brought to one '
+            f'scale. Below the src person\'s own range (5th-95th percentile of their faces): soft, airbrushed or '
+            f'plastic skin. Above it: sharpening halos or painted speckle.</p></div>')
 
 
 def _agreement_html(report: dict) -> str:
@@ -606,6 +639,7 @@ def build_html(report: dict, samples: list[dict], series: dict[str, list[float |
 {verdict}
 {_agreement_html(report)}
 {_regions_html(report)}
+{_texture_html(report)}
 <h2>Coverage</h2>
 {_coverage_html(c)}
 <h2>Over time</h2>

@@ -22,7 +22,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from evaluate import metrics, realism, regions
+from evaluate import metrics, realism, regions, texture
 from evaluate.held_apart import FaceNetJudge
 from evaluate.held_apart import crop as held_apart_crop
 from evaluate.options import EvaluateOptions
@@ -72,6 +72,7 @@ class _Pair:
     regions_to_src: tuple[dict, dict] | None = None  # (output, reference) delta E per region from the src person
     eyes: tuple[float, float] | None = None    # (output, reference) eye openness
     mouth: tuple[float, float] | None = None   # (output, reference) mouth openness
+    texture: tuple[float | None, float | None] = (None, None)  # (output, reference) skin texture
 
 
 @dataclass
@@ -116,7 +117,8 @@ class _Analyser:
                                metrics.ssim_in_mask(out, ref, mask), metrics.seam_delta_e(out, mask, band),
                                metrics.seam_delta_e(ref, mask, band), diff > SWAP_DIFFERENCE,
                                realism.measure(out, ref, rf.landmarks),
-                               held_out, held_ref, colours=colours, eyes=eyes, mouth=mouth))
+                               held_out, held_ref, colours=colours, eyes=eyes, mouth=mouth,
+                               texture=(texture.texture(out, rf.landmarks), texture.texture(ref, rf.landmarks))))
         return _Frame(index, ref_faces, out_faces, pairs)
 
 
@@ -177,8 +179,8 @@ def _src_identity(ws: Workspace) -> np.ndarray | None:
     return np.mean(descs, axis=0) if descs else None
 
 
-def _src_held_apart(ws: Workspace, judge: FaceNetJudge, count: int = 48,
-                    colours: list[dict] | None = None) -> np.ndarray | None:
+def _src_held_apart(ws: Workspace, judge: FaceNetJudge, count: int = 48, colours: list[dict] | None = None,
+                    textures: list[float | None] | None = None) -> np.ndarray | None:
     """Mean FaceNet embedding (unit length) of up to ``count`` evenly spaced kept src faces.
 
     FaceNet reads the detector's box in the source image, so the faces are cut from the src
@@ -206,6 +208,8 @@ def _src_held_apart(ws: Workspace, judge: FaceNetJudge, count: int = 48,
                     chips.append(held_apart_crop(frame, r.bbox))
                     if colours is not None:
                         colours.append(regions.region_colours(frame, r.landmarks))
+                    if textures is not None:
+                        textures.append(texture.texture(frame, r.landmarks))
                 if index >= max(wanted):
                     break
         finally:
@@ -220,6 +224,8 @@ def _src_held_apart(ws: Workspace, judge: FaceNetJudge, count: int = 48,
                 continue
             if colours is not None:
                 colours.append(regions.region_colours(photo, r.landmarks))
+            if textures is not None:
+                textures.append(texture.texture(photo, r.landmarks))
     if not chips:
         return None
     mean = np.mean(judge.embed_many(chips), axis=0)
@@ -253,7 +259,8 @@ def run_evaluate(opts: EvaluateOptions) -> tuple[dict, Path]:
         src_mean = _src_identity(ws) if ws.exists else None
         judge = FaceNetJudge(opts.device)
         src_colours: list[dict] = []
-        src_held = _src_held_apart(ws, judge, colours=src_colours) if ws.exists else None
+        src_textures: list[float | None] = []
+        src_held = _src_held_apart(ws, judge, colours=src_colours, textures=src_textures) if ws.exists else None
         src_regions = regions.src_medians(src_colours)
         dst = ws.set_meta("dst")
         # faces are found the way the dst set was extracted (the defaults when there is none)
@@ -289,7 +296,7 @@ def run_evaluate(opts: EvaluateOptions) -> tuple[dict, Path]:
     n = len(frames)
     jitter_out, jitter_ref = _jitter_series(frames, "output", n), _jitter_series(frames, "reference", n)
     report = _report(video, reference, ws.root, frames, frames_in, frames_out, info_out, info_ref,
-                     jitter_out, jitter_ref, notes)
+                     jitter_out, jitter_ref, notes, src_textures)
     report_dir = ws.root / "report"
     report_dir.mkdir(parents=True, exist_ok=True)
     write_atomic(report_dir / "report.json", (json.dumps(report, indent=2) + "\n").encode())
@@ -365,7 +372,8 @@ def _mean(values: list) -> float | None:
 
 
 def _report(video: Path, reference: Path, root: Path, frames: list[_Frame], frames_in: int, frames_out: int,
-            info_out: VideoInfo, info_ref: VideoInfo, jitter_out: list, jitter_ref: list, notes: list[str]) -> dict:
+            info_out: VideoInfo, info_ref: VideoInfo, jitter_out: list, jitter_ref: list, notes: list[str],
+            src_textures: list[float | None] | None = None) -> dict:
     per_frame = []
     for fr in frames:
         pairs = fr.pairs
@@ -392,6 +400,8 @@ def _report(video: Path, reference: Path, root: Path, frames: list[_Frame], fram
             "eyes_reference": _mean([p.eyes[1] for p in pairs if p.eyes]),
             "mouth_output": _mean([p.mouth[0] for p in pairs if p.mouth]),
             "mouth_reference": _mean([p.mouth[1] for p in pairs if p.mouth]),
+            "texture_output": _mean([p.texture[0] for p in pairs]),
+            "texture_reference": _mean([p.texture[1] for p in pairs]),
             "face_box": [int(round(v)) for v in pairs[0].ref.box] if pairs else None,
             "swapped": any(p.swapped for p in pairs),
             "jitter_output": jitter_out[fr.index], "jitter_reference": jitter_ref[fr.index],
@@ -433,6 +443,7 @@ def _report(video: Path, reference: Path, root: Path, frames: list[_Frame], fram
         "eyes": metrics.agreement(col("eyes_reference"), col("eyes_output"), None, "eye openness"),
         "mouth": metrics.agreement(col("mouth_reference"), col("mouth_output"), metrics.MOUTH_OPEN,
                                    "mouth openness"),
+        "texture": texture.summary(col("texture_output"), col("texture_reference"), src_textures or []),
         "jitter": {"output": metrics.rms(jitter_out), "reference": metrics.rms(jitter_ref)},
         "seam_delta_e": {"output": _mean(col("seam_output")), "reference": _mean(col("seam_reference"))},
         "coverage": {"frames_in": frames_in, "frames_out": frames_out, "frames_compared": compared,
@@ -505,10 +516,31 @@ def _pick_samples(report: dict, count: int) -> list[tuple[int, str]]:
     jit = [(f["jitter_output"], f["frame"]) for f in per if f["jitter_output"] is not None]
     if jit:
         picks.append((max(jit)[1], "worst jitter"))
+    picks += _worst_realism(report)
     seen: dict[int, str] = {}
     for frame, why in picks:
         seen[frame] = why if frame not in seen else f"{seen[frame]}; {why}"
     return sorted(seen.items())
+
+
+def _worst_realism(report: dict) -> list[tuple[int, str]]:
+    """The frames issue 26 asks the page to show: the worst for eyes, mouth, each region's colour and texture."""
+    per = report["per_frame"]
+    picks: list[tuple[int, str]] = []
+    for key, what in (("eyes", "eye openness (blink lost or added)"), ("mouth", "mouth openness")):
+        gaps = [(abs(f[f"{key}_output"] - f[f"{key}_reference"]), f["frame"]) for f in per
+                if f[f"{key}_output"] is not None and f[f"{key}_reference"] is not None]
+        if gaps and max(gaps)[0] > 0:
+            picks.append((max(gaps)[1], f"worst {what}"))
+    for name in regions.REGIONS:
+        values = [(f[f"{name}_to_src_output"], f["frame"]) for f in per if f[f"{name}_to_src_output"] is not None]
+        if values:
+            picks.append((max(values)[1], f"worst {name} colour"))
+    bounds = (report.get("texture") or {}).get("src_range")
+    off = [(d, f["frame"]) for f in per if (d := texture.distance_from_range(f["texture_output"], bounds))]
+    if off:
+        picks.append((max(off)[1], "worst texture (furthest outside the src person's range)"))
+    return picks
 
 
 def _thumb(frame: np.ndarray, height: int = 256) -> bytes:
@@ -522,7 +554,8 @@ def _thumb(frame: np.ndarray, height: int = 256) -> bytes:
 CAPTION = (("identity_to_src", "dlib to src"), ("identity_to_dst", "to dst"),
            ("held_apart_to_src", "FaceNet to src"), ("held_apart_to_dst", "to dst"),
            ("expression", "expression"), ("sharpness", "sharpness"), ("fringing", "fringing"),
-           ("tone_delta_e", "tone dE"))
+           ("tone_delta_e", "tone dE"), ("eyes_reference", "eyes original"), ("eyes_output", "output"),
+           ("mouth_reference", "mouth original"), ("mouth_output", "output"), ("texture_output", "texture"))
 
 
 def _eyes(frame: np.ndarray, box: list[int], height: int = 256) -> bytes:
