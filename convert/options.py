@@ -28,6 +28,11 @@ class ConvertOptions:
     output: Path | None = option(None, flags=("-o",), default_text="WORKSPACE/result.mp4",
                                  help="video to write (.mp4/.mov/.mkv/.m4v); replaced only when the new one is "
                                       "complete")
+    person: str | None = option(None, metavar="N|all", default_text="1, the person in the most frames",
+                                help="whom to swap when the dst video shows several people: a person's number as "
+                                     "'python main.py info' lists them (most frames first), or all. Other people's "
+                                     "faces pass through untouched. --target-face at extract still drops faces "
+                                     "before this")
     smooth: float = option(2.0, low=0, high=50, metavar="SIGMA",
                            help="temporal landmark smoothing per face track: Gaussian width in frames of a local "
                                 "quadratic fit (follows fast motion without lag); 0 = off. Never crosses a cut or "

@@ -39,6 +39,7 @@ from pipeline.core.images import ImageReadError, encode, read_gray, read_rgb
 from pipeline.core.options import check
 from pipeline.core.video import FrameReader, FrameWriter, probe
 from pipeline.faces.backends.base import Masker
+from pipeline.faces.people import parse_person, people
 from pipeline.models.interface import FaceModel, Predictor
 from pipeline.registries import MASKERS
 from pipeline.workspace.records import DropReason, FaceRow, MaskOrigin, SetMeta
@@ -48,7 +49,8 @@ log = logging.getLogger("convert")
 
 #: Why a frame is passed through unchanged, as the summary words it.
 REASONS = {"no_face": "no face found", DropReason.DELETED.value: "face deleted by the artist",
-           DropReason.IDENTITY.value: "not the target person", "dropped": "face dropped"}
+           DropReason.IDENTITY.value: "not the target person", "dropped": "face dropped",
+           "other_person": "with only other people's faces (--person)"}
 
 
 @dataclass
@@ -73,6 +75,7 @@ class ConvertSummary:
     output: Path | None = None
     previews: list[Path] = field(default_factory=list)
     timings: dict = field(default_factory=dict)
+    person: str | None = None          # whom convert swapped, when the dst video shows several people
 
     def line(self) -> str:
         fps = self.frames / self.seconds if self.seconds > 0 else 0.0
@@ -155,15 +158,50 @@ def remove_stale_outputs(output: Path) -> int:
 # ---------------------------------------------------------------------- planning
 
 
-def plan_faces(ws: Workspace, rows: list[FaceRow], size: int, resolution: int, face_type: str,
-               sigma: float) -> tuple[dict[int, list[FacePlan]], dict[int, str]]:
-    """Per frame, the faces to swap (smoothed per track) and, per frame with none, why not."""
+def choose_person(rows: list[FaceRow], person: int | None) -> tuple[set[int | None], str | None]:
+    """Ids of the kept faces not to swap, and the line saying whom convert swaps (None: one person, nothing to say).
+
+    Why: a clip with an audience or a second speaker must not get the new face on everyone;
+    by default only the person in the most frames is swapped, and the line says so.
+    """
     kept = [r for r in rows if not r.dropped]
+    labels, found = people(kept)
+    if person is None:
+        if len(found) <= 1:
+            return set(), None
+        return set(), (f"convert: swapping all {len(found)} people of the dst video ({len(kept)} faces; --person all)")
+    if person > max(len(found), 1):
+        raise UserError(f"--person {person}: the dst video shows {len(found)} "
+                        f"{'person' if len(found) == 1 else 'people'}; 'python main.py info' lists them")
+    if len(found) <= 1:
+        return set(), None
+    chosen = found[person - 1]
+    skip = {r.id for r, label in zip(kept, labels) if label != person - 1}
+    unplaced = int((labels < 0).sum())
+    others = len(found) - 1
+    line = (f"convert: the dst video shows {len(found)} people; swapping person {person} ({len(chosen.rows)} faces "
+            f"in {chosen.frames} frames, {chosen.first_frame}-{chosen.last_frame}), leaving {len(skip)} faces of "
+            f"{others} other {'person' if others == 1 else 'people'}"
+            + (f" (and {unplaced} faces no identity places)" if unplaced else "")
+            + " untouched (--person N|all to choose; 'python main.py info' lists them)")
+    return skip, line
+
+
+def plan_faces(ws: Workspace, rows: list[FaceRow], size: int, resolution: int, face_type: str,
+               sigma: float, skip: set[int | None] | None = None) -> tuple[dict[int, list[FacePlan]], dict[int, str]]:
+    """Per frame, the faces to swap (smoothed per track) and, per frame with none, why not.
+
+    ``skip``: ids of kept faces to leave as they are (other people than the one swapped).
+    """
+    skip = skip or set()
+    kept = [r for r in rows if not r.dropped and r.id not in skip]
     excluded: dict[int, str] = {}
     for r in rows:
         if r.dropped:
             reason = r.drop_reason.value if r.drop_reason is not None else "dropped"
             excluded.setdefault(r.frame_index, reason if reason in REASONS else "dropped")
+        elif r.id in skip:
+            excluded.setdefault(r.frame_index, "other_person")
     by_track: dict[object, list[FaceRow]] = defaultdict(list)
     for r in kept:
         key = r.track if r.track is not None else ("single", r.id)
@@ -369,6 +407,7 @@ def run_convert(opts: ConvertOptions, stills: dict[int, np.ndarray] | None = Non
     kept: the previous ``--output`` and the workspace, which convert only reads.
     """
     check(opts)
+    parse_person(opts.person)
     output = Path(opts.output) if opts.output is not None else Path(opts.workspace) / "result.mp4"
     kept = ("the preview stills written so far are kept" if opts.preview else
             f"{output} is as it was before this convert and its unfinished temp file was removed")
@@ -408,7 +447,8 @@ def _convert(opts: ConvertOptions, stills: dict[int, np.ndarray] | None) -> Conv
         opts = with_model_defaults(opts, network.model)
         size, face_type = set_meta.extract.size, set_meta.extract.face_type
         masker: Masker = MASKERS.load(set_meta.extract.masker)()
-        plans, excluded = plan_faces(ws, rows, size, network.resolution, face_type, opts.smooth)
+        skip, person_line = choose_person(rows, parse_person(opts.person))
+        plans, excluded = plan_faces(ws, rows, size, network.resolution, face_type, opts.smooth, skip)
         network.prepare(opts.precision, _calibration_crops(ws, rows, network.resolution))
         if opts.mask != "workspace" and not (network.predictor and network.predictor.learned_mask):
             raise UserError(f"--mask {opts.mask} needs a model that paints its own mask (df, liae), and the "
@@ -422,14 +462,19 @@ def _convert(opts: ConvertOptions, stills: dict[int, np.ndarray] | None) -> Conv
              {"workspace": "the workspace's", "learned": "the model's learned", "both": "workspace x learned"}[
                  opts.mask],
              opts.mask_erode, opts.mask_blur)
+    if person_line:
+        log.info("%s", person_line)
     work = _FaceWork(opts, size, network.resolution, masker)
     if opts.preview:
-        return _render(opts, input_path, video, network, work, plans, excluded, start, end, None,
-                       ws.root / "preview", stills)
-    stale = remove_stale_outputs(output)
-    if stale:
-        log.info("convert: removed %d temp video(s) left by an earlier convert that was killed", stale)
-    return _render(opts, input_path, video, network, work, plans, excluded, start, end, output, None)
+        summary = _render(opts, input_path, video, network, work, plans, excluded, start, end, None,
+                          ws.root / "preview", stills)
+    else:
+        stale = remove_stale_outputs(output)
+        if stale:
+            log.info("convert: removed %d temp video(s) left by an earlier convert that was killed", stale)
+        summary = _render(opts, input_path, video, network, work, plans, excluded, start, end, output, None)
+    summary.person = person_line
+    return summary
 
 
 def _render(opts: ConvertOptions, input_path: Path, video: dict, network: _Network, work: _FaceWork,
