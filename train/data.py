@@ -6,6 +6,7 @@ resolution (a few hundred faces fit easily in memory; the images are small).
 """
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -17,9 +18,12 @@ from pipeline.core import geometry
 from pipeline.core.errors import UserError
 from pipeline.core.images import ImageReadError, read_gray, read_rgb
 from pipeline.faces.backends.base import Masker
+from pipeline.faces.people import people
 from pipeline.registries import MASKERS
-from pipeline.workspace.records import MaskOrigin
+from pipeline.workspace.records import FaceRow, MaskOrigin
 from pipeline.workspace.store import Workspace
+
+log = logging.getLogger("train")
 
 
 @dataclass
@@ -50,11 +54,13 @@ def to_tensor(images: np.ndarray, device: torch.device) -> torch.Tensor:
     return t.permute(0, 3, 1, 2).float() / 255.0
 
 
-def load_set(ws: Workspace, set_name: str, resolution: int, writer: bool = True) -> FaceSet:
+def load_set(ws: Workspace, set_name: str, resolution: int, writer: bool = True, person: int | None = None) -> FaceSet:
     """Kept faces of one set (deleted ones are dropped first), resized to ``resolution``.
 
     ``writer`` records the artist's edits in the index; other training processes only
-    read them.
+    read them. ``person`` (a number as info lists them; None = everyone): when the set
+    shows several people, only that person's faces, so the net learns the face convert
+    swaps and not the audience's.
     """
     meta = ws.set_meta(set_name)
     if meta is None:
@@ -66,6 +72,8 @@ def load_set(ws: Workspace, set_name: str, resolution: int, writer: bool = True)
         rows = ws.faces(set_name, kept=True)
     else:
         rows = [r for r in ws.faces_as_edited(set_name) if r.kept]
+    if person is not None:
+        rows = _person_rows(rows, person, set_name)
     masker: Masker = MASKERS.load(meta.extract.masker)()
     images, masks, points, names, descs, scales, downs = [], [], [], [], [], [], []
     hand = 0
@@ -102,6 +110,20 @@ def load_set(ws: Workspace, set_name: str, resolution: int, writer: bool = True)
                    np.array(scales, np.float32), np.array(downs, np.float32))
 
 
+def _person_rows(rows: list[FaceRow], person: int, set_name: str) -> list[FaceRow]:
+    labels, found = people(rows)
+    if person > max(len(found), 1):
+        raise UserError(f"--person {person}: the {set_name} faces show {len(found)} "
+                        f"{'person' if len(found) == 1 else 'people'}; 'python main.py info' lists them")
+    if len(found) <= 1:
+        return rows
+    chosen = found[person - 1]
+    log.info("train: the %s faces show %d people; training on person %d (%d faces, frames %d-%d), not on the %d "
+             "other faces (--person N|all to choose)", set_name, len(found), person, len(chosen.rows),
+             chosen.first_frame, chosen.last_frame, len(rows) - len(chosen.rows))
+    return [rows[i] for i in chosen.rows]
+
+
 def with_flips(faces: FaceSet) -> FaceSet:
     """The style set and its mirror images (the paper augments style images this way)."""
     r = faces.images.shape[1]
@@ -132,12 +154,16 @@ def nearest_styles(content_landmarks: np.ndarray, style_landmarks: np.ndarray, n
 
 
 def load_training_sets(workspace: Path, resolution: int, content_extra: list[Path],
-                       writer: bool = True) -> tuple[FaceSet, FaceSet]:
-    """Content = dst faces (+ dst faces of other workspaces), style = src faces with flips."""
+                       writer: bool = True, person: int | None = None) -> tuple[FaceSet, FaceSet]:
+    """Content = dst faces (+ dst faces of other workspaces), style = src faces with flips.
+
+    ``person``: the dst person to train on (``load_set``); the extra workspaces' dst faces are
+    taken whole.
+    """
     if not (Path(workspace) / "workspace.json").is_file():
         raise UserError(f"{workspace} is not a workspace yet (no workspace.json); run 'python main.py extract' first")
     with Workspace(workspace, write=writer, command="train") as ws:
-        content = load_set(ws, "dst", resolution, writer)
+        content = load_set(ws, "dst", resolution, writer, person)
         style = load_set(ws, "src", resolution, writer)
     for extra in content_extra:
         if not (Path(extra) / "workspace.json").is_file():

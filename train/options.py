@@ -29,6 +29,10 @@ class TrainOptions:
                                   help="learning rate at the end (exponential decay)")
     content_extra: list[Path] = option(factory=list, nargs="*", metavar="WORKSPACE",
                                        help="more content faces: the dst faces of other workspaces (same face type)")
+    person: str | None = option(None, metavar="N|all", default_text="1, the dst person in the most frames",
+                                help="when the dst video shows several people, train on this one's faces only "
+                                     "(numbers as 'python main.py info' lists them; convert --person picks whom "
+                                     "to swap), or all")
     seed: int = option(0, help="random seed (sampling, degradations, initial weights)")
     save_every: int = option(500, low=1, help="checkpoint every N iterations")
     preview_every: int = option(250, low=1, help="refresh model/preview.jpg every N iterations")

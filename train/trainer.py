@@ -34,6 +34,7 @@ from pipeline.core.errors import UserError
 from pipeline.core.files import DiskFullError, is_disk_full, write_atomic
 from pipeline.core.images import encode
 from pipeline.core.options import as_dict, check
+from pipeline.faces.people import parse_person
 from pipeline.models.interface import FaceModel, count_parameters
 from pipeline.models.memory import require
 from pipeline.models.store import save_model
@@ -128,6 +129,7 @@ class Trainer:
 
     def __init__(self, opts: Any) -> None:
         check(opts)
+        parse_person(getattr(opts, "person", None))     # a bad --person stops here, before any work
         opts = with_default_lr(opts)
         model_options = self._model_options(opts)
         check(model_options)
@@ -157,7 +159,7 @@ class Trainer:
 
     def _load_data(self, opts: Any, model_options: Any) -> tuple[FaceSet, FaceSet]:
         return load_training_sets(Path(opts.workspace), model_options.resolution, opts.content_extra,
-                                  writer=self.main)
+                                  writer=self.main, person=parse_person(getattr(opts, "person", None)))
 
     def _make_family(self, ctx: TrainContext) -> tuple[ModelTrainer, str]:
         return MODEL_TYPES.load(self.opts.model, "trainer")(ctx), self.opts.model

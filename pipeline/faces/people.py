@@ -24,7 +24,7 @@ from pipeline.core.errors import UserError
 from pipeline.faces.identity import SAME_PERSON
 from pipeline.workspace.records import NO_GEOMETRY, FaceRow
 
-__all__ = ["SAME_PERSON", "FACES_PER_TRACK", "Person", "group", "people", "quality"]
+__all__ = ["SAME_PERSON", "FACES_PER_TRACK", "Person", "group", "parse_person", "people", "quality"]
 #: faces of one track that vote in the identity distances (its best by quality)
 FACES_PER_TRACK = 24
 #: face width (source pixels) from which a descriptor is as good as it gets (dlib's chip is 150 px)
@@ -265,6 +265,18 @@ def people(rows: Sequence[FaceRow], threshold: float = SAME_PERSON) -> tuple[np.
         found.append(Person(p + 1, idx, len({(rows[i].source, rows[i].frame_index) for i in idx}),
                             min(frames), max(frames), best))
     return labels, found
+
+
+def parse_person(value: str | None) -> int | None:
+    """``--person`` of convert and train: a person's number (1 = most frames; also the default), None for all."""
+    if value is None:
+        return 1
+    if value.strip().lower() == "all":
+        return None
+    if not value.strip().isdigit() or int(value) < 1:
+        raise UserError(f"--person {value}: give a person's number (1 = the person in the most frames, as "
+                        f"'python main.py info' lists them) or all")
+    return int(value)
 
 
 def _place_without_descriptor(rows: Sequence[FaceRow], labels: np.ndarray) -> None:
