@@ -65,6 +65,10 @@ class ConvertOptions:
                                               "keeps the dst face's structure (transform); an autoencoder paints "
                                               "the face anew, and smoothing its change would carry the dst's lip "
                                               "colour onto new teeth")
+    blink: float = option(1.0, low=0, high=1, metavar="AMOUNT",
+                          help="carry the dst's blinks: where the dst person's eyes close, the dst's own eyes (colour-"
+                               "matched, feathered) replace the network's, in proportion to how far they are shut "
+                               "(1 = all the way on a shut eye; 0 = off, the network's eyes always)")
     sharpen: float = option(0.0, low=0, high=5, metavar="AMOUNT",
                             help="unsharp-mask amount applied to the generated face (0 = off, 0.5 = moderate)")
     crf: int = option(18, low=0, high=51, help="H.264 quality (lower = better and larger; 18 is visually lossless)")

@@ -29,7 +29,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from convert import blending, color_transfer
+from convert import blending, blink, color_transfer
 from convert.options import CHROMA_SMOOTH, ConvertOptions
 from convert.smoothing import smooth_track
 from pipeline.core import geometry
@@ -62,6 +62,7 @@ class FacePlan:
     hand_mask: Path | None         # the artist's (or a non-hull) mask file, else None
     hand_mask_move: np.ndarray | None  # its crop (stored transform) -> the smoothed aligned crop
     dense: np.ndarray | None = None    # the landmarker's dense points, frame pixels (for the dense masker)
+    closure: float = 0.0               # how far the dst's eyes are shut, 0..1 (``convert.blink``)
 
 
 @dataclass
@@ -169,6 +170,7 @@ def plan_faces(ws: Workspace, rows: list[FaceRow], size: int, resolution: int, f
         key = r.track if r.track is not None else ("single", r.id)
         by_track[key].append(r)
     plans: dict[int, list[FacePlan]] = defaultdict(list)
+    eyes_open = blink.open_level([r.landmarks for r in kept])
     for track_rows in by_track.values():
         track_rows.sort(key=lambda r: r.frame_index)
         frames = np.array([r.frame_index for r in track_rows])
@@ -183,7 +185,8 @@ def plan_faces(ws: Workspace, rows: list[FaceRow], size: int, resolution: int, f
             # the network's crop is the aligned crop resized: its matrix adds that resize
             to_model = geometry.compose(geometry.resize_transform(size, resolution), to_aligned)
             plans[r.frame_index].append(FacePlan(r.frame_index, pts, to_aligned, to_model, hand, move,
-                                                 r.dense_landmarks))
+                                                 r.dense_landmarks,
+                                                 blink.closure(geometry.eye_openness(r.landmarks), eyes_open)))
     for frame in plans:
         excluded.pop(frame, None)
     return dict(plans), excluded
@@ -256,6 +259,9 @@ class _FaceWork:
             t0 = time.perf_counter()
             face = color_transfer.transfer(self.opts.color, generated, prep.crop, prep.mask_r)
             face = blending.clean_chroma(face, prep.crop, self.opts.chroma_smooth)
+            if self.opts.blink > 0 and prep.plan.closure > 0:
+                face = blink.carry(face, prep.crop, geometry.transform_points(prep.plan.landmarks, prep.plan.to_model),
+                                   self.opts.blink * prep.plan.closure)
             face = blending.sharpen(face, self.opts.sharpen)
             t1 = time.perf_counter()
             blending.blend_face(out, face, prep.plan.to_model, prep.alpha, prep.plan.to_aligned, self.opts.blend,
