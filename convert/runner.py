@@ -29,7 +29,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from convert import blending, blink, color_transfer
+from convert import blending, blink, color_transfer, part_colour
 from convert.options import CHROMA_SMOOTH, ConvertOptions
 from convert.smoothing import smooth_track
 from pipeline.core import geometry
@@ -209,6 +209,7 @@ class _FaceWork:
 
     def __init__(self, opts: ConvertOptions, size: int, resolution: int, masker: Masker) -> None:
         self.opts, self.size, self.resolution, self.masker = opts, size, resolution, masker
+        self.src_parts: dict[str, np.ndarray] | None = None     # ``part_colour.src_relations``
         self.timings: Counter = Counter()
 
     def _aligned_mask(self, plan: FacePlan, aligned: np.ndarray) -> np.ndarray:
@@ -259,9 +260,10 @@ class _FaceWork:
             t0 = time.perf_counter()
             face = color_transfer.transfer(self.opts.color, generated, prep.crop, prep.mask_r)
             face = blending.clean_chroma(face, prep.crop, self.opts.chroma_smooth)
+            in_crop = geometry.transform_points(prep.plan.landmarks, prep.plan.to_model)
             if self.opts.blink > 0 and prep.plan.closure > 0:
-                face = blink.carry(face, prep.crop, geometry.transform_points(prep.plan.landmarks, prep.plan.to_model),
-                                   self.opts.blink * prep.plan.closure)
+                face = blink.carry(face, prep.crop, in_crop, self.opts.blink * prep.plan.closure)
+            face = part_colour.match(face, in_crop, self.src_parts, self.opts.part_colour)
             face = blending.sharpen(face, self.opts.sharpen)
             t1 = time.perf_counter()
             blending.blend_face(out, face, prep.plan.to_model, prep.alpha, prep.plan.to_aligned, self.opts.blend,
@@ -429,6 +431,10 @@ def _convert(opts: ConvertOptions, stills: dict[int, np.ndarray] | None) -> Conv
                  opts.mask],
              opts.mask_erode, opts.mask_blur)
     work = _FaceWork(opts, size, network.resolution, masker)
+    if opts.part_colour > 0:
+        work.src_parts = part_colour.src_relations(ws)
+        log.info("convert: brows, nose and lips in the src person's colours against the skin (amount %g)%s",
+                 opts.part_colour, "" if work.src_parts else ": no src faces in the workspace, left as they are")
     if opts.preview:
         return _render(opts, input_path, video, network, work, plans, excluded, start, end, None,
                        ws.root / "preview", stills)
