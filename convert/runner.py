@@ -29,7 +29,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from convert import blending, color_transfer
+from convert import blending, blink, color_transfer, part_colour
 from convert.options import CHROMA_SMOOTH, ConvertOptions
 from convert.smoothing import smooth_track
 from pipeline.core import geometry
@@ -64,6 +64,7 @@ class FacePlan:
     hand_mask: Path | None         # the artist's (or a non-hull) mask file, else None
     hand_mask_move: np.ndarray | None  # its crop (stored transform) -> the smoothed aligned crop
     dense: np.ndarray | None = None    # the landmarker's dense points, frame pixels (for the dense masker)
+    closure: float = 0.0               # how far the dst's eyes are shut, 0..1 (``convert.blink``)
 
 
 @dataclass
@@ -207,6 +208,7 @@ def plan_faces(ws: Workspace, rows: list[FaceRow], size: int, resolution: int, f
         key = r.track if r.track is not None else ("single", r.id)
         by_track[key].append(r)
     plans: dict[int, list[FacePlan]] = defaultdict(list)
+    eyes_open = blink.open_level([r.landmarks for r in kept])
     for track_rows in by_track.values():
         track_rows.sort(key=lambda r: r.frame_index)
         frames = np.array([r.frame_index for r in track_rows])
@@ -221,7 +223,8 @@ def plan_faces(ws: Workspace, rows: list[FaceRow], size: int, resolution: int, f
             # the network's crop is the aligned crop resized: its matrix adds that resize
             to_model = geometry.compose(geometry.resize_transform(size, resolution), to_aligned)
             plans[r.frame_index].append(FacePlan(r.frame_index, pts, to_aligned, to_model, hand, move,
-                                                 r.dense_landmarks))
+                                                 r.dense_landmarks,
+                                                 blink.closure(geometry.eye_openness(r.landmarks), eyes_open)))
     for frame in plans:
         excluded.pop(frame, None)
     return dict(plans), excluded
@@ -244,6 +247,7 @@ class _FaceWork:
 
     def __init__(self, opts: ConvertOptions, size: int, resolution: int, masker: Masker) -> None:
         self.opts, self.size, self.resolution, self.masker = opts, size, resolution, masker
+        self.src_parts: dict[str, np.ndarray] | None = None     # ``part_colour.src_relations``
         self.timings: Counter = Counter()
 
     def _aligned_mask(self, plan: FacePlan, aligned: np.ndarray) -> np.ndarray:
@@ -294,6 +298,10 @@ class _FaceWork:
             t0 = time.perf_counter()
             face = color_transfer.transfer(self.opts.color, generated, prep.crop, prep.mask_r)
             face = blending.clean_chroma(face, prep.crop, self.opts.chroma_smooth)
+            in_crop = geometry.transform_points(prep.plan.landmarks, prep.plan.to_model)
+            if self.opts.blink > 0 and prep.plan.closure > 0:
+                face = blink.carry(face, prep.crop, in_crop, self.opts.blink * prep.plan.closure)
+            face = part_colour.match(face, in_crop, self.src_parts, self.opts.part_colour)
             face = blending.sharpen(face, self.opts.sharpen)
             t1 = time.perf_counter()
             blending.blend_face(out, face, prep.plan.to_model, prep.alpha, prep.plan.to_aligned, self.opts.blend,
@@ -465,6 +473,10 @@ def _convert(opts: ConvertOptions, stills: dict[int, np.ndarray] | None) -> Conv
     if person_line:
         log.info("%s", person_line)
     work = _FaceWork(opts, size, network.resolution, masker)
+    if opts.part_colour > 0:
+        work.src_parts = part_colour.src_relations(ws)
+        log.info("convert: brows, nose and lips in the src person's colours against the skin (amount %g)%s",
+                 opts.part_colour, "" if work.src_parts else ": no src faces in the workspace, left as they are")
     if opts.preview:
         summary = _render(opts, input_path, video, network, work, plans, excluded, start, end, None,
                           ws.root / "preview", stills)

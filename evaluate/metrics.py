@@ -9,7 +9,7 @@ import cv2
 import numpy as np
 
 from pipeline.core import geometry
-from pipeline.core.geometry import eye_distance  # noqa: F401 - part of this module's vocabulary
+from pipeline.core.geometry import eye_distance, eye_openness  # noqa: F401 - part of this module's vocabulary
 
 SSIM_C1 = (0.01 * 255) ** 2
 SSIM_C2 = (0.03 * 255) ** 2
@@ -119,8 +119,7 @@ def rms(values: list[float | None]) -> float | None:
 
 # ---------------------------------------------------------------- blinks and mouth movement
 
-#: iBUG-68 eye contours (6 points each, corner, two upper, corner, two lower) and the inner lips.
-_EYES = (tuple(range(36, 42)), tuple(range(42, 48)))
+#: iBUG-68 inner lips.
 _INNER_LIPS = tuple(range(60, 68))
 #: Eyes count as closed below this fraction of the reference's median openness over the clip.
 #: Relative, because each landmark model draws lids its own way (dlib's usual 0.2 is about 0.6
@@ -128,17 +127,6 @@ _INNER_LIPS = tuple(range(60, 68))
 EYES_CLOSED_FRACTION = 0.6
 #: The mouth counts as open when the inner lips are apart by more than this share of its width.
 MOUTH_OPEN = 0.1
-
-
-def eye_openness(landmarks: np.ndarray) -> float:
-    """Mean eye aspect ratio of both eyes: lid gap over eye width (about 0.3 open, under 0.15 closed)."""
-    p = np.asarray(landmarks, float)
-    ratios = []
-    for eye in _EYES:
-        e = p[list(eye)]
-        gap = np.linalg.norm(e[1] - e[5]) + np.linalg.norm(e[2] - e[4])
-        ratios.append(gap / max(2.0 * np.linalg.norm(e[0] - e[3]), 1e-6))
-    return float(np.mean(ratios))
 
 
 def mouth_openness(landmarks: np.ndarray) -> float:

@@ -12,39 +12,13 @@ for a perfect swap; the figure is for comparing runs and finding the region that
 """
 from __future__ import annotations
 
-import cv2
 import numpy as np
 
 from evaluate.realism import mean_lab
 from pipeline.core.geometry import eye_distance
+from pipeline.faces.regions import BROW_THICKNESS, REGIONS, region_masks
 
-REGIONS = ("brows", "eyes", "nose", "lips", "cheeks")
-#: Brows are a line of 5 points each; they are drawn this thick (in eye distances).
-BROW_THICKNESS = 0.12
-#: Cheek polygons: jaw side, lower eye lid, nose side (iBUG-68 indices).
-_CHEEKS = ((1, 2, 3, 4, 48, 31, 40, 41, 36), (15, 14, 13, 12, 54, 35, 47, 46, 45))
-
-
-def region_masks(landmarks: np.ndarray, shape: tuple[int, ...]) -> dict[str, np.ndarray]:
-    """A uint8 mask (0/255) of each region in an image of ``shape``."""
-    p = np.asarray(landmarks, dtype=np.float64)
-    h, w = shape[:2]
-
-    def poly(*groups: tuple[int, ...] | range) -> np.ndarray:
-        mask = np.zeros((h, w), np.uint8)
-        for idx in groups:
-            cv2.fillPoly(mask, [np.round(p[list(idx)] * 16).astype(np.int32)], 255, cv2.LINE_8, shift=4)
-        return mask
-
-    brows = np.zeros((h, w), np.uint8)
-    thick = max(2, int(round(BROW_THICKNESS * eye_distance(p))))
-    for idx in (range(17, 22), range(22, 27)):
-        cv2.polylines(brows, [np.round(p[list(idx)]).astype(np.int32)], False, 255, thick)
-    lips = cv2.subtract(poly(range(48, 60)), poly(range(60, 68)))
-    nose = np.zeros((h, w), np.uint8)
-    cv2.fillConvexPoly(nose, cv2.convexHull(np.round(p[27:36] * 16).astype(np.int32)), 255, cv2.LINE_8, shift=4)
-    return {"brows": brows, "eyes": poly(range(36, 42), range(42, 48)), "nose": nose, "lips": lips,
-            "cheeks": poly(*_CHEEKS)}
+__all__ = ["REGIONS", "region_masks", "region_colours", "src_medians", "delta_e"]
 
 
 def region_colours(image: np.ndarray, landmarks: np.ndarray) -> dict[str, np.ndarray | None]:

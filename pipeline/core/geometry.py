@@ -83,6 +83,23 @@ def eye_distance(landmarks: np.ndarray) -> float:
     return float(np.linalg.norm(pts[EYE_RIGHT].mean(axis=0) - pts[EYE_LEFT].mean(axis=0)))
 
 
+#: iBUG-68 eye contours (6 points each: corner, two upper, corner, two lower).
+EYE_CONTOURS = (tuple(range(36, 42)), tuple(range(42, 48)))
+
+
+def eye_openness(landmarks: np.ndarray) -> float:
+    """Mean eye aspect ratio of both eyes: lid gap over eye width (about 0.3 open, under 0.15 closed).
+
+    Here, not in evaluate, because convert carries blinks by it and evaluate judges them by it."""
+    p = np.asarray(landmarks, float)
+    ratios = []
+    for eye in EYE_CONTOURS:
+        e = p[list(eye)]
+        gap = np.linalg.norm(e[1] - e[5]) + np.linalg.norm(e[2] - e[4])
+        ratios.append(gap / max(2.0 * np.linalg.norm(e[0] - e[3]), 1e-6))
+    return float(np.mean(ratios))
+
+
 def umeyama(src: np.ndarray, dst: np.ndarray, estimate_scale: bool = True) -> np.ndarray:
     """Least-squares similarity (2x3) taking ``src`` points onto ``dst`` (Umeyama 1991)."""
     src = np.asarray(src, dtype=np.float64)

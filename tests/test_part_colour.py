@@ -1,0 +1,60 @@
+"""convert.part_colour: brows, nose and lips moved to the src person's colours against the skin."""
+import cv2
+import numpy as np
+import pytest
+
+from convert import part_colour
+from pipeline.core.geometry import eye_distance
+from pipeline.core.images import read_rgb
+from pipeline.faces.regions import region_masks
+from pipeline.workspace.store import Workspace
+
+
+def _faces(ws_root, count=24):
+    with Workspace(ws_root) as ws:
+        rows = ws.faces("dst", kept=True)
+        picks = [rows[i] for i in np.linspace(0, len(rows) - 1, count).round().astype(int)]
+        return [(read_rgb(ws.aligned_path(r)), r.aligned_landmarks) for r in picks]
+
+
+@pytest.fixture(scope="module")
+def people(extracted_clips):
+    """Aligned faces of Hill (the face to change) and Ocasio-Cortez (whose parts' colours it takes)."""
+    return _faces(extracted_clips["katie"]), _faces(extracted_clips["aoc"])
+
+
+def test_the_parts_take_the_src_persons_colour_against_the_skin(people):
+    hill, aoc = people
+    src = part_colour.relations(aoc)
+    own = part_colour.relations(hill)
+    assert np.linalg.norm(own["lips"] - src["lips"]) > 5          # the two people's lips differ to begin with
+    for image, lm in hill[:6]:
+        moved = part_colour.match(image, lm, src, 1.0)
+        after = part_colour.part_colours(moved, lm)
+        before = part_colour.part_colours(image, lm)
+        for name in ("nose", "lips"):
+            gap_after = np.linalg.norm(after[name] - after["cheeks"] - src[name])
+            gap_before = np.linalg.norm(before[name] - before["cheeks"] - src[name])
+            assert gap_after < 0.5 * gap_before, (name, gap_before, gap_after)
+        # brows: lightness only (a thin line: the feather keeps it short of the full way, as it does the lips)
+        light_after = abs((after["brows"] - after["cheeks"])[0] - src["brows"][0])
+        light_before = abs((before["brows"] - before["cheeks"])[0] - src["brows"][0])
+        assert light_after < 0.6 * light_before
+        assert np.linalg.norm((after["brows"] - before["brows"])[1:]) < 1.0     # their hue stays
+
+
+def test_nothing_moves_away_from_the_parts_or_with_amount_zero(people):
+    hill, aoc = people
+    src = part_colour.relations(aoc)
+    image, lm = hill[0]
+    assert part_colour.match(image, lm, src, 0.0) is image
+    assert part_colour.match(image, lm, None, 1.0) is image
+    moved = part_colour.match(image, lm, src, 1.0)
+    masks = region_masks(lm, image.shape)
+    near = np.zeros(image.shape[:2], np.uint8)
+    for name in part_colour.PARTS:
+        near |= masks[name]
+    reach = int(np.ceil(4 * part_colour.FEATHER * eye_distance(lm))) + 2     # the feather's Gaussian tail
+    near = cv2.dilate(near, np.ones((2 * reach + 1, 2 * reach + 1), np.uint8)) > 0
+    assert np.array_equal(moved[~near], image[~near])
+    assert np.abs(moved[near].astype(int) - image[near]).max() > 10
