@@ -162,9 +162,8 @@ def main(argv: list[str] | None = None) -> None:
                     help="a trained model folder (workspace/model) for this clip's person: also convert and measure")
     args = ap.parse_args(argv)
     from masks.apply import run_apply
-    from masks.options import MaskApplyOptions
-    from train.mask_trainer import run_mask_train
-    from train.options import MaskTrainOptions
+    from masks.options import MaskApplyOptions, MaskTrainOptions
+    from masks.training import run_mask_train
 
     work = args.work
     work.mkdir(parents=True, exist_ok=True)

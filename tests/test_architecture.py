@@ -142,7 +142,7 @@ def test_models_lists_every_kind_and_checks_the_weights(tmp_path, monkeypatch):
 
 
 def test_a_damaged_weight_file_is_reported_with_where_to_get_it(tmp_path, monkeypatch):
-    from pipeline.catalogue import catalogue
+    from models.catalogue import catalogue
     fake = tmp_path / "face_recognition_models"
     (fake / "models").mkdir(parents=True)
     real = weights.package_dir("face_recognition_models")

@@ -297,7 +297,7 @@ def test_parsing_is_a_mask_origin():
 
 
 def test_models_lists_the_facexlib_files(empty_hub):
-    from pipeline.catalogue import catalogue
+    from models.catalogue import catalogue
     report = catalogue()
     kinds = {k["kind"]: {e["name"]: e for e in k["entries"]} for k in report["kinds"]}
     r50 = kinds["detector"]["retinaface-r50"]

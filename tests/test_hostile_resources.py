@@ -112,9 +112,8 @@ class Tmpfs:
 
 def _commands() -> list[tuple[str, type]]:
     import main
-    out = [(name, cls) for name in main.COMMANDS for _, cls in main._options_of(name)]
-    out += [(f"masks {action}", main._mask_options(action)) for action in main.MASK_ACTIONS]
-    return out
+    return [(path, cls) for command in main.commands().values() for path, sub in command.walk()
+            for _, cls in sub.option_groups()]
 
 
 def _float_fields(cls: type) -> list[dataclasses.Field]:

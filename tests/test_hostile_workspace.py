@@ -48,10 +48,9 @@ def _link_out(ws, relative, outside):
 
 def test_a_mask_the_studio_saves_while_masks_apply_runs_is_kept_and_recorded_as_hand(tmp_path, monkeypatch):
     from masks.apply import run_apply
-    from masks.options import MaskApplyOptions
+    from masks.options import MaskApplyOptions, MaskTrainOptions
+    from masks.training import run_mask_train
     from pipeline.faces.backends import learned_mask
-    from train.mask_trainer import run_mask_train
-    from train.options import MaskTrainOptions
     ws = copy_v1_workspace(tmp_path)
     run_mask_train(MaskTrainOptions(workspace=ws, iterations=2, resolution=64, width=4, batch_size=2, save_every=2,
                                     preview_every=2))

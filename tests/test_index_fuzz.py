@@ -13,8 +13,8 @@ import sqlite3
 import numpy as np
 import pytest
 
+from info.summary import InfoOptions, run_info
 from pipeline.core.errors import UserError
-from pipeline.workspace.info import InfoOptions, run_info
 from pipeline.workspace.store import Workspace
 from tests.conftest import copy_v1_workspace, snapshot
 

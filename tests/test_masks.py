@@ -12,20 +12,19 @@ import numpy as np
 import pytest
 
 from convert.runner import plan_faces
+from info.summary import InfoOptions, run_info
 from masks.apply import run_apply
+from masks.augment import add_occluders, augment
 from masks.exchange import run_export, run_import
-from masks.options import MaskApplyOptions, MaskExportOptions, MaskImportOptions
+from masks.options import MaskApplyOptions, MaskExportOptions, MaskImportOptions, MaskTrainOptions
+from masks.training import run_mask_train
 from pipeline.core import geometry
 from pipeline.core.errors import UserError
 from pipeline.models.interface import count_parameters
 from pipeline.models.segmenter import SegmenterModel, SegmenterNet, weights_hash
-from pipeline.workspace.info import InfoOptions, run_info
 from pipeline.workspace.store import Workspace, mask_hash
 from tests.conftest import CLIP6, PHOTOS, ROOT, clean_error, copy_v1_workspace, run_cli, snapshot
 from train.data import load_set
-from train.mask_augment import add_occluders, augment
-from train.mask_trainer import run_mask_train
-from train.options import MaskTrainOptions
 
 CLIP = CLIP6
 HAND = ("000001_0.png", "000004_0.png")          # the artist's painted masks in the test workspace

@@ -14,7 +14,7 @@ import cv2
 import numpy as np
 import pytest
 
-from pipeline.workspace.info import InfoOptions, run_info
+from info.summary import InfoOptions, run_info
 from studio.faces import STUDIO_DIR, trash_dir
 from studio.options import StudioOptions
 from studio.server import start

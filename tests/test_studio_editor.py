@@ -15,8 +15,8 @@ import cv2
 import numpy as np
 import pytest
 
+from info.summary import InfoOptions, run_info
 from pipeline.core.images import encode, read_gray
-from pipeline.workspace.info import InfoOptions, run_info
 from pipeline.workspace.store import Workspace
 from studio.masks import _flow_refine
 from studio.options import StudioOptions

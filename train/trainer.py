@@ -118,7 +118,7 @@ def ranks_agree(checksums: list[torch.Tensor]) -> bool:
 class Trainer:
     """The loop of ``main.py train``; a subclass trains another kind of model with the same machinery.
 
-    What differs between the face models and the mask segmenter (``train.mask_trainer``)
+    What differs between the face models and the mask segmenter (``masks.training``)
     is only where the model lives, which faces it learns from and which family steps it:
     the hooks ``_model_options``, ``_model_dir``, ``_load_data``, ``_make_family`` and
     ``_data_line``.

@@ -13,7 +13,7 @@ width 16 it has about 1.2M parameters and trains at about 1.5 iterations a secon
 
 The model lives in ``workspace/mask_model/`` in the model store's format (``weights.pt``
 state dict + ``options.json`` with ``model_type`` "segmenter"), apart from the face
-model in ``workspace/model/``. Training is ``train/mask_trainer.py``.
+model in ``workspace/model/``. Training is ``masks/training.py``.
 """
 from __future__ import annotations
 

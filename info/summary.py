@@ -7,26 +7,14 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from dataclasses import dataclass
 from pathlib import Path
 
+from info.options import InfoOptions
 from pipeline.core.errors import UserError
-from pipeline.core.options import option
 from pipeline.faces.people import people
 from pipeline.registries import MASKERS
 from pipeline.workspace.records import SETS, DropReason, FaceOrigin, FaceRow, MaskOrigin
 from pipeline.workspace.store import Workspace
-
-
-@dataclass
-class InfoOptions:
-    workspace: Path = option(Path("workspace"), flags=("-w",), help="workspace folder")
-    json: bool = option(False, action="store_true", help="print stable JSON for other tools")
-
-
-@dataclass
-class MigrateOptions:
-    workspace: Path = option(Path("workspace"), flags=("-w",), help="workspace folder")
 
 
 def run_info(opts: InfoOptions) -> dict:
@@ -36,16 +24,6 @@ def run_info(opts: InfoOptions) -> dict:
                         f"'python main.py extract --input VIDEO' first")
     with Workspace(opts.workspace) as ws:
         return summarise(ws)
-
-
-def run_migrate(opts: MigrateOptions) -> str:
-    """Bring a workspace to the current schema now (writers do it on their own)."""
-    if not (Path(opts.workspace) / "workspace.json").exists():
-        raise UserError(f"{opts.workspace} is not a workspace (no workspace.json); nothing to migrate")
-    with Workspace(opts.workspace, write=True, command="migrate") as ws:
-        if ws.migrated_from is not None:
-            return f"workspace {ws.root}: migrated from schema {ws.migrated_from} to {ws.file_version}"
-        return f"workspace {ws.root} is already at schema {ws.file_version}"
 
 
 def mask_origins() -> tuple[str, ...]:

@@ -3,7 +3,7 @@
 The shared trainer (``train.trainer.Trainer``) runs the loop: resume with the same random
 streams, atomic checkpoints, ``--max-minutes``, Ctrl-C, divergence guard, previews and the
 log, here in ``workspace/mask_model/``. This module says which faces it learns from (every
-face of either set whose mask is ``hand``), how a sample is made (``train.mask_augment``)
+face of either set whose mask is ``hand``), how a sample is made (``masks.augment``)
 and what the loss is: binary cross-entropy plus soft Dice, so both the many easy pixels
 and the overlap of the thin, rare occluded parts count.
 """
@@ -17,13 +17,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from masks.augment import augment
+from masks.options import MaskTrainOptions
 from pipeline.core.errors import UserError
 from pipeline.models.interface import FaceModel, count_parameters
 from pipeline.models.segmenter import MASK_MODEL_DIR, RESOLUTIONS, SegmenterModel, SegmenterNet
 from train.data import FaceSet, load_mask_sets, to_tensor
-from train.mask_augment import augment
 from train.model_trainer import ModelTrainer, TrainContext
-from train.options import MaskTrainOptions
 from train.trainer import Trainer, TrainSummary, run_train
 
 
