@@ -90,7 +90,7 @@ EYE_CONTOURS = (tuple(range(36, 42)), tuple(range(42, 48)))
 def eye_openness(landmarks: np.ndarray) -> float:
     """Mean eye aspect ratio of both eyes: lid gap over eye width (about 0.3 open, under 0.15 closed).
 
-    Here, not in evaluate, because convert carries blinks by it and evaluate judges them by it."""
+    Here, not in evaluate, because convert carries blinks by it and evaluate measures them with it."""
     p = np.asarray(landmarks, float)
     ratios = []
     for eye in EYE_CONTOURS:
