@@ -52,7 +52,10 @@ class ConvertOptions:
     detail: float = option(1.0, low=0, high=1, metavar="AMOUNT",
                            help="fine detail of the dst frame that the network's crop is too small to hold, put "
                                 "back where the network kept the face's structure (1 = all of it: a 128 px network "
-                                "face stays as sharp as the frame; 0 = the network's face as it is, stretched)")
+                                "face stays as sharp as the frame; 0 = the network's face as it is, stretched). On "
+                                "faces smaller than twice the crop, the frame's finest band (about one frame pixel) "
+                                "replaces the network's there, and the network's finest detail is held to the "
+                                "frame's level")
     detail_gate: float = option(0.4, low=0, high=1, metavar="CORR",
                                 help="the dst's own detail comes back in full where the network's face keeps the "
                                      "input's fine structure with at least this correlation, and not at all where "
@@ -61,7 +64,9 @@ class ConvertOptions:
     sharpen_new: float = option(1.5, low=0, high=5, metavar="AMOUNT",
                                 help="unsharp-mask amount on what the network drew anew, where the dst's own detail "
                                      "is not put back (new brows, eyelids): its 128 px structure stretched over the "
-                                     "face is all there is there (0 = off; no effect with --detail 0)")
+                                     "face is all there is there (0 = off; no effect with --detail 0). Scales with "
+                                     "the face: in full on faces twice the network's crop or more (~220 px for a "
+                                     "128 net), none on faces no larger than it (~110 px), where it drew halos")
     chroma_smooth: float | None = option(None, low=0, high=32, metavar="PX",
                                          default_text="the model type's: 8 for transform, 0 for df and liae",
                                          help="smooth the colour part of the network's change over this many pixels "
@@ -80,7 +85,8 @@ class ConvertOptions:
                                      "in lightness only), so the dst's lipstick or lighter brows do not come back with "
                                      "the colour transfer; the skin keeps the dst frame's tone (0 = off)")
     sharpen: float = option(0.0, low=0, high=5, metavar="AMOUNT",
-                            help="unsharp-mask amount applied to the generated face (0 = off, 0.5 = moderate)")
+                            help="unsharp-mask amount applied to the generated face (0 = off, 0.5 = moderate); "
+                                 "scales with the face as --sharpen-new does")
     crf: int = option(18, low=0, high=51, help="H.264 quality (lower = better and larger; 18 is visually lossless)")
     preset: str = option("medium", choices=("ultrafast", "superfast", "veryfast", "faster", "fast", "medium",
                                             "slow", "slower", "veryslow"), help="x264 speed preset")

@@ -302,7 +302,10 @@ class _FaceWork:
             if self.opts.blink > 0 and prep.plan.closure > 0:
                 face = blink.carry(face, prep.crop, in_crop, self.opts.blink * prep.plan.closure)
             face = part_colour.match(face, in_crop, self.src_parts, self.opts.part_colour)
-            face = blending.sharpen(face, self.opts.sharpen)
+            zoom = blending.crop_zoom(prep.plan.to_model)
+            face = blending.match_detail(face, prep.crop, prep.mask_r, zoom)
+            # --sharpen makes up for the crop stretched over the face: none where the face is no larger
+            face = blending.sharpen(face, self.opts.sharpen * blending.sharpen_weight(zoom))
             t1 = time.perf_counter()
             blending.blend_face(out, face, prep.plan.to_model, prep.alpha, prep.plan.to_aligned, self.opts.blend,
                                 prep.crop, self.opts.detail, self.opts.detail_gate, self.opts.sharpen_new)
