@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import threading
 import typing
 from collections.abc import Collection
 from pathlib import Path
@@ -18,7 +19,7 @@ import cv2
 import numpy as np
 
 from convert.options import ConvertOptions
-from convert.runner import before_after, run_convert
+from convert.renderer import Renderer, before_after
 from pipeline.core.errors import UserError
 from pipeline.core.images import ImageReadError, encode, read_rgb
 from pipeline.core.options import Spec, check, describe_default, flag_of
@@ -220,19 +221,36 @@ def _what_to_use(f: dataclasses.Field, spec: Spec) -> str:
     return f"use {span} (default {describe_default(f, spec)})"
 
 
-def convert_preview(root: Path, frame: int, settings: dict[str, str]) -> bytes:
-    """A JPEG of dst frame ``frame`` before|after, rendered by ``convert --preview`` with the model and ``settings``.
+#: One renderer per workspace (its model loaded, its faces planned), kept while its load options and the
+#: workspace's index, model and face files stay as they were; the lock makes one preview at a time use it.
+_RENDERERS: dict[str, Renderer] = {}
+_RENDER_LOCK = threading.Lock()
 
-    UserError as convert words it (no faces to preview there, a missing model, a moved video...).
+
+def _renderer(opts: ConvertOptions) -> Renderer:
+    key = str(Path(opts.workspace).resolve())
+    found = _RENDERERS.get(key)
+    if found is None or not found.serves(opts):
+        _RENDERERS.pop(key, None)
+        found = Renderer(opts)
+        _RENDERERS[key] = found
+    return found
+
+
+def convert_preview(root: Path, frame: int, settings: dict[str, str]) -> bytes:
+    """A JPEG of dst frame ``frame`` before|after, rendered by convert's renderer with the model and ``settings``.
+
+    The renderer is kept between calls, so a preview of another frame, or with other settings, costs
+    one seek and one network pass (the first loads the model and plans every face). UserError as
+    convert words it (no faces to preview there, a missing model, a moved video...).
     """
     values = parse_settings(settings)
     opts = ConvertOptions(workspace=Path(root), start=frame, end=frame + 1, preview=1, **values)
-    stills: dict[int, np.ndarray] = {}
-    run_convert(opts, stills)
-    if frame not in stills:
-        raise UserError(f"no faces to preview at frame {frame}")
-    with Workspace(root) as ws:
-        meta = ws.set_meta("dst")
-    assert meta is not None                          # run_convert refuses a workspace without dst faces
-    before = frame_at(Path(meta.input), frame)
-    return encode(before_after(before, stills[frame]), ".jpg")
+    with _RENDER_LOCK:
+        renderer = _renderer(opts)
+        full = renderer.options(opts)
+        if frame not in renderer.plan(full)[0]:
+            raise UserError(f"no faces to preview between frames {frame} and {frame + 1}")
+        before = frame_at(renderer.input_path, frame)
+        after = renderer.render(frame, full, before)
+    return encode(before_after(before, after), ".jpg")

@@ -23,7 +23,7 @@ import numpy as np
 import pytest
 import torch
 
-from convert.runner import plan_faces
+from convert.renderer import plan_faces
 from convert.smoothing import eye_distance
 from pipeline.core import geometry
 from pipeline.core.video import FrameReader, FrameWriter, probe

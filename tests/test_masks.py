@@ -11,7 +11,7 @@ import cv2
 import numpy as np
 import pytest
 
-from convert.runner import plan_faces
+from convert.renderer import plan_faces
 from info.summary import InfoOptions, run_info
 from masks.apply import run_apply
 from masks.augment import add_occluders, augment

@@ -12,6 +12,7 @@ from pipeline.core.errors import UserError
 from pipeline.core.images import encode, read_rgb
 from pipeline.core.video import frames_at
 from pipeline.workspace.store import Workspace
+from studio import frames
 from studio.faces import delete_faces
 from studio.frames import (
     DROPPED,
@@ -204,3 +205,38 @@ def test_convert_settings_describe_the_form():
     # every default, as the page sends it back (an unset one as an empty field), is accepted
     defaults = {name: "" if s["default"] is None else str(s["default"]) for name, s in settings.items()}
     assert parse_settings(defaults) == {name: s["default"] for name, s in settings.items() if s["default"] is not None}
+
+
+def test_a_second_preview_reuses_the_loaded_model_and_is_faster(small_ws, monkeypatch):
+    """The studio keeps convert's Renderer: another frame (or other settings) loads no model again."""
+    import time
+
+    from convert import renderer as convert_renderer
+    loads = []
+    original = convert_renderer._Network.__init__
+
+    def counting(self, *args, **kwargs):
+        loads.append(args)
+        original(self, *args, **kwargs)
+    monkeypatch.setattr(convert_renderer._Network, "__init__", counting)
+    frames._RENDERERS.clear()
+    t0 = time.perf_counter()
+    first = convert_preview(small_ws, 1, {})
+    t1 = time.perf_counter()
+    second = convert_preview(small_ws, 3, {"sharpen": "0.5"})
+    t2 = time.perf_counter()
+    assert len(loads) == 1
+    assert first != second
+    assert (t1 - t0) >= 3 * (t2 - t1), (t1 - t0, t2 - t1)
+    # the same frame through run_convert: the kept renderer renders what convert renders
+    stills: dict = {}
+    run_convert(ConvertOptions(workspace=small_ws, start=3, end=4, preview=1, sharpen=0.5), stills)
+    right = _decode(second)[:, stills[3].shape[1]:].astype(int)
+    assert np.abs(right - stills[3]).mean() < 2
+    # an edit of the workspace (a face deleted) makes a new renderer, and the preview follows it
+    row = _rows(small_ws, "dst")[3]
+    delete_faces(small_ws, "dst", [row.id])
+    before = len(loads)                       # run_convert above loaded its own
+    with pytest.raises(UserError, match="no faces to preview"):
+        convert_preview(small_ws, 3, {})
+    assert len(loads) == before + 1
