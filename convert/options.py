@@ -79,11 +79,12 @@ class ConvertOptions:
                           help="carry the dst's blinks: where the dst person's eyes close, the dst's own eyes (colour-"
                                "matched, feathered) replace the network's, in proportion to how far they are shut "
                                "(1 = all the way on a shut eye; 0 = off, the network's eyes always)")
-    part_colour: float = option(1.0, low=0, high=1, metavar="AMOUNT",
+    part_colour: float = option(0.0, low=0, high=1, metavar="AMOUNT",
                                 help="move the swapped face's brows, nose and lips this share of the way to the src "
                                      "person's colours against the face's own cheeks (median over the src set; brows "
                                      "in lightness only), so the dst's lipstick or lighter brows do not come back with "
-                                     "the colour transfer; the skin keeps the dst frame's tone (0 = off)")
+                                     "the colour transfer; the skin keeps the dst frame's tone (0 = off: measured mixed, "
+                                     "closer on the main pair, further on the reverse pair by FaceNet)")
     sharpen: float = option(0.0, low=0, high=5, metavar="AMOUNT",
                             help="unsharp-mask amount applied to the generated face (0 = off, 0.5 = moderate); "
                                  "scales with the face as --sharpen-new does")
