@@ -389,3 +389,13 @@ COMMAND = Command("hello", help="say hello", description="Says hello to the work
     assert main.main(["hello", "--times", "5"]) == 2
     assert capsys.readouterr().err.strip() == "error: --times 5 is out of range; use 1 to 3 (default 1)"
     monkeypatch.delitem(sys.modules, "hello")
+
+
+def test_a_newcomer_finds_the_main_job_on_the_readme_s_first_screen():
+    """Issue 28: what it is, set up, then the main job, within the first 80 lines; reference after."""
+    lines = (ROOT / "README.md").read_text(encoding="utf-8").splitlines()
+    heads = [(i, line) for i, line in enumerate(lines, 1) if line.startswith("## ")]
+    main_job = next(i for i, line in heads if line.startswith("## The main job"))
+    assert main_job <= 80
+    assert [line for _, line in heads[:2]] == ["## Set up (fresh machine)", heads[1][1]] and \
+        heads[1][1].startswith("## The main job")
