@@ -83,8 +83,8 @@ class ConvertOptions:
                                 help="move the swapped face's brows, nose and lips this share of the way to the src "
                                      "person's colours against the face's own cheeks (median over the src set; brows "
                                      "in lightness only), so the dst's lipstick or lighter brows do not come back with "
-                                     "the colour transfer; the skin keeps the dst frame's tone (0 = off: measured mixed, "
-                                     "closer on the main pair, further on the reverse pair by FaceNet)")
+                                     "the colour transfer; the skin keeps the dst frame's tone (0 = off: measured "
+                                     "mixed, closer on the main pair, further on the reverse pair by FaceNet)")
     sharpen: float = option(0.0, low=0, high=5, metavar="AMOUNT",
                             help="unsharp-mask amount applied to the generated face (0 = off, 0.5 = moderate); "
                                  "scales with the face as --sharpen-new does")

@@ -206,6 +206,13 @@ def _largest_first(labels: np.ndarray, order: Sequence[Hashable] | None) -> np.n
 # ---------------------------------------------------------------------- from index rows
 
 
+def _finite(value: object) -> float | None:
+    """``value`` as a finite float, or None: an index cell edited by hand may hold text or nothing."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        return None
+    return float(value) if np.isfinite(value) else None
+
+
 def quality(row: FaceRow, blur_scale: float | None = None) -> float:
     """How much a face's descriptor counts: its size, how frontal it is, how sharp (0.05..1).
 
@@ -215,12 +222,14 @@ def quality(row: FaceRow, blur_scale: float | None = None) -> float:
     """
     q = 1.0
     if row.bbox is not NO_GEOMETRY and len(row.bbox) == 4:
-        width = float(row.bbox[2] - row.bbox[0])
-        q *= float(np.clip(width / FULL_SIZE, 0.1, 1.0))
-    if row.yaw is not None and np.isfinite(row.yaw):
-        q *= float(np.clip(np.cos(np.radians(row.yaw)), 0.25, 1.0))
-    if row.blur is not None and blur_scale and np.isfinite(row.blur):
-        q *= float(np.clip(row.blur / blur_scale, 0.25, 1.0))
+        left, right = _finite(row.bbox[0]), _finite(row.bbox[2])
+        if left is not None and right is not None:
+            q *= float(np.clip((right - left) / FULL_SIZE, 0.1, 1.0))
+    yaw, blur = _finite(row.yaw), _finite(row.blur)
+    if yaw is not None:
+        q *= float(np.clip(np.cos(np.radians(yaw)), 0.25, 1.0))
+    if blur is not None and blur_scale:
+        q *= float(np.clip(blur / blur_scale, 0.25, 1.0))
     return max(q, 0.05)
 
 
@@ -246,7 +255,7 @@ def people(rows: Sequence[FaceRow], threshold: float = SAME_PERSON) -> tuple[np.
     with_desc = [i for i, r in enumerate(rows) if r.descriptor is not None]
     if not with_desc:
         return labels, []
-    blurs = [r.blur for r in rows if r.blur is not None and np.isfinite(r.blur) and r.blur > 0]
+    blurs = [b for b in (_finite(r.blur) for r in rows) if b is not None and b > 0]
     blur_scale = float(np.median(blurs)) if blurs else None
     units = [_track_key(rows[i]) for i in with_desc]
     labels[with_desc] = group(np.stack([rows[i].descriptor for i in with_desc]),  # type: ignore[misc]
@@ -297,4 +306,7 @@ def _track_key(row: FaceRow) -> tuple[str, int] | None:
 
 
 def _width(row: FaceRow) -> float:
-    return float(row.bbox[2] - row.bbox[0]) if row.bbox is not NO_GEOMETRY and len(row.bbox) == 4 else 0.0
+    if row.bbox is NO_GEOMETRY or len(row.bbox) != 4:
+        return 0.0
+    left, right = _finite(row.bbox[0]), _finite(row.bbox[2])
+    return right - left if left is not None and right is not None else 0.0

@@ -153,6 +153,26 @@ def face_to_sql(row: FaceRow) -> tuple:
     return tuple(values[name] for name in FACE_COLUMNS)
 
 
+def _whole(r: Any, name: str, none_ok: bool = False) -> int | None:
+    """An integer column as a Python int: a hand-edited cell holding text or a float is an invalid value."""
+    value = r[name]
+    if value is None and none_ok:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"{name} {value!r} is not a whole number")
+    return value
+
+
+def _number(r: Any, name: str) -> float | None:
+    """A numeric column (score, blur, pose angles) as a float, or None; text there is an invalid value."""
+    value = r[name]
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(f"{name} {value!r} is not a number")
+    return float(value)
+
+
 def face_from_sql(r: Any, geometry: bool = True) -> FaceRow:
     """A ``faces`` row (sqlite3.Row) as a FaceRow; columns an older index lacks get their old meaning.
 
@@ -169,14 +189,15 @@ def face_from_sql(r: Any, geometry: bool = True) -> FaceRow:
         bbox = landmarks = aligned = transform = NO_GEOMETRY
         dense = None
     return FaceRow(
-        set_name=r["set_name"], source=r["source"], frame_index=r["frame_index"], face_index=r["face_index"],
-        track=r["track"], origin=FaceOrigin(r["origin"]), detector=r["detector"],
+        set_name=r["set_name"], source=r["source"], frame_index=_whole(r, "frame_index"),  # type: ignore[arg-type]
+        face_index=_whole(r, "face_index"), track=_whole(r, "track", none_ok=True),  # type: ignore[arg-type]
+        origin=FaceOrigin(r["origin"]), detector=r["detector"],
         landmarker=r["landmarker"] if "landmarker" in keys else "dlib", score=r["score"],
         bbox=bbox, landmarks=landmarks, aligned_landmarks=aligned, transform=transform,
         face_type=r["face_type"], size=r["size"], aligned_file=r["aligned_file"], mask_file=r["mask_file"],
         mask_origin=MaskOrigin(r["mask_origin"]), mask_hash=r["mask_hash"], mask_mtime_ns=r["mask_mtime_ns"],
-        mask_bytes=r["mask_bytes"], descriptor=unpack(r["descriptor"]), blur=r["blur"], yaw=r["yaw"],
-        pitch=r["pitch"], roll=r["roll"], dropped=bool(r["dropped"]),
+        mask_bytes=r["mask_bytes"], descriptor=unpack(r["descriptor"]), blur=_number(r, "blur"), yaw=_number(r, "yaw"),
+        pitch=_number(r, "pitch"), roll=_number(r, "roll"), dropped=bool(r["dropped"]),
         drop_reason=None if r["drop_reason"] is None else DropReason(r["drop_reason"]),
         dense_landmarks=dense, mask_model=r["mask_model"] if "mask_model" in keys else None, id=r["id"])
 
