@@ -33,6 +33,7 @@ from pipeline.faces.backends.base import Masker
 from pipeline.faces.people import parse_person, people
 from pipeline.models.interface import FaceModel, Predictor
 from pipeline.registries import MASKERS
+from pipeline.workspace import layout
 from pipeline.workspace.records import DropReason, FaceRow, MaskOrigin, SetMeta
 from pipeline.workspace.store import Workspace
 
@@ -335,7 +336,7 @@ def before_after(before: np.ndarray, after: np.ndarray) -> np.ndarray:
 def workspace_state(root: Path) -> tuple:
     """What a renderer's plans and model were made from, cheaply: the index, the model's weights and the
     folders whose files the artist deletes or paints (a change of any makes a new renderer)."""
-    parts = [root / "faces.sqlite", root / "model" / "weights.pt"]
+    parts = [root / layout.INDEX_NAME, layout.model_dir(root) / "weights.pt"]
     for set_dir in ("data_dst",):
         parts += [root / set_dir / "aligned", root / set_dir / "masks"]
     out = []
@@ -377,7 +378,7 @@ class Renderer:
             self.input_path, self.video = _check_input(ws, set_meta, opts.input)
             if before_model is not None:
                 before_model(self.input_path, self.video)
-            model_dir = ws.root / "model"
+            model_dir = layout.model_dir(ws.root)
             self.network = _Network(model_dir, opts.device, opts.batch_size)
             _check_model(self.network.model, self.network.meta, set_meta, model_dir)
             self.opts = with_model_defaults(opts, self.network.model)

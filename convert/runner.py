@@ -34,6 +34,7 @@ from pipeline.core.images import encode
 from pipeline.core.options import check
 from pipeline.core.video import FrameReader, FrameWriter
 from pipeline.faces.people import parse_person
+from pipeline.workspace import layout
 
 log = logging.getLogger("convert")
 
@@ -126,7 +127,7 @@ def run_convert(opts: ConvertOptions, stills: dict[int, np.ndarray] | None = Non
     """
     check(opts)
     parse_person(opts.person)
-    output = Path(opts.output) if opts.output is not None else Path(opts.workspace) / "result.mp4"
+    output = Path(opts.output) if opts.output is not None else layout.default_output(opts.workspace)
     kept = ("the preview stills written so far are kept" if opts.preview else
             f"{output} is as it was before this convert and its unfinished temp file was removed")
     kept += "; the workspace is unchanged (convert only reads it)"
@@ -141,7 +142,7 @@ def run_convert(opts: ConvertOptions, stills: dict[int, np.ndarray] | None = Non
 
 
 def _convert(opts: ConvertOptions, stills: dict[int, np.ndarray] | None) -> ConvertSummary:
-    output = Path(opts.output) if opts.output is not None else Path(opts.workspace) / "result.mp4"
+    output = Path(opts.output) if opts.output is not None else layout.default_output(opts.workspace)
     span: list[int] = []
 
     def before_model(input_path: Path, video: dict) -> None:

@@ -33,6 +33,7 @@ from pipeline.core.video import FrameReader, VideoInfo, probe
 from pipeline.faces.analyser import FaceAnalyser
 from pipeline.faces.face_chip import extract_chip
 from pipeline.faces.identity import SAME_PERSON, IdentityEncoder
+from pipeline.workspace import layout
 from pipeline.workspace.store import Workspace, source_photo
 
 log = logging.getLogger("evaluate")
@@ -233,7 +234,7 @@ def _src_held_apart(ws: Workspace, judge: FaceNetJudge, count: int = 48, colours
 
 
 def _check_inputs(opts: EvaluateOptions, ws: Workspace) -> tuple[Path, Path]:
-    video = Path(opts.video) if opts.video else ws.root / "result.mp4"
+    video = Path(opts.video) if opts.video else layout.default_output(ws.root)
     if opts.reference:
         reference = Path(opts.reference)
     else:
@@ -297,7 +298,7 @@ def run_evaluate(opts: EvaluateOptions) -> tuple[dict, Path]:
     jitter_out, jitter_ref = _jitter_series(frames, "output", n), _jitter_series(frames, "reference", n)
     report = _report(video, reference, ws.root, frames, frames_in, frames_out, info_out, info_ref,
                      jitter_out, jitter_ref, notes, src_textures)
-    report_dir = ws.root / "report"
+    report_dir = layout.report_dir(ws.root)
     report_dir.mkdir(parents=True, exist_ok=True)
     write_atomic(report_dir / "report.json", (json.dumps(report, indent=2) + "\n").encode())
     samples = _samples(video, reference, info_out, info_ref, report, opts.samples)

@@ -75,8 +75,8 @@ from pipeline.core.files import DiskFullError, write_atomic
 from pipeline.core.options import check
 from pipeline.models.interface import FaceModel
 from pipeline.models.store import load_model, one_line
+from pipeline.workspace import layout
 
-MODEL_DIR = "model"
 SUFFIXES = (".dfm", ".onnx")
 INPUT_NAME = "in_face:0"
 #: Output names in the order DeepFaceLive and FaceFusion unpack them.
@@ -206,7 +206,7 @@ def run_export(opts: ExportOptions) -> ExportSummary:
     """Write the workspace's trained model as a ``.dfm`` (ONNX) file, atomically; the workspace is only read."""
     check(opts)
     started = time.perf_counter()
-    folder = Path(opts.workspace) / MODEL_DIR
+    folder = layout.model_dir(opts.workspace)
     # UserError naming the file when there is no trained model (no folder, no options.json or weights.pt)
     model, meta = load_model(folder, "cpu", retrain=f"retrain with 'python main.py train --workspace {opts.workspace}'")
     path = output_path(opts)

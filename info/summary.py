@@ -10,18 +10,16 @@ from collections import Counter
 from pathlib import Path
 
 from info.options import InfoOptions
-from pipeline.core.errors import UserError
 from pipeline.faces.people import people
 from pipeline.registries import MASKERS
+from pipeline.workspace import layout
 from pipeline.workspace.records import SETS, DropReason, FaceOrigin, FaceRow, MaskOrigin
 from pipeline.workspace.store import Workspace
 
 
 def run_info(opts: InfoOptions) -> dict:
     """The summary of a workspace (read-only)."""
-    if not (Path(opts.workspace) / "workspace.json").exists():
-        raise UserError(f"{opts.workspace} is not a workspace yet (no workspace.json); run "
-                        f"'python main.py extract --input VIDEO' first")
+    layout.require(opts.workspace, "python main.py extract --input VIDEO")
     with Workspace(opts.workspace) as ws:
         return summarise(ws)
 
@@ -88,7 +86,7 @@ def summarise(ws: Workspace) -> dict:
                 info["frames_without_face"].append(key)
                 info["sources_without_face"].append(fr.source if meta.kind != "video"
                                                     else f"{fr.source}#{fr.frame_index}")
-    out["model"] = model_summary(ws.root / "model")
+    out["model"] = model_summary(layout.model_dir(ws.root))
     return out
 
 

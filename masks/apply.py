@@ -29,7 +29,7 @@ from pipeline.core.errors import UserError
 from pipeline.core.images import ImageReadError, encode, read_rgb
 from pipeline.core.options import check
 from pipeline.faces.backends.learned_mask import LearnedMasker
-from pipeline.models.segmenter import MASK_MODEL_DIR
+from pipeline.workspace import layout
 from pipeline.workspace.mask_guard import mask_writes
 from pipeline.workspace.records import FaceRow, MaskOrigin
 from pipeline.workspace.store import Workspace, mask_hash
@@ -76,9 +76,8 @@ def run_apply(opts: MaskApplyOptions) -> ApplySummary:
     check(opts)
     started = time.perf_counter()
     root = Path(opts.workspace)
-    if not (root / "workspace.json").is_file():
-        raise UserError(f"{root} is not a workspace yet (no workspace.json); run 'python main.py extract' first")
-    masker = LearnedMasker(root / MASK_MODEL_DIR, opts.device, opts.batch_size)
+    layout.require(root)
+    masker = LearnedMasker(layout.mask_model_dir(root), opts.device, opts.batch_size)
     log.info("masks: %s", masker.describe())
     summary = ApplySummary(masker.hash)
     with Workspace(root, write=True, command="masks apply") as ws:
@@ -86,7 +85,8 @@ def run_apply(opts: MaskApplyOptions) -> ApplySummary:
         for set_name in sets:
             face_type = ws.set_meta(set_name).extract.face_type     # type: ignore[union-attr]
             if face_type != masker.face_type:
-                raise UserError(f"the mask model in {root / MASK_MODEL_DIR} learned '{masker.face_type}' faces but "
+                raise UserError(f"the mask model in {layout.mask_model_dir(root)} learned '{masker.face_type}' faces "
+                                f"but "
                                 f"the {set_name} set holds '{face_type}' faces; train a mask model on this "
                                 f"workspace ('python main.py masks train --fresh') or apply it to a workspace "
                                 f"extracted with --face-type {masker.face_type}")

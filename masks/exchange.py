@@ -31,6 +31,7 @@ from pipeline.core.errors import UserError
 from pipeline.core.files import write_atomic
 from pipeline.core.images import ImageReadError, encode, list_images, read_gray, read_rgb
 from pipeline.core.options import check
+from pipeline.workspace import layout
 from pipeline.workspace.mask_guard import mask_writes
 from pipeline.workspace.records import FaceRow, MaskOrigin, SetMeta
 from pipeline.workspace.store import Workspace, source_photo
@@ -41,8 +42,7 @@ _FRAME_NAME = re.compile(r"^(\d+)\.png$", re.IGNORECASE)
 
 
 def _open_set(root: Path, set_name: str, write: bool, command: str) -> tuple[Workspace, SetMeta]:
-    if not (Path(root) / "workspace.json").is_file():
-        raise UserError(f"{root} is not a workspace yet (no workspace.json); run 'python main.py extract' first")
+    layout.require(root)
     ws = Workspace(root, write=write, command=command)
     meta = ws.set_meta(set_name)
     if meta is None:

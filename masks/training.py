@@ -21,7 +21,8 @@ from masks.augment import augment
 from masks.options import MaskTrainOptions
 from pipeline.core.errors import UserError
 from pipeline.models.interface import FaceModel, count_parameters
-from pipeline.models.segmenter import MASK_MODEL_DIR, RESOLUTIONS, SegmenterModel, SegmenterNet
+from pipeline.models.segmenter import RESOLUTIONS, SegmenterModel, SegmenterNet
+from pipeline.workspace import layout
 from train.data import FaceSet, load_mask_sets, to_tensor
 from train.model_trainer import ModelTrainer, TrainContext
 from train.trainer import Trainer, TrainSummary, run_train
@@ -154,7 +155,7 @@ class MaskTrainLoop(Trainer):
         return opts
 
     def _model_dir(self, opts: MaskTrainOptions) -> Path:
-        return Path(opts.workspace) / MASK_MODEL_DIR
+        return layout.mask_model_dir(opts.workspace)
 
     def _load_data(self, opts: MaskTrainOptions, model_options: MaskTrainOptions) -> tuple[FaceSet, FaceSet]:
         return load_mask_sets(Path(opts.workspace), opts.resolution, opts.seed, writer=self.main)

@@ -24,10 +24,10 @@ from pipeline.core.files import inside, write_atomic
 from pipeline.core.images import encode, read_rgb
 from pipeline.faces.identity import SAME_PERSON
 from pipeline.faces.people import people as group_people
+from pipeline.workspace.layout import STUDIO_DIR
 from pipeline.workspace.records import SETS, FaceRow
 from pipeline.workspace.store import Workspace
 
-STUDIO_DIR = ".studio"
 THUMB = 96
 SORTS = ("frame", "blur", "yaw", "pitch", "origin", "identity")
 

@@ -30,6 +30,7 @@ from pipeline.core import geometry
 from pipeline.core.errors import UserError
 from pipeline.core.files import write_atomic
 from pipeline.core.images import ImageReadError, encode, read_gray, read_rgb
+from pipeline.workspace import layout
 from pipeline.workspace.mask_guard import mask_writes
 from pipeline.workspace.records import SETS, FaceRow
 from pipeline.workspace.store import Workspace, mask_hash
@@ -249,8 +250,7 @@ def carry_forward(root: Path, set_name: str, face_id: int, count: int, mask: np.
 
 
 def predictor_available(root: Path) -> bool:
-    from pipeline.models.segmenter import MASK_MODEL_DIR
-    return (Path(root) / MASK_MODEL_DIR / "options.json").is_file()
+    return (layout.mask_model_dir(root) / "options.json").is_file()
 
 
 _predictors: dict[tuple[str, str], Any] = {}
@@ -260,8 +260,8 @@ _predictor_lock = threading.Lock()
 def predict(root: Path, set_name: str, face_id: int) -> np.ndarray:
     """The workspace's mask model's prediction for a face (the artist can take it or correct it)."""
     from pipeline.faces.backends.learned_mask import LearnedMasker
-    from pipeline.models.segmenter import MASK_MODEL_DIR, weights_hash
-    folder = Path(root) / MASK_MODEL_DIR
+    from pipeline.models.segmenter import weights_hash
+    folder = layout.mask_model_dir(root)
     if not predictor_available(root):
         raise UserError("no mask model in this workspace yet: paint a few masks, then run "
                         "'python main.py masks train'")

@@ -34,6 +34,7 @@ from urllib.parse import parse_qs, urlparse
 
 from pipeline.core.errors import UserError
 from pipeline.core.images import encode
+from pipeline.workspace import layout
 from pipeline.workspace.records import SETS
 from studio import faces, frames, masks
 from studio.options import StudioOptions
@@ -520,9 +521,7 @@ def _edit(item: dict[str, Any]) -> masks.MaskEdit:
 
 def start(opts: StudioOptions) -> tuple[StudioServer, threading.Thread]:
     """A running studio in a background thread (tests, and ``run_studio``)."""
-    if not (Path(opts.workspace) / "workspace.json").is_file():
-        raise UserError(f"{opts.workspace} is not a workspace yet (no workspace.json); run 'python main.py extract' "
-                        f"first")
+    layout.require(opts.workspace)
     try:
         server = StudioServer(opts)
     except OSError as exc:

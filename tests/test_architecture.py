@@ -399,3 +399,24 @@ def test_a_newcomer_finds_the_main_job_on_the_readme_s_first_screen():
     assert main_job <= 80
     assert [line for _, line in heads[:2]] == ["## Set up (fresh machine)", heads[1][1]] and \
         heads[1][1].startswith("## The main job")
+
+
+def test_only_the_workspace_layout_names_the_workspace_s_folders():
+    """Issue 28: model/, mask_model/, report/, .studio/, result.mp4 and workspace.json are named in
+    pipeline/workspace/layout.py only; commands ask it (and its ``require`` says 'not a workspace yet')."""
+    import re
+    pattern = re.compile(r'/ "(model|report|workspace\.json)"|"(result\.mp4|mask_model|\.studio)"(?!\s+(in|not in)\b)')
+    found = []
+    for package in (*STAGES, "pipeline"):
+        for path in sorted((ROOT / package).rglob("*.py")):
+            rel = path.relative_to(ROOT).as_posix()
+            if rel == "pipeline/workspace/layout.py":
+                continue
+            for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+                if pattern.search(line) and 'r["mask_model"]' not in line:
+                    found.append(f"{rel}:{n}: {line.strip()}")
+    assert found == []
+    from pipeline.workspace import layout
+    with pytest.raises(UserError, match=r"is not a workspace yet \(no workspace.json\); run 'python main.py extract'"):
+        layout.require(ROOT / "docs")
+    assert layout.require(ROOT / "tests" / "data" / "workspace_v1") == ROOT / "tests" / "data" / "workspace_v1"

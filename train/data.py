@@ -20,6 +20,7 @@ from pipeline.core.images import ImageReadError, read_gray, read_rgb
 from pipeline.faces.backends.base import Masker
 from pipeline.faces.people import people
 from pipeline.registries import MASKERS
+from pipeline.workspace import layout
 from pipeline.workspace.records import FaceRow, MaskOrigin
 from pipeline.workspace.store import Workspace
 
@@ -160,13 +161,12 @@ def load_training_sets(workspace: Path, resolution: int, content_extra: list[Pat
     ``person``: the dst person to train on (``load_set``); the extra workspaces' dst faces are
     taken whole.
     """
-    if not (Path(workspace) / "workspace.json").is_file():
-        raise UserError(f"{workspace} is not a workspace yet (no workspace.json); run 'python main.py extract' first")
+    layout.require(workspace)
     with Workspace(workspace, write=writer, command="train") as ws:
         content = load_set(ws, "dst", resolution, writer, person)
         style = load_set(ws, "src", resolution, writer)
     for extra in content_extra:
-        if not (Path(extra) / "workspace.json").is_file():
+        if not layout.is_workspace(extra):
             raise UserError(f"--content-extra {extra} is not a workspace (no workspace.json); give the folder "
                             f"of a workspace with extracted dst faces")
         with Workspace(extra, write=writer, command="train") as other:
@@ -211,8 +211,7 @@ def _small_faces(ws: Workspace, rows: list, resolution: int, with_masks: bool) -
 
 def load_mask_sets(workspace: Path, resolution: int, seed: int = 0, writer: bool = True) -> tuple[FaceSet, FaceSet]:
     """(faces with a hand-painted mask, of both sets; up to POOL_SIZE other faces) for the mask segmenter."""
-    if not (Path(workspace) / "workspace.json").is_file():
-        raise UserError(f"{workspace} is not a workspace yet (no workspace.json); run 'python main.py extract' first")
+    layout.require(workspace)
     with Workspace(workspace, write=writer, command="masks train") as ws:
         hand, others = [], []
         for set_name in ("dst", "src"):

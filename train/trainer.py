@@ -39,6 +39,7 @@ from pipeline.models.interface import FaceModel, count_parameters
 from pipeline.models.memory import require
 from pipeline.models.store import save_model
 from pipeline.registries import MODEL_TYPES
+from pipeline.workspace import layout
 from pipeline.workspace.lock import WorkspaceLock
 from train.data import FaceSet, load_training_sets
 from train.model_trainer import ModelTrainer, TrainContext
@@ -141,7 +142,7 @@ class Trainer:
             self.device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
         self.model_dir = self._model_dir(opts)
         self.lock = WorkspaceLock(Path(opts.workspace), self.command)
-        if self.main and (Path(opts.workspace) / "workspace.json").is_file():
+        if self.main and layout.is_workspace(opts.workspace):
             self.lock.acquire()        # held for the whole run: one writer of the workspace and its model
         try:
             self._setup(opts, model_options)
@@ -155,7 +156,7 @@ class Trainer:
         return opts.model_options if opts.model_options is not None else options_cls()
 
     def _model_dir(self, opts: Any) -> Path:
-        return Path(opts.workspace) / "model"
+        return layout.model_dir(opts.workspace)
 
     def _load_data(self, opts: Any, model_options: Any) -> tuple[FaceSet, FaceSet]:
         return load_training_sets(Path(opts.workspace), model_options.resolution, opts.content_extra,

@@ -30,9 +30,9 @@ from torch import nn
 from pipeline.core.errors import UserError
 from pipeline.models.interface import FaceModel, Predictor, check_sizes
 from pipeline.models.segmenter_options import RESOLUTIONS, WIDTHS
+from pipeline.workspace.layout import MASK_MODEL_DIR  # noqa: F401 - its users import it from here
 
 #: Folder of the workspace's mask model.
-MASK_MODEL_DIR = "mask_model"
 #: Sides the four stride-2 levels allow (a multiple of 16), and the widths (declared with ``masks train``'s
 #: options, in a module without torch).
 LEVELS = 4

@@ -29,6 +29,8 @@ import numpy as np
 from pipeline.core.errors import UserError
 from pipeline.core.files import DiskFullError, confined, inside, is_disk_full, remove_quietly, write_atomic
 from pipeline.core.images import read_gray
+from pipeline.workspace.layout import (  # noqa: F401 - INDEX_NAME and META_NAME are read from here too
+    INDEX_NAME, MASK_MODEL_DIR, META_NAME, MODEL_DIR, REPORT_DIR, STUDIO_DIR)
 from pipeline.workspace.lock import WorkspaceLock
 from pipeline.workspace.records import (
     FACE_COLUMNS, SETS, DropReason, FaceRow, FrameRow, MaskOrigin, SetMeta, face_from_sql, face_to_sql)
@@ -36,16 +38,14 @@ from pipeline.workspace.schema import MIGRATIONS, SCHEMA_VERSION, TABLES, upgrad
 
 log = logging.getLogger("workspace")
 
-INDEX_NAME = "faces.sqlite"
-META_NAME = "workspace.json"
 _REBUILD = ("run extract again for each set with the same --input (it rebuilds the index and keeps "
             "hand-edited masks and deleted faces)")
 _EDITED = f"the index is damaged or was edited: restore it from a backup, or move {INDEX_NAME} aside and {_REBUILD}"
 #: Every file and folder the stages keep in a workspace (relative to its root): each must stay inside it.
-LAYOUT = (META_NAME, INDEX_NAME, f"{INDEX_NAME}-wal", f"{INDEX_NAME}-shm", ".lock", ".masks.lock", "model",
-          "mask_model", "report", ".studio", ".studio/trash", *(f"{folder}{part}" for s in SETS
-                                                               for folder in (f"data_{s}", f".studio/trash/{s}")
-                                                               for part in ("", "/aligned", "/masks")))
+LAYOUT = (META_NAME, INDEX_NAME, f"{INDEX_NAME}-wal", f"{INDEX_NAME}-shm", ".lock", ".masks.lock", MODEL_DIR,
+          MASK_MODEL_DIR, REPORT_DIR, STUDIO_DIR, f"{STUDIO_DIR}/trash",
+          *(f"{folder}{part}" for s in SETS for folder in (f"data_{s}", f"{STUDIO_DIR}/trash/{s}")
+            for part in ("", "/aligned", "/masks")))
 
 
 def mask_hash(mask: np.ndarray) -> str:
