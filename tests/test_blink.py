@@ -82,3 +82,15 @@ def test_convert_carries_blinks_and_leaves_open_eyes_alone(extracted_clips, tmp_
     # keeps it where it was made: the eyes, and nowhere else
     assert np.abs(shut[eyes]).max() >= 2 and np.abs(shut[eyes]).mean() > 0.05
     assert not np.abs(shut[~eyes]).any()
+
+
+@pytest.mark.parametrize("args, message", [
+    (("--blink", "2"), "--blink 2.0 is out of range; use 0 to 1"),
+    (("--part-colour", "nan"), "--part-colour nan is not a finite number; use 0 to 1"),
+])
+def test_bad_blink_and_part_colour_amounts_are_one_line_and_change_nothing(extracted_clips, tmp_path, args, message):
+    from tests.conftest import clean_error, run_cli, snapshot
+    ws = copy_workspace(extracted_clips["katie"], tmp_path, "ws")
+    before = snapshot(ws)
+    clean_error(run_cli("convert", "--workspace", ws, *args), message)
+    assert snapshot(ws) == before
