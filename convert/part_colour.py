@@ -16,7 +16,9 @@ import cv2
 import numpy as np
 
 from pipeline.core.geometry import eye_distance
+from pipeline.core.images import ImageReadError, read_rgb
 from pipeline.faces.regions import region_masks
+from pipeline.workspace.store import Workspace
 
 log = logging.getLogger("convert")
 
@@ -61,11 +63,8 @@ def relations(faces: list[tuple[np.ndarray, np.ndarray]]) -> dict[str, np.ndarra
     return out or None
 
 
-def src_relations(ws: object) -> dict[str, np.ndarray] | None:
+def src_relations(ws: Workspace) -> dict[str, np.ndarray] | None:
     """``relations`` of up to ``SRC_FACES`` kept src faces, read from their aligned files (None without any)."""
-    from pipeline.core.images import ImageReadError, read_rgb
-    from pipeline.workspace.store import Workspace
-    assert isinstance(ws, Workspace)
     rows = ws.faces("src", kept=True)
     if not rows:
         return None
