@@ -30,6 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from convert import runner as convert_runner
+from convert.backends import BLEND_MODES
 from convert.options import ConvertOptions
 from evaluate.options import EvaluateOptions
 from evaluate.runner import run_evaluate
@@ -37,7 +38,6 @@ from pipeline.core.logs import setup_logging
 from pipeline.models.store import save_model
 from pipeline.models.transform import TransformModel
 from pipeline.models.transform_net import TransformNet
-from pipeline.registries import BLEND_MODES
 from pipeline.workspace.store import Workspace
 
 ROOT = Path(__file__).resolve().parents[1]

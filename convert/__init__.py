@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 
+import convert.backends  # noqa: F401  (declares --color and --blend, registers their entries)
 from convert.options import ConvertOptions
 from pipeline.core.command import Command
 from pipeline.core.options import from_namespace

@@ -16,8 +16,9 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from convert.backends import BLEND_MODES
 from pipeline.core import geometry
-from pipeline.registries import BLEND_MODES
+from pipeline.core.profile import StepTimes
 
 
 def shape_mask(mask: np.ndarray, erode: int, blur: int) -> np.ndarray:
@@ -317,7 +318,7 @@ def _seamless(face: np.ndarray, target: np.ndarray, mask: np.ndarray) -> tuple[n
 
 
 def _with_detail(face: np.ndarray, source: np.ndarray, face_to_crop: np.ndarray, region: Region, roi: np.ndarray,
-                 detail: float, gate: float, sharpness: float = 0.0) -> np.ndarray:
+                 detail: float, gate: float, sharpness: float = 0.0, times: StepTimes | None = None) -> np.ndarray:
     """The face warped into the region with the frame's unseen detail, k * (frame - source), added.
 
     With k = detail * gate (per crop pixel) that is warp(face - k * source) + warp(k) * frame,
@@ -325,36 +326,44 @@ def _with_detail(face: np.ndarray, source: np.ndarray, face_to_crop: np.ndarray,
     unsharp-masks the face where its detail is not the frame's (1 - k): the structure the
     network drew anew is all it has there.
     """
-    keep = np.full(face.shape[:2], detail, np.float32)
-    if gate > 0:
-        keep *= detail_gate(face, source, gate)
-    f = face.astype(np.float32)
-    zoom = crop_zoom(face_to_crop)
+    times = times or StepTimes()
+    with times.step("detail"):
+        keep = np.full(face.shape[:2], detail, np.float32)
+        if gate > 0:
+            keep *= detail_gate(face, source, gate)
+        f = face.astype(np.float32)
+        zoom = crop_zoom(face_to_crop)
     sharpness *= sharpen_weight(zoom)
     if sharpness > 0:
-        f += (sharpness * (1.0 - keep))[..., None] * (f - cv2.GaussianBlur(f, (0, 0), 1.0))
-    band = detail_sigma(zoom)
-    if band > 0:
-        # the finest band of the frame (about one frame pixel) takes the place of the network's own
-        # band there: f - k * (fine(f) + soft(source)), plus k * frame after the warp
-        soft = cv2.GaussianBlur(f, (0, 0), band, borderType=cv2.BORDER_REFLECT)
-        base = (f - soft) + cv2.GaussianBlur(source.astype(np.float32), (0, 0), band, borderType=cv2.BORDER_REFLECT)
-    else:
-        base = source.astype(np.float32)
-    packed = np.empty(face.shape[:2] + (4,), np.float32)
-    packed[..., :3] = f - keep[..., None] * base
-    packed[..., 3] = keep
-    # a crop larger than the face: prefiltered, so the shrink does not alias (the frame's own detail,
-    # k * frame, comes back unfiltered where the network kept the structure)
-    packed = antialias(packed, zoom)
-    warped = warp_into_region(packed, face_to_crop, region, cv2.INTER_CUBIC, cv2.BORDER_REPLICATE)
-    out = warped[..., :3] + np.clip(warped[..., 3:], 0.0, 1.0) * roi.astype(np.float32)
-    return np.clip(out + 0.5, 0, 255).astype(np.uint8)
+        with times.step("sharpening"):
+            f += (sharpness * (1.0 - keep))[..., None] * (f - cv2.GaussianBlur(f, (0, 0), 1.0))
+    with times.step("detail"):
+        band = detail_sigma(zoom)
+        if band > 0:
+            # the finest band of the frame (about one frame pixel) takes the place of the network's own
+            # band there: f - k * (fine(f) + soft(source)), plus k * frame after the warp
+            soft = cv2.GaussianBlur(f, (0, 0), band, borderType=cv2.BORDER_REFLECT)
+            base = (f - soft) + cv2.GaussianBlur(source.astype(np.float32), (0, 0), band,
+                                                 borderType=cv2.BORDER_REFLECT)
+        else:
+            base = source.astype(np.float32)
+        packed = np.empty(face.shape[:2] + (4,), np.float32)
+        packed[..., :3] = f - keep[..., None] * base
+        packed[..., 3] = keep
+        # a crop larger than the face: prefiltered, so the shrink does not alias (the frame's own detail,
+        # k * frame, comes back unfiltered where the network kept the structure)
+        packed = antialias(packed, zoom)
+    with times.step("crop/warp"):
+        warped = warp_into_region(packed, face_to_crop, region, cv2.INTER_CUBIC, cv2.BORDER_REPLICATE)
+    with times.step("detail"):
+        out = warped[..., :3] + np.clip(warped[..., 3:], 0.0, 1.0) * roi.astype(np.float32)
+        return np.clip(out + 0.5, 0, 255).astype(np.uint8)
 
 
 def blend_face(frame: np.ndarray, face: np.ndarray, face_to_crop: np.ndarray, mask: np.ndarray,
                mask_to_crop: np.ndarray, mode: str, source: np.ndarray | None = None,
-               detail: float = 0.0, gate: float = 0.0, sharpness: float = 0.0) -> np.ndarray:
+               detail: float = 0.0, gate: float = 0.0, sharpness: float = 0.0,
+               times: StepTimes | None = None) -> np.ndarray:
     """Blend one generated face (a crop made by ``face_to_crop``) into ``frame`` (modified, returned).
 
     ``mask`` is 0..1 float in the pixels of the crop made by ``mask_to_crop`` (the aligned
@@ -366,23 +375,29 @@ def blend_face(frame: np.ndarray, face: np.ndarray, face_to_crop: np.ndarray, ma
     back) is added to the warped face, times ``detail`` and ``detail_gate``: a 128 px face
     stretched over 300 px keeps the frame's own sharpness wherever the network kept the
     structure, and nowhere it changed it; there the face is unsharp-masked by ``sharpness``
-    instead (``sharpen`` does that for a face without detail put back).
+    instead (``sharpen`` does that for a face without detail put back). ``times`` records
+    the steps (``pipeline.core.profile``).
     """
+    times = times or StepTimes()
     region = face_region(mask_to_crop, mask.shape[0], frame.shape)
     if region is None:
         return frame
     roi = frame[region.y0:region.y1, region.x0:region.x1]
-    alpha = warp_into_region(mask, mask_to_crop, region, cv2.INTER_LINEAR)
+    with times.step("crop/warp"):
+        alpha = warp_into_region(mask, mask_to_crop, region, cv2.INTER_LINEAR)
     if not (alpha > 0.004).any():
         return frame
     if source is not None and detail > 0:
-        warped = _with_detail(face, source, face_to_crop, region, roi, detail, gate, sharpness)
+        warped = _with_detail(face, source, face_to_crop, region, roi, detail, gate, sharpness, times)
     else:
-        warped = warp_into_region(antialias(face, crop_zoom(face_to_crop)), face_to_crop, region, cv2.INTER_CUBIC,
-                                  cv2.BORDER_REPLICATE)
+        with times.step("crop/warp"):
+            warped = warp_into_region(antialias(face, crop_zoom(face_to_crop)), face_to_crop, region,
+                                      cv2.INTER_CUBIC, cv2.BORDER_REPLICATE)
     if mode not in BLEND_MODES:
         raise ValueError(f"unknown blend mode {mode!r}; choose from {', '.join(BLEND_MODES.names())}")
-    warped = BLEND_MODES.load(mode)(warped, roi, alpha)
-    alpha = np.ascontiguousarray(alpha, dtype=np.float32)
-    roi[...] = cv2.blendLinear(np.ascontiguousarray(warped), np.ascontiguousarray(roi), alpha, 1.0 - alpha)
+    with times.step(f"blend: {mode}"):
+        warped = BLEND_MODES.load(mode)(warped, roi, alpha)
+    with times.step("blend"):
+        alpha = np.ascontiguousarray(alpha, dtype=np.float32)
+        roi[...] = cv2.blendLinear(np.ascontiguousarray(warped), np.ascontiguousarray(roi), alpha, 1.0 - alpha)
     return frame

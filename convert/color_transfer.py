@@ -9,7 +9,7 @@ and no seam appears where the mask ends.
 
 Everything is vectorised numpy / OpenCV in float32, because it runs once per face per frame.
 
-Methods (registered in ``pipeline.registries.COLOR_TRANSFERS``; each is
+Methods (registered in ``convert.backends.COLOR_TRANSFERS``; each is
 ``f(source, target, on, seed) -> uint8 image``):
 
 * ``rct``  - Reinhard et al. 2001, per-channel mean/std matching in L*a*b*.
@@ -29,7 +29,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from pipeline.registries import COLOR_TRANSFERS
+from convert.backends import COLOR_TRANSFERS
 
 MIN_MASK_PIXELS = 16    # fewer in-mask pixels than this: statistics are meaningless
 COV_RIDGE = 1e-5        # added to covariances (0..1 units) so near-flat faces stay invertible

@@ -5,8 +5,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from convert.backends import BLEND_MODES, COLOR_TRANSFERS
 from pipeline.core.options import option
-from pipeline.registries import BLEND_MODES, COLOR_TRANSFERS
 
 #: Where convert's mask comes from (``--mask``).
 MASK_SOURCES = ("workspace", "learned", "both")

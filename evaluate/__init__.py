@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 
+import evaluate.backends  # noqa: F401  (declares the held-apart judges)
 from evaluate.options import EvaluateOptions
 from pipeline.core.command import Command
 from pipeline.core.options import from_namespace

@@ -5,7 +5,7 @@ from typing import Any
 
 from pipeline.core import weights
 from pipeline.core.environment import survey
-from pipeline.registries import ALL
+from pipeline.core.registry import listed
 
 
 def catalogue() -> dict[str, Any]:
@@ -18,7 +18,7 @@ def catalogue() -> dict[str, Any]:
         return checked[key].to_json()
 
     kinds = []
-    for registry in ALL:
+    for registry in listed():
         entries = [{"name": e.name, "description": e.description, "implementation": e.target,
                     "options": list(e.options), "terms": e.terms, "weights": [status(k) for k in e.weights],
                     "ready": all(checked[k].problem is None for k in e.weights)}

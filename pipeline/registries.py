@@ -1,12 +1,16 @@
-"""Every pluggable kind and its built-in entries: the one place that lists the names.
+"""The kinds every stage shares and their built-in entries whose code lives in ``pipeline/``.
 
 The command line's choices and help, ``main.py models`` and the stages all read these
 registries. To add a backend, write its module (a class or function with the kind's
 interface, see the kind's base module named below) and register it here with one
 ``register`` call; nothing else lists the names. Entries point at their implementation
 by import path and are imported only when used, so a stage that never uses a backend
-never imports it (train-only feature networks live in ``train/``, convert-only colour
-transfers and blend modes in ``convert/``).
+never imports it.
+
+Kinds and entries whose code belongs to one stage are that stage's: ``convert/backends.py``
+(colour transfers, blend modes), ``evaluate/backends.py`` (held-apart judges) and
+``train/backends.py`` (the loss feature networks registered into :data:`FEATURES`, and each
+model type's trainer). Nothing here names a stage's module (``tests/test_architecture.py``).
 """
 from __future__ import annotations
 
@@ -18,19 +22,12 @@ DETECTORS = Registry("detector", "--detector")
 LANDMARKERS = Registry("landmarker", "--landmarker")
 #: Automatic face masks: ``pipeline.faces.backends.base.Masker`` (extract, train, convert).
 MASKERS = Registry("masker", "--masker")
-#: Identity and loss networks (descriptors in extract/evaluate, losses in train).
+#: Loss networks of the transform model (``--features``, an option of its model options, so the kind is
+#: declared here); the entries are train's (``train/backends.py``), registered when train loads.
 FEATURES = Registry("feature network", "--features")
-#: Colour transfer of the generated face toward the dst face: f(source, target, on, seed) (convert).
-COLOR_TRANSFERS = Registry("colour transfer", "--color")
-#: How the generated face enters the frame: f(face, frame_roi, alpha) -> face (convert).
-BLEND_MODES = Registry("blend mode", "--blend")
-#: Identity networks evaluate rates with and training never uses (held apart): ``evaluate.held_apart``.
-JUDGES = Registry("held-apart identity network", "evaluate only")
-#: Model families: ``pipeline.models.interface.FaceModel`` + its trainer part (train, convert).
+#: Model families: ``pipeline.models.interface.FaceModel`` + its options (train, convert); each one's trainer is
+#: train's (``train.backends.TRAINERS``).
 MODEL_TYPES = Registry("model type", "--model")
-
-ALL: tuple[Registry, ...] = (DETECTORS, LANDMARKERS, MASKERS, FEATURES, COLOR_TRANSFERS, BLEND_MODES, MODEL_TYPES,
-                             JUDGES)
 
 _BSL = "dlib code: Boost Software License"
 _OURS = "this project's code"
@@ -91,40 +88,12 @@ MASKERS.register(Entry(
     "hands, hair and microphones over the face stay out of the mask", weights=("bisenet-parsing",),
     terms=_FACEXLIB))
 
-FEATURES.register(Entry(
-    "dlib", "train.features:FaceFeatures",
-    "dlib's face-recognition ResNet, our PyTorch port (offline; descriptors and training losses)",
-    options=("--content-layers", "--style-layers"), weights=("dlib-face-recognition",), terms=_OURS))
-FEATURES.register(Entry(
-    "vgg19", "train.features:VGGFeatures", "ImageNet VGG19 as in the paper (weights downloaded once)",
-    options=("--content-layers", "--style-layers"), weights=("vgg19-imagenet",), terms=_OURS))
-
-for _name, _what in (("rct", "Reinhard: Lab mean/std"), ("lct", "linear: mean and covariance"),
-                     ("mkl", "Monge-Kantorovich linear map"), ("idt", "iterative distribution transfer"),
-                     ("sot", "sliced optimal transport"), ("hist", "histogram matching"),
-                     ("none", "colours left as generated")):
-    COLOR_TRANSFERS.register(Entry(_name, f"convert.color_transfer:{_name}", _what, terms=_OURS))
-
-JUDGES.register(Entry(
-    "facenet", "evaluate.held_apart:FaceNetJudge",
-    "FaceNet (Inception-ResNet-v1), its frozen graph run with PyTorch: evaluate's second identity opinion; "
-    "never used in training",
-    weights=("facenet-casia",), terms=_OURS))
-
-BLEND_MODES.register(Entry(
-    "poisson", "convert.blending:poisson_mode", "seamless cloning (colour at the mask edge taken from the "
-    "frame), then feathered", options=("--mask-erode", "--mask-blur"), terms=_OURS))
-BLEND_MODES.register(Entry(
-    "alpha", "convert.blending:alpha_mode", "feathered mask only", options=("--mask-erode", "--mask-blur"),
-    terms=_OURS))
-
 MODEL_TYPES.register(Entry(
     "transform", "pipeline.models.transform:TransformModel",
     "Korshunova et al.'s feed-forward transformation network (dst face = content, src identity = style)",
     options=("--resolution", "--width", "--no-skip", "--alpha", "--beta", "--gamma", "--identity-weight",
              "--features", "--content-layers", "--style-layers", "--patch", "--n-best"), terms=_OURS,
-    parts={"options": "pipeline.models.transform_options:TransformOptions",
-           "trainer": "train.transform_trainer:TransformTrainer"}))
+    parts={"options": "pipeline.models.transform_options:TransformOptions"}))
 _AE_OPTIONS = ("--resolution", "--preset", "--ae-dims", "--e-dims", "--d-dims", "--d-mask-dims", "--random-warp",
                "--random-flip", "--eyes-mouth-prio", "--masked-loss", "--mask-loss", "--true-face-power", "--gan-power")
 _DFL = "this project's code (the DeepFaceLab DF/LIAE architectures, Perov et al.)"
@@ -133,12 +102,10 @@ MODEL_TYPES.register(Entry(
     "DeepFaceLab's DF autoencoder: shared encoder and bottleneck, a decoder per person (strong src likeness; "
     "learns both faces from scratch: many thousands of iterations, a GPU for the full size)",
     options=_AE_OPTIONS, terms=_DFL,
-    parts={"options": "pipeline.models.autoencoder_options:AutoencoderOptions",
-           "trainer": "train.autoencoder_trainer:DFTrainer"}))
+    parts={"options": "pipeline.models.autoencoder_options:AutoencoderOptions"}))
 MODEL_TYPES.register(Entry(
     "liae", "pipeline.models.autoencoder:LIAEModel",
     "DeepFaceLab's LIAE autoencoder: shared encoder and decoder, a shared and a dst-only bottleneck (keeps the "
     "dst's light and colour better, the src likeness weaker than df; the same options as df)",
     options=_AE_OPTIONS, terms=_DFL,
-    parts={"options": "pipeline.models.autoencoder_options:AutoencoderOptions",
-           "trainer": "train.autoencoder_trainer:LIAETrainer"}))
+    parts={"options": "pipeline.models.autoencoder_options:AutoencoderOptions"}))

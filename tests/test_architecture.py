@@ -10,14 +10,15 @@ import numpy as np
 import pytest
 
 import main
+from convert.backends import COLOR_TRANSFERS
 from extract.options import ExtractOptions
 from extract.runner import run_extract
 from extract.search import ANCHOR_EVERY, SlowPassGate
 from pipeline.core import weights
 from pipeline.core.errors import UserError
-from pipeline.core.registry import Entry
+from pipeline.core.registry import Entry, listed
 from pipeline.core.video import FrameReader, probe
-from pipeline.registries import ALL, COLOR_TRANSFERS, DETECTORS
+from pipeline.registries import DETECTORS
 from tests.conftest import CLIP6, ROOT, clean_error, detector, ffmpeg, run_cli
 
 # ---------------------------------------------------------------------- registries
@@ -121,7 +122,7 @@ def test_models_lists_every_kind_and_checks_the_weights(tmp_path, monkeypatch):
     assert res.returncode == 0, res.stderr
     report = json.loads(res.stdout)
     kinds = {k["kind"]: k for k in report["kinds"]}
-    assert set(kinds) == {r.kind for r in ALL} == {"detector", "landmarker", "masker", "feature network",
+    assert set(kinds) == {r.kind for r in listed()} == {"detector", "landmarker", "masker", "feature network",
                                                     "colour transfer", "blend mode", "model type",
                                                     "held-apart identity network"}
     facenet = kinds["held-apart identity network"]["entries"][0]["weights"][0]
@@ -420,3 +421,41 @@ def test_only_the_workspace_layout_names_the_workspace_s_folders():
     with pytest.raises(UserError, match=r"is not a workspace yet \(no workspace.json\); run 'python main.py extract'"):
         layout.require(ROOT / "docs")
     assert layout.require(ROOT / "tests" / "data" / "workspace_v1") == ROOT / "tests" / "data" / "workspace_v1"
+
+
+def stage_names_in_strings(root, stages=STAGES) -> list[str]:
+    """'file: text' for each string literal under ``root/pipeline`` that names a stage's module by import path
+    ("convert.blending:poisson_mode", "train.features"): a lazy import is still an import."""
+    import ast
+    import re
+    pattern = re.compile(rf"^({'|'.join(stages)})(\.[A-Za-z_]\w*)+(:[\w.]+)?$")
+    faults = []
+    for path in sorted((root / "pipeline").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Constant) and isinstance(node.value, str) and pattern.match(node.value):
+                faults.append(f"{path.relative_to(root).as_posix()}: {node.value}")
+    return sorted(faults)
+
+
+def test_pipeline_names_no_stage_module_and_its_registries_only_pipeline_code(tmp_path):
+    assert stage_names_in_strings(ROOT) == []
+    (tmp_path / "pipeline").mkdir()
+    (tmp_path / "pipeline" / "registries.py").write_text(
+        'X.register(Entry("a", "convert.blending:poisson_mode", "text"))\nY = "train.features"\n'
+        'Z = "pipeline.models.transform:TransformModel"\nW = "convert the video."\n')
+    assert stage_names_in_strings(tmp_path) == ["pipeline/registries.py: convert.blending:poisson_mode",
+                                                "pipeline/registries.py: train.features"]
+    # what pipeline registers by itself, with no stage loaded, is pipeline's own code
+    code = ("import pipeline.registries\nfrom pipeline.core.registry import listed\n"
+            "print('\\n'.join(t for r in listed() for e in r for t in (e.target, *e.parts.values())))")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert res.returncode == 0, res.stderr
+    targets = res.stdout.split()
+    assert len(targets) >= 15 and all(t.startswith("pipeline.") for t in targets), targets
+    # every stage's entries are its own code, and every model type has train's trainer
+    from pipeline.registries import MODEL_TYPES
+    from train.backends import TRAINERS
+    for registry in listed():
+        for entry in registry:
+            assert entry.target.split(".")[0] in ("pipeline", "convert", "evaluate", "train", "tests"), entry
+    assert set(MODEL_TYPES.names()) <= set(TRAINERS.names())

@@ -245,7 +245,7 @@ def test_blend_face_changes_only_the_face_and_rejects_unknown_modes(frame, landm
     assert np.array_equal(out[far], frame[far])
     with pytest.raises(ValueError, match="unknown blend mode"):
         blend_face(frame.copy(), face, to_model, alpha, to_aligned, "multiply")
-    from pipeline.registries import BLEND_MODES
+    from convert.backends import BLEND_MODES
     assert "multiply" not in BLEND_MODES
 
 

@@ -12,8 +12,8 @@ import cv2
 import numpy as np
 import pytest
 
+from convert.backends import COLOR_TRANSFERS
 from convert.color_transfer import transfer
-from pipeline.registries import COLOR_TRANSFERS
 from tests.conftest import AOC, KATIE, ffmpeg
 
 METHODS = COLOR_TRANSFERS.names()

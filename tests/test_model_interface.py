@@ -20,6 +20,7 @@ from pipeline.models.interface import FaceModel, Predictor
 from pipeline.models.store import load_model
 from pipeline.registries import MODEL_TYPES
 from tests.conftest import CLIP6
+from train.backends import TRAINERS
 from train.data import to_tensor
 from train.model_trainer import ModelTrainer
 from train.options import TrainOptions
@@ -121,10 +122,11 @@ class GainTrainer(ModelTrainer):
 @pytest.fixture
 def gain_family():
     MODEL_TYPES.register(Entry("gain", "tests.test_model_interface:GainModel", "learns a brightness gain (test)",
-                               parts={"options": "tests.test_model_interface:GainOptions",
-                                      "trainer": "tests.test_model_interface:GainTrainer"}))
+                               parts={"options": "tests.test_model_interface:GainOptions"}))
+    TRAINERS.register(Entry("gain", "tests.test_model_interface:GainTrainer", "its trainer (test)"))
     yield
     MODEL_TYPES.unregister("gain")
+    TRAINERS.unregister("gain")
 
 
 def test_a_second_family_trains_resumes_and_converts(gain_family, small_ws):

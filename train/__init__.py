@@ -5,6 +5,7 @@ import argparse
 import os
 from collections.abc import Iterator
 
+import train.backends  # noqa: F401  (registers the loss networks and trainers)
 from pipeline.core.command import Command
 from pipeline.core.options import from_namespace
 from pipeline.registries import MODEL_TYPES

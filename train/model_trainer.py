@@ -4,8 +4,9 @@ The trainer (``train/trainer.py``) owns everything every family shares: options,
 data, the loop, the learning-rate schedule, batch sampling and random streams,
 checkpoints and exact resume, previews, the log, divergence detection and several
 processes. A family's :class:`ModelTrainer` owns its model, optimizer and losses. It is
-registered in ``pipeline.registries.MODEL_TYPES`` as the ``trainer`` part of its model
-type, beside the :class:`pipeline.models.interface.FaceModel` convert uses.
+registered in ``train.backends.TRAINERS`` under its model type's name; the model itself,
+the :class:`pipeline.models.interface.FaceModel` convert uses, is in
+``pipeline.registries.MODEL_TYPES``.
 """
 from __future__ import annotations
 

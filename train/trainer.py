@@ -41,6 +41,7 @@ from pipeline.models.store import save_model
 from pipeline.registries import MODEL_TYPES
 from pipeline.workspace import layout
 from pipeline.workspace.lock import WorkspaceLock
+from train.backends import TRAINERS
 from train.data import FaceSet, load_training_sets
 from train.model_trainer import ModelTrainer, TrainContext
 from train.options import TrainOptions
@@ -106,7 +107,7 @@ def with_default_lr(opts: Any) -> Any:
     transformation network's rate)."""
     if opts.lr is not None and opts.lr_end is not None:
         return opts
-    start, end = MODEL_TYPES.load(opts.model, "trainer").default_lr
+    start, end = TRAINERS.load(opts.model).default_lr
     return dataclasses.replace(opts, lr=start if opts.lr is None else opts.lr,
                                lr_end=end if opts.lr_end is None else opts.lr_end)
 
@@ -163,7 +164,7 @@ class Trainer:
                                   writer=self.main, person=parse_person(getattr(opts, "person", None)))
 
     def _make_family(self, ctx: TrainContext) -> tuple[ModelTrainer, str]:
-        return MODEL_TYPES.load(self.opts.model, "trainer")(ctx), self.opts.model
+        return TRAINERS.load(self.opts.model)(ctx), self.opts.model
 
     def _data_line(self) -> str:
         return (f"train: {len(self.content)} dst faces (content), {len(self.style)} src faces with flips (style); "

@@ -4,8 +4,16 @@ A registry is the single source of truth for its kind: the command line takes it
 choices and help from it, ``main.py models`` lists it, and stages create backends
 through it. An :class:`Entry` names its implementation by import path ("module:attr")
 and is imported only when that entry is used, so a missing optional package matters
-only to the user who asks for that backend. The built-in registrations are in
-``pipeline/registries.py``; adding a backend is one module plus one ``register`` call.
+only to the user who asks for that backend.
+
+Who registers what follows the layering: the kinds every stage shares (detectors,
+landmarkers, maskers, model types, loss feature networks) are declared in
+``pipeline/registries.py`` with the entries whose code lives in ``pipeline/``; a stage
+declares its own kinds and registers the entries whose code it holds in its
+``backends.py``, which its package imports when it loads (convert: colour transfers and
+blend modes; evaluate: held-apart judges; train: loss feature networks and model
+trainers). So nothing in ``pipeline/`` names a stage's module, and ``main.py models``,
+which runs after every command package has loaded, lists every kind from :func:`listed`.
 """
 from __future__ import annotations
 
@@ -31,15 +39,28 @@ class Entry:
     parts: Mapping[str, str] = field(default_factory=dict)   # further lazy targets, e.g. a model's trainer
 
 
+#: every registry made with ``listed=True``, in the order they were made (``main.py models`` shows them)
+_LISTED: list[Registry] = []
+
+
+def listed() -> tuple[Registry, ...]:
+    """The registries ``main.py models`` shows: those of pipeline and of every stage package loaded so far."""
+    return tuple(_LISTED)
+
+
 class Registry:
     """Entries of one kind, by name, in registration order."""
 
-    def __init__(self, kind: str, option: str | None = None) -> None:
+    def __init__(self, kind: str, option: str | None = None, *, listed: bool = True) -> None:
         self.kind = kind                  # e.g. "detector"
         self.option = option              # the command-line option that picks one, e.g. "--detector"
         self._entries: dict[str, Entry] = {}
         self._loaded: dict[tuple[str, str], Any] = {}
         self._lock = threading.Lock()
+        if listed:
+            if any(r.kind == kind for r in _LISTED):
+                raise ValueError(f"a registry of {kind}s exists already")
+            _LISTED.append(self)
 
     def register(self, entry: Entry) -> Entry:
         if entry.name in self._entries:
