@@ -29,7 +29,7 @@ import numpy as np
 import torch
 
 from pipeline.models.transform_options import TransformOptions
-from train.data import to_tensor
+from pipeline.training.data import to_tensor
 from train.options import TrainOptions
 from train.trainer import Trainer
 

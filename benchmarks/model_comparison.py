@@ -265,9 +265,9 @@ def train_on_cpu_clock(argv: list[str]) -> int:
     import torch
 
     import main as cli
-    import train.trainer
+    import pipeline.training.loop
     torch.set_num_threads(1)
-    train.trainer.time = types.SimpleNamespace(perf_counter=time.process_time,     # type: ignore[attr-defined]
+    pipeline.training.loop.time = types.SimpleNamespace(perf_counter=time.process_time,     # type: ignore[attr-defined]
                                                strftime=time.strftime)
     return cli.main(argv)
 

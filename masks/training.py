@@ -1,6 +1,6 @@
 """``main.py masks train``: the face segmenter learns from the artist's hand-painted masks.
 
-The shared trainer (``train.trainer.Trainer``) runs the loop: resume with the same random
+The shared training loop (``pipeline.training.loop.TrainingLoop``) runs it: resume with the same random
 streams, atomic checkpoints, ``--max-minutes``, Ctrl-C, divergence guard, previews and the
 log, here in ``workspace/mask_model/``. This module says which faces it learns from (every
 face of either set whose mask is ``hand``), how a sample is made (``masks.augment``)
@@ -22,10 +22,10 @@ from masks.options import MaskTrainOptions
 from pipeline.core.errors import UserError
 from pipeline.models.interface import FaceModel, count_parameters
 from pipeline.models.segmenter import RESOLUTIONS, SegmenterModel, SegmenterNet
+from pipeline.training.data import FaceSet, load_mask_sets, to_tensor
+from pipeline.training.loop import TrainingLoop, TrainSummary, run_loop
+from pipeline.training.model_trainer import ModelTrainer, TrainContext
 from pipeline.workspace import layout
-from train.data import FaceSet, load_mask_sets, to_tensor
-from train.model_trainer import ModelTrainer, TrainContext
-from train.trainer import Trainer, TrainSummary, run_train
 
 
 def dice_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -143,7 +143,7 @@ def _overlay(face: np.ndarray, mask: np.ndarray) -> np.ndarray:
     return out
 
 
-class MaskTrainLoop(Trainer):
+class MaskTrainLoop(TrainingLoop):
     """The shared trainer, pointed at ``workspace/mask_model/`` and the hand-painted masks."""
 
     command = "masks train"
@@ -177,4 +177,4 @@ class MaskTrainLoop(Trainer):
 
 def run_mask_train(opts: MaskTrainOptions) -> TrainSummary:
     """Train (or resume) the workspace's mask segmenter."""
-    return run_train(opts, MaskTrainLoop)
+    return run_loop(MaskTrainLoop, opts)

@@ -8,7 +8,7 @@ by import path and are imported only when used, so a stage that never uses a bac
 never imports it.
 
 Kinds and entries whose code belongs to one stage are that stage's: ``convert/backends.py``
-(colour transfers, blend modes), ``evaluate/backends.py`` (held-apart judges) and
+(colour transfers, blend modes), ``evaluate/backends.py`` (evaluate's identity network) and
 ``train/backends.py`` (the loss feature networks registered into :data:`FEATURES`, and each
 model type's trainer). Nothing here names a stage's module (``tests/test_architecture.py``).
 """

@@ -236,12 +236,7 @@ def test_a_registered_masker_is_a_mask_origin():
 #: the command packages (each a stage or a small command); they import ``pipeline`` and themselves only
 STAGES = tuple(main.PACKAGES)
 #: imports between stages that are known and tracked, as (file, imported module): a new one fails the test
-KNOWN_EXCEPTIONS = {
-    # masks train runs train's shared loop (Trainer, ModelTrainer, FaceSet); it goes when that loop moves to
-    # pipeline/ (issue 28: the masks feature in one package)
-    ("masks/training.py", "train.data"), ("masks/training.py", "train.model_trainer"),
-    ("masks/training.py", "train.trainer"),
-}
+KNOWN_EXCEPTIONS: frozenset[tuple[str, str]] = frozenset()
 
 
 #: a stage's public API another stage may import: the studio renders its preview with convert's renderer
@@ -280,7 +275,7 @@ def layering_faults(root, stages=STAGES, known=frozenset(), public=PUBLIC_API) -
 def test_stages_import_only_pipeline_and_pipeline_no_stage():
     assert all((ROOT / s / "__init__.py").is_file() for s in STAGES)
     assert layering_faults(ROOT, known=KNOWN_EXCEPTIONS) == []
-    # the exceptions still exist (remove them from the list when the Renderer or the loop's move lands)
+    # known exceptions, while there are any, must still exist (none since the training loop moved to pipeline)
     found = set(layering_faults(ROOT))
     assert {f"{f} imports {m}" for f, m in KNOWN_EXCEPTIONS} <= found
 

@@ -22,9 +22,9 @@ from pipeline.core import geometry
 from pipeline.core.errors import UserError
 from pipeline.models.interface import count_parameters
 from pipeline.models.segmenter import SegmenterModel, SegmenterNet, weights_hash
+from pipeline.training.data import load_set
 from pipeline.workspace.store import Workspace, mask_hash
 from tests.conftest import CLIP6, PHOTOS, ROOT, clean_error, copy_v1_workspace, run_cli, snapshot
-from train.data import load_set
 
 CLIP = CLIP6
 HAND = ("000001_0.png", "000004_0.png")          # the artist's painted masks in the test workspace

@@ -19,10 +19,10 @@ from pipeline.core.video import FrameReader
 from pipeline.models.interface import FaceModel, Predictor
 from pipeline.models.store import load_model
 from pipeline.registries import MODEL_TYPES
+from pipeline.training.data import to_tensor
+from pipeline.training.model_trainer import ModelTrainer
 from tests.conftest import CLIP6
 from train.backends import TRAINERS
-from train.data import to_tensor
-from train.model_trainer import ModelTrainer
 from train.options import TrainOptions
 from train.trainer import run_train
 

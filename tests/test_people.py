@@ -199,8 +199,8 @@ def test_convert_person_that_is_no_number_is_one_clear_error(tmp_path):
 
 
 def test_train_loads_the_chosen_dst_person_only(two_person):
+    from pipeline.training.data import load_set
     from pipeline.workspace.store import Workspace
-    from train.data import load_set
     with Workspace(two_person["ws"]) as ws:
         sizes = {p: len(load_set(ws, "dst", 32, writer=False, person=p)) for p in (1, 2, None)}
         assert sizes == {1: 200, 2: 60, None: 260}, sizes

@@ -197,7 +197,7 @@ def test_content_extra_of_another_face_type_is_refused(small_ws, tmp_path):
 
 
 def test_ranks_that_disagree_are_an_error():
-    from train.trainer import ranks_agree
+    from pipeline.training.loop import ranks_agree
     a = torch.tensor([1.0, 2.0], dtype=torch.float64)
     assert ranks_agree([a, a.clone()]) and not ranks_agree([a, a + 1e-3])
 
@@ -238,8 +238,9 @@ out, argv = sys.argv[1], sys.argv[2:]
 seen = []
 def hook(event, args):
     name = str(args[0]) if event == "import" else ""
-    # main.py declares every command's options (evaluate.options: dataclasses, no network)
-    if name.startswith("evaluate.") and name != "evaluate.options":
+    # main.py declares every command's options and kinds (evaluate.options: dataclasses; evaluate.backends: the
+    # judges' registry, names and a lazy import path; no network code either)
+    if name.startswith("evaluate.") and name not in ("evaluate.options", "evaluate.backends"):
         seen.append("import " + name)
     elif event == "open" and "graph_final" in str(args[0]):
         seen.append("open " + str(args[0]))

@@ -10,8 +10,8 @@ import pytest
 import torch
 
 from pipeline.faces.face_chip import CHIP_SIZE, MIN_BLUR, aligned_chip_warp
+from pipeline.training.data import load_set
 from pipeline.workspace.store import Workspace
-from train.data import load_set
 from train.features import FaceFeatures, chip_geometry, to_chips
 
 R = 128

@@ -31,9 +31,9 @@ from pipeline.models.autoencoder import AutoencoderModel, DFModel, LIAEModel
 from pipeline.models.autoencoder_net import AutoencoderNet
 from pipeline.models.autoencoder_options import AutoencoderOptions, resolve_widths
 from pipeline.models.interface import count_parameters
+from pipeline.training.model_trainer import ModelTrainer, TrainContext
 from train import autoencoder_adversarial as adv
 from train import autoencoder_augment as aug
-from train.model_trainer import ModelTrainer, TrainContext
 
 log = logging.getLogger("train")
 

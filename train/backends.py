@@ -13,8 +13,8 @@ from pipeline.registries import FEATURES
 
 _OURS = "this project's code"
 
-#: The training loop of each model type (``train.model_trainer.ModelTrainer``), by model type name; not listed
-#: by ``main.py models`` (it lists the model types themselves).
+#: What each model type does in a training step (``pipeline.training.model_trainer.ModelTrainer``), by model
+#: type name; not listed by ``main.py models`` (it lists the model types themselves).
 TRAINERS = Registry("model trainer", listed=False)
 
 FEATURES.register(Entry(

@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from pipeline.core.errors import UserError
 from pipeline.faces.face_chip import CHIP_SIZE, MIN_BLUR, aligned_chip_warp, aligned_to_chip
 from pipeline.faces.face_net import load_face_net
-from train.data import FaceSet
+from pipeline.training.data import FaceSet
 
 
 @dataclass

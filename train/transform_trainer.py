@@ -21,10 +21,10 @@ from pipeline.models.store import load_model
 from pipeline.models.transform import TransformModel
 from pipeline.models.transform_net import TransformNet
 from pipeline.models.transform_options import TransformOptions, default_width
+from pipeline.training.data import nearest_styles, to_tensor
+from pipeline.training.model_trainer import ModelTrainer, TrainContext
 from train import losses
-from train.data import nearest_styles, to_tensor
 from train.features import ChipGeometry, FaceFeatures, Layers, check_layers, create_features
-from train.model_trainer import ModelTrainer, TrainContext
 
 log = logging.getLogger("train")
 

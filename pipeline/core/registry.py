@@ -11,7 +11,7 @@ landmarkers, maskers, model types, loss feature networks) are declared in
 ``pipeline/registries.py`` with the entries whose code lives in ``pipeline/``; a stage
 declares its own kinds and registers the entries whose code it holds in its
 ``backends.py``, which its package imports when it loads (convert: colour transfers and
-blend modes; evaluate: held-apart judges; train: loss feature networks and model
+blend modes; evaluate: its own identity network; train: loss feature networks and model
 trainers). So nothing in ``pipeline/`` names a stage's module, and ``main.py models``,
 which runs after every command package has loaded, lists every kind from :func:`listed`.
 """

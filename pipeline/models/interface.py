@@ -4,7 +4,7 @@ Train writes a model, convert runs it, and both only talk to this interface and 
 model-type registry (``pipeline.registries.MODEL_TYPES``), so a second family (an
 autoencoder, say) plugs in without touching the trainer or convert. A model family is
 one :class:`FaceModel` subclass here in ``pipeline/models/`` (what convert needs) and
-one ``train.model_trainer.ModelTrainer`` subclass in ``train/`` (its losses and step),
+one ``pipeline.training.model_trainer.ModelTrainer`` subclass in ``train/`` (its losses and step),
 registered together under one name, which ``options.json`` records as ``model_type``.
 """
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """The training half of the model interface: what a model family does in one step.
 
-The trainer (``train/trainer.py``) owns everything every family shares: options, the
+The loop (``pipeline/training/loop.py``) owns everything every family shares: options, the
 data, the loop, the learning-rate schedule, batch sampling and random streams,
 checkpoints and exact resume, previews, the log, divergence detection and several
 processes. A family's :class:`ModelTrainer` owns its model, optimizer and losses. It is
@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from pipeline.models.interface import FaceModel
-from train.data import FaceSet
+from pipeline.training.data import FaceSet
 
 
 @dataclass

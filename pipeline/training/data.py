@@ -105,7 +105,8 @@ def load_set(ws: Workspace, set_name: str, resolution: int, writer: bool = True,
         raise UserError(f"workspace {ws.root}: every {set_name} face is deleted or unreadable; "
                         f"re-run extract (with --force to restore deleted faces)")
     face_types = {r.face_type for r in rows}
-    all_desc = np.stack(descs).astype(np.float32) if all(d is not None for d in descs) else None
+    all_desc = np.stack([d for d in descs if d is not None]).astype(np.float32) \
+        if all(d is not None for d in descs) else None
     return FaceSet(np.stack(images), np.stack(masks), np.stack(points).astype(np.float32), names,
                    all_desc, face_types.pop() if len(face_types) == 1 else "mixed", hand,
                    np.array(scales, np.float32), np.array(downs, np.float32))
@@ -213,7 +214,8 @@ def load_mask_sets(workspace: Path, resolution: int, seed: int = 0, writer: bool
     """(faces with a hand-painted mask, of both sets; up to POOL_SIZE other faces) for the mask segmenter."""
     layout.require(workspace)
     with Workspace(workspace, write=writer, command="masks train") as ws:
-        hand, others = [], []
+        hand: list = []
+        others: list = []
         for set_name in ("dst", "src"):
             if ws.set_meta(set_name) is None:
                 continue
