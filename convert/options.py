@@ -7,6 +7,7 @@ from pathlib import Path
 
 from convert.backends import BLEND_MODES, COLOR_TRANSFERS
 from pipeline.core.options import option
+from pipeline.workspace.options import DeviceOptions
 
 #: Where convert's mask comes from (``--mask``).
 MASK_SOURCES = ("workspace", "learned", "both")
@@ -21,8 +22,7 @@ def _cores() -> int:
 
 
 @dataclass
-class ConvertOptions:
-    workspace: Path = option(Path("workspace"), flags=("-w",), help="workspace folder")
+class ConvertOptions(DeviceOptions):
     input: Path | None = option(None, flags=("-i",), default_text="the path extract recorded",
                                 help="the dst video, if it moved since extract")
     output: Path | None = option(None, flags=("-o",), default_text="WORKSPACE/result.mp4",
@@ -101,6 +101,5 @@ class ConvertOptions:
     precision: str = option("auto", choices=("auto", "float", "int8"),
                             help="network arithmetic: int8 is ~8x faster on the CPU (mean change ~1.9 grey levels); "
                                  "auto = int8 on the CPU when the model allows it, float on CUDA")
-    device: str = option("auto", help="torch device: auto (CUDA when present), cpu, cuda")
     workers: int = option(factory=_cores, low=1, high=256, default_text="number of CPU cores",
                           help="threads for cropping and blending")

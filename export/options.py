@@ -5,6 +5,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pipeline.core.options import option
+from pipeline.workspace.options import WorkspaceOptions
 
 #: The model file's name inside the workspace when --output is not given (DeepFaceLab names its export
 #: ``model.dfm`` too).
@@ -16,8 +17,7 @@ OPSET_LOW, OPSET_HIGH = 11, 18
 
 
 @dataclass
-class ExportOptions:
-    workspace: Path = option(Path("workspace"), flags=("-w",), help="workspace whose trained model (model/) to export")
+class ExportOptions(WorkspaceOptions):
     output: Path | None = option(None, flags=("-o",), metavar="FILE", default_text=f"WORKSPACE/{DEFAULT_NAME}",
                                  help="file to write: .dfm (DeepFaceLive's name for it) or .onnx (the same bytes); "
                                       "its folder must exist")

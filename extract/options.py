@@ -8,6 +8,7 @@ from pathlib import Path
 from pipeline.core.geometry import FACE_TYPES
 from pipeline.core.options import option
 from pipeline.registries import DETECTORS, LANDMARKERS, MASKERS
+from pipeline.workspace.options import DeviceOptions
 
 
 def _cores() -> int:
@@ -24,9 +25,8 @@ def _backend_default(kind: str) -> str:
 
 
 @dataclass
-class ExtractOptions:
+class ExtractOptions(DeviceOptions):
     input: Path = option(required=True, flags=("-i",), help="a video file, a folder of images, or one image")
-    workspace: Path = option(Path("workspace"), flags=("-w",), help="workspace folder")
     set_name: str | None = option(None, flag="--set", choices=("dst", "src"),
                                   default_text="dst for a video, src for images", help="which face set to fill")
     detector: str | None = option(None, choices=DETECTORS, default_text=_backend_default("detector"),
@@ -60,7 +60,6 @@ class ExtractOptions:
     target_threshold: float = option(0.6, low=0.01, high=1.99,
                                      help="largest identity distance to the target face that still counts as the "
                                           "same person (dlib's threshold)")
-    device: str = option("auto", help="torch device for the identity network: auto (CUDA when present), cpu, cuda")
     force: bool = option(False, action="store_true",
                          help="re-extract every frame and restore deleted faces; hand-edited masks are still "
                               "never overwritten, learned masks (masks apply) are kept, moved with the face")

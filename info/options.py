@@ -2,12 +2,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 from pipeline.core.options import option
+from pipeline.workspace.options import WorkspaceOptions
 
 
 @dataclass
-class InfoOptions:
-    workspace: Path = option(Path("workspace"), flags=("-w",), help="workspace folder")
+class InfoOptions(WorkspaceOptions):
     json: bool = option(False, action="store_true", help="print stable JSON for other tools")

@@ -7,15 +7,15 @@ from pathlib import Path
 from pipeline.core.options import option
 from pipeline.models.segmenter_options import RESOLUTIONS as SEGMENTER_RESOLUTIONS
 from pipeline.models.segmenter_options import WIDTHS as SEGMENTER_WIDTHS
+from pipeline.workspace.options import DeviceOptions, WorkspaceOptions
 
 SET_CHOICES = ("dst", "src", "both")
 
 
 @dataclass
-class MaskTrainOptions:
+class MaskTrainOptions(DeviceOptions):
     """``main.py masks train``: the same loop and its options as ``train``, for the mask segmenter."""
 
-    workspace: Path = option(Path("workspace"), flags=("-w",), help="workspace folder")
     iterations: int = option(4000, low=1, help="total iterations (a resumed run continues up to this number)")
     batch_size: int = option(8, low=1, high=4096, help="faces per iteration")
     max_minutes: float | None = option(None, low=0.001,
@@ -35,26 +35,22 @@ class MaskTrainOptions:
     save_every: int = option(250, low=1, help="checkpoint every N iterations")
     preview_every: int = option(100, low=1, help="refresh mask_model/preview.jpg every N iterations")
     stop_at: int | None = option(None, low=1, metavar="N", help="stop after iteration N; run again to continue")
-    device: str = option("auto", help="torch device: auto (CUDA when present), cpu, cuda")
     fresh: bool = option(False, action="store_true",
                          help="start a new mask model; an existing one is moved aside to mask_model-old-<time>")
 
 
 @dataclass
-class MaskApplyOptions:
-    workspace: Path = option(Path("workspace"), flags=("-w",), help="workspace folder")
+class MaskApplyOptions(DeviceOptions):
     set_name: str = option("both", flag="--set", choices=SET_CHOICES,
                            help="which face set gets the learned masks")
     batch_size: int = option(16, low=1, high=1024, help="faces per network call")
-    device: str = option("auto", help="torch device: auto (CUDA when present), cpu, cuda")
 
 
 @dataclass
-class MaskExportOptions:
+class MaskExportOptions(WorkspaceOptions):
     to: Path = option(flag="--to", metavar="DIR", required=True,
                       help="folder to write the masks into (created; existing files are not overwritten "
                            "without --overwrite)")
-    workspace: Path = option(Path("workspace"), flags=("-w",), help="workspace folder")
     set_name: str = option("dst", flag="--set", choices=("dst", "src"), help="face set to export")
     space: str = option("frame", choices=("frame", "aligned"),
                         help="frame: one matte per frame (or photo) at its full size, all its faces, named by frame "
@@ -64,9 +60,8 @@ class MaskExportOptions:
 
 
 @dataclass
-class MaskImportOptions:
+class MaskImportOptions(WorkspaceOptions):
     folder: Path = option(flag="folder", metavar="DIR",
                           help="folder of masks as 'masks export' writes them (frame mattes 000123.png or aligned "
                                "masks named as the faces); white = face")
-    workspace: Path = option(Path("workspace"), flags=("-w",), help="workspace folder")
     set_name: str = option("dst", flag="--set", choices=("dst", "src"), help="face set the masks belong to")

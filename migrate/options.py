@@ -2,11 +2,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
-from pipeline.core.options import option
+from pipeline.workspace.options import WorkspaceOptions
 
 
 @dataclass
-class MigrateOptions:
-    workspace: Path = option(Path("workspace"), flags=("-w",), help="workspace folder")
+class MigrateOptions(WorkspaceOptions):
+    """Only which workspace: migrate brings it to the current schema and has nothing else to choose."""

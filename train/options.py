@@ -11,11 +11,11 @@ from typing import Any
 
 from pipeline.core.options import option
 from pipeline.registries import MODEL_TYPES
+from pipeline.workspace.options import DeviceOptions
 
 
 @dataclass
-class TrainOptions:
-    workspace: Path = option(Path("workspace"), flags=("-w",), help="workspace folder")
+class TrainOptions(DeviceOptions):
     model: str = option("transform", choices=MODEL_TYPES, help="model type")
     iterations: int = option(10000, low=1, help="total iterations (a resumed run continues up to this number)")
     batch_size: int = option(16, low=1, high=4096, help="faces per iteration")
@@ -39,7 +39,6 @@ class TrainOptions:
     max_minutes: float | None = option(None, low=0.001,
                                        help="stop after this much wall time (checkpoint saved); train again to "
                                             "continue")
-    device: str = option("auto", help="torch device: auto (CUDA when present), cpu, cuda")
     fresh: bool = option(False, action="store_true",
                          help="start a new model; an existing one is moved aside to model-old-<time>, not deleted")
     #: the chosen model type's options (its ``parts["options"]`` dataclass); None = its defaults
