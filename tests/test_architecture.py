@@ -356,15 +356,14 @@ def test_a_new_command_is_one_package_and_one_line(tmp_path, monkeypatch, capsys
     (tmp_path / "hello").mkdir()
     (tmp_path / "hello" / "__init__.py").write_text('''
 from dataclasses import dataclass
-from pathlib import Path
 
 from pipeline.core.command import Command
 from pipeline.core.options import from_namespace, option
+from pipeline.workspace.options import WorkspaceOptions
 
 
 @dataclass
-class HelloOptions:
-    workspace: Path = option(Path("workspace"), flags=("-w",), help="workspace folder")
+class HelloOptions(WorkspaceOptions):
     times: int = option(1, low=1, high=3, help="how often")
 
 
