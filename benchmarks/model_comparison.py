@@ -19,7 +19,7 @@ restarts from the previous mark's snapshot.
 Usage:
   python -m benchmarks.model_comparison run --base WS --name main --root DIR [--models transform df liae]
          [--minutes 15 30 60] [--core 1]
-  python -m benchmarks.model_comparison table --root DIR [--out docs/model_comparison] [--readme README.md]
+  python -m benchmarks.model_comparison table --root DIR [--out docs/model_comparison] [--readme docs/measurements.md]
   python -m benchmarks.model_comparison rejudge --root DIR        (convert and evaluate every mark again)
   python -m benchmarks.model_comparison train-cpu-clock TRAIN_ARGS...   (one leg: what ``run`` starts)
 """
@@ -291,7 +291,7 @@ def main() -> None:
     t = sub.add_parser("table", help="the table and stills of what has been run")
     t.add_argument("--root", type=Path, required=True)
     t.add_argument("--out", type=Path, default=ROOT / "docs" / "model_comparison")
-    t.add_argument("--readme", type=Path, help="also fill the compact table in this README (README.md)")
+    t.add_argument("--readme", type=Path, help="also fill the compact table in this file (docs/measurements.md)")
     args = ap.parse_args()
     if args.cmd == "run":
         for model in args.models:

@@ -453,3 +453,39 @@ def test_pipeline_names_no_stage_module_and_its_registries_only_pipeline_code(tm
         for entry in registry:
             assert entry.target.split(".")[0] in ("pipeline", "convert", "evaluate", "train", "tests"), entry
     assert set(MODEL_TYPES.names()) <= set(TRAINERS.names())
+
+
+def _anchor(heading: str) -> str:
+    """GitHub's anchor for a Markdown heading: lower case, punctuation dropped, spaces to hyphens."""
+    import re
+    return re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+
+
+def broken_links(root) -> list[str]:
+    """'file: target' for each relative link of README.md and docs/*.md whose file or heading is missing."""
+    import re
+    faults = []
+    for page in [root / "README.md", *sorted((root / "docs").glob("*.md"))]:
+        text = page.read_text(encoding="utf-8")
+        for target in re.findall(r"\]\(([^)\s]+)\)", text):
+            if re.match(r"[a-z]+:", target):
+                continue
+            path, _, anchor = target.partition("#")
+            dest = (page.parent / path).resolve() if path else page
+            if not dest.exists():
+                faults.append(f"{page.relative_to(root)}: {target}")
+            elif anchor and dest.suffix == ".md":
+                heads = {_anchor(h) for h in re.findall(r"^#+ (.+)$", dest.read_text(encoding="utf-8"), re.M)}
+                if anchor not in heads:
+                    faults.append(f"{page.relative_to(root)}: {target}")
+    return faults
+
+
+def test_the_readme_s_links_into_docs_lead_somewhere(tmp_path):
+    """Measurements moved to docs/ (issue 28): every link from the README and docs/ reaches its file and heading."""
+    assert broken_links(ROOT) == []
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "docs" / "m.md").write_text("# M\n\n## Blinks carried and the face's parts (issue 26)\n")
+    (tmp_path / "README.md").write_text("[a](docs/m.md#blinks-carried-and-the-faces-parts-issue-26) "
+                                        "[b](docs/m.md#gone) [c](docs/none.md) [d](https://example.org/x)\n")
+    assert broken_links(tmp_path) == ["README.md: docs/m.md#gone", "README.md: docs/none.md"]
