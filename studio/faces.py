@@ -1,4 +1,5 @@
-"""The face browser's data: faces of a set with their figures, sorts, filters, thumbnails, delete/restore.
+"""The face browser's data: faces of a set with their figures, sorts, filters, thumbnails, delete/restore,
+and the set's people (the row the artist picks a person from).
 
 Deleting a face in the studio means exactly what deleting its aligned file by hand means
 (dropped everywhere: not trained on, not swapped): the file is moved into the studio's
@@ -8,6 +9,7 @@ moment leaves a workspace the other commands read as the artist left it.
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import shutil
 import threading
@@ -42,7 +44,7 @@ def _check_set(set_name: str) -> None:
 
 
 def face_list(root: Path, set_name: str, sort: str = "frame", ref: int | None = None) -> dict[str, Any]:
-    """Every face of a set, as the artist left it, in the asked order, with its person (identity cluster)."""
+    """Every face of a set, as the artist left it, in the asked order, with its person (``person_list``'s index)."""
     _check_set(set_name)
     if sort not in SORTS:
         raise UserError(f"unknown sort '{sort}' ({', '.join(SORTS)})")
@@ -51,8 +53,8 @@ def face_list(root: Path, set_name: str, sort: str = "frame", ref: int | None = 
             return {"set": set_name, "faces": [], "persons": 0}
         rows = ws.faces_as_edited(set_name, geometry=False)     # a list needs no landmarks: 5x quicker
         _LISTED[(ws.root, set_name)] = _Listed(ws.aligned_dir(set_name), {r.id: r.aligned_file for r in rows})
-    people = _people(rows)
-    faces = [_face_json(r, int(p)) for r, p in zip(rows, people)]
+        people = _people(ws, set_name, rows)
+    faces = [_face_json(r, int(p)) for r, p in zip(rows, people.labels)]
     if sort == "identity":
         target = next((r.descriptor for r in rows if r.id == ref), None)
         if target is None:
@@ -65,37 +67,105 @@ def face_list(root: Path, set_name: str, sort: str = "frame", ref: int | None = 
         faces.sort(key=lambda f: (f["mask_origin"], f["frame"]))
     else:
         faces.sort(key=lambda f: (f["track"] if f["track"] is not None else -1, f["source"], f["frame"], f["face"]))
-    return {"set": set_name, "faces": faces, "persons": int(people.max()) + 1 if len(people) else 0}
+    return {"set": set_name, "faces": faces, "persons": len(people.people)}
 
 
-#: The last identity clusterings, by a hash of their descriptors: the face list is asked for again at
-#: every sort, delete and restore, and clustering thousands of faces is its slowest part.
-_CLUSTERS: OrderedDict[bytes, np.ndarray] = OrderedDict()
+def person_list(root: Path, set_name: str) -> dict[str, Any]:
+    """The people of a set, most frames first, each with its best face to show: the studio's row of people.
+
+    The same grouping, of the same faces, as ``info`` lists and ``convert --person N`` swaps
+    (``pipeline.faces.people`` over the kept faces as the artist left them), so the artist picks
+    person 2 here and gets what ``convert --person 2`` renders. ``person`` numbers from 1; a
+    face list's ``person`` is the index into this list (``person`` - 1).
+    """
+    _check_set(set_name)
+    with Workspace(root) as ws:
+        if ws.set_meta(set_name) is None:
+            return {"set": set_name, "people": [], "unplaced": 0}
+        rows = ws.faces_as_edited(set_name, geometry=False)
+        _LISTED[(ws.root, set_name)] = _Listed(ws.aligned_dir(set_name), {r.id: r.aligned_file for r in rows})
+        found = _people(ws, set_name, rows)
+    unplaced = sum(1 for r, p in zip(rows, found.labels) if p < 0 and not r.dropped)
+    return {"set": set_name, "people": [dict(p) for p in found.people], "unplaced": unplaced}
+
+
+@dataclass(frozen=True)
+class _People:
+    """A set's people: per listed row its person index (-1: nobody's), and each person's figures."""
+
+    labels: np.ndarray
+    people: tuple[dict[str, Any], ...]
+
+
+#: The last groupings into people, by a hash of what they read: the face list is asked for again at
+#: every sort, delete and restore, and grouping thousands of faces is its slowest part.
+_CLUSTERS: OrderedDict[bytes, _People] = OrderedDict()
 _CLUSTERS_KEPT = 8
 _CLUSTERS_LOCK = threading.Lock()
 
 
-def _people(rows: list[FaceRow]) -> np.ndarray:
-    """Person per face (``people.people``: tracks first, -1 unplaced), remembered for the same faces.
+def _people(ws: Workspace, set_name: str, rows: list[FaceRow]) -> _People:
+    """Person per listed face and the people, as ``convert --person`` numbers them; remembered for the same faces.
 
-    The key covers what the grouping reads: descriptors, tracks, frames and the quality figures.
+    Grouped are the kept faces with their boxes (face size weighs a descriptor's vote), exactly
+    the rows convert and info group; a listing reads rows without geometry, so the boxes are read
+    once more on a miss. A deleted face is nobody's to convert, but the artist still filters by
+    person with *show deleted* on, so it takes the person of the nearest kept face of its track
+    (by frame), or, without a track, of the nearest kept face by descriptor within SAME_PERSON.
+    The key covers what the grouping reads: descriptors, tracks, frames, quality figures, dropped.
     """
     digest = hashlib.blake2b(digest_size=16)
+    digest.update(str(ws.root).encode() + set_name.encode())
     for r in rows:
-        digest.update(repr((r.source, r.frame_index, r.track, r.blur, r.yaw)).encode())
+        digest.update(repr((r.id, r.source, r.frame_index, r.track, r.blur, r.yaw, r.dropped)).encode())
         digest.update(b"-" if r.descriptor is None else np.ascontiguousarray(r.descriptor).tobytes())
     key = digest.digest()
     with _CLUSTERS_LOCK:
         if key in _CLUSTERS:
             _CLUSTERS.move_to_end(key)
             return _CLUSTERS[key]
-    labels = group_people(rows, SAME_PERSON)[0]
-    labels.flags.writeable = False
+    found = _group(ws, set_name, rows)
     with _CLUSTERS_LOCK:
-        _CLUSTERS[key] = labels
+        _CLUSTERS[key] = found
         while len(_CLUSTERS) > _CLUSTERS_KEPT:
             _CLUSTERS.popitem(last=False)
-    return labels
+    return found
+
+
+def _group(ws: Workspace, set_name: str, rows: list[FaceRow]) -> _People:
+    kept_at = [i for i, r in enumerate(rows) if not r.dropped]
+    boxes = {r.id: r.bbox for r in ws.faces(set_name)} if kept_at else {}     # the index's, as convert reads
+    kept = [dataclasses.replace(rows[i], bbox=boxes.get(rows[i].id, rows[i].bbox)) for i in kept_at]
+    kept_labels, found = group_people(kept, SAME_PERSON)
+    labels = np.full(len(rows), -1, dtype=int)
+    labels[kept_at] = kept_labels
+    _place_dropped(rows, labels)
+    labels.flags.writeable = False
+    people = tuple({"person": p.number, "faces": len(p.rows), "frames": p.frames, "first_frame": p.first_frame,
+                    "last_frame": p.last_frame, "sources": len({kept[i].source for i in p.rows}),
+                    "face": kept[p.best].id} for p in found)
+    return _People(labels, people)
+
+
+def _place_dropped(rows: list[FaceRow], labels: np.ndarray) -> None:
+    """Dropped faces (label -1) take a person: the nearest kept face of their track by frame, else by descriptor."""
+    by_track: dict[tuple[str, int | None], list[tuple[int, int]]] = {}
+    placed = [i for i in range(len(rows)) if labels[i] >= 0]
+    for i in placed:
+        if rows[i].track is not None:
+            by_track.setdefault((rows[i].source, rows[i].track), []).append((rows[i].frame_index, int(labels[i])))
+    described = [i for i in placed if rows[i].descriptor is not None]
+    known = np.stack([rows[i].descriptor for i in described]) if described else None  # type: ignore[misc]
+    for i, r in enumerate(rows):
+        if not r.dropped or labels[i] >= 0:
+            continue
+        same_track = by_track.get((r.source, r.track)) if r.track is not None else None
+        if same_track:
+            labels[i] = min(same_track, key=lambda fl: abs(fl[0] - r.frame_index))[1]
+        elif known is not None and r.descriptor is not None:
+            dist = np.linalg.norm(known - r.descriptor, axis=1)
+            if float(dist.min()) < SAME_PERSON:
+                labels[i] = labels[described[int(dist.argmin())]]
 
 
 def _face_json(r: FaceRow, person: int) -> dict[str, Any]:

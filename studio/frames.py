@@ -25,6 +25,7 @@ from pipeline.core.images import ImageReadError, encode, read_rgb
 from pipeline.core.options import Spec, check, describe_default, flag_of
 from pipeline.core.registry import Registry
 from pipeline.core.video import frame_at
+from pipeline.faces.people import parse_person
 from pipeline.workspace.records import SETS, DropReason, FaceRow, SetMeta
 from pipeline.workspace.store import Workspace, source_photo
 
@@ -237,19 +238,30 @@ def _renderer(opts: ConvertOptions) -> Renderer:
     return found
 
 
-def convert_preview(root: Path, frame: int, settings: dict[str, str]) -> bytes:
+def convert_preview(root: Path, frame: int, settings: dict[str, str], person: str | None = None) -> bytes:
     """A JPEG of dst frame ``frame`` before|after, rendered by convert's renderer with the model and ``settings``.
 
-    The renderer is kept between calls, so a preview of another frame, or with other settings, costs
-    one seek and one network pass (the first loads the model and plans every face). UserError as
-    convert words it (no faces to preview there, a missing model, a moved video...).
+    ``person`` is ``convert --person``: a number as the studio's row of people (and ``info``)
+    lists them, ``all``, or None for convert's default (person 1), so the person picked on the
+    page is the one swapped here, and the others pass through as ``convert`` leaves them.
+    The renderer is kept between calls, so a preview of another frame, or with other settings,
+    costs one seek and one network pass (the first loads the model and plans every face).
+    UserError as convert words it (no faces to preview there, a missing model, a moved video...).
     """
     values = parse_settings(settings)
-    opts = ConvertOptions(workspace=Path(root), start=frame, end=frame + 1, preview=1, **values)
+    if person is not None and not person.strip():
+        person = None
+    parse_person(person)
+    opts = ConvertOptions(workspace=Path(root), start=frame, end=frame + 1, preview=1, person=person, **values)
     with _RENDER_LOCK:
         renderer = _renderer(opts)
         full = renderer.options(opts)
-        if frame not in renderer.plan(full)[0]:
+        plans, excluded, _ = renderer.plan(full)
+        if frame not in plans:
+            if excluded.get(frame) == "other_person":
+                whom = "person 1" if person is None else f"person {person}"
+                raise UserError(f"frame {frame} shows only other people than {whom}, whom the preview swaps; pick "
+                                f"the person whose face is there, or a frame where {whom} is")
             raise UserError(f"no faces to preview between frames {frame} and {frame + 1}")
         before = frame_at(renderer.input_path, frame)
         after = renderer.render(frame, full, before)

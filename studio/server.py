@@ -296,6 +296,8 @@ class _Handler(BaseHTTPRequestHandler):
         elif method == "GET" and path == "/api/faces":
             ref = _id_text(one["ref"], "ref") if one.get("ref") else None
             self._json(faces.face_list(root, one.get("set", "dst"), one.get("sort", "frame"), ref))
+        elif method == "GET" and path == "/api/people":
+            self._json(faces.person_list(root, one.get("set", "dst")))
         elif method == "GET" and path.startswith("/thumb/"):
             set_name, face_id = _face_path(path, ".jpg")
             self._send(200, faces.thumbnail(root, set_name, face_id), "image/jpeg")
@@ -338,8 +340,9 @@ class _Handler(BaseHTTPRequestHandler):
             self._json(frames.convert_settings())
         elif method == "GET" and path.startswith("/preview/"):
             frame = _id_text(_suffixed(path.removeprefix("/preview/"), ".jpg"), "frame", 0, MAX_FRAME)
-            settings = {k: v for k, v in one.items() if k != "token"}
-            self._send(200, frames.convert_preview(root, frame, settings), "image/jpeg", fresh=True)
+            settings = {k: v for k, v in one.items() if k not in ("token", "person")}
+            person = _person(one["person"]) if "person" in one else None
+            self._send(200, frames.convert_preview(root, frame, settings, person), "image/jpeg", fresh=True)
         else:
             raise Refused(HTTPStatus.NOT_FOUND, "not found")
 
@@ -481,6 +484,13 @@ def _set(value: Any) -> str:
     if not isinstance(value, str) or value not in SETS:
         raise Refused(HTTPStatus.BAD_REQUEST, f"unknown face set {_shown(value)} (dst or src)")
     return value
+
+
+def _person(text: str) -> str:
+    """``person=`` of a preview: a person's number (1 or more, at most MAX_FRAME) or ``all``."""
+    if text.strip().lower() == "all":
+        return "all"
+    return str(_id_text(text, "person", 1, MAX_FRAME))
 
 
 def _bool(value: Any, what: str) -> bool:

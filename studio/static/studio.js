@@ -1,13 +1,19 @@
 // The studio page: the face browser, and the router between its views (faces, mask editor,
 // convert preview). Thumbnails load lazily (only those scrolled into view); selection by
-// click / shift-click / ctrl-click; delete and restore through the studio's API.
+// click / shift-click / ctrl-click; delete and restore through the studio's API. Above the
+// faces, the set's people (as `info` lists them and `convert --person N` swaps them): picking
+// one shows only their faces and makes the convert preview swap that person.
 "use strict";
 const $ = (id) => document.getElementById(id);
 let faces = [];
+let people = [];
 let selected = new Set();
 let anchor = null;
 
 function say(text) { $("status").textContent = text; }
+
+// a face list's person is an index into `people` (-1: nobody's); the page names them as info does, from 1
+const personName = (f) => (f.person >= 0 ? `person ${f.person + 1}` : "no person");
 
 class ApiError extends Error {
   constructor(data, status) { super(data.error || String(status)); this.data = data; this.status = status; }
@@ -42,7 +48,7 @@ function render() {
     cell.className = "face" + (f.dropped ? " dropped" : "") + (selected.has(f.id) ? " selected" : "")
       + (f.mask_origin === "hand" ? " hand" : f.mask_origin === "learned" ? " learned" : "");
     cell.dataset.id = f.id;
-    cell.title = `${f.file}: frame ${f.frame}, face ${f.face}, track ${f.track ?? "-"}, person ${f.person}, `
+    cell.title = `${f.file}: frame ${f.frame}, face ${f.face}, track ${f.track ?? "-"}, ${personName(f)}, `
       + `blur ${f.blur?.toFixed(0)}, yaw ${f.yaw?.toFixed(0)}, pitch ${f.pitch?.toFixed(0)}, mask ${f.mask_origin}`
       + (f.dropped ? `, deleted (${f.drop_reason})` : "");
     const img = document.createElement("img");
@@ -75,7 +81,7 @@ function showSide(id) {
   $("side").hidden = false;
   $("source-frame").src = `/frame/${set}/${id}.jpg`;
   $("side-info").textContent = `${f.source} frame ${f.frame}, face ${f.face}; track ${f.track ?? "-"}, `
-    + `person ${f.person + 1}; mask ${f.mask_origin}` + (f.dropped ? `; deleted (${f.drop_reason})` : "");
+    + `${personName(f)}; mask ${f.mask_origin}` + (f.dropped ? `; deleted (${f.drop_reason})` : "");
   $("side-preview").hidden = set !== "dst";
 }
 
@@ -103,24 +109,80 @@ $("grid").addEventListener("dblclick", (ev) => {
   if (cell) location.hash = `#/edit/${$("set").value}/${cell.dataset.id}`;
 });
 
+// ---------------------------------------------------------------- the row of people
+function renderPeople() {
+  const set = $("set").value, picked = $("person").value;
+  const cells = [];
+  if (people.length) {
+    const everyone = document.createElement("button");
+    everyone.className = "person" + (picked === "" ? " picked" : "");
+    everyone.dataset.person = "";
+    everyone.setAttribute("role", "radio");
+    everyone.setAttribute("aria-checked", String(picked === ""));
+    everyone.innerHTML = '<span><span class="who">everyone</span><br><span class="counts"></span></span>';
+    everyone.querySelector(".counts").textContent = `${faces.filter((f) => !f.dropped).length} faces`;
+    cells.push(everyone);
+  }
+  people.forEach((p, index) => {
+    const cell = document.createElement("button");
+    const on = picked === String(index);
+    cell.className = "person" + (on ? " picked" : "");
+    cell.dataset.person = String(index);
+    cell.setAttribute("role", "radio");
+    cell.setAttribute("aria-checked", String(on));
+    cell.title = `convert --person ${p.person}: ${p.faces} faces in ${p.frames} frames, ${p.first_frame}-${p.last_frame}`;
+    const img = document.createElement("img");
+    img.width = 56; img.height = 56;
+    img.alt = `person ${p.person}`;
+    img.src = `/thumb/${set}/${p.face}.jpg`;
+    const text = document.createElement("span");
+    const who = document.createElement("span");
+    who.className = "who";
+    who.textContent = `person ${p.person}`;
+    const counts = document.createElement("span");
+    counts.className = "counts";
+    counts.textContent = `${p.faces} faces · ${p.frames} frames` + (set === "dst" ? ` (${p.first_frame}-${p.last_frame})` : "");
+    text.append(who, document.createElement("br"), counts);
+    cell.append(img, text);
+    cells.push(cell);
+  });
+  $("people").replaceChildren(...cells);
+}
+
+function pickPerson(value) {
+  $("person").value = value;
+  renderPeople();
+  render();
+  if ($("set").value === "dst" && value !== "") Preview.choose(people[Number(value)].person);
+}
+
+$("people").addEventListener("click", (ev) => {
+  const cell = ev.target.closest(".person");
+  if (cell) pickPerson(cell.dataset.person);
+});
+
 async function load() {
   const params = new URLSearchParams({set: $("set").value, sort: $("sort").value});
   if ($("sort").value === "identity") {
     if (anchor === null) { say("select a face first"); return; }
     params.set("ref", anchor);
   }
-  const data = await api(`/api/faces?${params}`);
+  const [data, found] = await Promise.all([api(`/api/faces?${params}`),
+                                          api(`/api/people?set=${encodeURIComponent($("set").value)}`)]);
   faces = data.faces;
+  people = found.people;
   const keep = new Set(faces.map((f) => f.id));
   selected = new Set([...selected].filter((i) => keep.has(i)));
   const persons = $("person"), chosen = persons.value;
   persons.length = 1;
-  for (let p = 0; p < data.persons; p++) persons.add(new Option(`person ${p + 1}`, String(p)));
+  people.forEach((p, index) => persons.add(new Option(`person ${p.person} (${p.faces} faces)`, String(index))));
   persons.value = chosen;
+  if (persons.value !== chosen) persons.value = "";      // that person is gone (faces deleted)
   const origins = $("origin"), picked = origins.value;
   origins.length = 1;
   for (const o of [...new Set(faces.map((f) => f.mask_origin))].sort()) origins.add(new Option(o, o));
   origins.value = picked;
+  renderPeople();
   render();
 }
 
@@ -138,11 +200,13 @@ async function move(action) {
 $("delete").addEventListener("click", () => move("delete"));
 $("restore").addEventListener("click", () => move("restore"));
 for (const id of ["set", "sort"]) $(id).addEventListener("change", () => { selected.clear(); load(); });
-for (const id of ["person", "origin", "dropped"]) $(id).addEventListener("change", render);
+for (const id of ["origin", "dropped"]) $(id).addEventListener("change", render);
+$("person").addEventListener("change", () => pickPerson($("person").value));
 $("side-edit").addEventListener("click", () => { if (anchor !== null) location.hash = `#/edit/${$("set").value}/${anchor}`; });
 $("side-preview").addEventListener("click", () => {
   const f = faces.find((x) => x.id === anchor);
-  if (f) location.hash = `#/preview/${f.frame}`;
+  // the preview swaps this face's person (convert --person N), whoever is picked in the row
+  if (f) location.hash = f.person >= 0 ? `#/preview/${f.frame}/${f.person + 1}` : `#/preview/${f.frame}`;
 });
 
 // ---------------------------------------------------------------- the router
@@ -165,7 +229,7 @@ async function route() {
     } else if (view === "preview") {
       current = "preview";
       $("view-preview").hidden = false;
-      await Preview.open(args.length ? Number(args[0]) : null);
+      await Preview.open(args.length ? Number(args[0]) : null, args.length > 1 ? args[1] : null);
     } else {
       current = "faces";
       $("view-faces").hidden = false;
