@@ -85,6 +85,10 @@ class ConvertOptions(DeviceOptions):
                                      "in lightness only), so the dst's lipstick or lighter brows do not come back with "
                                      "the colour transfer; the skin keeps the dst frame's tone (0 = off: measured "
                                      "mixed, closer on the main pair, further on the reverse pair by FaceNet)")
+    enhance: float = option(1.0, low=0, high=1, metavar="AMOUNT",
+                            help="strength of the src person's face enhancer (trained by 'main.py enhance' into "
+                                 "WORKSPACE/enhancer/) on the model's output, before colour and blending; used only "
+                                 "when the workspace has one (0 = off)")
     sharpen: float = option(0.0, low=0, high=5, metavar="AMOUNT",
                             help="unsharp-mask amount applied to the generated face (0 = off, 0.5 = moderate); "
                                  "scales with the face as --sharpen-new does")

@@ -21,6 +21,7 @@ from typing import Any
 import cv2
 import numpy as np
 
+from convert.enhancing import FaceEnhancer, find_enhancer
 from convert import blending, blink, color_transfer, part_colour
 from convert.options import CHROMA_SMOOTH, ConvertOptions
 from convert.smoothing import smooth_track
@@ -275,6 +276,7 @@ class _Network:
         self.predictor: Predictor | None = None
         self.seconds = 0.0
 
+        self.enhancer: FaceEnhancer | None = None     # ``--enhance``: the src person's face enhancer, if trained
     def prepare(self, precision: str, calibration: list[np.ndarray]) -> None:
         """Pick float or int8 (``auto``: int8 on the CPU when the model allows it) and log it."""
         from pipeline.core.device import describe_device
@@ -304,9 +306,12 @@ class _Network:
             x = torch.from_numpy(np.stack(crops)).to(self.device).permute(0, 3, 1, 2).float().div_(255.0)
             if masks:
                 y, m = self.predictor.with_mask(x)
-                faces, learned = list(u8(y)), [a[..., 0] for a in u8(m)]
+                learned = [a[..., 0] for a in u8(m)]
             else:
-                faces, learned = list(u8(self.predictor(x))), [None] * len(crops)
+                y, learned = self.predictor(x), [None] * len(crops)
+            if self.enhancer is not None:
+                y = self.enhancer(y)
+            faces = list(u8(y))
         self.seconds += time.perf_counter() - t0
         return faces, learned
 
@@ -336,7 +341,7 @@ def before_after(before: np.ndarray, after: np.ndarray) -> np.ndarray:
 def workspace_state(root: Path) -> tuple:
     """What a renderer's plans and model were made from, cheaply: the index, the model's weights and the
     folders whose files the artist deletes or paints (a change of any makes a new renderer)."""
-    parts = [root / layout.INDEX_NAME, layout.model_dir(root) / "weights.pt"]
+    parts = [root / layout.INDEX_NAME, layout.model_dir(root) / "weights.pt", layout.enhancer_dir(root) / "weights.pt"]
     for set_dir in ("data_dst",):
         parts += [root / set_dir / "aligned", root / set_dir / "masks"]
     out = []
@@ -350,7 +355,7 @@ def workspace_state(root: Path) -> tuple:
 
 
 #: Options that decide what a renderer loads; the rest (colour, blend, masks, steps) may change per frame.
-LOAD_OPTIONS = ("workspace", "input", "device", "precision", "batch_size")
+LOAD_OPTIONS = ("workspace", "input", "device", "precision", "batch_size", "enhance")
 
 
 class Renderer:
@@ -387,6 +392,7 @@ class Renderer:
             self.rows = rows
             self.root = ws.root
             self.network.prepare(opts.precision, _calibration_crops(ws, rows, self.network.resolution))
+            self.network.enhancer = find_enhancer(ws.root, opts.enhance, self.network.device, self.network.resolution)
             self.check(self.opts)
             self._plans: dict[tuple, tuple[dict[int, list[FacePlan]], dict[int, str], str | None]] = {}
             self.plan(self.opts)                           # plans with the given options, checked now

@@ -15,6 +15,7 @@ META_NAME = "workspace.json"
 INDEX_NAME = "faces.sqlite"
 MODEL_DIR = "model"              # the face model train writes and convert, export and info read
 MASK_MODEL_DIR = "mask_model"    # the learned mask segmenter (masks train / apply, the studio)
+ENHANCER_DIR = "enhancer"        # the src person's face enhancer (enhance writes it, convert runs it)
 REPORT_DIR = "report"            # evaluate's report.json and index.html
 STUDIO_DIR = ".studio"           # the studio's thumbnails, trash and session state
 RESULT_NAME = "result.mp4"       # convert's output when --output is not given
@@ -26,6 +27,10 @@ def model_dir(root: Path | str) -> Path:
 
 def mask_model_dir(root: Path | str) -> Path:
     return Path(root) / MASK_MODEL_DIR
+
+
+def enhancer_dir(root: Path | str) -> Path:
+    return Path(root) / ENHANCER_DIR
 
 
 def report_dir(root: Path | str) -> Path:

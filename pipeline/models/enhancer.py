@@ -1,0 +1,127 @@
+"""A face enhancer for one person: the face model's output in, the same face restored toward the src person's own.
+
+Why: a face model's output at its resolution is softer, smoother ("plastic") and more
+blotchy in colour than the src person's real faces at that size (autoencoders blur, the
+transformation network paints). This network learns, from the src set alone, to undo
+exactly those faults on this one person's face: ``enhance`` degrades the src faces
+(shrunk and enlarged, smoothed by an edge-keeping filter, low-frequency colour blotches,
+noise, compression) and trains the network to restore the originals. Convert then runs it
+on the model's output (``convert --enhance``), at the model's resolution, so every later
+step (colour, detail, blending) is unchanged. No downloaded weights: a user's own faces
+are all it sees, and it never sees the held-apart judge.
+
+Shape: a small U-Net (three stride-2 levels) whose output is added to its input, so an
+untrained or unsure network leaves the face as it is; the coarse levels see a quarter of
+the face, which is what a colour blotch across the nose needs, the full-resolution level
+restores pores and hair. Width 16: about 0.3M parameters.
+
+The model lives in ``workspace/enhancer/`` in the model store's format (``model_type``
+"enhancer"), apart from the face model.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from pipeline.core.errors import UserError
+from pipeline.models.interface import FaceModel, Predictor, check_sizes
+
+#: Sides the three stride-2 levels allow (a multiple of 8), and the first level's widths.
+RESOLUTIONS = tuple(range(64, 513, 8))
+WIDTHS = (4, 64)
+LEVELS = 3
+_RETRAIN = "restore the file or retrain with 'python main.py enhance --fresh'"
+
+
+class _Block(nn.Sequential):
+    def __init__(self, cin: int, cout: int) -> None:
+        super().__init__(nn.Conv2d(cin, cout, 3, padding=1), nn.LeakyReLU(0.1, inplace=True),
+                         nn.Conv2d(cout, cout, 3, padding=1), nn.LeakyReLU(0.1, inplace=True))
+
+
+class EnhancerNet(nn.Module):
+    """(N, 3, R, R) RGB in [0, 1] -> the same, restored: input + a learned correction."""
+
+    def __init__(self, resolution: int = 128, width: int = 16) -> None:
+        super().__init__()
+        self.resolution, self.width = resolution, width
+        ch = [width, width * 2, width * 4, width * 4]
+        self.stem = _Block(3, ch[0])
+        self.down = nn.ModuleList(nn.Sequential(nn.Conv2d(ch[i], ch[i + 1], 3, stride=2, padding=1),
+                                                nn.LeakyReLU(0.1, inplace=True), _Block(ch[i + 1], ch[i + 1]))
+                                  for i in range(LEVELS))
+        self.up = nn.ModuleList(_Block(ch[i + 1] + ch[i], ch[i]) for i in reversed(range(LEVELS)))
+        self.head = nn.Conv2d(ch[0], 3, 3, padding=1)
+        nn.init.zeros_(self.head.weight)      # starts as the identity: the face as the model made it
+        nn.init.zeros_(self.head.bias)  # type: ignore[arg-type]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        skips = [self.stem((x - 0.5) * 4.0)]
+        for down in self.down:
+            skips.append(down(skips[-1]))
+        y = skips.pop()
+        for up in self.up:
+            skip = skips.pop()
+            y = F.interpolate(y, size=skip.shape[-2:], mode="bilinear", align_corners=False)
+            y = up(torch.cat([y, skip], 1))
+        return x + self.head(y)
+
+
+class _Restore(Predictor):
+    def __init__(self, net: EnhancerNet, device: torch.device) -> None:
+        self.net = net.to(device).eval()
+        self.description = "float32"
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x).clamp_(0.0, 1.0)
+
+
+class EnhancerModel(FaceModel):
+    """The enhancer behind the model interface, so the model store and the training loop handle it."""
+
+    type_name = "enhancer"
+    architecture_keys = ("resolution", "width")
+
+    def __init__(self, net: EnhancerNet) -> None:
+        self.net = net
+
+    @property
+    def network(self) -> EnhancerNet:
+        return self.net
+
+    @property
+    def resolution(self) -> int:
+        return self.net.resolution
+
+    def architecture(self) -> dict[str, Any]:
+        return {"resolution": self.net.resolution, "width": self.net.width}
+
+    @classmethod
+    def check_options(cls, options: dict[str, Any], source: Path | None = None, fix: str = _RETRAIN) -> None:
+        resolution, width = options.get("resolution"), options.get("width")
+        if resolution not in RESOLUTIONS or not isinstance(width, int) or isinstance(width, bool):
+            raise UserError(f"enhancer options {source} have an invalid resolution/width ({resolution!r}, "
+                            f"{width!r}); {fix}")
+        check_sizes(options, {"width": WIDTHS}, source, fix, what="enhancer options")
+
+    @classmethod
+    def from_options(cls, options: dict[str, Any], source: Path | None = None) -> EnhancerModel:
+        cls.check_options(options, source)
+        return cls(EnhancerNet(options["resolution"], options["width"]))
+
+    def predictor(self, device: torch.device, precision: str = "float",
+                  calibration: list[np.ndarray] | None = None) -> Predictor:
+        return _Restore(self.net, device)
+
+
+def load_enhancer(folder: Path, device: torch.device) -> tuple[Predictor, dict[str, Any]]:
+    """The workspace's enhancer as a predictor on ``device``, and its options.json."""
+    from pipeline.models.store import load_model
+    model, meta = load_model(folder, device, kind=EnhancerModel,
+                             retrain="train one with 'python main.py enhance'")
+    return model.predictor(device, "float", []), meta
