@@ -11,8 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import time
-from collections import Counter, defaultdict
+from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,14 +20,15 @@ from typing import Any
 import cv2
 import numpy as np
 
-from convert.enhancing import FaceEnhancer, find_enhancer
 from convert import blending, blink, color_transfer, part_colour
+from convert.enhancing import FaceEnhancer, find_enhancer
 from convert.options import CHROMA_SMOOTH, ConvertOptions
 from convert.smoothing import smooth_track
 from pipeline.core import geometry
 from pipeline.core.errors import UserError
 from pipeline.core.images import ImageReadError, read_gray, read_rgb
 from pipeline.core.options import check
+from pipeline.core.profile import StepTimes
 from pipeline.core.video import frame_at, probe
 from pipeline.faces.backends.base import Masker
 from pipeline.faces.people import parse_person, people
@@ -193,7 +193,7 @@ class _FaceWork:
     def __init__(self, opts: ConvertOptions, size: int, resolution: int, masker: Masker) -> None:
         self.opts, self.size, self.resolution, self.masker = opts, size, resolution, masker
         self.src_parts: dict[str, np.ndarray] | None = None     # ``part_colour.src_relations``
-        self.timings: Counter = Counter()
+        self.times = StepTimes()       # per step, from the pool's threads (``pipeline.core.profile``)
 
     def _aligned_mask(self, plan: FacePlan, aligned: np.ndarray) -> np.ndarray:
         if plan.hand_mask is not None:
@@ -206,13 +206,14 @@ class _FaceWork:
         return self.masker.mask(aligned, geometry.transform_points(plan.landmarks, plan.to_aligned), self.size, dense)
 
     def prepare(self, frame: np.ndarray, plan: FacePlan) -> _Prepared:
-        t0 = time.perf_counter()
-        aligned = geometry.warp_to_aligned(frame, plan.to_aligned, self.size)
-        crop = aligned if self.size == self.resolution else cv2.resize(
-            aligned, (self.resolution, self.resolution), interpolation=cv2.INTER_AREA)
-        mask = self._aligned_mask(plan, aligned)
-        mask_r, alpha = self._shape(mask) if self.opts.mask == "workspace" else (mask, mask)
-        self.timings["crop+mask"] += time.perf_counter() - t0
+        times = self.times
+        with times.step("crop/warp"):
+            aligned = geometry.warp_to_aligned(frame, plan.to_aligned, self.size)
+            crop = aligned if self.size == self.resolution else cv2.resize(
+                aligned, (self.resolution, self.resolution), interpolation=cv2.INTER_AREA)
+        with times.step("mask"):
+            mask = self._aligned_mask(plan, aligned)
+            mask_r, alpha = self._shape(mask) if self.opts.mask == "workspace" else (mask, mask)
         return _Prepared(plan, crop, mask, mask_r, alpha)
 
     def _shape(self, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -227,36 +228,37 @@ class _FaceWork:
     def use_learned_mask(self, prep: _Prepared, learned: np.ndarray) -> None:
         """``--mask learned|both``: the model's mask of its face (R x R, 0..255), alone or times the workspace's,
         becomes the face's mask, eroded and feathered as the workspace's would be."""
-        t0 = time.perf_counter()
-        m = cv2.resize(learned, (self.size, self.size), interpolation=cv2.INTER_LINEAR)
-        if self.opts.mask == "both":
-            m = ((m.astype(np.uint16) * prep.mask.astype(np.uint16) + 127) // 255).astype(np.uint8)
-        prep.mask_r, prep.alpha = self._shape(m)
-        self.timings["crop+mask"] += time.perf_counter() - t0
+        with self.times.step("mask"):
+            m = cv2.resize(learned, (self.size, self.size), interpolation=cv2.INTER_LINEAR)
+            if self.opts.mask == "both":
+                m = ((m.astype(np.uint16) * prep.mask.astype(np.uint16) + 127) // 255).astype(np.uint8)
+            prep.mask_r, prep.alpha = self._shape(m)
 
     def finish(self, frame: np.ndarray, faces: list[tuple[_Prepared, np.ndarray, np.ndarray | None]]) -> np.ndarray:
         """Colour-match, sharpen and blend every generated face of one frame (with the model's masks, if used)."""
-        out = np.array(frame, copy=True)
+        times = self.times
+        with times.step("blend"):
+            out = np.array(frame, copy=True)
         for prep, generated, learned in faces:
             if learned is not None:
                 self.use_learned_mask(prep, learned)
-            t0 = time.perf_counter()
-            face = color_transfer.transfer(self.opts.color, generated, prep.crop, prep.mask_r)
-            face = blending.clean_chroma(face, prep.crop, self.opts.chroma_smooth)
-            in_crop = geometry.transform_points(prep.plan.landmarks, prep.plan.to_model)
-            if self.opts.blink > 0 and prep.plan.closure > 0:
-                face = blink.carry(face, prep.crop, in_crop, self.opts.blink * prep.plan.closure)
-            face = part_colour.match(face, in_crop, self.src_parts, self.opts.part_colour)
+            with times.step("colour"):
+                face = color_transfer.transfer(self.opts.color, generated, prep.crop, prep.mask_r)
+            with times.step("chroma smoothing"):
+                face = blending.clean_chroma(face, prep.crop, self.opts.chroma_smooth)
+            with times.step("blink/parts"):
+                in_crop = geometry.transform_points(prep.plan.landmarks, prep.plan.to_model)
+                if self.opts.blink > 0 and prep.plan.closure > 0:
+                    face = blink.carry(face, prep.crop, in_crop, self.opts.blink * prep.plan.closure)
+                face = part_colour.match(face, in_crop, self.src_parts, self.opts.part_colour)
             zoom = blending.crop_zoom(prep.plan.to_model)
-            face = blending.match_detail(face, prep.crop, prep.mask_r, zoom)
-            # --sharpen makes up for the crop stretched over the face: none where the face is no larger
-            face = blending.sharpen(face, self.opts.sharpen * blending.sharpen_weight(zoom))
-            t1 = time.perf_counter()
+            with times.step("detail"):
+                face = blending.match_detail(face, prep.crop, prep.mask_r, zoom)
+            with times.step("sharpening"):
+                # --sharpen makes up for the crop stretched over the face: none where the face is no larger
+                face = blending.sharpen(face, self.opts.sharpen * blending.sharpen_weight(zoom))
             blending.blend_face(out, face, prep.plan.to_model, prep.alpha, prep.plan.to_aligned, self.opts.blend,
-                                prep.crop, self.opts.detail, self.opts.detail_gate, self.opts.sharpen_new)
-            t2 = time.perf_counter()
-            self.timings["colour"] += t1 - t0
-            self.timings["blend"] += t2 - t1
+                                prep.crop, self.opts.detail, self.opts.detail_gate, self.opts.sharpen_new, times)
         return out
 
 
@@ -274,9 +276,9 @@ class _Network:
         self.model, self.meta = load_model(model_dir, self.device, batch=batch)
         self.resolution = self.model.resolution
         self.predictor: Predictor | None = None
-        self.seconds = 0.0
-
         self.enhancer: FaceEnhancer | None = None     # ``--enhance``: the src person's face enhancer, if trained
+        self.times = StepTimes()       # 'network': each batch's call
+
     def prepare(self, precision: str, calibration: list[np.ndarray]) -> None:
         """Pick float or int8 (``auto``: int8 on the CPU when the model allows it) and log it."""
         from pipeline.core.device import describe_device
@@ -301,8 +303,7 @@ class _Network:
         def u8(t: Any) -> np.ndarray:
             return t.clamp_(0.0, 1.0).mul_(255.0).add_(0.5).to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
 
-        t0 = time.perf_counter()
-        with torch.inference_mode():
+        with self.times.step("network"), torch.inference_mode():
             x = torch.from_numpy(np.stack(crops)).to(self.device).permute(0, 3, 1, 2).float().div_(255.0)
             if masks:
                 y, m = self.predictor.with_mask(x)
@@ -312,7 +313,6 @@ class _Network:
             if self.enhancer is not None:
                 y = self.enhancer(y)
             faces = list(u8(y))
-        self.seconds += time.perf_counter() - t0
         return faces, learned
 
 

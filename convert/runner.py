@@ -32,6 +32,7 @@ from pipeline.core.errors import UserError
 from pipeline.core.files import DiskFullError, commit_file, is_disk_full, pid_alive, remove_quietly, write_atomic
 from pipeline.core.images import encode
 from pipeline.core.options import check
+from pipeline.core.profile import StepTimes
 from pipeline.core.video import FrameReader, FrameWriter
 from pipeline.faces.people import parse_person
 from pipeline.workspace import layout
@@ -46,7 +47,8 @@ class ConvertSummary:
     seconds: float = 0.0
     output: Path | None = None
     previews: list[Path] = field(default_factory=list)
-    timings: dict = field(default_factory=dict)
+    timings: dict = field(default_factory=dict)     # seconds per step, summed over threads (and ffmpeg's CPU)
+    wall: dict = field(default_factory=dict)        # seconds per step during which some thread was in it
     person: str | None = None          # whom convert swapped, when the dst video shows several people
 
     def line(self) -> str:
@@ -92,10 +94,18 @@ def remove_stale_outputs(output: Path) -> int:
 
 
 def _chunks(reader: FrameReader, start: int, end: int, wanted: set[int] | None, size: int,
-            seen: list[int]) -> Iterator[list[tuple[int, np.ndarray]]]:
-    """Chunks of (index, frame) in [start, end); ``seen[0]`` counts the frames decoded."""
+            seen: list[int], times: StepTimes) -> Iterator[list[tuple[int, np.ndarray]]]:
+    """Chunks of (index, frame) in [start, end); ``seen[0]`` counts the frames decoded; the waits for a
+    decoded frame are ``times``' 'waiting'."""
     chunk: list[tuple[int, np.ndarray]] = []
-    for index, frame in reader:
+    frames = iter(reader)
+    while True:
+        t0 = time.perf_counter()
+        got = next(frames, None)
+        times.add("waiting", t0, time.perf_counter())
+        if got is None:
+            break
+        index, frame = got
         seen[0] = index + 1
         if index >= end:
             break
@@ -199,23 +209,25 @@ def _render(opts: ConvertOptions, input_path: Path, video: dict, network: _Netwo
             for old in preview_dir.glob("frame_*.jpg"):
                 remove_quietly(old)
     tmp = writer = None
+    times = StepTimes()                 # decode, encode and the main thread's waits
     if output is not None:
         tmp = output.with_name(f".{output.stem}.{os.getpid()}.tmp{output.suffix}")
-        writer = FrameWriter(tmp, width, height, fps, crf=opts.crf, preset=opts.preset,
+        writer = FrameWriter(tmp, width, height, fps, crf=opts.crf, preset=opts.preset, times=times,
                              audio_from=input_path, audio_start=start / fps if fps else 0.0,
                              audio_duration=(end - start) / fps if fps and (start > 0 or end < video["frames"])
                              else None)
     t_start = time.perf_counter()
-    reader = FrameReader(input_path, width, height)
+    reader = FrameReader(input_path, width, height, times=times)
     bar = tqdm(total=len(wanted) if wanted is not None else end - start, unit="frame", desc="convert",
                dynamic_ncols=True, mininterval=0.5)
     pool = ThreadPoolExecutor(max(1, opts.workers), thread_name_prefix="convert")
     ok = False
     try:
         seen = [0]
-        for chunk in _chunks(reader, start, end, wanted, max(1, opts.batch_size), seen):
+        for chunk in _chunks(reader, start, end, wanted, max(1, opts.batch_size), seen, times):
             jobs = [(i, frame, plan) for i, frame in chunk for plan in plans.get(i, [])]
-            prepared = list(pool.map(lambda job: work.prepare(job[1], job[2]), jobs))
+            with times.step("waiting"):
+                prepared = list(pool.map(lambda job: work.prepare(job[1], job[2]), jobs))
             generated, learned = network([p.crop for p in prepared], masks=opts.mask != "workspace")
             per_frame: dict[int, list] = defaultdict(list)
             for (i, _, _), prep, gen, lm in zip(jobs, prepared, generated, learned):
@@ -229,7 +241,8 @@ def _render(opts: ConvertOptions, input_path: Path, video: dict, network: _Netwo
                     summary.passed[excluded.get(i, "no_face")] += 1
                     result = frame
                 if writer is not None:
-                    writer.put(result)
+                    with times.step("waiting"):
+                        writer.put(result)
                 elif stills is not None:
                     stills[i] = result.result() if isinstance(result, Future) else result
                 else:
@@ -242,7 +255,8 @@ def _render(opts: ConvertOptions, input_path: Path, video: dict, network: _Netwo
                             f"frames ({reader.error_text.splitlines()[-1] if reader.error_text else 'unreadable'}); "
                             f"check the file")
         if writer is not None:
-            writer.close()
+            with times.step("waiting"):
+                writer.close()
             commit_file(tmp, output)
         ok = True
     finally:
@@ -254,7 +268,9 @@ def _render(opts: ConvertOptions, input_path: Path, video: dict, network: _Netwo
         if not ok and tmp is not None:
             remove_quietly(tmp)
     summary.seconds = time.perf_counter() - t_start
-    summary.timings = {"network": network.seconds, **dict(work.timings)}
+    times.merge(network.times)
+    times.merge(work.times)
+    summary.timings, summary.wall = times.summed(), times.wall()
     return summary
 
 

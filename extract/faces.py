@@ -11,6 +11,7 @@ import numpy as np
 
 from pipeline.core import geometry
 from pipeline.core.images import encode
+from pipeline.core.profile import StepTimes
 from pipeline.faces.analyser import FoundFace
 from pipeline.faces.backends.base import Masker
 from pipeline.faces.face_chip import extract_chip
@@ -49,14 +50,22 @@ def blur_score(aligned: np.ndarray, mask: np.ndarray) -> float:
     return float(lap[inside].var()) if inside.any() else 0.0
 
 
-def build_face(image: np.ndarray, face: FoundFace, settings: AlignSettings, masker: Masker) -> FaceRecord:
-    """Everything extract stores for one face found in ``image`` (RGB)."""
-    matrix = geometry.face_transform(face.landmarks, settings.face_type, settings.size)
-    aligned = geometry.warp_to_aligned(image, matrix, settings.size)
-    aligned_points = geometry.transform_points(face.landmarks, matrix)
-    dense = None if face.dense is None else geometry.transform_points(face.dense, matrix)
-    mask = masker.mask(aligned, aligned_points, settings.size, dense)
-    ext = ".jpg" if settings.image_format == "jpg" else ".png"
-    return FaceRecord(face, aligned_points, matrix, blur_score(aligned, mask), geometry.head_pose(face.landmarks),
-                      encode(aligned, ext), encode(mask, ".png", rgb=False), mask_hash(mask),
-                      extract_chip(image, face.landmarks))
+def build_face(image: np.ndarray, face: FoundFace, settings: AlignSettings, masker: Masker,
+               times: StepTimes | None = None) -> FaceRecord:
+    """Everything extract stores for one face found in ``image`` (RGB); ``times`` records its steps."""
+    times = times or StepTimes()
+    with times.step("crop/warp"):
+        matrix = geometry.face_transform(face.landmarks, settings.face_type, settings.size)
+        aligned = geometry.warp_to_aligned(image, matrix, settings.size)
+        aligned_points = geometry.transform_points(face.landmarks, matrix)
+    with times.step("mask"):
+        dense = None if face.dense is None else geometry.transform_points(face.dense, matrix)
+        mask = masker.mask(aligned, aligned_points, settings.size, dense)
+    with times.step("quality"):
+        quality = blur_score(aligned, mask), geometry.head_pose(face.landmarks)
+    with times.step("image encode"):
+        ext = ".jpg" if settings.image_format == "jpg" else ".png"
+        files = encode(aligned, ext), encode(mask, ".png", rgb=False), mask_hash(mask)
+    with times.step("identity chip"):
+        chip = extract_chip(image, face.landmarks)
+    return FaceRecord(face, aligned_points, matrix, *quality, *files, chip)

@@ -31,6 +31,7 @@ from pipeline.core.errors import UserError
 from pipeline.core.files import DiskFullError, is_disk_full, remove_quietly, write_atomic
 from pipeline.core.images import ImageReadError, encode, read_gray, read_rgb
 from pipeline.core.options import check
+from pipeline.core.profile import StepTimes
 from pipeline.core.video import FrameReader
 from pipeline.faces.analyser import FaceAnalyser, FoundFace
 from pipeline.faces.backends.base import Masker
@@ -61,6 +62,8 @@ class ExtractSummary:
     dropped_identity: int = 0
     seconds: float = 0.0
     truncated: bool = False
+    timings: dict = field(default_factory=dict)     # seconds per step, summed over threads (and ffmpeg's CPU)
+    wall: dict = field(default_factory=dict)        # seconds per step during which some thread was in it
 
     def line(self) -> str:
         rate = self.frames_new / self.seconds if self.seconds > 0 else 0.0
@@ -231,6 +234,7 @@ class _ExtractJob:
         self.rebuilding = rebuilding
         self.early: list[tuple[_Item, list[FaceRecord]]] = []   # stored once the set exists
         self.last_commit = time.monotonic()
+        self.times = StepTimes()       # where the time goes (``pipeline.core.profile``; benchmarks read it)
         self.bar: tqdm | None = None
         self.files_before = self._set_files()     # to tell the files of a batch a full disk stopped
 
@@ -333,6 +337,8 @@ class _ExtractJob:
         if bridger is not None:
             self.summary.bridged = bridger.bridged
         self._finish(reader, done)
+        self.times.merge(self.detect.times)
+        self.summary.timings, self.summary.wall = self.times.summed(), self.times.wall()
         return self.summary
 
     def _first_look(self, item: _Item) -> tuple[list[FoundFace], bool]:
@@ -340,9 +346,9 @@ class _ExtractJob:
         thorough = self.src.kind != "video" or is_anchor(item.index)
         return self.detect(item.image, thorough), thorough
 
-    @staticmethod
-    def _after_look(item: _Item, fut: Future, gate: SlowPassGate | None) -> list[tuple[_Item, list[FoundFace]]]:
-        faces, thorough = fut.result()
+    def _after_look(self, item: _Item, fut: Future, gate: SlowPassGate | None) -> list[tuple[_Item, list[FoundFace]]]:
+        with self.times.step("waiting"):
+            faces, thorough = fut.result()
         return [(item, faces)] if gate is None else gate.push(item, faces, thorough)
 
     def _decided(self, frames: list[tuple[_Item, list[FoundFace]]], bridger: GapBridger | None,
@@ -355,13 +361,13 @@ class _ExtractJob:
                 building.append((ready, pool.submit(self._build, ready.image, ready_faces)))
 
     def _build(self, image: np.ndarray, faces: list[FoundFace]) -> list[FaceRecord]:
-        return [build_face(image, face, self.settings, self.masker) for face in faces]
+        return [build_face(image, face, self.settings, self.masker, self.times) for face in faces]
 
     # ------------------------------------------------------------------ inputs
     def _items(self) -> tuple[Iterator[_Item], FrameReader | None]:
         if self.src.kind == "video":
             info = self.src.video
-            reader = FrameReader(self.src.path, info.width, info.height)
+            reader = FrameReader(self.src.path, info.width, info.height, times=self.times)
             name = self.src.source_name()
             return (_Item(name, i, f"{i:06d}", img) for i, img in reader), reader
         return self._photo_items(), None
@@ -396,13 +402,16 @@ class _ExtractJob:
     @property
     def encoder(self) -> IdentityEncoder:
         if self._encoder is None:
-            self._encoder = self._encoder_future.result()
+            with self.times.step("waiting"):
+                self._encoder = self._encoder_future.result()
             log.info("identity: %s", self._encoder.description)
         return self._encoder
 
     def _store(self, item: _Item, fut: Future) -> None:
         """Queue a finished frame; descriptors are computed a batch of faces at a time."""
-        self.to_describe.append((item, fut.result()))
+        with self.times.step("waiting"):
+            records = fut.result()
+        self.to_describe.append((item, records))
         if sum(len(r) for _, r in self.to_describe) >= self.encoder.batch_size:
             self._flush_descriptors()
 
@@ -410,13 +419,16 @@ class _ExtractJob:
         queued, self.to_describe = self.to_describe, []
         records = [rec for _, recs in queued for rec in recs]
         if records:
-            descriptors = self.encoder.describe_chips([rec.chip for rec in records])
+            encoder = self.encoder
+            with self.times.step("identity descriptors"):
+                descriptors = encoder.describe_chips([rec.chip for rec in records])
             for rec, desc in zip(records, descriptors):
                 rec.descriptor = desc
                 if self.reference is not None and distances(desc, self.reference)[0] > self.opts.target_threshold:
                     rec.dropped_reason = DropReason.IDENTITY
-        for item, recs in queued:
-            self._store_records(item, recs)
+        with self.times.step("write"):
+            for item, recs in queued:
+                self._store_records(item, recs)
 
     def _store_records(self, item: _Item, records: list[FaceRecord]) -> None:
         if not self.created:

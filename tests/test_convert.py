@@ -481,3 +481,20 @@ def test_two_renders_are_identical_whatever_the_thread_timing(ws):
         outs.append(_frames(ws / name))
     assert len(outs[0]) == len(outs[1]) == 24
     assert all(np.array_equal(a, b) for a, b in zip(*outs))
+
+
+def test_the_summary_says_where_the_time_went(ws):
+    """Per step, seconds summed over threads (decode and encode with ffmpeg's CPU) and as wall time
+    (issue 31's profile): every step of the default render is there, and no step's wall time exceeds
+    its sum or the run."""
+    from convert.options import ConvertOptions
+    from convert.runner import run_convert
+    summary = run_convert(ConvertOptions(workspace=ws, output=ws / "profiled.mp4", precision="float", end=8))
+    steps = {"decode", "crop/warp", "mask", "network", "colour", "chroma smoothing", "detail", "sharpening",
+             "blend: poisson", "blend", "encode", "waiting"}
+    assert steps <= set(summary.timings), sorted(summary.timings)
+    assert set(summary.wall) <= set(summary.timings)
+    for step, wall in summary.wall.items():
+        assert 0 <= wall <= summary.timings[step] + 1e-9 and wall <= summary.seconds + 1e-3, (step, wall)
+    # ffmpeg's own CPU time counts in the sum: more than our waits on its pipes alone
+    assert summary.timings["encode"] > summary.wall["encode"] * 0.5 > 0

@@ -107,3 +107,17 @@ def test_dlib_cnn_detector_finds_the_face(tmp_path):
     assert len(dets) == 1
     x0, y0, x1, y1 = dets[0].box
     assert 140 < (x0 + x1) / 2 < 220 and 70 < (y0 + y1) / 2 < 130   # the face, not elsewhere
+
+
+def test_the_summary_says_where_the_time_went(short_clip, tmp_path):
+    """Per step, seconds summed over threads (decode with ffmpeg's CPU) and as wall time (issue 31's
+    profile): the default stack's steps are all there, and no step's wall time exceeds its sum or the run."""
+    from extract.options import ExtractOptions
+    from extract.runner import run_extract
+    summary = run_extract(ExtractOptions(input=short_clip, workspace=tmp_path / "ws"))
+    steps = {"decode", "detect", "landmarks", "crop/warp", "mask", "quality", "image encode", "identity chip",
+             "identity descriptors", "write", "waiting"}
+    assert steps <= set(summary.timings), sorted(summary.timings)
+    for step, wall in summary.wall.items():
+        assert 0 <= wall <= summary.timings[step] + 1e-9 and wall <= summary.seconds + 1e-3, (step, wall)
+    assert summary.timings["detect"] > 0 and summary.timings["decode"] > summary.wall["decode"]

@@ -16,6 +16,7 @@ import re
 import shutil
 import subprocess
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -24,6 +25,7 @@ import numpy as np
 
 from pipeline.core.errors import UserError
 from pipeline.core.files import DiskFullError
+from pipeline.core.profile import StepTimes, cpu_at_exit
 
 
 @functools.lru_cache(maxsize=1)
@@ -145,9 +147,11 @@ class FrameReader:
     ``frames_read`` and ``error_text`` tell whether the file ended early.
     """
 
-    def __init__(self, path: Path, width: int, height: int, prefetch: int = 16) -> None:
+    def __init__(self, path: Path, width: int, height: int, prefetch: int = 16,
+                 times: StepTimes | None = None) -> None:
         self.path = Path(path)
         self.width, self.height = width, height
+        self.times = times             # 'decode': our waits on ffmpeg's pipe, and its CPU seconds
         self.frames_read = 0
         self.error_text = ""
         self._queue: queue.Queue = queue.Queue(maxsize=prefetch)
@@ -165,8 +169,13 @@ class FrameReader:
         assert proc is not None and proc.stdout is not None
         index = 0
         while not self._stop.is_set():
+            t0 = time.perf_counter()
             buf = proc.stdout.read(frame_bytes)
+            if self.times is not None:
+                self.times.add("decode", t0, time.perf_counter())
             if len(buf) < frame_bytes:
+                if self.times is not None and not self._stop.is_set():
+                    self.times.add_cpu("decode", cpu_at_exit(proc.pid) or 0.0)
                 break
             frame = np.frombuffer(buf, dtype=np.uint8).reshape(self.height, self.width, 3)
             self._put((index, frame))
@@ -247,9 +256,11 @@ class FrameWriter:
 
     def __init__(self, path: Path, width: int, height: int, fps: float, crf: int = 18,
                  preset: str = "medium", audio_from: Path | None = None, audio_start: float = 0.0,
-                 audio_duration: float | None = None, queue_size: int = 16) -> None:
+                 audio_duration: float | None = None, queue_size: int = 16,
+                 times: StepTimes | None = None) -> None:
         self.path = Path(path)
         self.width, self.height = width, height
+        self.times = times             # 'encode': our writes into ffmpeg's pipe and the final flush, its CPU seconds
         self.frames_written = 0
         cmd = [ffmpeg_exe(), "-y", "-v", "error", "-f", "rawvideo", "-pix_fmt", "rgb24",
                "-s", f"{width}x{height}", "-framerate", frame_rate_arg(fps), "-i", "pipe:0"]
@@ -289,7 +300,10 @@ class FrameWriter:
                 continue
             try:
                 frame = item.result() if hasattr(item, "result") else item
+                t0 = time.perf_counter()
                 stdin.write(np.ascontiguousarray(frame, dtype=np.uint8).tobytes())
+                if self.times is not None:
+                    self.times.add("encode", t0, time.perf_counter())
                 self.frames_written += 1
             except BaseException as exc:  # noqa: BLE001 - reported by close()
                 self._failed = exc
@@ -316,7 +330,12 @@ class FrameWriter:
         """Flush and wait for ffmpeg; raises if encoding failed."""
         self._queue.put(None)
         self._thread.join()
+        t0 = time.perf_counter()
+        cpu = cpu_at_exit(self._proc.pid) if self.times is not None else None
         self._proc.wait()
+        if self.times is not None:
+            self.times.add("encode", t0, time.perf_counter())
+            self.times.add_cpu("encode", cpu or 0.0)
         self._err_thread.join(timeout=5)
         if self._failed is not None or self._proc.returncode != 0:
             self._raise()

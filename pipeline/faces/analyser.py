@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from pipeline.core.profile import StepTimes
 from pipeline.faces.backends.base import FaceDetector, Landmarker
 from pipeline.registries import DETECTORS, LANDMARKERS
 
@@ -38,6 +39,7 @@ class FaceAnalyser:
         if landmark_passes is not None and "--landmark-passes" in LANDMARKERS.get(landmarker).options:
             options["passes"] = landmark_passes
         self.landmarker: Landmarker = LANDMARKERS.load(landmarker)(**options)
+        self.times = StepTimes()       # 'detect' and 'landmarks', from every thread (``pipeline.core.profile``)
 
     @property
     def description(self) -> str:
@@ -51,8 +53,11 @@ class FaceAnalyser:
         vetoes detections it rejects: hands, ears and patterns a detector takes for faces.
         """
         faces = []
-        for d in self.detector.detect(image, thorough):
-            shape = self.landmarker.shape(image, d.box, d.points)
+        with self.times.step("detect"):
+            found = self.detector.detect(image, thorough)
+        for d in found:
+            with self.times.step("landmarks"):
+                shape = self.landmarker.shape(image, d.box, d.points)
             if shape.confidence is not None and shape.confidence < MIN_FACE_PROBABILITY:
                 continue
             faces.append(FoundFace(d.box, shape.landmarks, d.score, "detected", dense=shape.dense))
