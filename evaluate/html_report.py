@@ -197,9 +197,40 @@ def _texture_line(report: dict) -> list[str]:
     return ["", f"texture: output {fmt(_get(t, 'output'))} (original {fmt(_get(t, 'original'))}); {where}"]
 
 
+#: Above this change of the face's tone against the neck (delta E), the face reads as a mask
+SURROUND_LIMIT = 3.0
+
+
+def _surround_lines(report: dict) -> list[str]:
+    """The face's tone against the neck and the skin beside it: how much the swap changed it."""
+    t = report.get("surround_tone") or {}
+    parts = []
+    for name, v in t.items():
+        if not _get(v, "frames"):
+            parts.append(f"{name} not measured (no skin found next to the face)")
+            continue
+        c = _get(v, "change") or {}
+        parts.append(f"{name}: change {fmt(_get(c, 'median'))} (worst {fmt(_get(c, 'worst'))}), face to {name} "
+                     f"{fmt(_get(v, 'output'))} (original {fmt(_get(v, 'original'))}), {_get(v, 'frames')} frames")
+    return ["", "face against the skin around it, delta E (medians):"] + ["  " + p for p in parts] if parts else []
+
+
+def _people_line(report: dict) -> list[str]:
+    """Whom the figures are about, when the dst video shows several people."""
+    p = report.get("people") or {}
+    if not isinstance(_get(p, "measured"), list):
+        return []
+    listed = "; ".join(f"person {q['person']}: changed in {q['swapped']} of {q['matched']} frames"
+                       + (" (measured)" if q.get("measured") else "") for q in p.get("people") or [])
+    head = (f"people: {_get(p, 'count')} in the dst video; measured person "
+            f"{', '.join(str(n) for n in p['measured'])} ({_get(p, 'chosen_by')})")
+    return [""] + textwrap.wrap(head, width=95, subsequent_indent="  ") + textwrap.wrap(
+        listed, width=95, initial_indent="  ", subsequent_indent="  ")
+
+
 def _agreement_lines(report: dict) -> list[str]:
     """Blinks and mouth movement: does the output open and close where the original does?"""
-    lines = _region_line(report) + _texture_line(report)
+    lines = _people_line(report) + _region_line(report) + _texture_line(report) + _surround_lines(report)
     started = False
     for key, closed, opened in (("eyes", "eyes closed", "open"), ("mouth", "mouth closed", "open")):
         a = report.get(key) or {}
@@ -250,6 +281,47 @@ def _texture_html(report: dict) -> str:
             f'<p class="hint">Ratio of fine to middle-scale luminance detail on the skin, every face brought to one '
             f'scale. Below the src person\'s own range (5th-95th percentile of their faces): soft, airbrushed or '
             f'plastic skin. Above it: sharpening halos or painted speckle.</p></div>')
+
+
+def _surround_html(report: dict) -> str:
+    """A card: the face's tone against the neck and the skin beside it, output against original."""
+    t = report.get("surround_tone") or {}
+    if not any(_get(v, "frames") for v in t.values()):
+        return ""
+    rows = []
+    for name, v in t.items():
+        c = _get(v, "change") or {}
+        median = _get(c, "median")
+        warn = " warn" if _finite(median) and median > SURROUND_LIMIT else ""
+        rows.append(f'<tr><td class="l">{_e(name)}</td><td class="num{warn}">{_e(fmt(median))}</td>'
+                    f'<td class="num">{_e(fmt(_get(c, "worst")))}</td><td class="num">{_e(fmt(_get(v, "output")))}</td>'
+                    f'<td class="num">{_e(fmt(_get(v, "original")))}</td><td class="num">{_e(str(_get(v, "frames")))}'
+                    f'</td></tr>')
+    return ('<div class="card"><table class="t"><tr><th class="l">face against the skin around it</th>'
+            '<th>change</th><th>worst change</th><th>face to it, output</th><th>original</th><th>frames</th></tr>'
+            + "".join(rows) + '</table><p class="hint">CIELAB colour of the cheeks against the skin just below the '
+            'jaw (neck) and beside the face (ears, temples), medians, in the same frame. <b>change</b>: how far the '
+            'swap moved that relation from the original frame\'s (CIE76 \u0394E; 0 for an untouched or wholly '
+            'regraded frame; above 3 the face reads paler, darker or another hue than its neck). The original '
+            'relation is the yardstick: a neck in shadow reads some \u0394E from the face there too.</p></div>')
+
+
+def _people_html(report: dict) -> str:
+    """A card: the dst video's people, whom the figures are about, and whose faces the output changed."""
+    p = report.get("people") or {}
+    if not isinstance(_get(p, "measured"), list):
+        return ""
+    rows = "".join(
+        f'<tr><td class="l">person {_e(q["person"])}{" (measured)" if q.get("measured") else ""}</td>'
+        f'<td class="num">{_e(q["faces"])}</td><td class="num">{_e(q["first_frame"])}-{_e(q["last_frame"])}</td>'
+        f'<td class="num">{_e(q["matched"])}</td>'
+        f'<td class="num{" warn" if q["swapped"] and not q.get("measured") else ""}">{_e(q["swapped"])}</td></tr>'
+        for q in p.get("people") or [])
+    return ('<div class="card"><table class="t"><tr><th class="l">people</th><th>faces</th><th>frames</th>'
+            '<th>matched</th><th>changed</th></tr>' + rows + '</table>'
+            f'<p class="hint">The figures above are of person {_e(", ".join(str(n) for n in p["measured"]))} only '
+            f'({_e(_get(p, "chosen_by"))}). Changed: frames whose face the output changed; anyone else\'s should '
+            'read 0.</p></div>')
 
 
 def _agreement_html(report: dict) -> str:
@@ -638,8 +710,10 @@ def build_html(report: dict, samples: list[dict], series: dict[str, list[float |
 </div>
 {verdict}
 {_agreement_html(report)}
+{_people_html(report)}
 {_regions_html(report)}
 {_texture_html(report)}
+{_surround_html(report)}
 <h2>Coverage</h2>
 {_coverage_html(c)}
 <h2>Over time</h2>

@@ -20,5 +20,10 @@ class EvaluateOptions:
     device: str = option("auto", help="torch device for the identity network: auto, cpu, cuda")
     samples: int = option(4, low=0, high=100,
                           help="evenly spaced sample frames shown on the page (the worst frames are added)")
+    person: str | None = option(None, metavar="N|all", default_text="the person whose faces the output changed",
+                                help="whose faces to measure when the dst video shows several people: a person's "
+                                     "number as 'python main.py info' lists them, or all. By default the person "
+                                     "(or people) whose faces the output changed; the others' untouched faces "
+                                     "would read as a perfect swap of nobody")
     workers: int = option(factory=_cores, low=1, high=256, default_text="number of CPU cores",
                           help="threads that find and measure faces")

@@ -5,8 +5,16 @@ with the same detector and landmarks, matched frame by frame, and measured: iden
 (to the src person and to the original face) by dlib's network, which training
 optimises, and by FaceNet, which training never sees (``evaluate.held_apart``);
 expression, pose, SSIM, seam, realism (sharpness, colour fringing, skin tone:
-``evaluate.realism``), jitter per face track, and coverage. A second, cheap decoding pass
-fetches the sample frames the page shows.
+``evaluate.realism``; the face's tone against the neck beside it: ``evaluate.surround``),
+jitter per face track, and coverage. A second, cheap decoding pass fetches the sample
+frames the page shows.
+
+When the dst video shows several people (``pipeline.faces.people``, as ``info`` lists them),
+each face found is given the person of the workspace's dst face at its place, and the
+figures are of the swapped person only (the person whose faces the output changed, or
+``--person``): another person's untouched faces would read as a perfect "swap" of nobody
+and pull every figure toward the original. The report says whom it measured, and whether
+anyone else's face was changed.
 """
 from __future__ import annotations
 
@@ -22,7 +30,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from evaluate import metrics, realism, regions, texture
+from evaluate import metrics, realism, regions, surround, texture
 from evaluate.held_apart import FaceNetJudge
 from evaluate.held_apart import crop as held_apart_crop
 from evaluate.options import EvaluateOptions
@@ -33,6 +41,7 @@ from pipeline.core.video import FrameReader, VideoInfo, probe
 from pipeline.faces.analyser import FaceAnalyser
 from pipeline.faces.face_chip import extract_chip
 from pipeline.faces.identity import SAME_PERSON, IdentityEncoder
+from pipeline.faces.people import parse_person, people
 from pipeline.workspace import layout
 from pipeline.workspace.store import Workspace, source_photo
 
@@ -74,6 +83,8 @@ class _Pair:
     eyes: tuple[float, float] | None = None    # (output, reference) eye openness
     mouth: tuple[float, float] | None = None   # (output, reference) mouth openness
     texture: tuple[float | None, float | None] = (None, None)  # (output, reference) skin texture
+    around: dict = field(default_factory=dict)   # ``surround.measure``: the face's tone against the neck
+    person: int = -1                              # the dst person (index) of the reference face, -1: nobody's
 
 
 @dataclass
@@ -82,6 +93,7 @@ class _Frame:
     ref_faces: list[_Face]
     out_faces: list[_Face]
     pairs: list[_Pair]
+    ref_people: list[int] = field(default_factory=list)   # per reference face, its person index (-1: nobody's)
 
 
 class _Analyser:
@@ -119,7 +131,8 @@ class _Analyser:
                                metrics.seam_delta_e(ref, mask, band), diff > SWAP_DIFFERENCE,
                                realism.measure(out, ref, rf.landmarks),
                                held_out, held_ref, colours=colours, eyes=eyes, mouth=mouth,
-                               texture=(texture.texture(out, rf.landmarks), texture.texture(ref, rf.landmarks))))
+                               texture=(texture.texture(out, rf.landmarks), texture.texture(ref, rf.landmarks)),
+                               around=surround.measure(out, ref, rf.landmarks)))
         return _Frame(index, ref_faces, out_faces, pairs)
 
 
@@ -173,6 +186,111 @@ def _jitter_series(frames: list[_Frame], side: str, n: int) -> list[float | None
             if v is not None:
                 per_frame[index].append(v)
     return [float(np.mean(v)) if v else None for v in per_frame]
+
+
+# ---------------------------------------------------------------------- people
+
+
+@dataclass
+class _DstPeople:
+    """The dst set's people as ``info`` lists and ``convert --person`` numbers them, and where their faces are."""
+
+    numbers: list[dict]                                         # per person: person, faces, first/last frame
+    at: dict[int, list[tuple[np.ndarray, int]]]                 # frame -> (landmark centre, person index)
+
+
+def _dst_people(ws: Workspace, reference: Path) -> _DstPeople | None:
+    """The dst video's people, from the kept faces as the artist left them (the rows convert groups);
+    None when the workspace has no dst video or the reference is another video (its frames are not theirs)."""
+    meta = ws.set_meta("dst")
+    if not ws.exists or meta is None or meta.kind != "video" or Path(meta.input).resolve() != reference:
+        return None
+    kept = [r for r in ws.faces_as_edited("dst") if not r.dropped]
+    labels, found = people(kept)
+    at: dict[int, list[tuple[np.ndarray, int]]] = {}
+    for r, label in zip(kept, labels):
+        if label >= 0:
+            at.setdefault(r.frame_index, []).append((np.asarray(r.landmarks).mean(axis=0), int(label)))
+    numbers = [{"person": p.number, "faces": len(p.rows), "first_frame": p.first_frame,
+                "last_frame": p.last_frame} for p in found]
+    return _DstPeople(numbers, at)
+
+
+def _place(frames: list[_Frame], dst: _DstPeople) -> None:
+    """Each reference face (and its pair) takes the person of the dst face at its place: centres within
+    one eye distance in the same frame; -1 where extract kept no face there."""
+    for fr in frames:
+        fr.ref_people = []
+        for face in fr.ref_faces:
+            best, best_d = -1, metrics.eye_distance(face.landmarks)
+            for centre, label in dst.at.get(fr.index, []):
+                d = float(np.linalg.norm(centre - _centre(face)))
+                if d < best_d:
+                    best, best_d = label, d
+            fr.ref_people.append(best)
+        for p in fr.pairs:
+            p.person = next(k for f, k in zip(fr.ref_faces, fr.ref_people) if f is p.ref)
+
+
+#: A person counts as swapped when the output changed at least this share of their faces.
+SWAPPED_SHARE = 0.5
+
+
+def _choose_people(frames: list[_Frame], dst: _DstPeople | None, asked: str | None,
+                   notes: list[str]) -> tuple[set[int] | None, dict]:
+    """(person indices to measure, None for every face; the report's ``people``).
+
+    ``asked`` is ``--person``: a number, ``all``, or None for the person(s) whose faces the
+    output changed (person 1, convert's default, when nobody's were).
+    """
+    if dst is None or len(dst.numbers) < 2:
+        count = 0 if dst is None else len(dst.numbers)
+        why = ("the dst video shows one person" if count == 1 else
+               "people not told apart (no dst video in the workspace, or the reference is another video)")
+        return None, {"count": count, "measured": "all", "chosen_by": why, "people": [], "faces_unplaced": 0}
+    count = len(dst.numbers)
+    matched, swapped = [0] * count, [0] * count
+    for fr in frames:
+        for p in fr.pairs:
+            if p.person >= 0:
+                matched[p.person] += 1
+                swapped[p.person] += int(p.swapped)
+    number = parse_person(asked) if asked is not None else 0
+    if asked is None:
+        changed = {k for k in range(count) if swapped[k] and swapped[k] >= SWAPPED_SHARE * matched[k]}
+        measured = changed or {0}
+        chosen_by = ("the person whose faces the output changed" if len(changed) == 1 else
+                     "the people whose faces the output changed" if changed else
+                     "nobody's faces were changed: person 1, whom convert swaps by default")
+    elif number is None:
+        measured, chosen_by = set(range(count)), "--person all"
+    else:
+        if number > count:
+            raise UserError(f"--person {number}: the dst video shows {count} people; 'python main.py info' "
+                            f"lists them")
+        measured, chosen_by = {number - 1}, f"--person {number}"
+    listed = [{**dst.numbers[k], "matched": matched[k], "swapped": swapped[k], "measured": k in measured}
+              for k in range(count)]
+    unplaced = sum(1 for fr in frames for k in fr.ref_people if k < 0)
+    names = ", ".join(str(k + 1) for k in sorted(measured))
+    notes.append(f"the dst video shows {count} people: the figures are of person {names} only ({chosen_by}; "
+                 f"--person N|all to choose)")
+    for k in range(count):
+        if k not in measured and swapped[k]:
+            notes.append(f"person {k + 1}'s face was changed in {swapped[k]} of {matched[k]} frames, but only "
+                         f"person {names} was to be swapped: convert swapped someone else too")
+    return measured, {"count": count, "measured": [k + 1 for k in sorted(measured)], "chosen_by": chosen_by,
+                      "people": listed, "faces_unplaced": unplaced}
+
+
+def _only(frames: list[_Frame], measured: set[int]) -> list[_Frame]:
+    """The frames with only the measured people's faces (their output faces: those paired with them)."""
+    out = []
+    for fr in frames:
+        pairs = [p for p in fr.pairs if p.person in measured]
+        refs = [(f, k) for f, k in zip(fr.ref_faces, fr.ref_people) if k in measured]
+        out.append(_Frame(fr.index, [f for f, _ in refs], [p.out for p in pairs], pairs, [k for _, k in refs]))
+    return out
 
 
 def _src_identity(ws: Workspace) -> np.ndarray | None:
@@ -255,6 +373,8 @@ def run_evaluate(opts: EvaluateOptions) -> tuple[dict, Path]:
     """Measure ``video`` against ``reference``; write report.json and index.html."""
     started = time.perf_counter()
     check(opts)
+    if opts.person is not None:
+        parse_person(opts.person)                    # a number or all, checked before anything is read
     with Workspace(opts.workspace) as ws:
         video, reference = _check_inputs(opts, ws)
         src_mean = _src_identity(ws) if ws.exists else None
@@ -266,6 +386,7 @@ def run_evaluate(opts: EvaluateOptions) -> tuple[dict, Path]:
         dst = ws.set_meta("dst")
         # faces are found the way the dst set was extracted (the defaults when there is none)
         detector, landmarker = (dst.extract.detector, dst.extract.landmarker) if dst else ("dlib", "dlib")
+        dst_people = _dst_people(ws, reference) if ws.exists else None
     info_out, info_ref = probe(video), probe(reference)
     notes: list[str] = []
     if src_mean is None:
@@ -294,10 +415,16 @@ def run_evaluate(opts: EvaluateOptions) -> tuple[dict, Path]:
             if src_regions is not None and p.colours is not None:
                 p.regions_to_src = (regions.delta_e(p.colours[0], src_regions),
                                     regions.delta_e(p.colours[1], src_regions))
+    if dst_people is not None:
+        _place(frames, dst_people)
+    measured, people_report = _choose_people(frames, dst_people, opts.person, notes)
+    if measured is not None:
+        frames = _only(frames, measured)
     n = len(frames)
     jitter_out, jitter_ref = _jitter_series(frames, "output", n), _jitter_series(frames, "reference", n)
     report = _report(video, reference, ws.root, frames, frames_in, frames_out, info_out, info_ref,
                      jitter_out, jitter_ref, notes, src_textures)
+    report["people"] = people_report
     report_dir = layout.report_dir(ws.root)
     report_dir.mkdir(parents=True, exist_ok=True)
     write_atomic(report_dir / "report.json", (json.dumps(report, indent=2) + "\n").encode())
@@ -403,6 +530,8 @@ def _report(video: Path, reference: Path, root: Path, frames: list[_Frame], fram
             "mouth_reference": _mean([p.mouth[1] for p in pairs if p.mouth]),
             "texture_output": _mean([p.texture[0] for p in pairs]),
             "texture_reference": _mean([p.texture[1] for p in pairs]),
+            **{f"surround_{key}": _mean([p.around.get(key) for p in pairs])
+               for name in surround.AREAS for key in (f"{name}_change", f"{name}_output", f"{name}_original")},
             "face_box": [int(round(v)) for v in pairs[0].ref.box] if pairs else None,
             "swapped": any(p.swapped for p in pairs),
             "jitter_output": jitter_out[fr.index], "jitter_reference": jitter_ref[fr.index],
@@ -445,6 +574,7 @@ def _report(video: Path, reference: Path, root: Path, frames: list[_Frame], fram
         "mouth": metrics.agreement(col("mouth_reference"), col("mouth_output"), metrics.MOUTH_OPEN,
                                    "mouth openness"),
         "texture": texture.summary(col("texture_output"), col("texture_reference"), src_textures or []),
+        "surround_tone": surround.summary(per_frame),
         "jitter": {"output": metrics.rms(jitter_out), "reference": metrics.rms(jitter_ref)},
         "seam_delta_e": {"output": _mean(col("seam_output")), "reference": _mean(col("seam_reference"))},
         "coverage": {"frames_in": frames_in, "frames_out": frames_out, "frames_compared": compared,
@@ -510,7 +640,8 @@ def _pick_samples(report: dict, count: int) -> list[tuple[int, str]]:
         picks.append((max(ident)[1], "worst identity (furthest from src)"))
     for key, worst, why in (("held_apart_to_src", max, "worst held-apart identity"),
                             ("sharpness", min, "softest face"), ("fringing", max, "worst colour fringes"),
-                            ("tone_delta_e", max, "worst skin tone")):
+                            ("tone_delta_e", max, "worst skin tone"),
+                            ("surround_neck_change", max, "face against the neck changed most")):
         values = [(f[key], f["frame"]) for f in per if f[key] is not None]
         if values:
             picks.append((worst(values)[1], why))
@@ -555,7 +686,8 @@ def _thumb(frame: np.ndarray, height: int = 256) -> bytes:
 CAPTION = (("identity_to_src", "dlib to src"), ("identity_to_dst", "to dst"),
            ("held_apart_to_src", "FaceNet to src"), ("held_apart_to_dst", "to dst"),
            ("expression", "expression"), ("sharpness", "sharpness"), ("fringing", "fringing"),
-           ("tone_delta_e", "tone dE"), ("eyes_reference", "eyes original"), ("eyes_output", "output"),
+           ("tone_delta_e", "tone dE"), ("surround_neck_change", "face-neck dE change"),
+           ("eyes_reference", "eyes original"), ("eyes_output", "output"),
            ("mouth_reference", "mouth original"), ("mouth_output", "output"), ("texture_output", "texture"))
 
 
