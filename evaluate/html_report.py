@@ -222,8 +222,7 @@ def _people_line(report: dict) -> list[str]:
         return []
     listed = "; ".join(f"person {q['person']}: changed in {q['swapped']} of {q['matched']} frames"
                        + (" (measured)" if q.get("measured") else "") for q in p.get("people") or [])
-    head = (f"people: {_get(p, 'count')} in the dst video; measured person "
-            f"{', '.join(str(n) for n in p['measured'])} ({_get(p, 'chosen_by')})")
+    head = f"people: {_get(p, 'count')} in the dst video; measured {_whom(p)} ({_get(p, 'chosen_by')})"
     return [""] + textwrap.wrap(head, width=95, subsequent_indent="  ") + textwrap.wrap(
         listed, width=95, initial_indent="  ", subsequent_indent="  ")
 
@@ -319,9 +318,16 @@ def _people_html(report: dict) -> str:
         for q in p.get("people") or [])
     return ('<div class="card"><table class="t"><tr><th class="l">people</th><th>faces</th><th>frames</th>'
             '<th>matched</th><th>changed</th></tr>' + rows + '</table>'
-            f'<p class="hint">The figures above are of person {_e(", ".join(str(n) for n in p["measured"]))} only '
-            f'({_e(_get(p, "chosen_by"))}). Changed: frames whose face the output changed; anyone else\'s should '
-            'read 0.</p></div>')
+            f'<p class="hint">The figures above are of {_e(_whom(p))} ({_e(_get(p, "chosen_by"))}). Changed: frames '
+            'whose face the output changed; anyone else\'s should read 0.</p></div>')
+
+
+def _whom(people: dict) -> str:
+    """'person 2 only' or 'all 3 people': whom the figures are about."""
+    measured = people["measured"]
+    if len(measured) > 1 and len(measured) == _get(people, "count"):
+        return f"all {len(measured)} people"
+    return f"person {', '.join(str(n) for n in measured)} only"
 
 
 def _agreement_html(report: dict) -> str:

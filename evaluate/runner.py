@@ -273,7 +273,8 @@ def _choose_people(frames: list[_Frame], dst: _DstPeople | None, asked: str | No
               for k in range(count)]
     unplaced = sum(1 for fr in frames for k in fr.ref_people if k < 0)
     names = ", ".join(str(k + 1) for k in sorted(measured))
-    notes.append(f"the dst video shows {count} people: the figures are of person {names} only ({chosen_by}; "
+    whose = f"all {count} people" if len(measured) == count else f"person {names} only"
+    notes.append(f"the dst video shows {count} people: the figures are of {whose} ({chosen_by}; "
                  f"--person N|all to choose)")
     for k in range(count):
         if k not in measured and swapped[k]:

@@ -63,7 +63,7 @@ def test_the_figures_are_the_swapped_person_s_and_the_report_says_whose(two_peop
     assert rep["coverage"]["frames_swapped"] == 16 and rep["coverage"]["frames_face_missing_in_output"] == 0
     assert any("the figures are of person 1 only" in n for n in rep["notes"])
     assert not any("convert swapped someone else" in n for n in rep["notes"])
-    assert "measured person 1 (the person whose faces the output changed)" in printed
+    assert "measured person 1 only (the person whose faces the output changed)" in printed
     # the face's tone against her neck: an untrained net paints another colour; measured on every swapped frame
     neck = rep["surround_tone"]["neck"]
     assert neck["frames"] == 16 and neck["change"]["median"] > 3.0, neck
