@@ -14,6 +14,7 @@ or interrupted run never leaves a half video where a good one was.
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import time
@@ -151,6 +152,31 @@ def run_convert(opts: ConvertOptions, stills: dict[int, np.ndarray] | None = Non
         raise DiskFullError(output.parent, kept, output.name) from exc
 
 
+def network_threads(workers: int) -> int:
+    """Torch's CPU threads for the network while the frames render: half the workers, at least one.
+
+    Why: the network shares the cores with the per-face work in the pool and with x264, so
+    they are oversubscribed, and torch's OpenMP threads then wait on each other at every
+    layer for a thread the system has descheduled. On the 2-core machine, loaded, the int8
+    network took 66.9 ms of CPU a face with 2 threads against 16.9 ms with one; one thread
+    leaves the other core to the pool and the encoder. Int8 results do not depend on the
+    thread count; the float calibration's ranges do, so it keeps torch's own count.
+    """
+    return max(1, workers // 2)
+
+
+@contextlib.contextmanager
+def _torch_threads(count: int) -> Iterator[None]:
+    """Torch's CPU thread count set to ``count`` for the block (the studio and tests keep theirs)."""
+    import torch
+    before = torch.get_num_threads()
+    torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 def _convert(opts: ConvertOptions, stills: dict[int, np.ndarray] | None) -> ConvertSummary:
     output = Path(opts.output) if opts.output is not None else layout.default_output(opts.workspace)
     span: list[int] = []
@@ -180,15 +206,17 @@ def _convert(opts: ConvertOptions, stills: dict[int, np.ndarray] | None) -> Conv
     if opts.part_colour > 0:
         log.info("convert: brows, nose and lips in the src person's colours against the skin (amount %g)%s",
                  opts.part_colour, "" if work.src_parts else ": no src faces in the workspace, left as they are")
-    if opts.preview:
-        summary = _render(opts, renderer.input_path, renderer.video, renderer.network, work, plans, excluded, start,
-                          end, None, renderer.root / "preview", stills)
-    else:
-        stale = remove_stale_outputs(output)
-        if stale:
-            log.info("convert: removed %d temp video(s) left by an earlier convert that was killed", stale)
-        summary = _render(opts, renderer.input_path, renderer.video, renderer.network, work, plans, excluded, start,
-                          end, output, None)
+    threads = network_threads(opts.workers) if renderer.network.device.type == "cpu" else None
+    with _torch_threads(threads) if threads is not None else contextlib.nullcontext():
+        if opts.preview:
+            summary = _render(opts, renderer.input_path, renderer.video, renderer.network, work, plans, excluded,
+                              start, end, None, renderer.root / "preview", stills)
+        else:
+            stale = remove_stale_outputs(output)
+            if stale:
+                log.info("convert: removed %d temp video(s) left by an earlier convert that was killed", stale)
+            summary = _render(opts, renderer.input_path, renderer.video, renderer.network, work, plans, excluded,
+                              start, end, output, None)
     summary.person = person_line
     return summary
 
