@@ -38,9 +38,9 @@ from pipeline.faces.regions import region_masks
 AREAS = ("neck", "sides")
 #: Of a band, pixels whose a*, b* lie within this distance of the original cheeks' are skin.
 CHROMA_RADIUS = 10.0
-#: ... and whose lightness is this much below the cheeks' at most (the neck is often in shadow)
-#: or above them at most.
-DARKER, LIGHTER = 20.0, 20.0
+#: ... and whose lightness is this much below the cheeks' at most (the neck is often in shadow: under
+#: Ocasio-Cortez's chin about 28 L* darker; at 20 only a lit fringe of it was left) or above them at most.
+DARKER, LIGHTER = 30.0, 20.0
 #: ... and whose lightness is smooth: the standard deviation of L* over 7x7 pixels at most SMOOTH times the
 #: cheeks' own median of it (and at least SMOOTH_FLOOR). Skin reads about 1 L* unit, hair strands 6-8,
 #: and lit strands of brown hair pass the colour test (measured on both shared clips).

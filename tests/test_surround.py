@@ -86,7 +86,10 @@ def test_a_frame_graded_as_a_whole_keeps_the_face_s_relation_to_the_neck(hill):
 def test_another_clip_and_a_face_out_of_the_frame():
     aoc = _faces(AOC)
     readings = [surround.measure(f, f, lm) for f, lm in aoc]
-    assert all(r["neck_original"] is not None for r in readings)
+    assert all(r["neck_original"] is not None for r in readings)      # her neck, partly in shadow, is found
+    for frame, lm in aoc:
+        moved = _shifted(frame, _face_weight(frame, lm), (-4.0, 3.0, 5.0))
+        assert surround.measure(moved, frame, lm)["neck_change"] == pytest.approx(7.07, abs=0.65)
     frame, lm = aoc[0]
     low = lm + np.array([0.0, frame.shape[0] - lm[:, 1].min() - 20.0])     # only the brows still in the frame
     assert surround.measure(frame, frame, low) == {key: None for key in readings[0]}
