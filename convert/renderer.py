@@ -273,7 +273,7 @@ class _Network:
         self.torch = torch
         self.device = choose_device(device_name)
         self.model_dir = model_dir
-        self.model, self.meta = load_model(model_dir, self.device, batch=batch)
+        self.model, self.meta = load_model(model_dir, self.device, batch=batch, initialise=False)
         self.resolution = self.model.resolution
         self.predictor: Predictor | None = None
         self.enhancer: FaceEnhancer | None = None     # ``--enhance``: the src person's face enhancer, if trained

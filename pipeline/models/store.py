@@ -7,6 +7,8 @@ someone else's model cannot run code.
 """
 from __future__ import annotations
 
+import contextlib
+import itertools
 import json
 from pathlib import Path
 from typing import Any
@@ -90,13 +92,19 @@ def _first(retrain: str) -> str:
 
 
 def load_model(folder: Path, device: str | torch.device = "cpu", kind: type[FaceModel] | None = None,
-               retrain: str = _RETRAIN, batch: int = 1) -> tuple[FaceModel, dict[str, Any]]:
+               retrain: str = _RETRAIN, batch: int = 1, initialise: bool = True) -> tuple[FaceModel, dict[str, Any]]:
     """Rebuild the model ``options.json`` describes and load ``weights.pt`` into it; eval mode.
 
     UserError (naming the file and the fix) for a missing model, unreadable, newer or
     out-of-range options, an unknown type, a model (run at ``batch`` faces a call) that
     needs more memory than the device has, and weights that are corrupt, not a plain
     state dict, or do not fit the options.
+
+    ``initialise=False`` builds the network on the meta device and takes the file's tensors
+    as its parameters: the random initialisation the weights replace is skipped (the
+    orthogonal init's QR decompositions were a second of convert's start-up on 2 cores), and
+    so is its use of torch's random numbers, which a caller that goes on training wants kept
+    as it was.
     """
     from pipeline.models.memory import require
     folder = Path(folder)
@@ -108,7 +116,8 @@ def load_model(folder: Path, device: str | torch.device = "cpu", kind: type[Face
     cls = kind or model_class(meta["model_type"])
     require(cls, meta, batch, False, device, f"the model in {folder}",
             f"lower --batch-size (now {batch}) if the command has it, or free memory (close other programs)")
-    model = cls.from_options(meta, options_path)
+    with torch.device("meta") if not initialise else contextlib.nullcontext():
+        model = cls.from_options(meta, options_path)
     try:
         state = torch.load(weights_path, map_location=device, weights_only=True)
     except Exception as err:  # corrupt/truncated file, or pickled objects refused
@@ -118,7 +127,7 @@ def load_model(folder: Path, device: str | torch.device = "cpu", kind: type[Face
         raise UserError(f"model weights {weights_path} are not a state dict of tensors; {retrain}")
     net = model.network
     try:
-        net.load_state_dict(state, strict=True)
+        net.load_state_dict(state, strict=True, assign=not initialise)
     except RuntimeError as err:
         expected = net.state_dict()
         missing = sorted(set(expected) - set(state))
@@ -130,6 +139,8 @@ def load_model(folder: Path, device: str | torch.device = "cpu", kind: type[Face
         arch = ", ".join(f"{k} {v}" for k, v in model.architecture().items())
         raise UserError(f"model weights {weights_path} do not match {options_path} ({arch}: "
                         f"{detail or one_line(err)}); restore the matching {OPTIONS_FILE} or {retrain}") from err
+    if any(t.is_meta for t in itertools.chain(net.parameters(), net.buffers())):     # a tensor the file lacks
+        return load_model(folder, device, kind, retrain, batch, initialise=True)
     net.to(device)
     net.eval()
     return model, meta
