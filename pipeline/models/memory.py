@@ -106,13 +106,51 @@ def device_memory(device: torch.device) -> machine.Memory:
     return machine.machine_memory()
 
 
+#: ``inference_bound`` is trusted in place of the measured estimate when this many times it still fits.
+BOUND_MARGIN = 4
+
+
+def inference_bound(cls: type[FaceModel], options: dict[str, Any], batch: int) -> Estimate:
+    """An upper bound of what inference needs, without running the net: every live activation counted as
+    the batch times the widest layer (convolutions' input or output channels, linear layers' features) at
+    the input's full resolution.
+
+    Why: the meta-device forward of ``estimate`` makes torch import its tracing machinery
+    (torch._dynamo, 0.7-1.5 s on 2 cores) on every convert, to prove that a 0.3M-parameter
+    net fits in gigabytes. Building the net on the meta device imports nothing. The bound
+    holds for nets whose layers do not work above the input's resolution (all of ours).
+    """
+    with torch.device("meta"):
+        model = cls.from_options(options)
+    net = model.network
+    params = sum(p.numel() for p in net.parameters())
+    param_bytes = sum(p.numel() * p.element_size() for p in net.parameters())
+    buffer_bytes = sum(b.numel() * b.element_size() for b in net.buffers())
+    pixels = model.resolution * model.resolution
+    widest = max([max(m.in_channels, m.out_channels) * pixels for m in net.modules()
+                  if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d))] +
+                 [max(m.in_features, m.out_features) for m in net.modules() if isinstance(m, nn.Linear)] + [3 * pixels])
+    act = INFERENCE_LIVE_ACTIVATIONS * batch * widest * 4
+    batch_bytes = 2 * batch * 3 * pixels * 4
+    return Estimate(params, param_bytes, act, param_bytes + buffer_bytes + act + batch_bytes, batch, False)
+
+
 def require(cls: type[FaceModel], options: dict[str, Any], batch: int, training: bool, device: torch.device | str,
             what: str, fix: str) -> Estimate:
     """The estimate, or a UserError when it exceeds the memory available: what needs how much, what there is,
-    and ``fix`` (what to lower). Call it after ``cls.check_options`` and before building the model."""
+    and ``fix`` (what to lower). Call it after ``cls.check_options`` and before building the model.
+
+    For inference, ``inference_bound`` answers when ``BOUND_MARGIN`` times it fits; otherwise (and for
+    training) the net is measured on the meta device."""
     device = torch.device(device)
-    need = estimate(cls, options, batch, training)
     have = device_memory(device)
+    if not training:
+        bound = inference_bound(cls, options, batch)
+        if BOUND_MARGIN * bound.total <= have.available:
+            log.debug("memory: %s needs at most %s, %s available", what, format_bytes(bound.total),
+                      format_bytes(have.available))
+            return bound
+    need = estimate(cls, options, batch, training)
     if need.total > have.available:
         where = f"the GPU ({device})" if device.type == "cuda" else "this machine"
         raise UserError(f"{what} needs about {format_bytes(need.total)} of memory ({need.parameters / 1e6:.1f}M "
