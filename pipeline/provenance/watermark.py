@@ -29,8 +29,8 @@ import numpy as np
 from pipeline.core import geometry
 
 #: side of the canonical face crop the pattern lives on, and its cells a side
-GRID = 128
-CELLS = 32
+GRID = 126
+CELLS = 42
 #: grey levels added at a +1 cell (luminance: all three channels alike)
 AMPLITUDE = 1.5
 #: patterns used in turn, by frame index
@@ -93,9 +93,9 @@ class Watermark:
         means = (luma * w).reshape(CELLS, side, CELLS, side).sum(axis=(1, 3)) / np.maximum(weight, 1e-6)
         residual = means - cv2.filter2D(means.astype(np.float32), -1, _NEIGHBOURS, borderType=cv2.BORDER_REPLICATE)
         quiet = 1.0 / (cv2.medianBlur(np.abs(residual).astype(np.float32), 3) + 0.5)
-        s = np.where(weight > 0.6 * side * side, residual * quiet, 0.0)
+        s = np.where(weight > 0.6 * side * side, residual * quiet, 0.0) * self.cells(frame_index)
         den = float(np.sqrt((s * s).sum()))
-        return float((s * self.cells(frame_index)).sum()) / den if den > 0 else 0.0
+        return float(s.sum()) / den if den > 0 else 0.0
 
 
 def window_scores(scores: dict[int, float], window: int = WINDOW) -> dict[int, float]:
