@@ -29,7 +29,7 @@ from extract.search import SlowPassGate, is_anchor
 from pipeline.core import geometry
 from pipeline.core.errors import UserError
 from pipeline.core.files import DiskFullError, is_disk_full, remove_quietly, write_atomic
-from pipeline.core.images import ImageReadError, encode, read_gray, read_rgb
+from pipeline.core.images import ImageReadError, encode, opencv_threads, read_gray, read_rgb
 from pipeline.core.options import check
 from pipeline.core.profile import StepTimes
 from pipeline.core.video import FrameReader
@@ -205,7 +205,9 @@ def run_extract(opts: ExtractOptions) -> ExtractSummary:
             log.info("target face: %s (faces further than %.2f from it are dropped)", opts.target_face,
                      opts.target_threshold)
         try:
-            summary = job.run()
+            # the pool's threads are the parallelism: OpenCV's own on top of them only adds hand-offs
+            with opencv_threads(1) if opts.workers > 1 else contextlib.nullcontext():
+                summary = job.run()
         except DiskFullError as exc:
             raise job.disk_full(exc) from exc.__cause__
         except OSError as exc:          # a folder that could not be made, a file not flushed
