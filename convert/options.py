@@ -92,6 +92,14 @@ class ConvertOptions(DeviceOptions):
     sharpen: float = option(0.0, low=0, high=5, metavar="AMOUNT",
                             help="unsharp-mask amount applied to the generated face (0 = off, 0.5 = moderate); "
                                  "scales with the face as --sharpen-new does")
+    watermark: bool = option(True, action="toggle",
+                             help="an invisible watermark in every swapped face (keyed; 'main.py verify VIDEO' finds "
+                                  "it, also after a crf 28 re-encode): says the face was swapped; --no-watermark "
+                                  "leaves it out and says so")
+    watermark_key: Path | None = option(None, metavar="FILE",
+                                        default_text="this machine's key, made on first use: $FACE_WATERMARK_KEY, "
+                                                     "else ~/.config/faceswap-workbench/watermark.key",
+                                        help="the watermark's key file (64 hex digits); give verify the same file")
     crf: int = option(18, low=0, high=51, help="H.264 quality (lower = better and larger; 18 is visually lossless)")
     preset: str = option("medium", choices=("ultrafast", "superfast", "veryfast", "faster", "fast", "medium",
                                             "slow", "slower", "veryslow"), help="x264 speed preset")

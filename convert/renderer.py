@@ -33,6 +33,8 @@ from pipeline.core.video import frame_at, probe
 from pipeline.faces.backends.base import Masker
 from pipeline.faces.people import parse_person, people
 from pipeline.models.interface import FaceModel, Predictor
+from pipeline.provenance.keys import load_key
+from pipeline.provenance.watermark import Watermark
 from pipeline.registries import MASKERS
 from pipeline.workspace import layout
 from pipeline.workspace.records import DropReason, FaceRow, MaskOrigin, SetMeta
@@ -193,6 +195,7 @@ class _FaceWork:
     def __init__(self, opts: ConvertOptions, size: int, resolution: int, masker: Masker) -> None:
         self.opts, self.size, self.resolution, self.masker = opts, size, resolution, masker
         self.src_parts: dict[str, np.ndarray] | None = None     # ``part_colour.src_relations``
+        self.mark: Watermark | None = None       # ``--watermark``: put into every swapped face
         self.times = StepTimes()       # per step, from the pool's threads (``pipeline.core.profile``)
 
     def _aligned_mask(self, plan: FacePlan, aligned: np.ndarray) -> np.ndarray:
@@ -259,6 +262,9 @@ class _FaceWork:
                 face = blending.sharpen(face, self.opts.sharpen * blending.sharpen_weight(zoom))
             blending.blend_face(out, face, prep.plan.to_model, prep.alpha, prep.plan.to_aligned, self.opts.blend,
                                 prep.crop, self.opts.detail, self.opts.detail_gate, self.opts.sharpen_new, times)
+            if self.mark is not None:
+                with times.step("watermark"):
+                    self.mark.embed(out, prep.plan.landmarks, prep.plan.frame)
         return out
 
 
@@ -444,6 +450,8 @@ class Renderer:
         work = _FaceWork(opts, self.size, self.network.resolution, self.masker)
         if opts.part_colour > 0:
             work.src_parts = self.src_parts()
+        if opts.watermark:
+            work.mark = Watermark(load_key(opts.watermark_key, create=True))
         return work
 
     def render(self, index: int, opts: ConvertOptions | None = None, frame: np.ndarray | None = None) -> np.ndarray:

@@ -36,6 +36,7 @@ from pipeline.core.options import check
 from pipeline.core.profile import StepTimes
 from pipeline.core.video import FrameReader, FrameWriter
 from pipeline.faces.people import parse_person
+from pipeline.provenance.keys import default_key_path
 from pipeline.workspace import layout
 
 log = logging.getLogger("convert")
@@ -203,6 +204,11 @@ def _convert(opts: ConvertOptions, stills: dict[int, np.ndarray] | None) -> Conv
     if person_line:
         log.info("%s", person_line)
     work = renderer.work(opts)
+    if work.mark is not None:
+        log.info("convert: watermark in every swapped face, key %s (%s); 'python main.py verify VIDEO' finds it",
+                 work.mark.key_id, opts.watermark_key or default_key_path())
+    else:
+        log.warning("convert: --no-watermark: nothing in the video will say that its faces were swapped")
     if opts.part_colour > 0:
         log.info("convert: brows, nose and lips in the src person's colours against the skin (amount %g)%s",
                  opts.part_colour, "" if work.src_parts else ": no src faces in the workspace, left as they are")

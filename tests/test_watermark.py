@@ -3,10 +3,10 @@ else; invisible to 45 dB."""
 import numpy as np
 import pytest
 
-from pipeline.core.video import frame_at
+from pipeline.core.video import FrameReader, frame_at, probe
 from pipeline.faces.analyser import FaceAnalyser
 from pipeline.provenance.watermark import THRESHOLD, Watermark, window_scores
-from tests.conftest import ROOT
+from tests.conftest import ROOT, clean_error, run_cli
 
 HILL = ROOT.parent / "shared" / "data" / "videos" / "WDA_KatieHill_000.mp4"
 
@@ -47,3 +47,90 @@ def test_window_scores_stay_standard_normal_without_a_mark():
     scores = {i: float(z) for i, z in enumerate(rng.normal(size=4000))}
     windowed = np.array(list(window_scores(scores).values()))
     assert abs(windowed.std() - 1.0) < 0.05 and abs(windowed.mean()) < 0.1
+
+
+# ---------------------------------------------------------------------- convert marks, verify finds
+
+
+def _frames(path):
+    info = probe(path)
+    return [f for _, f in FrameReader(path, info.width, info.height)]
+
+
+def test_convert_marks_every_swapped_face_and_no_watermark_leaves_it_out(small_ws, tmp_path):
+    from pipeline.provenance.keys import load_key
+    from pipeline.workspace.store import Workspace
+    marked_res = run_cli("convert", "--workspace", small_ws, "--crf", "0")
+    assert marked_res.returncode == 0, marked_res.stderr
+    assert "watermark in every swapped face, key" in marked_res.stderr
+    plain = tmp_path / "plain.mp4"
+    plain_res = run_cli("convert", "--workspace", small_ws, "--no-watermark", "--crf", "0", "--output", plain)
+    assert plain_res.returncode == 0 and "--no-watermark: nothing in the video" in plain_res.stderr
+    mark = Watermark(load_key())
+    with Workspace(small_ws) as ws:
+        landmarks = {r.frame_index: r.landmarks for r in ws.faces_as_edited("dst") if not r.dropped}
+    marked, unmarked = _frames(small_ws / "result.mp4"), _frames(plain)
+    assert len(marked) == len(unmarked) == 6
+    with_mark = {i: mark.score(f, landmarks[i], i) for i, f in enumerate(marked)}
+    without = {i: mark.score(f, landmarks[i], i) for i, f in enumerate(unmarked)}
+    assert min(window_scores(with_mark).values()) >= THRESHOLD, with_mark
+    assert max(abs(z) for z in window_scores(without).values()) < THRESHOLD, without
+    # the mark is faint: lossless encodes of the two differ by less than 2 grey levels on average where they differ
+    diff = np.abs(np.stack(marked).astype(np.int16) - np.stack(unmarked))
+    assert 0 < diff[diff > 0].mean() < 2.0
+
+
+@pytest.fixture(scope="module")
+def marked_clip(tmp_path_factory, frames_and_faces):
+    """The 9 frames of ``frames_and_faces`` marked with a key of their own, encoded as convert encodes."""
+    folder = tmp_path_factory.mktemp("marked")
+    key_file = folder / "key"
+    key_file.write_text("ab" * 32 + "\n")
+    from pipeline.core.video import FrameWriter
+    from pipeline.provenance.keys import load_key
+    mark = Watermark(load_key(key_file))
+    frames, faces = frames_and_faces
+    video = folder / "marked.mp4"
+    writer = FrameWriter(video, frames[0].shape[1], frames[0].shape[0], 25.0, crf=18)
+    for i, (frame, lm) in enumerate(zip(frames, faces)):
+        f = frame.copy()
+        mark.embed(f, lm, i)
+        writer.put(f)
+    writer.close()
+    unmarked = folder / "unmarked.mp4"
+    writer = FrameWriter(unmarked, frames[0].shape[1], frames[0].shape[0], 25.0, crf=18)
+    for frame in frames:
+        writer.put(frame)
+    writer.close()
+    return video, unmarked, key_file
+
+
+def test_verify_says_marked_with_the_key_and_not_marked_otherwise(marked_clip, tmp_path):
+    import json
+
+    video, unmarked, key = marked_clip
+    res = run_cli("verify", video, "--key", key, "--json")
+    assert res.returncode == 0, res.stderr
+    report = json.loads(res.stdout)
+    assert report["verdict"] == "marked" and report["frames_marked"] == report["frames_with_face"] == 9
+    other = tmp_path / "other.key"
+    other.write_text("cd" * 32)
+    res = run_cli("verify", video, "--key", other)
+    assert res.returncode == 1 and "not marked" in res.stdout and "0 of 9 frames" in res.stdout
+    res = run_cli("verify", unmarked, "--key", key)
+    assert res.returncode == 1 and "not marked" in res.stdout
+
+
+@pytest.mark.parametrize("args, message", [
+    (["missing.mp4"], "is not a file"),
+    (["VIDEO", "--key", "KEY_BAD"], "is unreadable or not 64 hex digits"),
+    (["VIDEO", "--key", "KEY_SHORT"], "holds 2 bytes, not 32"),
+    (["VIDEO", "--key", "NO_KEY"], "no watermark key at"),
+])
+def test_verify_bad_input_is_one_line(marked_clip, tmp_path, args, message):
+    video, _, _ = marked_clip
+    (tmp_path / "bad").write_text("not hex at all")
+    (tmp_path / "short").write_text("abcd")
+    swap = {"VIDEO": str(video), "KEY_BAD": str(tmp_path / "bad"), "KEY_SHORT": str(tmp_path / "short"),
+            "NO_KEY": str(tmp_path / "none"), "missing.mp4": str(tmp_path / "missing.mp4")}
+    clean_error(run_cli("verify", *[swap.get(a, a) for a in args]), message)

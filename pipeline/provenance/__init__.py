@@ -1,1 +1,1 @@
-"""What says a result is a face swap: the invisible watermark convert puts in every swapped face (issue 30)."""
+"""What says a result is a face swap: the watermark convert puts in every swapped face and its key (issue 30)."""

@@ -1,5 +1,5 @@
-"""An invisible, keyed watermark in the swapped face, and the test that finds it again (issue 30; not wired
-into convert yet: ``benchmarks/watermark.py`` measures it).
+"""An invisible, keyed watermark in the swapped face (convert puts it in) and the test that finds it again
+(``main.py verify``); ``benchmarks/watermark.py`` measures how far it survives (issue 30).
 
 Why this design: the mark has to survive what happens to a video after it leaves the
 tool (re-encoding, resizing) and be found without the unmarked original. So it lives in

@@ -1,0 +1,89 @@
+"""``main.py verify``: is this video a face swap marked with our key? Frame by frame, without the original.
+
+Every frame is decoded, its faces found (RetinaFace + MediaPipe, as extract does), and each
+face's watermark score for that frame's pattern taken (``pipeline.provenance.watermark``);
+the best face of a frame is its score. A frame is marked when the scores of ``--window``
+frames around it, summed over the square root of their count, reach ``THRESHOLD``
+standard deviations (without the mark that sum is a standard normal variable). The
+verdict: *marked* when at least half of the frames with a face are, *not marked* when none
+is, *partly marked* in between (a video cut together from marked and unmarked shots, or
+damaged).
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+from tqdm import tqdm
+
+from pipeline.core.errors import UserError
+from pipeline.core.video import FrameReader, probe
+from pipeline.provenance.keys import default_key_path, load_key
+from pipeline.provenance.watermark import THRESHOLD, Watermark, window_scores
+from verify.options import VerifyOptions
+
+log = logging.getLogger("verify")
+
+#: exit codes: the verdict is what a script checks
+MARKED, NOT_MARKED, PARTLY = 0, 1, 3
+
+
+@dataclass
+class Verdict:
+    video: str
+    key_id: str
+    frames: int = 0
+    frames_with_face: int = 0
+    frames_marked: int = 0
+    window: int = 25
+    first_marked: int | None = None
+    last_marked: int | None = None
+    scores: dict[int, float] = field(default_factory=dict)
+
+    @property
+    def verdict(self) -> str:
+        if self.frames_marked == 0:
+            return "not marked"
+        return "marked" if self.frames_marked * 2 >= self.frames_with_face else "partly marked"
+
+    @property
+    def exit_code(self) -> int:
+        return {"marked": MARKED, "not marked": NOT_MARKED}.get(self.verdict, PARTLY)
+
+    def line(self) -> str:
+        share = 100.0 * self.frames_marked / max(self.frames_with_face, 1)
+        where = f", frames {self.first_marked}-{self.last_marked}" if self.first_marked is not None else ""
+        return (f"verify: {self.video}: {self.verdict} - watermark of key {self.key_id} found in "
+                f"{self.frames_marked} of {self.frames_with_face} frames with a face ({share:.1f} %{where}; "
+                f"{self.frames} frames, verdict over {self.window} frames)")
+
+    def to_json(self) -> dict[str, Any]:
+        return {"video": self.video, "verdict": self.verdict, "key_id": self.key_id, "frames": self.frames,
+                "frames_with_face": self.frames_with_face, "frames_marked": self.frames_marked,
+                "window": self.window, "first_marked": self.first_marked, "last_marked": self.last_marked,
+                "threshold": THRESHOLD}
+
+
+def run_verify(opts: VerifyOptions) -> Verdict:
+    if not opts.video.is_file():
+        raise UserError(f"{opts.video} is not a file; give the video to check")
+    mark = Watermark(load_key(opts.key if opts.key is not None else default_key_path()))
+    info = probe(opts.video)
+    from pipeline.faces.analyser import FaceAnalyser
+    analyser = FaceAnalyser("retinaface", "mediapipe", min_face=40)
+    result = Verdict(str(opts.video), mark.key_id, window=opts.window)
+    scores: dict[int, float] = {}
+    reader = FrameReader(opts.video, info.width, info.height)
+    for index, frame in tqdm(reader, total=info.frames or None, unit="frame", desc="verify"):
+        result.frames += 1
+        found = analyser(frame)
+        if found:
+            scores[index] = max(mark.score(frame, f.landmarks, index) for f in found)
+    if reader.error_text:
+        raise UserError(f"{opts.video} could not be read to the end ({reader.error_text}); it is damaged")
+    marked = sorted(i for i, z in window_scores(scores, opts.window).items() if z >= THRESHOLD)
+    result.frames_with_face, result.frames_marked, result.scores = len(scores), len(marked), scores
+    if marked:
+        result.first_marked, result.last_marked = marked[0], marked[-1]
+    return result
