@@ -105,8 +105,16 @@ def quantize(net: TransformNet, calibration: torch.Tensor, batch: int = 8) -> In
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         prepare(model, inplace=True)
-        with torch.inference_mode():
-            for i in range(0, len(calibration), batch):
-                model(calibration[i:i + batch].contiguous())
+        threads = torch.get_num_threads()
+        # one thread: the float ranges (and so every int8 output) then do not depend on the machine's core count
+        # or on what else runs; OpenMP threads beside a busy pool or another program waited on each other at
+        # every layer (16 faces: 4 s with 2 threads on the loaded 2-core machine)
+        torch.set_num_threads(1)
+        try:
+            with torch.inference_mode():
+                for i in range(0, len(calibration), batch):
+                    model(calibration[i:i + batch].contiguous())
+        finally:
+            torch.set_num_threads(threads)
         convert(model, inplace=True)
     return Int8Net(model).eval()
