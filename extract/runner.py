@@ -22,6 +22,7 @@ import numpy as np
 from tqdm import tqdm
 
 from extract.bridging import GapBridger
+from extract.durable import DeferredFlush
 from extract.faces import AlignSettings, FaceRecord, build_face
 from extract.inputs import InputSource, resolve_input
 from extract.options import DEFAULT_BACKENDS, ExtractOptions
@@ -237,6 +238,7 @@ class _ExtractJob:
         self.early: list[tuple[_Item, list[FaceRecord]]] = []   # stored once the set exists
         self.last_commit = time.monotonic()
         self.times = StepTimes()       # where the time goes (``pipeline.core.profile``; benchmarks read it)
+        self.flush = DeferredFlush()   # new face files, flushed in the background before each commit
         self.bar: tqdm | None = None
         self.files_before = self._set_files()     # to tell the files of a batch a full disk stopped
 
@@ -332,6 +334,7 @@ class _ExtractJob:
                             f"command again to resume", exit_code=130) from None
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
+            self.flush.close()
             if reader is not None:
                 reader.close()
             if self.bar is not None:
@@ -553,7 +556,7 @@ class _ExtractJob:
                 if deleted:
                     row.dropped, row.drop_reason = True, DropReason.DELETED
                 else:
-                    write_atomic(aligned_dir / aligned_name, rec.aligned_png)
+                    self._put(aligned_dir / aligned_name, rec.aligned_png, fresh=old is None)
                 learned = None if hand or old is None else self._kept_learned_mask(old, row)
                 if hand:
                     self.summary.kept_hand_masks += 1
@@ -561,7 +564,7 @@ class _ExtractJob:
                     row.mask_mtime_ns, row.mask_bytes = st.st_mtime_ns, st.st_size
                 else:
                     path = masks_dir / mask_name
-                    write_atomic(path, rec.mask_png if learned is None else encode(learned, ".png"))
+                    self._put(path, rec.mask_png if learned is None else encode(learned, ".png"), fresh=old is None)
                     st = path.stat()
                     row.mask_mtime_ns, row.mask_bytes = st.st_mtime_ns, st.st_size
                     if old is not None and old.mask_file != mask_name:    # named the older way
@@ -592,7 +595,16 @@ class _ExtractJob:
                         f"{self.set_name} names a thousand files after it; faces.sqlite was edited: restore it "
                         f"from a backup")
 
+    def _put(self, path: Path, data: bytes, fresh: bool) -> None:
+        """A face's file: a new one written now and flushed before the next commit (``DeferredFlush``), one
+        that replaces a file atomically and flushed at once (the index may already name it)."""
+        if fresh and not self.rebuilding and not path.exists():
+            self.flush.write(path, data)
+        else:
+            write_atomic(path, data)
+
     def _commit(self) -> None:
+        self.flush.wait()              # the rows committed here name only files already on disk
         self.ws.commit()
         self.last_commit = time.monotonic()
 
