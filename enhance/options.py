@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from pipeline.core.options import option
-from pipeline.models.enhancer import RESOLUTIONS, WIDTHS
+from pipeline.models.enhancer_options import RESOLUTIONS, WIDTHS
 from pipeline.workspace.options import DeviceOptions
 
 

@@ -26,7 +26,7 @@ from pipeline.models.enhancer import EnhancerModel, EnhancerNet
 from pipeline.models.interface import FaceModel, count_parameters
 from pipeline.training.data import FaceSet, load_set, to_tensor
 from pipeline.training.loop import TrainingLoop, TrainSummary, run_loop
-from pipeline.training.model_trainer import ModelTrainer, TrainContext
+from pipeline.training.model_trainer import ModelTrainer, SingleNetTrainer, TrainContext
 from pipeline.workspace import layout
 from pipeline.workspace.store import Workspace
 
@@ -49,16 +49,13 @@ def face_model_resolution(workspace: Path) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
-class EnhanceTrainer(ModelTrainer):
-    """The enhancer's step, checkpoint and preview (a model family for the shared loop)."""
+class EnhanceTrainer(SingleNetTrainer):
+    """The enhancer's step and preview (a model family for the shared loop)."""
 
     def __init__(self, ctx: TrainContext) -> None:
         super().__init__(ctx)
         self.o: EnhanceOptions = ctx.model_options
         self.faces = ctx.content
-        self.net: EnhancerNet | None = None
-        self.ddp: torch.nn.Module | None = None
-        self.opt: torch.optim.Optimizer | None = None
 
     def options_json(self) -> dict[str, Any]:
         return {"src_faces": len(self.faces)}
@@ -66,14 +63,13 @@ class EnhanceTrainer(ModelTrainer):
     def architecture(self) -> dict[str, Any]:
         return {"resolution": self.o.resolution, "width": self.o.width}
 
-    def build(self) -> None:
+    def new_net(self) -> EnhancerNet:
         assert self.o.resolution is not None
-        self.net = EnhancerNet(self.o.resolution, self.o.width).to(self.ctx.device)
-        self.opt = torch.optim.Adam(self.net.parameters(), lr=self.ctx.lr)
+        return EnhancerNet(self.o.resolution, self.o.width)
 
     @property
     def model(self) -> FaceModel:
-        assert self.net is not None
+        assert isinstance(self.net, EnhancerNet)
         return EnhancerModel(self.net)
 
     def prepare(self) -> None:
@@ -89,34 +85,19 @@ class EnhanceTrainer(ModelTrainer):
         return to_tensor(np.stack(damaged), self.ctx.device), to_tensor(np.stack(clean), self.ctx.device)
 
     def step(self, idx: np.ndarray, iteration: int, total: int, lr: float) -> dict[str, float]:
-        assert self.net is not None and self.opt is not None
-        for group in self.opt.param_groups:
-            group["lr"] = lr
-        self.net.train()
+        net, opt = self.training_net(lr)
         x, y = self._samples(idx)
-        out = (self.ddp or self.net)(x)
+        out = net(x)
         image = (out - y).abs().mean()
         detail = (fine(out) - fine(y)).abs().mean()
         loss = image + 2.0 * detail
-        self.opt.zero_grad(set_to_none=True)
+        opt.zero_grad(set_to_none=True)
         loss.backward()
-        self.opt.step()
+        opt.step()
         with torch.no_grad():
             before = (x - y).abs().mean()
         return {"loss": loss.item(), "image": image.item(), "detail": detail.item(),
                 "restored": float(1.0 - image.item() / max(before.item(), 1e-8))}
-
-    def distribute(self) -> None:
-        self.ddp = torch.nn.parallel.DistributedDataParallel(self.net)
-
-    def state_dict(self) -> dict[str, Any]:
-        assert self.net is not None and self.opt is not None
-        return {"net": self.net.state_dict(), "optimizer": self.opt.state_dict()}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        assert self.net is not None and self.opt is not None
-        self.net.load_state_dict(state["net"])
-        self.opt.load_state_dict(state["optimizer"])
 
     @torch.no_grad()
     def preview_rows(self, picks: np.ndarray) -> list[np.ndarray]:

@@ -24,7 +24,7 @@ from pipeline.models.interface import FaceModel, count_parameters
 from pipeline.models.segmenter import RESOLUTIONS, SegmenterModel, SegmenterNet
 from pipeline.training.data import FaceSet, load_mask_sets, to_tensor
 from pipeline.training.loop import TrainingLoop, TrainSummary, run_loop
-from pipeline.training.model_trainer import ModelTrainer, TrainContext
+from pipeline.training.model_trainer import ModelTrainer, SingleNetTrainer, TrainContext
 from pipeline.workspace import layout
 
 
@@ -35,16 +35,13 @@ def dice_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return (1 - (2 * (p * t).sum(1) + 1) / (p.sum(1) + t.sum(1) + 1)).mean()
 
 
-class MaskTrainer(ModelTrainer):
-    """The segmenter's step, checkpoint and preview (a model family for the shared loop)."""
+class MaskTrainer(SingleNetTrainer):
+    """The segmenter's step and preview (a model family for the shared loop)."""
 
     def __init__(self, ctx: TrainContext) -> None:
         super().__init__(ctx)
         self.o: MaskTrainOptions = ctx.model_options
         self.labelled, self.pool = ctx.content, ctx.style
-        self.net: SegmenterNet | None = None
-        self.ddp: torch.nn.Module | None = None
-        self.opt: torch.optim.Optimizer | None = None
 
     def options_json(self) -> dict[str, Any]:
         return {"occluders": self.o.occluders, "hand_masks": len(self.labelled)}
@@ -52,13 +49,12 @@ class MaskTrainer(ModelTrainer):
     def architecture(self) -> dict[str, Any]:
         return {"resolution": self.o.resolution, "width": self.o.width}
 
-    def build(self) -> None:
-        self.net = SegmenterNet(self.o.resolution, self.o.width).to(self.ctx.device)
-        self.opt = torch.optim.Adam(self.net.parameters(), lr=self.ctx.lr)
+    def new_net(self) -> SegmenterNet:
+        return SegmenterNet(self.o.resolution, self.o.width)
 
     @property
     def model(self) -> FaceModel:
-        assert self.net is not None
+        assert isinstance(self.net, SegmenterNet)
         return SegmenterModel(self.net)
 
     def prepare(self) -> None:
@@ -76,35 +72,20 @@ class MaskTrainer(ModelTrainer):
         return x, y
 
     def step(self, idx: np.ndarray, iteration: int, total: int, lr: float) -> dict[str, float]:
-        assert self.net is not None and self.opt is not None
-        for group in self.opt.param_groups:
-            group["lr"] = lr
-        self.net.train()
+        net, opt = self.training_net(lr)
         x, y = self._samples(idx)
-        logits = (self.ddp or self.net)(x)
+        logits = net(x)
         bce = F.binary_cross_entropy_with_logits(logits, y)
         dice = dice_loss(logits, y)
         loss = bce + dice
-        self.opt.zero_grad(set_to_none=True)
+        opt.zero_grad(set_to_none=True)
         loss.backward()
-        self.opt.step()
+        opt.step()
         with torch.no_grad():
             pred, truth = logits > 0, y > 0.5
             inter = (pred & truth).flatten(1).sum(1).float()
             union = (pred | truth).flatten(1).sum(1).float().clamp(min=1)
         return {"loss": loss.item(), "bce": bce.item(), "dice": dice.item(), "iou": float((inter / union).mean())}
-
-    def distribute(self) -> None:
-        self.ddp = torch.nn.parallel.DistributedDataParallel(self.net)
-
-    def state_dict(self) -> dict[str, Any]:
-        assert self.net is not None and self.opt is not None
-        return {"net": self.net.state_dict(), "optimizer": self.opt.state_dict()}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        assert self.net is not None and self.opt is not None
-        self.net.load_state_dict(state["net"])
-        self.opt.load_state_dict(state["optimizer"])
 
     @torch.no_grad()
     def _predict(self, images: np.ndarray) -> np.ndarray:

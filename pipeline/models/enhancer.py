@@ -29,11 +29,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from pipeline.core.errors import UserError
-from pipeline.models.interface import FaceModel, Predictor, check_sizes
+from pipeline.models.enhancer_options import RESOLUTIONS, WIDTHS
+from pipeline.models.interface import Predictor, SingleNetModel, check_sizes
 
-#: Sides the three stride-2 levels allow (a multiple of 8), and the first level's widths.
-RESOLUTIONS = tuple(range(64, 513, 8))
-WIDTHS = (4, 64)
 LEVELS = 3
 _RETRAIN = "restore the file or retrain with 'python main.py enhance --fresh'"
 
@@ -81,25 +79,10 @@ class _Restore(Predictor):
         return self.net(x).clamp_(0.0, 1.0)
 
 
-class EnhancerModel(FaceModel):
+class EnhancerModel(SingleNetModel):
     """The enhancer behind the model interface, so the model store and the training loop handle it."""
 
     type_name = "enhancer"
-    architecture_keys = ("resolution", "width")
-
-    def __init__(self, net: EnhancerNet) -> None:
-        self.net = net
-
-    @property
-    def network(self) -> EnhancerNet:
-        return self.net
-
-    @property
-    def resolution(self) -> int:
-        return self.net.resolution
-
-    def architecture(self) -> dict[str, Any]:
-        return {"resolution": self.net.resolution, "width": self.net.width}
 
     @classmethod
     def check_options(cls, options: dict[str, Any], source: Path | None = None, fix: str = _RETRAIN) -> None:
@@ -116,6 +99,7 @@ class EnhancerModel(FaceModel):
 
     def predictor(self, device: torch.device, precision: str = "float",
                   calibration: list[np.ndarray] | None = None) -> Predictor:
+        assert isinstance(self.net, EnhancerNet)
         return _Restore(self.net, device)
 
 

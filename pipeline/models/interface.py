@@ -112,3 +112,26 @@ class FaceModel(ABC):
     def precision_supported(self, device: torch.device, precision: str) -> bool:
         """Whether ``precision`` (float, int8) can run on ``device``; float always can."""
         return precision == "float"
+
+
+class SingleNetModel(FaceModel):
+    """A model that is one network with ``resolution`` and ``width`` (the mask segmenter, the face enhancer):
+    the model-interface parts they share, written once."""
+
+    architecture_keys = ("resolution", "width")
+
+    def __init__(self, net: nn.Module) -> None:
+        self.net = net
+        sizes: dict[str, Any] = {"resolution": net.resolution, "width": net.width}
+        self.side, self.width = int(sizes["resolution"]), int(sizes["width"])
+
+    @property
+    def network(self) -> nn.Module:
+        return self.net
+
+    @property
+    def resolution(self) -> int:
+        return self.side
+
+    def architecture(self) -> dict[str, Any]:
+        return {"resolution": self.side, "width": self.width}

@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from pipeline.core.errors import UserError
-from pipeline.models.interface import FaceModel, Predictor, check_sizes
+from pipeline.models.interface import Predictor, SingleNetModel, check_sizes
 from pipeline.models.segmenter_options import RESOLUTIONS, WIDTHS
 from pipeline.workspace.layout import MASK_MODEL_DIR  # noqa: F401 - its users import it from here
 
@@ -85,25 +85,10 @@ class _Probabilities(Predictor):
         return torch.sigmoid(self.net(x))
 
 
-class SegmenterModel(FaceModel):
+class SegmenterModel(SingleNetModel):
     """The segmenter behind the model interface, so the model store saves and loads it."""
 
     type_name = "segmenter"
-    architecture_keys = ("resolution", "width")
-
-    def __init__(self, net: SegmenterNet) -> None:
-        self.net = net
-
-    @property
-    def network(self) -> SegmenterNet:
-        return self.net
-
-    @property
-    def resolution(self) -> int:
-        return self.net.resolution
-
-    def architecture(self) -> dict[str, Any]:
-        return {"resolution": self.net.resolution, "width": self.net.width}
 
     @classmethod
     def check_options(cls, options: dict[str, Any], source: Path | None = None, fix: str = _RETRAIN) -> None:
@@ -120,6 +105,7 @@ class SegmenterModel(FaceModel):
 
     def predictor(self, device: torch.device, precision: str = "float",
                   calibration: list[np.ndarray] | None = None) -> Predictor:
+        assert isinstance(self.net, SegmenterNet)
         return _Probabilities(self.net, device)
 
 

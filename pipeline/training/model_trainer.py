@@ -140,3 +140,43 @@ class ModelTrainer(ABC):
     def log_lines(self) -> list[str]:
         """What to tell the user about the network before training (parameters, features, layers)."""
         return []
+
+
+class SingleNetTrainer(ModelTrainer):
+    """A family that is one network with one Adam optimizer (the mask segmenter, the face enhancer): its build,
+    checkpoint and several-process parts, written once; a subclass says which network (``new_net``) and its step."""
+
+    def __init__(self, ctx: TrainContext) -> None:
+        super().__init__(ctx)
+        self.net: torch.nn.Module | None = None
+        self.ddp: torch.nn.Module | None = None
+        self.opt: torch.optim.Optimizer | None = None
+
+    @abstractmethod
+    def new_net(self) -> torch.nn.Module:
+        """The untrained network (the loop has seeded torch just before)."""
+
+    def build(self) -> None:
+        self.net = self.new_net().to(self.ctx.device)
+        self.opt = torch.optim.Adam(self.net.parameters(), lr=self.ctx.lr)
+
+    def training_net(self, lr: float) -> tuple[torch.nn.Module, torch.optim.Optimizer]:
+        """(what to run forward this step, in train mode, the DDP wrapper when there is one; the optimizer at
+        ``lr``)."""
+        assert self.net is not None and self.opt is not None
+        for group in self.opt.param_groups:
+            group["lr"] = lr
+        self.net.train()
+        return self.ddp or self.net, self.opt
+
+    def distribute(self) -> None:
+        self.ddp = torch.nn.parallel.DistributedDataParallel(self.net)
+
+    def state_dict(self) -> dict[str, Any]:
+        assert self.net is not None and self.opt is not None
+        return {"net": self.net.state_dict(), "optimizer": self.opt.state_dict()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        assert self.net is not None and self.opt is not None
+        self.net.load_state_dict(state["net"])
+        self.opt.load_state_dict(state["optimizer"])
