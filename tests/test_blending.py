@@ -78,16 +78,23 @@ def test_cloning_the_target_onto_itself_is_within_one_grey_level(frame, landmark
         assert diff.max() <= 1, (box, diff.max())
 
 
-@pytest.mark.parametrize("work_size", [128, 1024], ids=["downscaled", "full-resolution"])
-def test_cloning_the_target_onto_itself_has_no_shift(frame, landmarks, work_size):
+@pytest.mark.parametrize("solver, work_size", [
+    ("opencv", 128),
+    pytest.param("opencv", 1024, marks=pytest.mark.xfail(strict=True, reason=(
+        "full-resolution path only (not used by convert at these sizes): cv2.seamlessClone truncates "
+        "its float solution, and at this size the offset measured on a flat probe image (subtracted "
+        "by _seamless) does not match the textured image's, so cloning onto itself still darkens "
+        "the first region by 0.91 grey level"))),
+    ("dst", 128), ("dst", 1024),
+], ids=["opencv-downscaled", "opencv-full-resolution", "dst-downscaled", "dst-full-resolution"])
+def test_cloning_the_target_onto_itself_has_no_shift(frame, landmarks, solver, work_size):
     for box in REGIONS:
         target, hull = _region(frame, landmarks, box)
-        out = poisson_clone(target.copy(), target, hull.astype(np.float32) / 255.0, work_size=work_size)
+        out = poisson_clone(target.copy(), target, hull.astype(np.float32) / 255.0, work_size=work_size,
+                            solver=solver)
         diff = out.astype(np.int16) - target
-        # the sine solver is exact: 0.0 in every region at both sizes (cv2.seamlessClone, which
-        # truncates its solution, needed an offset probe and still darkened the full-resolution
-        # first region by 0.91 grey level); inside the mask (outside it, the caller's soft mask
-        # fades the result out)
+        # the sine solver is exact: 0.0 in every region at both sizes; inside the mask (outside it,
+        # the caller's soft mask fades the result out)
         assert np.abs(diff[hull > 127]).mean() < 0.05, (box, diff[hull > 127].mean())
 
 
