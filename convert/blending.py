@@ -383,13 +383,31 @@ def _seamless(face: np.ndarray, target: np.ndarray, mask: np.ndarray) -> tuple[n
     # seamlessClone centres the mask's bounding box on this point: (x + w // 2, y + h // 2)
     # puts it back on itself exactly.
     centre = (x + w // 2, y + h // 2)
-    # measured for every face: it depends on the mask's shape, not only its box, so a cache
-    # keyed on the box gave an offset that depended on which frame came first
-    flat = np.full(target.shape, 128, np.uint8)
-    # a copy: seamlessClone writes into its mask argument
-    probe = cv2.seamlessClone(flat, flat, binary.copy(), centre, cv2.NORMAL_CLONE)
-    offset = float(probe[binary > 0].astype(np.float32).mean() - 128.0)
+    # the offset depends on the mask's shape (which of the probe's pixels it averages), so it is
+    # measured for every face (a cache of offsets keyed on the box made it depend on which frame
+    # came first); the probe's pixels themselves depend only on the box's size
+    probe = _flat_probe(h, w)
+    offset = float(probe[binary[y:y + h, x:x + w] > 0].astype(np.float32).mean() - 128.0)
     return cv2.seamlessClone(face, target, binary, centre, cv2.NORMAL_CLONE), offset
+
+
+@functools.lru_cache(maxsize=512)
+def _flat_probe(h: int, w: int) -> np.ndarray:
+    """cv2.seamlessClone of a flat grey image onto itself over an h x w box, as it comes out (h x w x 3).
+
+    Why cached by size alone: for a flat image both guidance fields are zero whatever the
+    mask (the face's differences are taken only 3 px inside it), so OpenCV solves the same
+    problem, the box's ring fixed to 128, for every mask with that box; its rounding errors,
+    which truncation turns into the offset, are then the same too. One call of the two a face
+    made before (about 3 ms) is saved, the output unchanged.
+    """
+    flat = np.full((h + 2, w + 2, 3), 128, np.uint8)
+    box = np.zeros((h + 2, w + 2), np.uint8)
+    box[1:h + 1, 1:w + 1] = 255
+    out = cv2.seamlessClone(flat, flat, box, (1 + w // 2, 1 + h // 2), cv2.NORMAL_CLONE)
+    out = out[1:h + 1, 1:w + 1].copy()
+    out.flags.writeable = False
+    return out
 
 
 def _with_detail(face: np.ndarray, source: np.ndarray, face_to_crop: np.ndarray, region: Region, roi: np.ndarray,

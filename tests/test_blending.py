@@ -315,3 +315,21 @@ def test_a_mask_reaching_the_crop_edge_fades_out_inside_the_crop():
     assert soft[0].max() == 0.0 and soft[:, 0].max() == 0.0 and soft[-1].max() == 0.0
     column = soft[:, 128]
     assert np.all(np.diff(column[:24]) >= 0) and column[3] < 0.5 and column[24] > 0.99   # a ramp, not a step
+
+
+def test_the_flat_probe_depends_only_on_the_box_size():
+    """_seamless reuses the flat probe per box size: the offset it gives equals a fresh probe's for
+    masks of every shape (60 ellipses of random size, place and angle in frames of random size)."""
+    from convert.blending import _flat_probe
+    rng = np.random.default_rng(1)
+    for _ in range(60):
+        height, width = (int(v) for v in rng.integers(80, 130, 2))
+        mask = np.zeros((height, width), np.float32)
+        centre = (int(rng.integers(35, width - 35)), int(rng.integers(35, height - 35)))
+        axes = (int(rng.integers(15, 33)), int(rng.integers(15, 33)))
+        cv2.ellipse(mask, centre, axes, float(rng.uniform(0, 90)), 0, 360, 1.0, -1)
+        binary = _clone_mask(mask)
+        x, y, w, h = cv2.boundingRect(binary)
+        flat = np.full((height, width, 3), 128, np.uint8)
+        fresh = cv2.seamlessClone(flat, flat, binary.copy(), (x + w // 2, y + h // 2), cv2.NORMAL_CLONE)
+        assert np.array_equal(fresh[y:y + h, x:x + w], _flat_probe(h, w))
