@@ -264,7 +264,8 @@ class _FaceWork:
                                 prep.crop, self.opts.detail, self.opts.detail_gate, self.opts.sharpen_new, times)
             if self.mark is not None:
                 with times.step("watermark"):
-                    self.mark.embed(out, prep.plan.landmarks, prep.plan.frame)
+                    self.mark.embed(out, prep.plan.landmarks, prep.plan.frame,
+                                    pasted=(prep.alpha, prep.plan.to_aligned))
         return out
 
 

@@ -62,9 +62,13 @@ class Watermark:
         """The +-1 signs of frame ``frame_index`` (``CELLS`` a side)."""
         return _cells(self.key, frame_index % PERIOD)
 
-    def embed(self, frame: np.ndarray, landmarks: np.ndarray, frame_index: int,
-              amplitude: float = AMPLITUDE) -> None:
-        """Add the mark to the face with ``landmarks`` in ``frame`` (RGB uint8, changed in place)."""
+    def embed(self, frame: np.ndarray, landmarks: np.ndarray, frame_index: int, amplitude: float = AMPLITUDE,
+              pasted: tuple[np.ndarray, np.ndarray] | None = None) -> None:
+        """Add the mark to the face with ``landmarks`` in ``frame`` (RGB uint8, changed in place).
+
+        ``pasted``: (alpha, frame -> alpha transform), the share of each pixel the swap replaced; the mark
+        goes only there (a face convert pasted nothing over stays as it was).
+        """
         to_grid = geometry.face_transform(landmarks, "full", GRID)
         w = _hull_weight(geometry.transform_points(landmarks, to_grid))
         pattern = cv2.resize(self.cells(frame_index), (GRID, GRID), interpolation=cv2.INTER_NEAREST)
@@ -76,9 +80,15 @@ class Watermark:
         if x1 <= x0 or y1 <= y0:
             return
         local = geometry.compose(to_grid, np.array([[1.0, 0.0, x0], [0.0, 1.0, y0]]))
-        field = cv2.warpAffine(signal, local, (int(x1 - x0), int(y1 - y0)),
-                               flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_CONSTANT,
-                               borderValue=0)
+        size = (int(x1 - x0), int(y1 - y0))
+        field = cv2.warpAffine(signal, local, size, flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+                               borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+        if pasted is not None:
+            alpha, to_alpha = pasted
+            share = alpha.astype(np.float32) / (255.0 if alpha.dtype == np.uint8 else 1.0)
+            shift = geometry.compose(np.asarray(to_alpha, np.float64), np.array([[1.0, 0.0, x0], [0.0, 1.0, y0]]))
+            field = field * cv2.warpAffine(share, shift, size, flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+                                           borderMode=cv2.BORDER_CONSTANT, borderValue=0)
         roi = frame[y0:y1, x0:x1]
         roi[:] = np.clip(roi.astype(np.float32) + field[..., None], 0, 255).round().astype(np.uint8)
 
