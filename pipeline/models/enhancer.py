@@ -28,9 +28,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from pipeline.core.errors import UserError
 from pipeline.models.enhancer_options import RESOLUTIONS, WIDTHS
-from pipeline.models.interface import Predictor, SingleNetModel, check_sizes
+from pipeline.models.interface import Predictor, SingleNetModel
 
 LEVELS = 3
 _RETRAIN = "restore the file or retrain with 'python main.py enhance --fresh'"
@@ -83,19 +82,8 @@ class EnhancerModel(SingleNetModel):
     """The enhancer behind the model interface, so the model store and the training loop handle it."""
 
     type_name = "enhancer"
-
-    @classmethod
-    def check_options(cls, options: dict[str, Any], source: Path | None = None, fix: str = _RETRAIN) -> None:
-        resolution, width = options.get("resolution"), options.get("width")
-        if resolution not in RESOLUTIONS or not isinstance(width, int) or isinstance(width, bool):
-            raise UserError(f"enhancer options {source} have an invalid resolution/width ({resolution!r}, "
-                            f"{width!r}); {fix}")
-        check_sizes(options, {"width": WIDTHS}, source, fix, what="enhancer options")
-
-    @classmethod
-    def from_options(cls, options: dict[str, Any], source: Path | None = None) -> EnhancerModel:
-        cls.check_options(options, source)
-        return cls(EnhancerNet(options["resolution"], options["width"]))
+    net_class = EnhancerNet
+    resolutions, widths, what, retrain = RESOLUTIONS, WIDTHS, "enhancer options", _RETRAIN
 
     def predictor(self, device: torch.device, precision: str = "float",
                   calibration: list[np.ndarray] | None = None) -> Predictor:

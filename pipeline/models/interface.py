@@ -116,9 +116,29 @@ class FaceModel(ABC):
 
 class SingleNetModel(FaceModel):
     """A model that is one network with ``resolution`` and ``width`` (the mask segmenter, the face enhancer):
-    the model-interface parts they share, written once."""
+    the model-interface parts they share, written once. A subclass names its network class, the sizes its
+    options declare, what its options.json is called in a message and how to retrain it."""
 
     architecture_keys = ("resolution", "width")
+    net_class: ClassVar[type[nn.Module]]
+    resolutions: ClassVar[tuple[int, ...]]
+    widths: ClassVar[tuple[int, int]]
+    what: ClassVar[str]
+    retrain: ClassVar[str]
+
+    @classmethod
+    def check_options(cls, options: dict[str, Any], source: Path | None = None, fix: str = "") -> None:
+        fix = fix or cls.retrain
+        resolution, width = options.get("resolution"), options.get("width")
+        if resolution not in cls.resolutions or not isinstance(width, int) or isinstance(width, bool) or width < 1:
+            raise UserError(f"{cls.what} {source} have an invalid resolution/width ({resolution!r}, {width!r}); "
+                            f"{fix}")
+        check_sizes(options, {"width": cls.widths}, source, fix, what=cls.what)
+
+    @classmethod
+    def from_options(cls, options: dict[str, Any], source: Path | None = None) -> SingleNetModel:
+        cls.check_options(options, source)
+        return cls(cls.net_class(options["resolution"], options["width"]))
 
     def __init__(self, net: nn.Module) -> None:
         self.net = net

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import hashlib
 from pathlib import Path
-from typing import Any
 
 import cv2
 import numpy as np
@@ -27,8 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from pipeline.core.errors import UserError
-from pipeline.models.interface import Predictor, SingleNetModel, check_sizes
+from pipeline.models.interface import Predictor, SingleNetModel
 from pipeline.models.segmenter_options import RESOLUTIONS, WIDTHS
 from pipeline.workspace.layout import MASK_MODEL_DIR  # noqa: F401 - its users import it from here
 
@@ -89,19 +87,8 @@ class SegmenterModel(SingleNetModel):
     """The segmenter behind the model interface, so the model store saves and loads it."""
 
     type_name = "segmenter"
-
-    @classmethod
-    def check_options(cls, options: dict[str, Any], source: Path | None = None, fix: str = _RETRAIN) -> None:
-        resolution, width = options.get("resolution"), options.get("width")
-        if resolution not in RESOLUTIONS or not isinstance(width, int) or isinstance(width, bool) or width < 1:
-            raise UserError(f"mask model options {source} have an invalid resolution/width ({resolution!r}, "
-                            f"{width!r}); {fix}")
-        check_sizes(options, {"width": WIDTHS}, source, fix, what="mask model options")
-
-    @classmethod
-    def from_options(cls, options: dict[str, Any], source: Path | None = None) -> SegmenterModel:
-        cls.check_options(options, source)
-        return cls(SegmenterNet(options["resolution"], options["width"]))
+    net_class = SegmenterNet
+    resolutions, widths, what, retrain = RESOLUTIONS, WIDTHS, "mask model options", _RETRAIN
 
     def predictor(self, device: torch.device, precision: str = "float",
                   calibration: list[np.ndarray] | None = None) -> Predictor:
