@@ -102,3 +102,14 @@ def test_enhance_without_src_faces_is_one_line_and_writes_nothing(tmp_path):
     res = run_cli("enhance", "--workspace", ws, "--iterations", "2")
     clean_error(res, str(ws))
     assert not ws.exists() or not layout.enhancer_dir(ws).exists()
+
+
+def test_convert_refuses_an_enhancer_made_for_another_resolution_and_writes_nothing(small_ws):
+    """The face model makes 128 px faces; an enhancer for 64 px ones is one line, the workspace as it was."""
+    from pipeline.models.store import save_model
+    from tests.conftest import snapshot
+    save_model(layout.enhancer_dir(small_ws), EnhancerModel(EnhancerNet(64, 8)), {"iteration": 0})
+    before = snapshot(small_ws)
+    clean_error(run_cli("convert", "--workspace", small_ws), "restores 64 px faces", "128 px", "--enhance 0")
+    assert snapshot(small_ws) == before
+    assert run_cli("convert", "--workspace", small_ws, "--enhance", "0").returncode == 0
