@@ -125,6 +125,10 @@ class LossFeatures:
         """Face masks in the pixels the features see."""
         return masks
 
+    def points(self, landmarks: torch.Tensor, geom) -> torch.Tensor:
+        """(B,K,2) landmarks in crop pixels -> normalised coordinates (-1..1) of the feature maps."""
+        return (landmarks * 2.0 + 1.0) / self.resolution - 1.0
+
 
 class FaceFeatures(LossFeatures):
     """dlib ResNet features of aligned faces, warped to their chips (see module docstring)."""
@@ -147,6 +151,14 @@ class FaceFeatures(LossFeatures):
 
     def masks(self, masks: torch.Tensor, geom: ChipGeometry) -> torch.Tensor:
         return to_chips(masks.expand(-1, 3, -1, -1), geom, blur=False)[:, :1] / 255.0
+
+    def points(self, landmarks: torch.Tensor, geom: ChipGeometry) -> torch.Tensor:
+        """Crop pixels -> the chip's normalised coordinates (the inverse of each chip warp)."""
+        crop = super().points(landmarks, geom)
+        b = geom.thetas.shape[0]
+        full = torch.cat([geom.thetas, torch.tensor([0, 0, 1.0], device=geom.thetas.device).expand(b, 1, 3)], dim=1)
+        inv = torch.linalg.inv(full.double()).to(crop.dtype)
+        return crop @ inv[:, :2, :2].transpose(1, 2) + inv[:, None, :2, 2]
 
     def descriptor(self, images: torch.Tensor, geom: ChipGeometry) -> torch.Tensor:
         return self.net(to_chips(images, geom))

@@ -130,13 +130,17 @@ def _box_sum(x: Tensor, k: int) -> Tensor:
     return s.reshape(*lead, *s.shape[-2:])
 
 
-def style_loss(out_feat: Tensor, style_feats: Tensor, k: int = 1, mask: Tensor | None = None) -> Tensor:
+def style_loss(out_feat: Tensor, style_feats: Tensor, k: int = 1, mask: Tensor | None = None,
+               valid: Tensor | None = None) -> Tensor:
     """Patch-based style loss at one layer: mean over positions of min over the N style images
     of the cosine distance (1 - cos) between the output's k x k patch and the style image's
     patch at the same position.
 
     out_feat (B,C,H,W); style_feats (B,N,C,H,W); odd k >= 1, zero padding at the borders.
     Comparing only the same position (faces are aligned) is what makes the paper's loss cheap.
+    ``valid`` (B,N,H,W), optional: False where a style image has nothing to offer (not its face,
+    see ``train/style_warp.py``); such candidates are never the closest, and a position where
+    none is valid adds a constant (no push either way).
 
     Memory: a k x k patch's dot product and squared norm are sums over the neighbourhood of
     per-position channel dot products and squared norms, so for any k we only reduce over
@@ -158,7 +162,12 @@ def style_loss(out_feat: Tensor, style_feats: Tensor, k: int = 1, mask: Tensor |
     # (dead ReLUs) gets a bounded gradient instead of 1/0.
     eps = _STYLE_EPS_REL * s_sq.detach().mean() + _EPS
     cos = dot / (torch.sqrt(o_sq + eps) * torch.sqrt(s_sq + eps))
-    dist = (1.0 - cos).amin(dim=1, keepdim=True)                         # (B,1,H,W), closest image
+    far = 1.0 - cos
+    if valid is not None:
+        if k > 1:       # a patch counts only where all of it is valid
+            valid = -F.max_pool2d(-valid.float(), k, stride=1, padding=k // 2) > 0.5
+        far = torch.where(valid, far, torch.full_like(far, 2.0))
+    dist = far.amin(dim=1, keepdim=True)                                 # (B,1,H,W), closest image
     m = None if mask is None else resize_mask(mask, tuple(out_feat.shape[-2:]))
     return masked_mean(dist, m)
 

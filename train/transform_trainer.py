@@ -23,7 +23,7 @@ from pipeline.models.transform_net import TransformNet
 from pipeline.models.transform_options import TransformOptions, default_width
 from pipeline.training.data import nearest_styles, to_tensor
 from pipeline.training.model_trainer import ModelTrainer, TrainContext
-from train import losses
+from train import losses, style_warp
 from train.features import ChipGeometry, FaceFeatures, Layers, check_layers, create_features
 
 log = logging.getLogger("train")
@@ -77,8 +77,8 @@ class TransformTrainer(ModelTrainer):
         o = self.o
         return {"features": o.features, "content_layers": self.layers.content, "style_layers": self.layers.style,
                 "patch": o.patch, "normalisation": "rgb 0..1",
-                "n_best": o.n_best, "alpha": self.alpha_max, "alpha_ramp": o.alpha_ramp, "beta": o.beta,
-                "gamma": o.gamma, "identity_weight": o.identity_weight}
+                "n_best": o.n_best, "style_warp": o.style_warp, "alpha": self.alpha_max, "alpha_ramp": o.alpha_ramp,
+                "beta": o.beta, "gamma": o.gamma, "identity_weight": o.identity_weight}
 
     def resume_keys(self) -> tuple[str, ...]:
         return ("features", "content_layers", "style_layers", "patch")
@@ -142,14 +142,22 @@ class TransformTrainer(ModelTrainer):
     def prepare(self) -> None:
         """Style-layer features of every style face (and flip), computed once."""
         cache: dict[str, list[torch.Tensor]] = {name: [] for name in self.layers.style}
+        faces: dict[str, list[torch.Tensor]] = {name: [] for name in self.layers.style}
+        points = []
         for start in range(0, len(self.style), 32):
             sl = slice(start, start + 32)
             imgs = to_tensor(self.style.images[sl], self.device)
             geom = self.feats.prepare(self.style, sl)
             out = self.feats.features(imgs, geom, self.layers.style)
+            face = self.feats.masks(to_tensor(self.style.masks[sl], self.device), geom)
+            points.append(self.feats.points(torch.from_numpy(self.style.landmarks[sl]).float().to(self.device), geom))
             for name in self.layers.style:
                 cache[name].append(out[name])
+                faces[name].append(losses.resize_mask(face, tuple(out[name].shape[-2:])).half())
         self.style_cache = {k: torch.cat(v) for k, v in cache.items()}
+        # where each style face is face, and its landmarks, in the feature maps' coordinates (style_warp)
+        self.style_face = {k: torch.cat(v) for k, v in faces.items()}
+        self.style_points = torch.cat(points)
         # identity target: the mean descriptor of each content face's N_best style faces
         if self.id_net is not None:
             if self.style.descriptors is not None:
@@ -197,7 +205,8 @@ class TransformTrainer(ModelTrainer):
                                           {k: fx[k] / scale[k] for k in self.layers.content},
                                           self.layers.content, mf)
             nb = torch.from_numpy(self.nbest[idx]).to(self.device)
-            style = sum(losses.style_loss(fy[k], self.style_cache[k][nb], o.patch, mf) for k in self.layers.style)
+            grids = self._style_grids(idx, nb, geom)
+            style = sum(self._style_term(k, fy[k], nb, grids, mf) for k in self.layers.style)
             # shading, skin tone and no colour fringes: the dst's look, the src's shapes
             light = losses.light_loss(y, x, m) + losses.colour_loss(y, x, m) + losses.chroma_change_loss(y, x, m)
             tv = losses.tv_loss(y)
@@ -210,6 +219,23 @@ class TransformTrainer(ModelTrainer):
                                                        self.targets[torch.from_numpy(idx).to(self.device)])
                 terms["identity"] = o.identity_weight * raw["identity"]
         return y, terms, raw, alpha
+
+    def _style_grids(self, idx: np.ndarray, nb: torch.Tensor, geom: Any) -> torch.Tensor | None:
+        """Where each dst face's feature positions fall in each of its style faces (``--style-warp``)."""
+        if not self.o.style_warp:
+            return None
+        n = nb.shape[1]
+        dst = self.feats.points(torch.from_numpy(self.content.landmarks[idx]).float().to(self.device), geom)
+        return style_warp.tps_grids(dst.repeat_interleave(n, dim=0), self.style_points[nb.reshape(-1)])
+
+    def _style_term(self, layer: str, out: torch.Tensor, nb: torch.Tensor, grids: torch.Tensor | None,
+                    mask: torch.Tensor) -> torch.Tensor:
+        """One style layer's loss, against the style faces as they are or brought into the dst face's shape."""
+        styles = self.style_cache[layer][nb]
+        if grids is None:
+            return losses.style_loss(out, styles, self.o.patch, mask)
+        warped, valid = style_warp.warp_styles(styles, self.style_face[layer][nb], grids)
+        return losses.style_loss(out, warped, self.o.patch, mask, valid)
 
     def step(self, idx: np.ndarray, iteration: int, total: int, lr: float) -> dict[str, float]:
         for group in self.optimizer.param_groups:
