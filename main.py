@@ -15,8 +15,8 @@ from pipeline.core.errors import UserError
 from pipeline.core.options import add_arguments
 
 #: the command packages, in the order ``main.py --help`` lists them
-PACKAGES = ("extract", "train", "enhance", "convert", "evaluate", "verify", "info", "models", "masks", "studio",
-            "export", "migrate")
+PACKAGES = ("extract", "train", "enhance", "convert", "evaluate", "verify", "consent", "info", "models", "masks",
+            "studio", "export", "migrate")
 
 
 def commands() -> dict[str, Command]:

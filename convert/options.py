@@ -100,6 +100,17 @@ class ConvertOptions(DeviceOptions):
                                         default_text="this machine's key, made on first use: $FACE_WATERMARK_KEY, "
                                                      "else ~/.config/faceswap-workbench/watermark.key",
                                         help="the watermark's key file (64 hex digits); give verify the same file")
+    credentials: bool = option(True, action="toggle",
+                               help="C2PA content credentials signed into the result (made by a trained algorithm; "
+                                    "dst and src set by hash, model hash, these settings, consent recorded or not); "
+                                    "--no-credentials leaves them out and says so")
+    sign_key: Path | None = option(None, metavar="FILE",
+                                   default_text="the config entry ~/.config/faceswap-workbench/signing.json, else "
+                                                "this machine's self-signed key made on first use ($FACE_SIGNING_DIR "
+                                                "or ~/.config/faceswap-workbench/signing/)",
+                                   help="PEM private key that signs the content credentials (with --sign-cert)")
+    sign_cert: Path | None = option(None, metavar="FILE",
+                                    help="PEM certificate chain of --sign-key, the signing certificate first")
     crf: int = option(18, low=0, high=51, help="H.264 quality (lower = better and larger; 18 is visually lossless)")
     preset: str = option("medium", choices=("ultrafast", "superfast", "veryfast", "faster", "fast", "medium",
                                             "slow", "slower", "veryslow"), help="x264 speed preset")

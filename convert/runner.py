@@ -23,6 +23,7 @@ from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from tqdm import tqdm
@@ -38,6 +39,9 @@ from pipeline.core.video import FrameReader, FrameWriter
 from pipeline.faces.people import parse_person
 from pipeline.provenance.keys import default_key_path
 from pipeline.workspace import layout
+
+if TYPE_CHECKING:
+    from convert.credentials import Credentials
 
 log = logging.getLogger("convert")
 
@@ -85,7 +89,7 @@ def remove_stale_outputs(output: Path) -> int:
     """Temp videos of earlier converts to ``output`` that were killed (their process is gone)."""
     count = 0
     for tmp in output.parent.glob(f".{output.stem}.*.tmp{output.suffix}"):
-        pid = tmp.name[len(output.stem) + 2:-len(f".tmp{output.suffix}")]
+        pid = tmp.name[len(output.stem) + 2:-len(f".tmp{output.suffix}")].removesuffix(".signed")
         if pid.isdigit() and int(pid) != os.getpid() and not pid_alive(int(pid)):
             remove_quietly(tmp)
             count += 1
@@ -181,6 +185,10 @@ def _torch_threads(count: int) -> Iterator[None]:
 def _convert(opts: ConvertOptions, stills: dict[int, np.ndarray] | None) -> ConvertSummary:
     output = Path(opts.output) if opts.output is not None else layout.default_output(opts.workspace)
     span: list[int] = []
+    material = None
+    if not opts.preview and opts.credentials:
+        from convert.credentials import signing_material
+        material = signing_material(opts, output)
 
     def before_model(input_path: Path, video: dict) -> None:
         total = int(video["frames"])
@@ -204,6 +212,15 @@ def _convert(opts: ConvertOptions, stills: dict[int, np.ndarray] | None) -> Conv
     if person_line:
         log.info("%s", person_line)
     work = renderer.work(opts)
+    credentials = None
+    if material is not None:
+        from convert.credentials import Credentials
+        credentials = Credentials(opts, material, renderer.input_path, renderer.network.model_dir,
+                                  renderer.network.meta, work.mark.key_id if work.mark is not None else None)
+        credentials.notices()
+    elif not opts.preview:
+        log.warning("convert: --no-credentials: the video will carry no content credentials (C2PA) saying it was "
+                    "made by a trained algorithm")
     if work.mark is not None:
         log.info("convert: watermark in every swapped face, key %s (%s); 'python main.py verify VIDEO' finds it",
                  work.mark.key_id, opts.watermark_key or default_key_path())
@@ -223,8 +240,12 @@ def _convert(opts: ConvertOptions, stills: dict[int, np.ndarray] | None) -> Conv
             stale = remove_stale_outputs(output)
             if stale:
                 log.info("convert: removed %d temp video(s) left by an earlier convert that was killed", stale)
-            summary = _render(opts, renderer.input_path, renderer.video, renderer.network, work, plans, excluded,
-                              start, end, output, None)
+            try:
+                summary = _render(opts, renderer.input_path, renderer.video, renderer.network, work, plans,
+                                  excluded, start, end, output, None, credentials=credentials)
+            finally:
+                if credentials is not None:
+                    credentials.close()
     summary.person = person_line
     return summary
 
@@ -232,7 +253,7 @@ def _convert(opts: ConvertOptions, stills: dict[int, np.ndarray] | None) -> Conv
 def _render(opts: ConvertOptions, input_path: Path, video: dict, network: _Network, work: _FaceWork,
             plans: dict[int, list[FacePlan]], excluded: dict[int, str], start: int, end: int,
             output: Path | None, preview_dir: Path | None,
-            stills: dict[int, np.ndarray] | None = None) -> ConvertSummary:
+            stills: dict[int, np.ndarray] | None = None, credentials: Credentials | None = None) -> ConvertSummary:
     summary = ConvertSummary(output=output)
     width, height, fps = int(video["width"]), int(video["height"]), float(video["fps"])
     wanted = None
@@ -293,6 +314,9 @@ def _render(opts: ConvertOptions, input_path: Path, video: dict, network: _Netwo
         if writer is not None:
             with times.step("waiting"):
                 writer.close()
+            if credentials is not None and tmp is not None and output is not None:
+                with times.step("credentials"):
+                    tmp = credentials.sign(tmp, output, summary.frames)
             commit_file(tmp, output)
         ok = True
     finally:

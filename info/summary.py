@@ -87,6 +87,7 @@ def summarise(ws: Workspace) -> dict:
                 info["sources_without_face"].append(fr.source if meta.kind != "video"
                                                     else f"{fr.source}#{fr.frame_index}")
     out["model"] = model_summary(layout.model_dir(ws.root))
+    out["consent"] = _consent(ws.root)
     return out
 
 
@@ -180,4 +181,23 @@ def format_info(summary: dict) -> str:
         lines.append(f"  model: {m['type']} {m['resolution']} px ({size}) on '{m['face_type']}' faces, iteration "
                      f"{m['iteration']}" + (f" of {m['iterations']}" if m["iterations"] else "")
                      + ("" if m["weights"] else "; weights.pt missing"))
+    consent = summary.get("consent") or []
+    if isinstance(consent, dict):
+        lines.append(f"  consent: {consent['error']}")
+    elif not consent:
+        lines.append("  consent: none recorded (python main.py consent add --set src --name NAME --document FILE)")
+    for r in consent if isinstance(consent, list) else []:
+        doc = r.get("document") or {}
+        lines.append(f"  consent: {r.get('set')}: {r.get('name')}, {r.get('recorded_at')}, {doc.get('name')} "
+                     f"SHA-256 {doc.get('sha256')}" + (f" (copy {doc['copy']})" if doc.get("copy") else ""))
     return "\n".join(lines)
+
+
+def _consent(root: Path) -> list | dict:
+    """The consent records (``main.py consent add``); a damaged file is reported, not raised: info only reads."""
+    from pipeline.core.errors import UserError
+    from pipeline.provenance.consent import read_records
+    try:
+        return read_records(root)
+    except UserError as err:
+        return {"error": str(err)}

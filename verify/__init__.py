@@ -18,9 +18,12 @@ def _run(args: argparse.Namespace) -> int:
 
 
 COMMAND = Command(
-    "verify", help="look for the watermark convert puts in every swapped face (exit 0 marked, 1 not, 3 partly)",
-    description="Find the faces of every frame and look for this tool's keyed watermark in each, without the "
-                "original; a frame counts as marked when the evidence of --window frames around it passes. Exit "
-                "code 0: marked (at least half the frames with a face), 1: not marked, 3: partly marked.",
+    "verify", help="check the content credentials and the watermark convert puts in a video (exit 0 marked, "
+                   "1 not, 3 damaged)",
+    description="Read and validate the C2PA content credentials (signature, hashes), then find the faces of every "
+                "frame and look for this tool's keyed watermark in each, without the original; a frame counts as "
+                "marked when the evidence of --window frames around it passes. Exit code 0: marked (valid "
+                "credentials, or the watermark in at least half the frames with a face), 1: not marked, 3: damaged "
+                "(credentials present but invalid, or the watermark in part of the frames only).",
     options=(VerifyOptions,), run=_run,
     interrupted="interrupted; nothing was written")

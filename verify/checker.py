@@ -8,25 +8,34 @@ standard deviations (without the mark that sum is a standard normal variable). T
 verdict: *marked* when at least half of the frames with a face are, *not marked* when none
 is, *partly marked* in between (a video cut together from marked and unmarked shots, or
 damaged).
+
+Before the frames, the C2PA content credentials convert signed into the file are read and
+validated (signature, assertion hashes, the hash of every byte of the video outside the
+manifest): a manifest that is there but does not validate (frames cut, bytes changed,
+manifest edited) makes the verdict *damaged*, whatever the watermark says: a changed video
+must never read as marked and intact. Without a manifest (a re-encode drops it) the
+watermark alone decides, and the verdict says the credentials are missing.
 """
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from tqdm import tqdm
 
 from pipeline.core.errors import UserError
 from pipeline.core.video import FrameReader, probe
+from pipeline.provenance.credentials import Credentials, read_credentials
 from pipeline.provenance.keys import default_key_path, load_key
 from pipeline.provenance.watermark import THRESHOLD, Watermark, window_scores
 from verify.options import VerifyOptions
 
 log = logging.getLogger("verify")
 
-#: exit codes: the verdict is what a script checks
-MARKED, NOT_MARKED, PARTLY = 0, 1, 3
+#: exit codes: the verdict is what a script checks (2: bad input, as every command)
+MARKED, NOT_MARKED, DAMAGED = 0, 1, 3
 
 
 @dataclass
@@ -40,39 +49,76 @@ class Verdict:
     first_marked: int | None = None
     last_marked: int | None = None
     scores: dict[int, float] = field(default_factory=dict)
+    credentials: Credentials = field(default_factory=Credentials)
 
     @property
-    def verdict(self) -> str:
+    def watermark_verdict(self) -> str:
         if self.frames_marked == 0:
             return "not marked"
         return "marked" if self.frames_marked * 2 >= self.frames_with_face else "partly marked"
 
     @property
+    def verdict(self) -> str:
+        """damaged (credentials there but invalid, or the mark in part of the frames only), marked, not marked."""
+        if self.credentials.damaged:
+            return "damaged"
+        if self.credentials.valid:
+            return "marked"
+        mark = self.watermark_verdict
+        return "damaged" if mark == "partly marked" else mark
+
+    @property
     def exit_code(self) -> int:
-        return {"marked": MARKED, "not marked": NOT_MARKED}.get(self.verdict, PARTLY)
+        return {"marked": MARKED, "not marked": NOT_MARKED}.get(self.verdict, DAMAGED)
+
+    def credentials_text(self) -> str:
+        c = self.credentials
+        if not c.found:
+            return "no content credentials"
+        if c.damaged:
+            return f"content credentials INVALID ({', '.join(c.failures) or c.state})"
+        who = f"signed by {c.signer}" + (" (trusted)" if c.state == "Trusted" else " (signer not on a trust list)")
+        what = ", made by a trained algorithm" if c.trained_algorithmic else ""
+        consent = (c.ours or {}).get("consent", {})
+        said = ("; consent recorded" if consent.get("recorded") else "; no consent recorded") if consent else ""
+        return f"content credentials valid, {who}{what}{said}"
 
     def line(self) -> str:
         share = 100.0 * self.frames_marked / max(self.frames_with_face, 1)
         where = f", frames {self.first_marked}-{self.last_marked}" if self.first_marked is not None else ""
-        return (f"verify: {self.video}: {self.verdict} - watermark of key {self.key_id} found in "
-                f"{self.frames_marked} of {self.frames_with_face} frames with a face ({share:.1f} %{where}; "
+        return (f"verify: {self.video}: {self.verdict} - {self.credentials_text()}; watermark of key {self.key_id} "
+                f"found in {self.frames_marked} of {self.frames_with_face} frames with a face ({share:.1f} %{where}; "
                 f"{self.frames} frames, verdict over {self.window} frames)")
 
     def to_json(self) -> dict[str, Any]:
-        return {"video": self.video, "verdict": self.verdict, "key_id": self.key_id, "frames": self.frames,
+        return {"video": self.video, "verdict": self.verdict, "credentials": self.credentials.to_json(),
+                "watermark": self.watermark_verdict, "key_id": self.key_id, "frames": self.frames,
                 "frames_with_face": self.frames_with_face, "frames_marked": self.frames_marked,
                 "window": self.window, "first_marked": self.first_marked, "last_marked": self.last_marked,
                 "threshold": THRESHOLD}
+
+
+def trust_anchors(extra: list[Path]) -> list[bytes]:
+    """The roots verify trusts: this machine's own (it made the self-signed credentials) and ``--trust`` files."""
+    from pipeline.provenance.signing import machine_root
+    anchors = [root] if (root := machine_root()) is not None else []
+    for path in extra:
+        try:
+            anchors.append(path.read_bytes())
+        except OSError as err:
+            raise UserError(f"--trust {path} cannot be read ({err.strerror}); give a PEM certificate file") from err
+    return anchors
 
 
 def run_verify(opts: VerifyOptions) -> Verdict:
     if not opts.video.is_file():
         raise UserError(f"{opts.video} is not a file; give the video to check")
     mark = Watermark(load_key(opts.key if opts.key is not None else default_key_path()))
+    credentials = read_credentials(opts.video, trust_anchors(opts.trust))
     info = probe(opts.video)
     from pipeline.faces.analyser import FaceAnalyser
     analyser = FaceAnalyser("retinaface", "mediapipe", min_face=40)
-    result = Verdict(str(opts.video), mark.key_id, window=opts.window)
+    result = Verdict(str(opts.video), mark.key_id, window=opts.window, credentials=credentials)
     scores: dict[int, float] = {}
     reader = FrameReader(opts.video, info.width, info.height)
     for index, frame in tqdm(reader, total=info.frames or None, unit="frame", desc="verify"):
@@ -81,6 +127,9 @@ def run_verify(opts: VerifyOptions) -> Verdict:
         if found:
             scores[index] = max(mark.score(frame, f.landmarks, index) for f in found)
     if reader.error_text:
+        if credentials.damaged:         # the verdict stands: changed after signing
+            log.warning("verify: %s could not be read to the end either", opts.video)
+            return result
         raise UserError(f"{opts.video} could not be read to the end ({reader.error_text}); it is damaged")
     marked = sorted(i for i, z in window_scores(scores, opts.window).items() if z >= THRESHOLD)
     result.frames_with_face, result.frames_marked, result.scores = len(scores), len(marked), scores

@@ -17,4 +17,7 @@ class VerifyOptions:
     window: int = option(25, low=1, high=1001, metavar="FRAMES",
                          help="frames whose evidence is summed for each frame's verdict (25: about a second; a "
                               "re-encoded video needs it, a video as convert wrote it is found frame by frame)")
+    trust: list[Path] = option(factory=list, metavar="PEM",
+                               help="certificates (PEM) of signers to trust besides this machine's own, e.g. your "
+                                    "studio's CA; without them a valid signature reads 'signer not on a trust list'")
     json: bool = option(False, action="store_true", help="print the result as JSON")

@@ -59,6 +59,8 @@ RUNTIME: tuple[Supported, ...] = (
     Supported("tqdm", ("tqdm",), "4.60", "5", _lock_fix()),
     Supported("onnx", ("onnx",), "1.17", "2", _lock_fix(), required=False),
     Supported("onnxruntime", ("onnxruntime", "onnxruntime-gpu"), "1.19", "2", _lock_fix(), required=False),
+    Supported("c2pa-python", ("c2pa-python",), "0.38.0", "0.39", _lock_fix(), required=False),
+    Supported("cryptography", ("cryptography",), "42", "52", _lock_fix(), required=False),
 )
 
 #: Wheels read for their model files only: the exact version whose files' checksums are pinned.

@@ -1,0 +1,187 @@
+"""Content credentials and consent (issue 30): convert signs a C2PA manifest into the result, verify validates it,
+a changed video reads as damaged and never as marked and valid; consent records are kept and stated."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import stat
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from pipeline.provenance.credentials import C2PA_BOX_UUID, read_credentials
+from pipeline.provenance.signing import machine_dir, machine_material, machine_root
+from tests.conftest import clean_error, ffmpeg, run_cli, snapshot
+from tests.test_watermark import frames_and_faces, marked_clip  # noqa: F401  (fixtures)
+
+
+def _boxes(data: bytes) -> list[tuple[int, int, bytes]]:
+    out, pos = [], 0
+    while pos + 8 <= len(data):
+        size = int.from_bytes(data[pos:pos + 4], "big")
+        out.append((pos, size, data[pos + 4:pos + 8]))
+        pos += size
+    return out
+
+
+def _manifest_box(data: bytes) -> tuple[int, int]:
+    return next((p, s) for p, s, k in _boxes(data) if k == b"uuid" and data[p + 8:p + 24] == C2PA_BOX_UUID)
+
+
+def _verify_json(video: Path, key: Path) -> tuple[int, dict]:
+    res = run_cli("verify", video, "--key", key, "--json")
+    assert res.returncode in (0, 1, 3), res.stderr
+    return res.returncode, json.loads(res.stdout)
+
+
+@pytest.fixture(scope="module")
+def signed_clip(marked_clip, tmp_path_factory):  # noqa: F811
+    """``marked_clip`` signed as convert signs (this machine's self-signed key)."""
+    from pipeline.provenance.credentials import Facts, sign_video
+    video, _, key = marked_clip
+    folder = tmp_path_factory.mktemp("signed")
+    facts = Facts(title="signed.mp4", dst_path=video, dst_sha256="0" * 64, src_faces=2, src_sha256="1" * 64,
+                  model_type="transform", model_sha256="2" * 64, model_iteration=5, settings={"crf": 18},
+                  consent={"recorded": False}, watermark_key_id="k", frames=9)
+    signed = folder / "signed.mp4"
+    sign_video(video, signed, machine_material(create=True), facts)
+    return signed, key
+
+
+def test_signed_video_reads_valid_and_says_trained_algorithm(signed_clip):
+    signed, key = signed_clip
+    creds = read_credentials(signed, [machine_root()])
+    assert creds.valid and creds.state == "Trusted" and creds.trained_algorithmic
+    assert creds.ours["model"]["sha256"] == "2" * 64 and creds.ours["consent"] == {"recorded": False}
+    assert read_credentials(signed, []).state == "Valid"          # elsewhere: valid, signer not trusted
+    code, report = _verify_json(signed, key)
+    assert code == 0 and report["verdict"] == "marked" and report["credentials"]["valid"]
+    assert report["frames_marked"] == 9
+
+
+def test_changed_manifest_bytes_read_damaged(signed_clip, tmp_path):
+    signed, key = signed_clip
+    data = signed.read_bytes()
+    start, size = _manifest_box(data)
+    for offset in (size // 2, 60):          # inside the signed claim; in the store's own header
+        changed = bytearray(data)
+        changed[start + offset] ^= 0x55
+        bad = tmp_path / f"bad{offset}.mp4"
+        bad.write_bytes(bytes(changed))
+        code, report = _verify_json(bad, key)
+        assert code == 3 and report["verdict"] == "damaged", report["credentials"]
+        assert not report["credentials"]["valid"]
+
+
+def test_cut_frames_read_damaged_with_the_manifest_and_unsigned_without(signed_clip, tmp_path):
+    signed, key = signed_clip
+    cut = tmp_path / "cut.mp4"
+    subprocess.run([ffmpeg(), "-v", "error", "-y", "-i", signed, "-c", "copy", "-frames:v", "5", cut], check=True)
+    code, report = _verify_json(cut, key)            # ffmpeg drops the manifest: the watermark alone speaks
+    assert not report["credentials"]["found"] and report["verdict"] != "damaged"
+    assert "no content credentials" in run_cli("verify", cut, "--key", key).stdout
+    # the same cut with the original manifest kept (a tool that carries metadata over): the hashes fail
+    data = signed.read_bytes()
+    start, size = _manifest_box(data)
+    kept = tmp_path / "cut_kept.mp4"
+    kept.write_bytes(cut.read_bytes() + data[start:start + size])
+    code, report = _verify_json(kept, key)
+    assert code == 3 and report["verdict"] == "damaged" and not report["credentials"]["valid"]
+
+
+def test_machine_key_is_made_once_and_private():
+    first = machine_material(create=True)
+    assert stat.S_IMODE(os.stat(machine_dir() / "signing-key.pem").st_mode) == 0o600
+    again = machine_material(create=True)
+    assert again.cert_chain == first.cert_chain and again.self_signed
+
+
+def _own_key(folder: Path) -> tuple[Path, Path]:
+    """A studio's key and certificate chain (its own CA), as --sign-key/--sign-cert take them."""
+    from pipeline.provenance.signing import _make_machine_material
+    _make_machine_material(folder)
+    return folder / "signing-key.pem", folder / "signing-cert.pem"
+
+
+@pytest.mark.slow
+def test_convert_signs_consent_and_options(small_ws, tmp_path):
+    key = Path(os.environ["FACE_WATERMARK_KEY"])
+    res = run_cli("convert", "--workspace", small_ws)
+    assert res.returncode == 0, res.stderr
+    assert "content credentials (C2PA) signed with the self-signed key of this machine" in res.stderr
+    assert "no consent recorded in this workspace" in res.stderr
+    creds = read_credentials(small_ws / "result.mp4", [machine_root()])
+    assert creds.valid and creds.trained_algorithmic and creds.ours["consent"]["recorded"] is False
+    from pipeline.provenance.credentials import model_hash
+    assert creds.ours["model"]["sha256"] == model_hash(small_ws / "model")
+    assert creds.ours["src"]["faces"] == 2 and "workspace" not in creds.ours["settings"]
+
+    # consent, then a convert with a key of the studio's own: the manifest says consent was recorded
+    release = tmp_path / "release.pdf"
+    release.write_bytes(b"%PDF signed release")
+    res = run_cli("consent", "add", "-w", small_ws, "--set", "src", "--name", "Jane Doe", "--document", release)
+    assert res.returncode == 0 and "hash only" in res.stdout, res.stderr
+    assert not (small_ws / "consent").exists()
+    assert "consent: src: Jane Doe" in run_cli("info", "-w", small_ws).stdout
+    sign_key, sign_cert = _own_key(tmp_path / "studio")
+    out = tmp_path / "signed.mp4"
+    res = run_cli("convert", "--workspace", small_ws, "--output", out, "--sign-key", sign_key,
+                  "--sign-cert", sign_cert)
+    assert res.returncode == 0 and "no consent recorded" not in res.stderr, res.stderr
+    creds = read_credentials(out, [])
+    assert creds.valid and creds.ours["consent"]["recorded"] is True
+    assert creds.ours["consent"]["documents"][0]["sha256"] == __import__("hashlib").sha256(
+        release.read_bytes()).hexdigest()
+    assert "Jane" not in json.dumps(creds.ours)                    # names stay in the workspace
+    code, report = _verify_json(out, key)
+    assert code == 0 and report["credentials"]["state"] == "Valid"  # the studio's CA is not trusted here...
+    trusted = run_cli("verify", out, "--key", key, "--trust", sign_cert.parent / "signing-root.pem")
+    assert trusted.returncode == 0 and "(trusted)" in trusted.stdout   # ... unless given
+
+    plain = tmp_path / "plain.mp4"
+    res = run_cli("convert", "--workspace", small_ws, "--output", plain, "--no-credentials")
+    assert res.returncode == 0 and "--no-credentials: the video will carry no content credentials" in res.stderr
+    assert not read_credentials(plain, []).found
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--sign-key", "KEY"], "--sign-key and --sign-cert go together"),
+    (["--sign-key", "MISSING", "--sign-cert", "CERT"], "cannot be read"),
+    (["--sign-key", "GARBAGE", "--sign-cert", "CERT"], "is not an unencrypted PEM private key"),
+    (["--sign-key", "OTHER", "--sign-cert", "CERT"], "does not belong to the key"),
+    (["--output", "OUT.mkv"], "content credentials go into .mp4"),
+])
+def test_convert_bad_signing_input_is_one_line_and_changes_nothing(small_ws, tmp_path, args, message):
+    sign_key, sign_cert = _own_key(tmp_path / "studio")
+    other_key, _ = _own_key(tmp_path / "other")
+    (tmp_path / "garbage.pem").write_text("not a key")
+    swap = {"KEY": sign_key, "CERT": sign_cert, "MISSING": tmp_path / "none.pem", "GARBAGE": tmp_path / "garbage.pem",
+            "OTHER": other_key, "OUT.mkv": tmp_path / "out.mkv"}
+    before = snapshot(small_ws)
+    clean_error(run_cli("convert", "--workspace", small_ws, *[swap.get(a, a) for a in args]), message)
+    assert snapshot(small_ws) == before and not (tmp_path / "out.mkv").exists()
+
+
+def test_consent_add_copy_and_bad_input(small_ws, tmp_path):
+    release = tmp_path / "release.pdf"
+    release.write_bytes(b"%PDF-1.4 signed")
+    before = snapshot(small_ws)
+    clean_error(run_cli("consent", "add", "-w", small_ws, "--name", "A", "--document", tmp_path / "none.pdf"),
+                "is not a file")
+    clean_error(run_cli("consent", "add", "-w", small_ws, "--name", " ", "--document", release), "--name is empty")
+    clean_error(run_cli("consent", "add", "-w", tmp_path / "nows", "--name", "A", "--document", release),
+                "is not a workspace yet")
+    assert snapshot(small_ws) == before
+    res = run_cli("consent", "add", "-w", small_ws, "--set", "dst", "--name", "B", "--document", release, "--copy")
+    assert res.returncode == 0, res.stderr
+    records = json.loads(run_cli("consent", "list", "-w", small_ws, "--json").stdout)
+    assert [r["set"] for r in records] == ["dst"]
+    assert (small_ws / records[0]["document"]["copy"]).read_bytes() == release.read_bytes()
+    info = json.loads(run_cli("info", "-w", small_ws, "--json").stdout)
+    assert info["consent"][0]["name"] == "B"
+    (small_ws / "consent_records.json").write_text("{broken")
+    clean_error(run_cli("consent", "add", "-w", small_ws, "--name", "C", "--document", release), "is damaged")
+    assert (small_ws / "consent_records.json").read_text() == "{broken"
+    shutil.rmtree(small_ws / "consent")
