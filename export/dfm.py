@@ -57,6 +57,7 @@ checked against the contract, and its output is compared with PyTorch's.
 """
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 import time
@@ -178,6 +179,20 @@ def with_metadata(data: bytes, props: dict[str, str]) -> bytes:
     return bytes(proto.SerializeToString())
 
 
+def provenance(workspace: Path, model_dir: Path) -> dict[str, str]:
+    """The model's weight hash and the consent status, as convert's content credentials state them (issue 30).
+
+    Why in the .dfm: the exported model leaves this tool for live-swap players, and whoever
+    receives it can match it to the manifests of videos it made, and see whether the people's
+    consent was recorded (document hashes and dates, not names).
+    """
+    from pipeline.provenance.consent import summary
+    from pipeline.provenance.credentials import model_hash
+    consent = summary(workspace)
+    return {"model_sha256": model_hash(model_dir), "consent_recorded": "yes" if consent["recorded"] else "no",
+            "consent": json.dumps(consent, separators=(",", ":"))}
+
+
 def verify(data: bytes, graph: DfmGraph) -> float:
     """Load ``data`` in onnxruntime, check the DFM contract, return its largest difference from PyTorch.
 
@@ -224,7 +239,7 @@ def run_export(opts: ExportOptions) -> ExportSummary:
         "producer": "faceswap-stages export", "model_type": str(meta["model_type"]), "face_type": face_type,
         "resolution": str(model.resolution), "iteration": str(meta.get("iteration", "")),
         "input": f"{INPUT_NAME} NHWC float32 BGR 0..1", "outputs": ", ".join(OUTPUT_NAMES),
-        "masks": "model" if has_masks else "ones"})
+        "masks": "model" if has_masks else "ones", **provenance(Path(opts.workspace), folder)})
     difference = verify(data, DfmGraph(model).eval())
     if not difference <= TOLERANCE:
         raise UserError(f"the exported file's output differs from PyTorch's by {difference:.2g} (more than "

@@ -7,6 +7,7 @@ onnxruntime 1.15 bundled with DeepFaceLive reads.
 """
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -89,6 +90,10 @@ def test_export_loads_as_dfm_and_matches_the_pytorch_predictor(small_ws):
     assert proto.ir_version <= MAX_IR and [(o.domain, o.version) for o in proto.opset_import] == [("", 12)]
     meta = {p.key: p.value for p in proto.metadata_props}
     assert meta["model_type"] == "transform" and meta["face_type"] == "full" and meta["resolution"] == "128"
+    from pipeline.provenance.credentials import model_hash
+    # the weight hash convert's content credentials state, and the consent status
+    assert meta["model_sha256"] == model_hash(small_ws / "model") and meta["consent_recorded"] == "no"
+    assert json.loads(meta["consent"]) == {"recorded": False, "sets": [], "documents": []}
     session = _session(out)
     _assert_contract(session, r)
 
