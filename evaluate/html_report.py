@@ -653,6 +653,39 @@ def _sample_html(s: dict, fps: Any) -> str:
             f'<p class="caption">{_e(s.get("caption", ""))}</p></div>')
 
 
+def _provenance_html(report: dict) -> str:
+    """Does the output say it is a face swap (issue 30)? Its content credentials and the watermark."""
+    prov = report.get("provenance")
+    if not isinstance(prov, dict):
+        return ""
+    creds = prov.get("credentials")
+    if not isinstance(creds, dict):
+        manifest, cls = "not read (this container cannot carry C2PA credentials)", " warn"
+    elif not creds.get("found"):
+        manifest, cls = "none found (convert --no-credentials, or lost in a re-encode)", " warn"
+    elif creds.get("valid"):
+        who = creds.get("signer") or "?"
+        manifest = (f"found and valid (signature and hashes), signed by {who}"
+                    + (" (trusted here)" if creds.get("trusted") else " (signer not on a trust list)")
+                    + ("; made by a trained algorithm" if creds.get("trained_algorithmic") else ""))
+        consent = (creds.get("provenance") or {}).get("consent") or {}
+        if consent:
+            manifest += "; consent recorded" if consent.get("recorded") else "; no consent recorded"
+        cls = ""
+    else:
+        manifest = f"found but INVALID ({', '.join(map(str, creds.get('failures') or [])) or creds.get('state')})"
+        cls = " warn"
+    total, marked = prov.get("watermark_frames"), prov.get("watermark_frames_marked")
+    if prov.get("watermark_key_id") is None:
+        mark, mcls = "not checked: this machine has no watermark key", " warn"
+    else:
+        share = f" ({100.0 * marked / total:.1f} %)" if total else ""
+        mark = (f"found in {marked} of {total} frames with a face{share}, key {prov['watermark_key_id']}")
+        mcls = "" if total and marked * 2 >= total else " warn"
+    return (f'<h2>Provenance</h2>\n<div class="cards"><p class="card{cls}">Content credentials (C2PA): '
+            f'<b>{_e(manifest)}</b></p><p class="card{mcls}">Watermark: <b>{_e(mark)}</b></p></div>')
+
+
 def build_html(report: dict, samples: list[dict], series: dict[str, list[float | None]]) -> str:
     """The whole page as a string (render_html writes it)."""
     name = Path(str(report.get("video") or "output")).name
@@ -720,6 +753,7 @@ def build_html(report: dict, samples: list[dict], series: dict[str, list[float |
 {_regions_html(report)}
 {_texture_html(report)}
 {_surround_html(report)}
+{_provenance_html(report)}
 <h2>Coverage</h2>
 {_coverage_html(c)}
 <h2>Over time</h2>

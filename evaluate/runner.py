@@ -42,6 +42,8 @@ from pipeline.faces.analyser import FaceAnalyser
 from pipeline.faces.face_chip import extract_chip
 from pipeline.faces.identity import SAME_PERSON, IdentityEncoder
 from pipeline.faces.people import parse_person, people
+from pipeline.provenance.keys import default_key_path, load_key
+from pipeline.provenance.watermark import THRESHOLD, Watermark, window_scores
 from pipeline.workspace import layout
 from pipeline.workspace.store import Workspace, source_photo
 
@@ -94,6 +96,7 @@ class _Frame:
     out_faces: list[_Face]
     pairs: list[_Pair]
     ref_people: list[int] = field(default_factory=list)   # per reference face, its person index (-1: nobody's)
+    mark_score: float | None = None      # the best output face's watermark score (None: no face, or no key)
 
 
 class _Analyser:
@@ -102,6 +105,7 @@ class _Analyser:
     def __init__(self, detector: str, landmarker: str, min_face: int, judge: FaceNetJudge) -> None:
         self.find = FaceAnalyser(detector, landmarker, "auto", min_face)
         self.judge = judge
+        self.mark: Watermark | None = None          # this machine's watermark key, when it has one
 
     def faces(self, image: np.ndarray) -> list[_Face]:
         return [_Face(f.box, f.landmarks, extract_chip(image, f.landmarks)) for f in self.find(image)]
@@ -133,7 +137,9 @@ class _Analyser:
                                held_out, held_ref, colours=colours, eyes=eyes, mouth=mouth,
                                texture=(texture.texture(out, rf.landmarks), texture.texture(ref, rf.landmarks)),
                                around=surround.measure(out, ref, rf.landmarks)))
-        return _Frame(index, ref_faces, out_faces, pairs)
+        score = (max(self.mark.score(out, f.landmarks, index) for f in out_faces)
+                 if self.mark is not None and out_faces else None)
+        return _Frame(index, ref_faces, out_faces, pairs, mark_score=score)
 
 
 def _centre(face: _Face) -> np.ndarray:
@@ -405,8 +411,10 @@ def run_evaluate(opts: EvaluateOptions) -> tuple[dict, Path]:
     analyser = _Analyser(detector, landmarker, max(80, min(info_ref.width, info_ref.height) // 4), judge)
     log.info("faces: %s", analyser.find.description)
 
+    analyser.mark = _machine_mark()
     frames, frames_in, frames_out = _measure(video, reference, info_out, info_ref, opts, encoder, src_mean,
                                              analyser)
+    provenance = _provenance(video, frames, analyser.mark)
     for fr in frames:
         for p in fr.pairs:
             if p.held_out is not None and p.held_ref is not None:
@@ -426,6 +434,7 @@ def run_evaluate(opts: EvaluateOptions) -> tuple[dict, Path]:
     report = _report(video, reference, ws.root, frames, frames_in, frames_out, info_out, info_ref,
                      jitter_out, jitter_ref, notes, src_textures)
     report["people"] = people_report
+    report["provenance"] = provenance
     report_dir = layout.report_dir(ws.root)
     report_dir.mkdir(parents=True, exist_ok=True)
     write_atomic(report_dir / "report.json", (json.dumps(report, indent=2) + "\n").encode())
@@ -441,6 +450,30 @@ def run_evaluate(opts: EvaluateOptions) -> tuple[dict, Path]:
     render_html(report, samples, series, report_dir / "index.html")
     log.info("evaluated %d frames in %.1f s", n, time.perf_counter() - started)
     return report, report_dir
+
+
+def _machine_mark() -> Watermark | None:
+    """This machine's watermark key (convert's default), never made here: evaluate only reads."""
+    path = default_key_path()
+    return Watermark(load_key(path)) if path.is_file() else None
+
+
+def _provenance(video: Path, frames: list[_Frame], mark: Watermark | None) -> dict:
+    """What says the output is a face swap (issue 30): its content credentials and the watermark, as verify
+    judges them (the watermark over every frame with a face, before any person is chosen)."""
+    from pipeline.provenance.credentials import MIME, read_credentials
+    from pipeline.provenance.signing import machine_root
+    creds = None
+    if video.suffix.lower() in MIME:
+        root = machine_root()
+        creds = read_credentials(video, [root] if root is not None else []).to_json()
+    out: dict = {"credentials": creds, "watermark_key_id": mark.key_id if mark is not None else None,
+                 "watermark_frames": None, "watermark_frames_marked": None}
+    if mark is not None:
+        scores = {fr.index: fr.mark_score for fr in frames if fr.mark_score is not None}
+        out["watermark_frames"] = len(scores)
+        out["watermark_frames_marked"] = sum(z >= THRESHOLD for z in window_scores(scores).values())
+    return out
 
 
 def _measure(video: Path, reference: Path, info_out: VideoInfo, info_ref: VideoInfo, opts: EvaluateOptions,

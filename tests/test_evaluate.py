@@ -61,6 +61,10 @@ def test_the_dst_clip_against_itself(tmp_path, short_clip):
     html = (ws / "report" / "index.html").read_text()
     assert html.count("data:image/jpeg;base64") >= 8
     assert "Eyes (blinks)" in html and "Eye openness over time" in html and "eyes:" in res.stdout
+    # provenance (issue 30): the dst clip carries no credentials and no watermark
+    prov = rep["provenance"]
+    assert prov["credentials"]["found"] is False and not prov["watermark_frames_marked"]
+    assert "<h2>Provenance</h2>" in html and "none found" in html
 
 
 def test_another_person_is_far_from_dst_and_close_to_src(tmp_path, short_clip, aoc_short):

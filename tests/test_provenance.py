@@ -185,3 +185,17 @@ def test_consent_add_copy_and_bad_input(small_ws, tmp_path):
     clean_error(run_cli("consent", "add", "-w", small_ws, "--name", "C", "--document", release), "is damaged")
     assert (small_ws / "consent_records.json").read_text() == "{broken"
     shutil.rmtree(small_ws / "consent")
+
+
+def test_report_page_provenance_section():
+    from evaluate.html_report import _provenance_html
+    valid = {"found": True, "valid": True, "trusted": False, "signer": "studio", "trained_algorithmic": True,
+             "provenance": {"consent": {"recorded": True}}, "failures": [], "state": "Valid"}
+    html = _provenance_html({"provenance": {"credentials": valid, "watermark_key_id": "ab",
+                                            "watermark_frames": 200, "watermark_frames_marked": 167}})
+    assert "found and valid" in html and "signer not on a trust list" in html and "consent recorded" in html
+    assert "found in 167 of 200 frames with a face (83.5 %)" in html
+    bad = dict(valid, valid=False, failures=["assertion.bmffHash.mismatch"])
+    html = _provenance_html({"provenance": {"credentials": bad, "watermark_key_id": None}})
+    assert "INVALID (assertion.bmffHash.mismatch)" in html and "no watermark key" in html
+    assert _provenance_html({}) == ""
