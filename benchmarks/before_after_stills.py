@@ -7,8 +7,11 @@ it was stretched and coloured before this stage's realism fixes, ``--detail 0
 frame (sharpness and colour fringes as output / original, skin tone delta E). Written as
 JPEG with full-resolution colour (4:4:4), so colour fringes are not smeared by the file.
 
+"Before" may also come from another workspace's model (``--before-workspace``: two trainings
+of the same pair compared frame by frame).
+
 Usage: python -m benchmarks.before_after_stills -w WORKSPACE --out docs/NAME [--frames 10 90 170]
-           [--before "--detail 0 --chroma-smooth 0"] [--after ""]
+           [--before "--detail 0 --chroma-smooth 0"] [--after ""] [--before-workspace OTHER]
 """
 from __future__ import annotations
 
@@ -60,6 +63,8 @@ def main() -> None:
     ap.add_argument("--frames", type=int, nargs="+", default=[10, 90, 170])
     ap.add_argument("--before", default=BEFORE, help=f"convert options of 'before' (default: {BEFORE})")
     ap.add_argument("--after", default="", help="convert options of 'after' (default: the defaults)")
+    ap.add_argument("--before-workspace", type=Path, default=None,
+                    help="render 'before' with this workspace's model (default: the same workspace)")
     args = ap.parse_args()
     with Workspace(args.workspace) as ws:
         meta = ws.set_meta("dst")
@@ -73,8 +78,9 @@ def main() -> None:
         ref = originals[i]
         landmarks = find(ref)[0].landmarks
         tiles, eyes = [_label(ref, [f"frame {i}: original"])], [_eyes(ref, landmarks)]
-        for name, extra in (("before", args.before), ("after", args.after)):
-            out = render(args.workspace, i, extra)
+        for name, extra, where in (("before", args.before, args.before_workspace or args.workspace),
+                                   ("after", args.after, args.workspace)):
+            out = render(where, i, extra)
             m = realism.measure(out, ref, landmarks)
             lines = [f"{name}: {extra or 'defaults'}",
                      f"sharpness {m['sharpness']:.2f}  fringes {m['fringing']:.2f}  tone dE {m['tone_delta_e']:.2f}"]

@@ -59,11 +59,14 @@ def tps_grids(dst_points: torch.Tensor, src_points: torch.Tensor, size: int = GR
     rhs = torch.zeros(p, k + 3, 2, dtype=d2.dtype, device=d2.device)
     rhs[:, :k] = src
     coef = torch.linalg.solve(system, rhs)                                            # (P,K+3,2)
-    axis = (torch.arange(size, dtype=d2.dtype, device=d2.device) * 2 + 1) / size - 1
+    axis = (torch.arange(size, device=d2.device) * 2 + 1) / size - 1
     gy, gx = torch.meshgrid(axis, axis, indexing="ij")
-    pos = torch.stack([gx, gy], dim=-1).reshape(1, -1, 2)                              # (1,S,2) x,y
-    u = _tps_kernel((pos[:, :, None, :] - dst[:, None, :, :]).pow(2).sum(-1))         # (P,S,K)
-    out = u @ coef[:, :k] + coef[:, k:k + 1] + pos @ coef[:, k + 1:]                   # (P,S,2)
+    pos = torch.stack([gx, gy], dim=-1).reshape(1, -1, 2).float()                      # (1,S,2) x,y
+    # the kernel at the grid in float32, squared distances as |a|^2 + |b|^2 - 2ab (one matmul)
+    d32 = dst.float()
+    r2 = (pos.pow(2).sum(-1)[:, :, None] + d32.pow(2).sum(-1)[:, None, :] - 2 * pos @ d32.transpose(1, 2)).clamp_min(0)
+    c32 = coef.float()
+    out = _tps_kernel(r2) @ c32[:, :k] + c32[:, k:k + 1] + pos @ c32[:, k + 1:]        # (P,S,2)
     return out.reshape(p, size, size, 2).to(dst_points.dtype)
 
 

@@ -221,12 +221,23 @@ class TransformTrainer(ModelTrainer):
         return y, terms, raw, alpha
 
     def _style_grids(self, idx: np.ndarray, nb: torch.Tensor, geom: Any) -> torch.Tensor | None:
-        """Where each dst face's feature positions fall in each of its style faces (``--style-warp``)."""
+        """Where each dst face's feature positions fall in each of its style faces (``--style-warp``).
+
+        A dst face's style faces are fixed (N_best), so its grids are fitted once and kept
+        (float16: 32 KB a dst face at N_best 16).
+        """
         if not self.o.style_warp:
             return None
-        n = nb.shape[1]
-        dst = self.feats.points(torch.from_numpy(self.content.landmarks[idx]).float().to(self.device), geom)
-        return style_warp.tps_grids(dst.repeat_interleave(n, dim=0), self.style_points[nb.reshape(-1)])
+        cache: dict[int, torch.Tensor] = self.__dict__.setdefault("_grid_cache", {})
+        missing = [k for k, i in enumerate(idx) if int(i) not in cache]
+        if missing:
+            n = nb.shape[1]
+            points = torch.from_numpy(self.content.landmarks[idx]).float().to(self.device)
+            dst = self.feats.points(points, geom)[missing]
+            grids = style_warp.tps_grids(dst.repeat_interleave(n, dim=0), self.style_points[nb[missing].reshape(-1)])
+            for k, g in zip(missing, grids.reshape(len(missing), n, *grids.shape[1:])):
+                cache[int(idx[k])] = g.half()
+        return torch.cat([cache[int(i)] for i in idx]).float()
 
     def _style_term(self, layer: str, out: torch.Tensor, nb: torch.Tensor, grids: torch.Tensor | None,
                     mask: torch.Tensor) -> torch.Tensor:
