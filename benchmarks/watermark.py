@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from pipeline.core.video import FrameReader, FrameWriter, ffmpeg_exe, probe
-from pipeline.provenance.watermark import THRESHOLD, WINDOW, Watermark, window_scores
+from pipeline.provenance.watermark import THRESHOLD, WINDOW, FrameScorer, Watermark, face_cells, window_scores
 
 ROOT = Path(__file__).resolve().parents[1]
 #: the verdict over about a second of video as well (25 frames), for the harder re-encodes
@@ -71,11 +71,10 @@ def detect(video: Path, mark: Watermark, scale: float = 1.0) -> dict:
     from pipeline.faces.analyser import FaceAnalyser
     analyser = FaceAnalyser("retinaface", "mediapipe", min_face=40)
     info = probe(video)
-    scores: dict[int, float] = {}
+    scorer = FrameScorer(mark)           # as verify scores: each face against itself in the frames around it
     for index, frame in FrameReader(video, info.width, info.height):
-        found = analyser(frame)
-        if found:
-            scores[index] = max(mark.score(frame, f.landmarks, index) for f in found)
+        scorer.add(index, [face_cells(frame, f.landmarks) for f in analyser(frame)])
+    scores = scorer.finish()
     single = np.array(list(scores.values()) or [0.0])
     windowed = np.array(list(window_scores(scores).values()) or [0.0])
     second = np.array(list(window_scores(scores, LONG_WINDOW).values()) or [0.0])

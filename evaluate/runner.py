@@ -43,7 +43,7 @@ from pipeline.faces.face_chip import extract_chip
 from pipeline.faces.identity import SAME_PERSON, IdentityEncoder
 from pipeline.faces.people import parse_person, people
 from pipeline.provenance.keys import default_key_path, load_key
-from pipeline.provenance.watermark import THRESHOLD, Watermark, window_scores
+from pipeline.provenance.watermark import THRESHOLD, FaceCells, FrameScorer, Watermark, face_cells, window_scores
 from pipeline.workspace import layout
 from pipeline.workspace.store import Workspace, source_photo
 
@@ -96,7 +96,7 @@ class _Frame:
     out_faces: list[_Face]
     pairs: list[_Pair]
     ref_people: list[int] = field(default_factory=list)   # per reference face, its person index (-1: nobody's)
-    mark_score: float | None = None      # the best output face's watermark score (None: no face, or no key)
+    mark_cells: list[FaceCells] = field(default_factory=list)   # the output faces' watermark cells (with a key)
 
 
 class _Analyser:
@@ -137,9 +137,8 @@ class _Analyser:
                                held_out, held_ref, colours=colours, eyes=eyes, mouth=mouth,
                                texture=(texture.texture(out, rf.landmarks), texture.texture(ref, rf.landmarks)),
                                around=surround.measure(out, ref, rf.landmarks)))
-        score = (max(self.mark.score(out, f.landmarks, index) for f in out_faces)
-                 if self.mark is not None and out_faces else None)
-        return _Frame(index, ref_faces, out_faces, pairs, mark_score=score)
+        cells = [face_cells(out, f.landmarks) for f in out_faces] if self.mark is not None else []
+        return _Frame(index, ref_faces, out_faces, pairs, mark_cells=cells)
 
 
 def _centre(face: _Face) -> np.ndarray:
@@ -470,7 +469,10 @@ def _provenance(video: Path, frames: list[_Frame], mark: Watermark | None) -> di
     out: dict = {"credentials": creds, "watermark_key_id": mark.key_id if mark is not None else None,
                  "watermark_frames": None, "watermark_frames_marked": None}
     if mark is not None:
-        scores = {fr.index: fr.mark_score for fr in frames if fr.mark_score is not None}
+        scorer = FrameScorer(mark)
+        for fr in sorted(frames, key=lambda f: f.index):
+            scorer.add(fr.index, fr.mark_cells)
+        scores = scorer.finish()
         out["watermark_frames"] = len(scores)
         out["watermark_frames_marked"] = sum(z >= THRESHOLD for z in window_scores(scores).values())
     return out

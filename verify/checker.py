@@ -1,8 +1,9 @@
 """``main.py verify``: is this video a face swap marked with our key? Frame by frame, without the original.
 
 Every frame is decoded, its faces found (RetinaFace + MediaPipe, as extract does), and each
-face's watermark score for that frame's pattern taken (``pipeline.provenance.watermark``);
-the best face of a frame is its score. A frame is marked when the scores of ``--window``
+face's watermark score for that frame's pattern taken against the same face in the frames
+before and after it (``pipeline.provenance.watermark.FrameScorer``); the best face of a
+frame is its score. A frame is marked when the scores of ``--window``
 frames around it, summed over the square root of their count, reach ``THRESHOLD``
 standard deviations (without the mark that sum is a standard normal variable). The
 verdict: *marked* when at least half of the frames with a face are, *not marked* when none
@@ -29,7 +30,7 @@ from pipeline.core.errors import UserError
 from pipeline.core.video import FrameReader, probe
 from pipeline.provenance.credentials import Credentials, read_credentials
 from pipeline.provenance.keys import default_key_path, load_key
-from pipeline.provenance.watermark import THRESHOLD, Watermark, window_scores
+from pipeline.provenance.watermark import THRESHOLD, FrameScorer, Watermark, face_cells, window_scores
 from verify.options import VerifyOptions
 
 log = logging.getLogger("verify")
@@ -119,13 +120,12 @@ def run_verify(opts: VerifyOptions) -> Verdict:
     from pipeline.faces.analyser import FaceAnalyser
     analyser = FaceAnalyser("retinaface", "mediapipe", min_face=40)
     result = Verdict(str(opts.video), mark.key_id, window=opts.window, credentials=credentials)
-    scores: dict[int, float] = {}
+    scorer = FrameScorer(mark)
     reader = FrameReader(opts.video, info.width, info.height)
     for index, frame in tqdm(reader, total=info.frames or None, unit="frame", desc="verify"):
         result.frames += 1
-        found = analyser(frame)
-        if found:
-            scores[index] = max(mark.score(frame, f.landmarks, index) for f in found)
+        scorer.add(index, [face_cells(frame, f.landmarks) for f in analyser(frame)])
+    scores = scorer.finish()
     if reader.error_text:
         if credentials.damaged:         # the verdict stands: changed after signing
             log.warning("verify: %s could not be read to the end either", opts.video)

@@ -17,6 +17,16 @@ nothing of, so without the mark the score is a standard normal variable. One fra
 score is weak against the face's own detail (a face is the same face in every frame); as
 the pattern changes from frame to frame and the face does not, the scores of neighbouring
 frames add up like independent evidence: ``window_scores`` sums ``WINDOW`` frames.
+
+Found in a video (``FrameScorer``, what verify and evaluate use), the face's own detail is
+taken out first: each face's cell means minus the mean of the same face's cell means in the
+frames before and after it. The face hardly changes from one frame to the next, the pattern
+does (the neighbours' patterns are other coin flips, so they add noise, not bias), so what
+is left is mostly the mark and the encoder's noise. Without the mark the score is still a
+standard normal variable, and the scores of different frames are uncorrelated (each frame's
+signs are independent of everything else in the sum). After a crf 28 re-encode of the main
+job's result this took the one-frame median score from 1.1 to 2.9 and the frames found from
+112 to 200 of 200 (same key, same video, 25-frame window).
 """
 from __future__ import annotations
 
@@ -93,19 +103,110 @@ class Watermark:
         roi[:] = np.clip(roi.astype(np.float32) + field[..., None], 0, 255).round().astype(np.uint8)
 
     def score(self, frame: np.ndarray, landmarks: np.ndarray, frame_index: int) -> float:
-        """How strongly the face carries frame ``frame_index``'s mark, in standard deviations (normal without it)."""
-        to_grid = geometry.face_transform(landmarks, "full", GRID)
-        crop = geometry.warp_to_aligned(frame, to_grid, GRID)
-        luma = cv2.cvtColor(crop, cv2.COLOR_RGB2GRAY).astype(np.float32)
-        w = _hull_weight(geometry.transform_points(landmarks, to_grid))
+        """How strongly the face carries frame ``frame_index``'s mark, in standard deviations (normal without it).
+
+        One frame alone: the face's shading is taken out by each cell's eight neighbours
+        (``FrameScorer`` does better in a video, with the frames around it)."""
+        return self.score_cells(face_cells(frame, landmarks), frame_index)
+
+    def score_cells(self, face: FaceCells, frame_index: int, reference: np.ndarray | None = None) -> float:
+        """The score of ``face`` for frame ``frame_index``'s pattern; ``reference``: the same face's cell means in
+        other frames (NaN where unknown), subtracted instead of the cells' spatial neighbours."""
         side = GRID // CELLS
-        weight = w.reshape(CELLS, side, CELLS, side).sum(axis=(1, 3))
-        means = (luma * w).reshape(CELLS, side, CELLS, side).sum(axis=(1, 3)) / np.maximum(weight, 1e-6)
-        residual = means - cv2.filter2D(means.astype(np.float32), -1, _NEIGHBOURS, borderType=cv2.BORDER_REPLICATE)
+        inside = face.weight > 0.6 * side * side
+        residual = face.means - cv2.filter2D(face.means, -1, _NEIGHBOURS, borderType=cv2.BORDER_REPLICATE)
+        if reference is not None:
+            # where the other frames do not know a cell, it keeps its spatial residual for the quietness
+            # (which looks at the cells around) and is left out of the sum
+            known = np.isfinite(reference)
+            inside &= known
+            residual = np.where(known, face.means - np.where(known, reference, 0.0), residual).astype(np.float32)
         quiet = 1.0 / (cv2.medianBlur(np.abs(residual).astype(np.float32), 3) + 0.5)
-        s = np.where(weight > 0.6 * side * side, residual * quiet, 0.0) * self.cells(frame_index)
+        s = np.where(inside, residual * quiet, 0.0) * self.cells(frame_index)
         den = float(np.sqrt((s * s).sum()))
         return float(s.sum()) / den if den > 0 else 0.0
+
+
+@dataclass(frozen=True)
+class FaceCells:
+    """A face's luminance cell means on the canonical crop (what the score reads), and where the face is."""
+
+    means: np.ndarray           # CELLS x CELLS float32
+    weight: np.ndarray          # CELLS x CELLS: how much of each cell lies in the landmark hull (pixels)
+    centre: np.ndarray          # the landmarks' mean in the frame
+    size: float                 # the landmarks' width in the frame
+
+
+def face_cells(frame: np.ndarray, landmarks: np.ndarray) -> FaceCells:
+    to_grid = geometry.face_transform(landmarks, "full", GRID)
+    crop = geometry.warp_to_aligned(frame, to_grid, GRID)
+    luma = cv2.cvtColor(crop, cv2.COLOR_RGB2GRAY).astype(np.float32)
+    w = _hull_weight(geometry.transform_points(landmarks, to_grid))
+    side = GRID // CELLS
+    weight = w.reshape(CELLS, side, CELLS, side).sum(axis=(1, 3))
+    means = (luma * w).reshape(CELLS, side, CELLS, side).sum(axis=(1, 3)) / np.maximum(weight, 1e-6)
+    points = np.asarray(landmarks, np.float64)
+    return FaceCells(means.astype(np.float32), weight.astype(np.float32), points.mean(axis=0),
+                     float(np.ptp(points[:, 0])))
+
+
+class FrameScorer:
+    """Each frame's score in a video, its faces fed in frame order; a face is scored against the same face in the
+    previous and the next frame with a face (so each frame is scored once the next one is in).
+
+    Only three frames are held, whatever the video's length. The best face of a frame is
+    its score, as before; a face with no match in either neighbour (a cut, a face that
+    just appeared) is scored alone (``Watermark.score``'s spatial way). Neighbours whose
+    frame shows the same pattern (``PERIOD`` frames apart) are not used: the same signs on
+    both sides would cancel the mark.
+    """
+
+    def __init__(self, mark: Watermark) -> None:
+        self.mark = mark
+        self.scores: dict[int, float] = {}
+        self._prev: tuple[int, list[FaceCells]] | None = None
+        self._cur: tuple[int, list[FaceCells]] | None = None
+
+    def add(self, frame_index: int, faces: list[FaceCells]) -> None:
+        """A frame with at least one face (frames without a face are not fed)."""
+        if not faces:
+            return
+        if self._cur is not None:
+            self._score(self._cur, self._prev, (frame_index, faces))
+        self._prev, self._cur = self._cur, (frame_index, faces)
+
+    def finish(self) -> dict[int, float]:
+        if self._cur is not None:
+            self._score(self._cur, self._prev, None)
+            self._prev = self._cur = None
+        return self.scores
+
+    def _score(self, cur: tuple[int, list[FaceCells]], *around: tuple[int, list[FaceCells]] | None) -> None:
+        index, faces = cur
+        best = -np.inf
+        usable = [other[1] for other in around if other is not None and (other[0] - index) % PERIOD != 0]
+        for face in faces:
+            matches = [m for m in (_same_face(face, others) for others in usable) if m is not None]
+            reference = None
+            if matches:         # the neighbours' mean, cell by cell, of those whose cell lies in their hull
+                known = np.stack([_known(m) for m in matches])
+                total = known.sum(axis=0)
+                summed = (np.stack([m.means for m in matches]) * known).sum(axis=0)
+                reference = np.where(total > 0, summed / np.maximum(total, 1), np.nan).astype(np.float32)
+            best = max(best, self.mark.score_cells(face, index, reference))
+        self.scores[index] = float(best)
+
+
+def _known(face: FaceCells) -> np.ndarray:
+    side = GRID // CELLS
+    return (face.weight > 0.6 * side * side).astype(np.float32)
+
+
+def _same_face(face: FaceCells, others: list[FaceCells]) -> FaceCells | None:
+    """The face among ``others`` nearest to ``face``, if it is within a quarter of the face's width."""
+    best = min(others, key=lambda o: float(np.linalg.norm(o.centre - face.centre)))
+    near = float(np.linalg.norm(best.centre - face.centre)) <= 0.25 * max(face.size, 1.0)
+    return best if near else None
 
 
 def window_scores(scores: dict[int, float], window: int = WINDOW) -> dict[int, float]:
