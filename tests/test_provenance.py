@@ -61,6 +61,23 @@ def test_signed_video_reads_valid_and_says_trained_algorithm(signed_clip):
     assert report["frames_marked"] == 9
 
 
+def test_verify_without_a_watermark_key_still_reads_the_credentials(signed_clip, tmp_path):
+    """A compliance desk that never marked anything has no key: the credentials alone decide, and no key is made."""
+    import sys
+
+    from tests.conftest import ROOT
+    signed, _ = signed_clip
+    env = {**os.environ, "FACE_WATERMARK_KEY": str(tmp_path / "none.key")}
+    res = subprocess.run([sys.executable, str(ROOT / "main.py"), "verify", str(signed), "--json"], cwd=ROOT,
+                         capture_output=True, text=True, env=env)
+    report = json.loads(res.stdout)
+    assert res.returncode == 0 and report["verdict"] == "marked" and report["watermark"] == "not checked"
+    assert report["credentials"]["valid"] and not (tmp_path / "none.key").exists()
+    res = subprocess.run([sys.executable, str(ROOT / "main.py"), "verify", str(signed)], cwd=ROOT,
+                         capture_output=True, text=True, env=env)
+    assert "watermark not looked for: no key on this machine" in res.stdout
+
+
 def test_changed_manifest_bytes_read_damaged(signed_clip, tmp_path):
     signed, key = signed_clip
     data = signed.read_bytes()

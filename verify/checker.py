@@ -42,7 +42,7 @@ MARKED, NOT_MARKED, DAMAGED = 0, 1, 3
 @dataclass
 class Verdict:
     video: str
-    key_id: str
+    key_id: str | None          # None: no watermark key on this machine, the watermark was not looked for
     frames: int = 0
     frames_with_face: int = 0
     frames_marked: int = 0
@@ -54,6 +54,8 @@ class Verdict:
 
     @property
     def watermark_verdict(self) -> str:
+        if self.key_id is None:
+            return "not checked"
         if self.frames_marked == 0:
             return "not marked"
         return "marked" if self.frames_marked * 2 >= self.frames_with_face else "partly marked"
@@ -66,7 +68,7 @@ class Verdict:
         if self.credentials.valid:
             return "marked"
         mark = self.watermark_verdict
-        return "damaged" if mark == "partly marked" else mark
+        return {"partly marked": "damaged", "not checked": "not marked"}.get(mark, mark)
 
     @property
     def exit_code(self) -> int:
@@ -87,6 +89,9 @@ class Verdict:
     def line(self) -> str:
         share = 100.0 * self.frames_marked / max(self.frames_with_face, 1)
         where = f", frames {self.first_marked}-{self.last_marked}" if self.first_marked is not None else ""
+        if self.key_id is None:
+            return (f"verify: {self.video}: {self.verdict} - {self.credentials_text()}; watermark not looked for: no "
+                    f"key on this machine (give the marking studio's key with --key FILE)")
         return (f"verify: {self.video}: {self.verdict} - {self.credentials_text()}; watermark of key {self.key_id} "
                 f"found in {self.frames_marked} of {self.frames_with_face} frames with a face ({share:.1f} %{where}; "
                 f"{self.frames} frames, verdict over {self.window} frames)")
@@ -114,12 +119,17 @@ def trust_anchors(extra: list[Path]) -> list[bytes]:
 def run_verify(opts: VerifyOptions) -> Verdict:
     if not opts.video.is_file():
         raise UserError(f"{opts.video} is not a file; give the video to check")
-    mark = Watermark(load_key(opts.key if opts.key is not None else default_key_path()))
+    # a key named with --key must be there; without one, a machine that never marked anything (a compliance desk
+    # checking a delivery) still reads the content credentials
+    key_path = opts.key if opts.key is not None else default_key_path()
+    mark = Watermark(load_key(key_path)) if opts.key is not None or key_path.is_file() else None
     credentials = read_credentials(opts.video, trust_anchors(opts.trust))
     info = probe(opts.video)
+    result = Verdict(str(opts.video), mark.key_id if mark else None, window=opts.window, credentials=credentials)
+    if mark is None:
+        return result
     from pipeline.faces.analyser import FaceAnalyser
     analyser = FaceAnalyser("retinaface", "mediapipe", min_face=40)
-    result = Verdict(str(opts.video), mark.key_id, window=opts.window, credentials=credentials)
     scorer = FrameScorer(mark)
     reader = FrameReader(opts.video, info.width, info.height)
     for index, frame in tqdm(reader, total=info.frames or None, unit="frame", desc="verify"):
