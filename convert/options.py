@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from convert.backends import BLEND_MODES, COLOR_TRANSFERS
+from pipeline.cluster.options import ClusterOptions
 from pipeline.core.options import option
 from pipeline.workspace.options import DeviceOptions
 
@@ -22,7 +23,7 @@ def _cores() -> int:
 
 
 @dataclass
-class ConvertOptions(DeviceOptions):
+class ConvertOptions(DeviceOptions, ClusterOptions):
     input: Path | None = option(None, flags=("-i",), default_text="the path extract recorded",
                                 help="the dst video, if it moved since extract")
     output: Path | None = option(None, flags=("-o",), default_text="WORKSPACE/result.mp4",

@@ -143,6 +143,9 @@ def run_convert(opts: ConvertOptions, stills: dict[int, np.ndarray] | None = Non
     """
     check(opts)
     parse_person(opts.person)
+    if opts.ray is not None and stills is None:
+        from convert.cluster import run_convert_on_cluster
+        return run_convert_on_cluster(opts)
     output = Path(opts.output) if opts.output is not None else layout.default_output(opts.workspace)
     kept = ("the preview stills written so far are kept" if opts.preview else
             f"{output} is as it was before this convert and its unfinished temp file was removed")

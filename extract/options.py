@@ -5,6 +5,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from pipeline.cluster.options import ClusterOptions
 from pipeline.core.geometry import FACE_TYPES
 from pipeline.core.options import option
 from pipeline.registries import DETECTORS, LANDMARKERS, MASKERS
@@ -25,7 +26,7 @@ def _backend_default(kind: str) -> str:
 
 
 @dataclass
-class ExtractOptions(DeviceOptions):
+class ExtractOptions(DeviceOptions, ClusterOptions):
     input: Path = option(required=True, flags=("-i",), help="a video file, a folder of images, or one image")
     set_name: str | None = option(None, flag="--set", choices=("dst", "src"),
                                   default_text="dst for a video, src for images", help="which face set to fill")

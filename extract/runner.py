@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from tqdm import tqdm
@@ -41,6 +42,9 @@ from pipeline.registries import LANDMARKERS, MASKERS
 from pipeline.workspace.mask_guard import mask_writes
 from pipeline.workspace.records import DropReason, ExtractSettings, FaceOrigin, FaceRow, MaskOrigin, SetMeta
 from pipeline.workspace.store import Workspace, mask_hash
+
+if TYPE_CHECKING:
+    from pipeline.cluster.ray_cluster import Cluster
 
 log = logging.getLogger("extract")
 
@@ -160,10 +164,25 @@ def _check_set(ws: Workspace, set_name: str, src: InputSource, opts: ExtractOpti
 
 
 def run_extract(opts: ExtractOptions) -> ExtractSummary:
-    """Extract faces from ``opts.input`` into the workspace; resumable and idempotent."""
+    """Extract faces from ``opts.input`` into the workspace; resumable and idempotent.
+
+    With ``--ray`` the frames are detected on a Ray cluster in frame-range shards
+    (``extract.cluster``) and this process, the only writer of the workspace, stores them;
+    the cluster is joined before the workspace is opened, so a bad address changes nothing.
+    """
     started = time.perf_counter()
     check(opts)
     src = resolve_input(opts.input)
+    if opts.ray is None:
+        return _extract(opts, src, None, started)
+    if src.kind != "video":
+        raise UserError(f"--ray spreads the frames of a video; {src.path} is {src.kind}: extract photos without --ray")
+    from pipeline.cluster.ray_cluster import connect
+    with connect(opts.ray) as cluster:
+        return _extract(opts, src, cluster, started)
+
+
+def _extract(opts: ExtractOptions, src: InputSource, cluster: Cluster | None, started: float) -> ExtractSummary:
     set_name = opts.set_name or src.default_set
     ws = Workspace(opts.workspace, write=True, command="extract", rebuild_index=True)
     try:
@@ -197,8 +216,10 @@ def run_extract(opts: ExtractOptions) -> ExtractSummary:
                          "(never overwritten)", len(scan.deleted), ", restored by --force" if opts.force else "",
                          len(scan.hand_masks))
         loader = ThreadPoolExecutor(1, thread_name_prefix="load")
-        # torch loads while detection starts; one torch thread, the detector threads use the cores
-        encoder_future = loader.submit(IdentityEncoder, opts.device, 16, 1 if opts.workers > 1 else None)
+        # torch loads while detection starts; one torch thread, the detector threads use the cores (on a
+        # cluster the workers describe the faces: this process needs it only for --target-face)
+        encoder_future = loader.submit(IdentityEncoder, opts.device, 16, 1 if opts.workers > 1 else None) \
+            if cluster is None or opts.target_face is not None else _done_future(None)
         loader.shutdown(wait=False)
         job = _ExtractJob(ws, set_name, src, opts, analyser, masker, encoder_future, rebuilding)
         if opts.target_face is not None:
@@ -207,8 +228,12 @@ def run_extract(opts: ExtractOptions) -> ExtractSummary:
                      opts.target_threshold)
         try:
             # the pool's threads are the parallelism: OpenCV's own on top of them only adds hand-offs
-            with opencv_threads(1) if opts.workers > 1 else contextlib.nullcontext():
-                summary = job.run()
+            if cluster is not None:
+                from extract.cluster import run_on_cluster
+                summary = run_on_cluster(job, cluster)
+            else:
+                with opencv_threads(1) if opts.workers > 1 else contextlib.nullcontext():
+                    summary = job.run()
         except DiskFullError as exc:
             raise job.disk_full(exc) from exc.__cause__
         except OSError as exc:          # a folder that could not be made, a file not flushed

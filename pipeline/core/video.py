@@ -148,9 +148,10 @@ class FrameReader:
     """
 
     def __init__(self, path: Path, width: int, height: int, prefetch: int = 16,
-                 times: StepTimes | None = None) -> None:
+                 times: StepTimes | None = None, start: int = 0) -> None:
         self.path = Path(path)
         self.width, self.height = width, height
+        self.start = start             # first frame read (accurate seek, as ``frame_at``); frames keep their numbers
         self.times = times             # 'decode': our waits on ffmpeg's pipe, and its CPU seconds
         self.frames_read = 0
         self.error_text = ""
@@ -160,14 +161,21 @@ class FrameReader:
         self._thread: threading.Thread | None = None
 
     def _command(self) -> list[str]:
-        return [ffmpeg_exe(), "-v", "error", "-i", str(self.path), "-f", "rawvideo", "-an", "-dn", "-map", "0:v:0",
-                "-pix_fmt", "rgb24", "-sn", *_sync_args(), *SWS_FLAGS, "pipe:"]
+        seek: list[str] = []
+        if self.start > 0:             # a shard of a cluster job: half a frame before the frame's time
+            st = self.path.stat()
+            info, first = _seek_facts(str(self.path), st.st_mtime_ns, st.st_size)
+            if info.fps <= 0:
+                raise UserError(f"{self.path} has no frame rate to seek by; re-encode it with ffmpeg")
+            seek = ["-ss", f"{first + (self.start - 0.5) / info.fps:.6f}"]
+        return [ffmpeg_exe(), "-v", "error", *seek, "-i", str(self.path), "-f", "rawvideo", "-an", "-dn", "-map",
+                "0:v:0", "-pix_fmt", "rgb24", "-sn", *_sync_args(), *SWS_FLAGS, "pipe:"]
 
     def _run(self) -> None:
         frame_bytes = self.width * self.height * 3
         proc = self._proc
         assert proc is not None and proc.stdout is not None
-        index = 0
+        index = self.start
         while not self._stop.is_set():
             t0 = time.perf_counter()
             buf = proc.stdout.read(frame_bytes)
@@ -180,7 +188,7 @@ class FrameReader:
             frame = np.frombuffer(buf, dtype=np.uint8).reshape(self.height, self.width, 3)
             self._put((index, frame))
             index += 1
-        self.frames_read = index
+        self.frames_read = index - self.start
         self._put(None)
 
     def _put(self, item) -> None:

@@ -1,0 +1,250 @@
+"""``convert --ray``: the video rendered in frame-range segments on a Ray cluster, joined here.
+
+The driver (the process running the command) checks everything and smooths the face
+tracks once, from the index, as a one-machine convert does; each shard is sent only the
+plans of its own frames. A worker seeks to its range in the dst video, renders it with the
+same per-face steps and network, and encodes it to a segment file beside the output (the
+workspace, the dst video and the output's folder must be at the same paths on every node).
+The driver joins the segments with ffmpeg's concat and stream copy and muxes the audio,
+then removes them. A segment that exists is finished (written under a temp name, renamed
+when whole), so a rerun after a killed driver renders only the missing ranges; the
+segments' folder is named after the options, the workspace's state and the input, so a
+changed setting starts afresh.
+
+The watermark key is read here and sent to the workers, so every segment carries the mark
+of the key this command names (a worker never makes a key of its own).
+"""
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import logging
+import os
+import shutil
+import time
+from collections import Counter, defaultdict
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from convert.options import ConvertOptions
+from convert.renderer import LOAD_OPTIONS, FacePlan, Renderer, workspace_state
+from convert.runner import ConvertSummary, _check_output, _chunks, network_threads, remove_stale_outputs
+from pipeline.cluster.ray_cluster import Shard
+from pipeline.cluster.segments import segment_name
+from pipeline.core.errors import UserError
+from pipeline.core.files import commit_file, remove_quietly
+from pipeline.core.images import opencv_threads
+from pipeline.core.profile import StepTimes
+from pipeline.core.video import FrameReader, FrameWriter
+from pipeline.provenance.keys import load_key
+from pipeline.provenance.watermark import Watermark
+from pipeline.workspace import layout
+
+log = logging.getLogger("convert")
+
+#: Options that change no frame: where the work runs, and how many threads.
+_NOT_IN_FRAMES = ("ray", "shard_frames", "workers", "output", "preview")
+
+
+@dataclass
+class SegmentSpec:
+    """What every segment of one convert shares."""
+
+    opts: ConvertOptions           # the driver's, model defaults filled in
+    input_path: Path
+    width: int
+    height: int
+    fps: float
+    folder: Path                   # where the segments go
+    key: bytes | None              # the watermark key, None without --watermark
+
+
+@dataclass
+class SegmentResult:
+    frames: int = 0
+    faces: int = 0
+    passed: Counter = field(default_factory=Counter)
+    setup_seconds: float = 0.0     # renderer built (0 when the worker had it) and first frame sought
+    seconds: float = 0.0
+
+
+#: A worker process keeps its renderer (model loaded) between shards: (workspace state, load options) -> renderer.
+_RENDERERS: dict[tuple, Renderer] = {}
+
+
+def _renderer(opts: ConvertOptions) -> Renderer:
+    key = (workspace_state(Path(opts.workspace)), *(str(getattr(opts, k)) for k in LOAD_OPTIONS))
+    renderer = _RENDERERS.get(key)
+    if renderer is None:
+        _RENDERERS.clear()
+        renderer = _RENDERERS[key] = Renderer(opts)
+    return renderer
+
+
+def render_segment(spec: SegmentSpec, shard: Shard, plans: dict[int, list[FacePlan]],
+                   excluded: dict[int, str]) -> SegmentResult:
+    """Run on a worker: frames [shard.start, shard.end) rendered with the driver's ``plans`` into a segment file."""
+    t0 = time.perf_counter()
+    start, end = shard.start, shard.end
+    opts = spec.opts
+    renderer = _renderer(opts)
+    work = renderer.work(dataclasses.replace(opts, watermark=False))
+    if spec.key is not None:
+        work.mark = Watermark(spec.key)
+    network = renderer.network
+    result = SegmentResult()
+    final = spec.folder / segment_name(start, end)
+    tmp = spec.folder / f".{final.stem}.{os.getpid()}.tmp.mp4"
+    times = StepTimes()
+    reader = FrameReader(spec.input_path, spec.width, spec.height, times=times, start=start)
+    writer = FrameWriter(tmp, spec.width, spec.height, spec.fps, crf=opts.crf, preset=opts.preset, times=times)
+    pool = ThreadPoolExecutor(max(1, opts.workers), thread_name_prefix="convert")
+    import torch
+    torch.set_num_threads(network_threads(opts.workers))
+    result.setup_seconds = time.perf_counter() - t0
+    ok = False
+    try:
+        seen = [start]
+        with opencv_threads(1) if opts.workers > 1 else contextlib.nullcontext():
+            for chunk in _chunks(reader, start, end, None, max(1, opts.batch_size), seen, times):
+                jobs = [(i, frame, plan) for i, frame in chunk for plan in plans.get(i, [])]
+                prepared = list(pool.map(lambda job: work.prepare(job[1], job[2]), jobs))
+                generated, learned = network([p.crop for p in prepared], masks=opts.mask != "workspace")
+                per_frame: dict[int, list] = defaultdict(list)
+                for (i, _, _), prep, gen, lm in zip(jobs, prepared, generated, learned):
+                    per_frame[i].append((prep, gen, lm))
+                for i, frame in chunk:
+                    faces = per_frame.get(i)
+                    out: Future | np.ndarray
+                    if faces:
+                        result.faces += len(faces)
+                        out = pool.submit(work.finish, frame, faces)
+                    else:
+                        result.passed[excluded.get(i, "no_face")] += 1
+                        out = frame
+                    writer.put(out)
+                    result.frames += 1
+        if result.frames < end - start:
+            raise UserError(f"dst video {spec.input_path} ended after frame {seen[0] - 1} while frames {start}-{end} "
+                            f"were rendered; check the file")
+        writer.close()
+        commit_file(tmp, final)
+        ok = True
+    finally:
+        reader.close()
+        if not ok:
+            writer.abort()
+            remove_quietly(tmp)
+        pool.shutdown(wait=True)
+    result.seconds = time.perf_counter() - t0
+    return result
+
+
+def run_convert_on_cluster(opts: ConvertOptions) -> ConvertSummary:
+    """The whole video rendered on the cluster ``opts.ray`` names, joined into ``--output`` with the audio."""
+    from pipeline.cluster.ray_cluster import check_address, connect, plan_shards
+    from pipeline.cluster.segments import finished_segments, job_key, join_segments, missing_ranges, segments_root
+    check_address(str(opts.ray))
+    if opts.preview:
+        raise UserError("--ray renders whole videos; make --preview stills without --ray")
+    started = time.perf_counter()
+    output = Path(opts.output) if opts.output is not None else layout.default_output(opts.workspace)
+    span: list[int] = []
+    material = None
+    if opts.credentials:               # the joined video is signed here, as one machine's is
+        from convert.credentials import signing_material
+        material = signing_material(opts, output)
+
+    def before_model(input_path: Path, video: dict) -> None:
+        total = int(video["frames"])
+        start, end = max(0, opts.start), total if opts.end is None else min(opts.end, total)
+        if end <= start:
+            raise UserError(f"--start {opts.start} --end {opts.end}: empty range (the video has {total} frames)")
+        span.extend((start, end))
+        _check_output(output, input_path)
+
+    with connect(str(opts.ray)) as cluster:
+        t0 = time.perf_counter()
+        renderer = Renderer(opts, before_model)
+        full, (start, end) = renderer.opts, span
+        plans, excluded, person_line = renderer.plan(full)
+        if person_line:
+            log.info("%s", person_line)
+        key = load_key(full.watermark_key, create=True) if full.watermark else None
+        if key is None:
+            log.warning("convert: --no-watermark: nothing in the video will say that its faces were swapped")
+        credentials = None
+        if material is not None:
+            from convert.credentials import Credentials
+            credentials = Credentials(full, material, renderer.input_path, renderer.network.model_dir,
+                                      renderer.network.meta, Watermark(key).key_id if key is not None else None)
+            credentials.notices()
+        else:
+            log.warning("convert: --no-credentials: the video will carry no content credentials (C2PA) saying it "
+                        "was made by a trained algorithm")
+        video, input_path = renderer.video, renderer.input_path
+        st = input_path.stat()
+        facts = {"options": {k: v for k, v in dataclasses.asdict(full).items() if k not in _NOT_IN_FRAMES},
+                 "workspace": workspace_state(renderer.root), "input": [str(input_path), st.st_size, st.st_mtime_ns],
+                 "watermark": None if key is None else Watermark(key).key_id}
+        folder = segments_root(output) / job_key(facts)
+        folder.mkdir(parents=True, exist_ok=True)
+        for other in segments_root(output).iterdir():     # segments of other settings can never be used again
+            if other.is_dir() and other != folder:
+                shutil.rmtree(other, ignore_errors=True)
+        stale = remove_stale_outputs(output)
+        if stale:
+            log.info("convert: removed %d temp video(s) left by an earlier convert that was killed", stale)
+        kept = finished_segments(folder, start, end)
+        for path in folder.glob(".seg_*.tmp.mp4"):           # a killed worker's unfinished segment
+            remove_quietly(path)
+        shards = plan_shards(missing_ranges(start, end, list(kept)), cluster.cpus, full.shard_frames)
+        done_frames = sum(b - a for a, b in kept)
+        log.info("ray: %d segments kept from an earlier run (%d frames), %d frames to render in %d shards on %d CPUs",
+                 len(kept), done_frames, end - start - done_frames, len(shards), cluster.cpus)
+        t_plan = time.perf_counter()
+        spec = cluster.put(SegmentSpec(dataclasses.replace(full, workers=1), input_path, int(video["width"]),
+                                       int(video["height"]), float(video["fps"]), folder, key))
+        summary = ConvertSummary(output=output, person=person_line)
+        setup = worker_s = 0.0
+
+        def own_plans(shard: Shard) -> tuple:
+            a, b = shard.start, shard.end
+            return ({i: p for i, p in plans.items() if a <= i < b}, {i: r for i, r in excluded.items() if a <= i < b})
+
+        for _, result in cluster.run(render_segment, shards, (spec,), "convert", end - start, done_frames,
+                                     extra=own_plans):
+            summary.faces += result.faces
+            summary.passed.update(result.passed)
+            setup, worker_s = setup + result.setup_seconds, worker_s + result.seconds
+        t_shards = time.perf_counter()
+        ranges = sorted(finished_segments(folder, start, end))
+        if missing_ranges(start, end, ranges):
+            raise UserError(f"segments of frames {missing_ranges(start, end, ranges)} are missing in {folder} after "
+                            f"the job; run the same command again")
+        fps = float(video["fps"])
+        tmp = output.with_name(f".{output.stem}.{os.getpid()}.tmp{output.suffix}")
+        joined = tmp
+        try:
+            join_segments([folder / segment_name(a, b) for a, b in ranges], tmp, input_path,
+                          audio_start=start / fps if fps else 0.0,
+                          audio_duration=(end - start) / fps if fps and (start > 0 or end < video["frames"]) else None)
+            if credentials is not None:
+                joined = credentials.sign(tmp, output, end - start)
+            commit_file(joined, output)
+        finally:
+            remove_quietly(tmp)
+            remove_quietly(joined)
+            if credentials is not None:
+                credentials.close()
+        shutil.rmtree(segments_root(output), ignore_errors=True)
+        log.info("ray: driver set-up (model, plans) %.1f s, shards %.1f s, join and mux %.1f s; workers %.1f s, "
+                 "of which set-up (model load, first seek) %.1f s", t_plan - t0, t_shards - t_plan,
+                 time.perf_counter() - t_shards, worker_s, setup)
+    summary.frames = end - start
+    summary.seconds = time.perf_counter() - started
+    summary.timings = {"worker seconds": worker_s, "worker setup seconds": setup}
+    return summary

@@ -1,0 +1,231 @@
+"""Joining a Ray cluster, cutting frames into shards and running a stage's shard function over them.
+
+Why Ray tasks and not a scheduler of our own: Ray already places tasks on free CPUs,
+reruns a task whose worker process or node died (``max_retries``), moves the results back
+and cleans up when the driver goes. What stays ours is small: how big a shard is, the
+order results are stored in, one progress bar, and errors turned into one line.
+
+Ray is imported inside :func:`connect` only, so commands without ``--ray`` never load it.
+"""
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import os
+import re
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from tqdm import tqdm
+
+from pipeline.core.errors import UserError
+
+log = logging.getLogger("cluster")
+
+#: The project root, put on every worker's PYTHONPATH (the project must sit at this path on each node).
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+#: Shards per CPU when the video is long enough: more than one, so a slow or lost node costs little.
+SHARDS_PER_CPU = 2
+#: Fewest frames in a shard: a shard pays a fixed cost (worker start, model load, seek and the
+#: frames read around its edges), which this many frames keep small.
+MIN_SHARD_FRAMES = 100
+#: Most frames in a shard: what a killed worker or driver loses at worst.
+MAX_SHARD_FRAMES = 2000
+#: Times Ray runs a shard again when its worker process or node dies.
+RETRIES = 3
+_INSTALL = "pip install -r requirements-ray.txt (or pip install '.[ray]')"
+_CLIENT = re.compile(r"^ray://[A-Za-z0-9_.\-\[\]:]+:\d{1,5}$")
+
+
+@dataclass(frozen=True)
+class Shard:
+    """Frames ``start`` to ``end`` (end excluded) of the input; ``index`` is its place in the job."""
+
+    index: int
+    start: int
+    end: int
+
+    @property
+    def frames(self) -> int:
+        return self.end - self.start
+
+
+def frame_ranges(frames: Sequence[int]) -> list[tuple[int, int]]:
+    """Sorted frame numbers as (start, end) runs of consecutive frames."""
+    out: list[tuple[int, int]] = []
+    for f in sorted(frames):
+        if out and out[-1][1] == f:
+            out[-1] = (out[-1][0], f + 1)
+        else:
+            out.append((f, f + 1))
+    return out
+
+
+def plan_shards(ranges: Sequence[tuple[int, int]], cpus: int, shard_frames: int | None = None) -> list[Shard]:
+    """Shards covering ``ranges`` (frame runs still to do), sized from their length and the CPUs.
+
+    Why these sizes: about ``SHARDS_PER_CPU`` shards a CPU keeps every node busy to the end
+    and bounds what a lost worker reruns; ``MIN_SHARD_FRAMES`` keeps the per-shard fixed cost
+    small against the frames; ``MAX_SHARD_FRAMES`` bounds the work a killed driver loses.
+    A shard never spans a gap between ranges (frames done before are not redone).
+    """
+    total = sum(e - s for s, e in ranges)
+    if total <= 0:
+        return []
+    if shard_frames is None:
+        shard_frames = min(MAX_SHARD_FRAMES, max(MIN_SHARD_FRAMES, math.ceil(total / (max(1, cpus) * SHARDS_PER_CPU))))
+    shards: list[Shard] = []
+    for start, end in ranges:
+        count = max(1, round((end - start) / shard_frames))
+        edges = [start + round(i * (end - start) / count) for i in range(count + 1)]
+        for a, b in zip(edges, edges[1:]):
+            if b > a:
+                shards.append(Shard(len(shards), a, b))
+    return shards
+
+
+def check_address(address: str) -> str:
+    """``--ray``'s value when it is one Ray understands; else one line saying what is accepted."""
+    if address in ("local", "auto") or _CLIENT.match(address):
+        return address
+    raise UserError(f"--ray {address!r}: give 'local', 'auto' or 'ray://HOST:PORT' (Ray Client's port, 10001 by "
+                    f"default)")
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
+
+
+class Cluster:
+    """A joined Ray cluster; ``run`` maps a shard function over shards."""
+
+    def __init__(self, ray: Any, address: str, dashboard: str | None) -> None:
+        self.ray, self.address, self.dashboard = ray, address, dashboard
+        resources = ray.cluster_resources()
+        self.cpus = max(1, int(resources.get("CPU", 1)))
+        self.gpus = int(resources.get("GPU", 0))
+        self.nodes = sum(1 for n in ray.nodes() if n.get("Alive"))
+
+    def put(self, value: Any) -> Any:
+        """``value`` in the object store once, for every shard to read (e.g. the plans of a whole video)."""
+        return self.ray.put(value)
+
+    def run(self, fn: Callable[..., Any], shards: Sequence[Shard], args: tuple, desc: str, total: int,
+            initial: int = 0, extra: Callable[[Shard], tuple] | None = None) -> Iterator[tuple[Shard, Any]]:
+        """``fn(*args, shard, *extra(shard))`` on the cluster for every shard; (shard, result) in shard order.
+
+        ``args`` are the same for every shard (put them in the object store with ``put``);
+        ``extra`` gives a shard's own arguments (e.g. the plans of its frames only).
+
+        One tqdm bar over ``total`` frames (``initial`` done before) moves as shards finish, so
+        its rate is the whole cluster's. A shard whose worker dies is run again by Ray; an
+        exception raised by ``fn`` stops the job (a UserError keeps its one line).
+        """
+        ray = self.ray
+        remote = ray.remote(num_cpus=1, max_retries=RETRIES)(fn)
+        refs = {remote.remote(*args, shard, *(extra(shard) if extra else ())): shard for shard in shards}
+        finished: dict[int, Any] = {}
+        order = sorted(shards, key=lambda s: s.index)
+        following = 0
+        pending = list(refs)
+        bar = tqdm(total=total, initial=initial, unit="frame", desc=f"{desc} ({self.nodes} nodes, {self.cpus} CPUs)",
+                   dynamic_ncols=True, mininterval=0.5)
+        try:
+            while pending:
+                ready, pending = ray.wait(pending, num_returns=1, timeout=1.0)
+                for ref in ready:
+                    shard = refs[ref]
+                    finished[shard.index] = self._result(ref, shard)
+                    bar.update(shard.frames)
+                while following < len(order) and order[following].index in finished:
+                    shard = order[following]
+                    following += 1
+                    yield shard, finished.pop(shard.index)
+        finally:
+            for ref in pending:
+                with contextlib.suppress(Exception):
+                    ray.cancel(ref, force=True)
+            bar.close()
+
+    def _result(self, ref: Any, shard: Shard) -> Any:
+        ray = self.ray
+        try:
+            return ray.get(ref)
+        except ray.exceptions.RayTaskError as exc:
+            cause = getattr(exc, "cause", None)
+            if isinstance(cause, UserError):
+                raise UserError(str(cause), cause.exit_code) from None
+            raise RuntimeError(f"shard {shard.start}-{shard.end} failed on the cluster: "
+                               f"{_first_line(cause or exc)}") from cause
+        except ray.exceptions.RayError as exc:      # a worker or node lost more often than RETRIES
+            raise UserError(f"shard of frames {shard.start}-{shard.end} was lost {RETRIES + 1} times on the cluster "
+                            f"({_first_line(exc)}); check the nodes and run the same command again (finished "
+                            f"shards are kept)") from None
+
+
+def _import_ray() -> Any:
+    try:
+        import ray
+    except ImportError:
+        raise UserError(f"--ray needs Ray, which is not installed here: {_INSTALL}") from None
+    return ray
+
+
+@contextlib.contextmanager
+def connect(address: str) -> Iterator[Cluster]:
+    """The cluster ``address`` names, joined for the block (a ``local`` one is started and stopped).
+
+    Failing to join is one line naming the address; nothing of the workspace has been
+    touched by then, since commands join before they write anything.
+    """
+    address = check_address(address)
+    ray = _import_ray()
+    if ray.is_initialized():
+        raise UserError("--ray: this process is already connected to a Ray cluster; run the command in its own process")
+    env = {"PYTHONPATH": os.pathsep.join(p for p in (str(PROJECT_ROOT), os.environ.get("PYTHONPATH", "")) if p)}
+    kwargs: dict[str, Any] = {"runtime_env": {"env_vars": env}, "log_to_driver": False,
+                              "logging_level": logging.WARNING, "configure_logging": True}
+    if address == "local":
+        kwargs.update(num_cpus=os.cpu_count() or 1, include_dashboard=False)
+    t0 = time.perf_counter()
+    try:
+        if address.startswith("ray://"):
+            with _client_timeout():
+                context = ray.init(address=address, **kwargs)
+        else:
+            context = ray.init(address=None if address == "local" else address, **kwargs)
+    except ImportError as exc:          # Ray Client's extra (grpcio) missing
+        raise UserError(f"--ray {address}: Ray Client is not installed ({_first_line(exc)}): {_INSTALL}") from None
+    except Exception as exc:  # noqa: BLE001 - Ray raises ConnectionError, RuntimeError, TimeoutError...
+        with contextlib.suppress(Exception):
+            ray.shutdown()
+        raise UserError(f"--ray {address}: cannot join the cluster ({_first_line(exc)}); start it (ray start "
+                        f"--head), or check the address") from None
+    try:
+        dashboard = getattr(context, "dashboard_url", None) or None
+        cluster = Cluster(ray, address, f"http://{dashboard}" if dashboard and "://" not in dashboard else dashboard)
+        log.info("ray: joined %s in %.1f s: %d nodes, %d CPUs, %d GPUs%s", address, time.perf_counter() - t0,
+                 cluster.nodes, cluster.cpus, cluster.gpus,
+                 f"; dashboard {cluster.dashboard}" if cluster.dashboard else "")
+        if cluster.dashboard:
+            print(f"ray dashboard: {cluster.dashboard}", flush=True)
+        yield cluster
+    finally:
+        ray.shutdown()
+
+
+@contextlib.contextmanager
+def _client_timeout() -> Iterator[None]:
+    """Ray Client retries an unreachable server for minutes; a wrong address should fail in seconds."""
+    before = os.environ.get("RAY_CLIENT_RECONNECT_GRACE_PERIOD")
+    os.environ.setdefault("RAY_CLIENT_RECONNECT_GRACE_PERIOD", "5")
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop("RAY_CLIENT_RECONNECT_GRACE_PERIOD", None)

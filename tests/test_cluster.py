@@ -1,0 +1,308 @@
+"""``--ray``: extract and convert over a real two-node Ray cluster on loopback, against one machine.
+
+The cluster is started by this module (``ray start --head`` on 127.0.0.1 and a second node
+process, one CPU each, temp files under /tmp) and stopped at its end. Ray is in the dev lock,
+so CI runs these; outside CI, FACESWAP_SKIP_RAY_TESTS=1 skips them where Ray is missing.
+"""
+from __future__ import annotations
+
+import importlib.util
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from pipeline.cluster.ray_cluster import MIN_SHARD_FRAMES, Shard, frame_ranges, plan_shards
+from pipeline.cluster.segments import finished_segments, missing_ranges
+from tests.conftest import CLIP6, KATIE, ROOT, clean_error, ffmpeg, snapshot, write_tiny_model
+
+FRAMES = 60                 # frames of the clip the cluster runs on: three shards of 20
+
+
+# ---------------------------------------------------------------------- quick, no cluster
+
+
+def test_shards_cover_every_frame_once_and_skip_frames_done():
+    shards = plan_shards([(0, 1000)], cpus=4)
+    assert [(s.start, s.end) for s in shards][:2] == [(0, 125), (125, 250)] and shards[-1].end == 1000
+    assert all(a.end == b.start for a, b in zip(shards, shards[1:]))
+    short = plan_shards([(0, 150)], cpus=8)
+    assert len(short) == 2 and min(s.frames for s in short) >= MIN_SHARD_FRAMES // 2
+    done_before = frame_ranges([i for i in range(200) if not 40 <= i < 90])
+    assert done_before == [(0, 40), (90, 200)]
+    shards = plan_shards(done_before, cpus=1, shard_frames=30)
+    frames = [f for s in shards for f in range(s.start, s.end)]
+    assert frames == [i for i in range(200) if not 40 <= i < 90]
+    assert [s.index for s in shards] == list(range(len(shards)))
+    assert missing_ranges(0, 100, [(0, 20), (40, 60)]) == [(20, 40), (60, 100)]
+
+
+def test_finished_segments_are_whole_files_inside_the_range(tmp_path):
+    for name in ("seg_00000000_00000020.mp4", "seg_00000020_00000040.mp4", "seg_00000030_00000050.mp4",
+                 ".seg_00000040_00000060.123.tmp.mp4", "seg_00000060_00000080.mp4"):
+        (tmp_path / name).write_bytes(b"x")
+    kept = finished_segments(tmp_path, 0, 60)
+    assert sorted(kept) == [(0, 20), (20, 40)]
+    assert Shard(0, 5, 9).frames == 4
+
+
+def test_bad_ray_address_is_one_line_and_changes_nothing(tmp_path):
+    ws = tmp_path / "ws"
+    res = _cli("extract", "--input", CLIP6, "-w", ws, "--ray", "somewhere")
+    clean_error(res, "--ray 'somewhere'", "ray://HOST:PORT")
+    assert not ws.exists()
+    # Ray missing: a module named ray that cannot be imported stands for it
+    fake = tmp_path / "fake"
+    (fake / "ray").mkdir(parents=True)
+    (fake / "ray" / "__init__.py").write_text("raise ImportError('no ray here')\n")
+    res = _cli("extract", "--input", CLIP6, "-w", ws, "--ray", "local", env={"PYTHONPATH": str(fake)})
+    clean_error(res, "--ray needs Ray", "requirements-ray.txt")
+    assert not ws.exists()
+
+
+def test_without_ray_option_ray_is_never_imported(tmp_path):
+    code = ("import sys, main; rc = main.main(['extract', '--input', sys.argv[1], '-w', sys.argv[2], '--size', '128']);"
+            "print('RAY', 'ray' in sys.modules, rc)")
+    res = subprocess.run([sys.executable, "-c", code, str(CLIP6), str(tmp_path / "ws")], cwd=ROOT,
+                         capture_output=True, text=True, timeout=300)
+    assert "RAY False 0" in res.stdout, res.stdout + res.stderr
+
+
+# ---------------------------------------------------------------------- a real cluster
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _ray_env() -> dict[str, str]:
+    # loopback only: Ray then neither looks up nor binds the machine's outward address; a token of this
+    # module's own (not ~/.ray's) for every process of the cluster
+    return {**os.environ, "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_USAGE_STATS_ENABLED": "0",
+            "PYTHONUNBUFFERED": "1", "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": uuid.uuid4().hex}
+
+
+def _cli(*args, env: dict | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(ROOT / "main.py"), *map(str, args)], cwd=ROOT, capture_output=True,
+                          text=True, timeout=timeout, env={**os.environ, **(env or {})})
+
+
+def _alive_nodes(address: str, env: dict) -> int:
+    code = (f"import ray; ray.init(address={address!r}, log_to_driver=False, logging_level='ERROR');"
+            "print(sum(n['Alive'] for n in ray.nodes()))")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, env=env)
+    return int(res.stdout.strip().splitlines()[-1]) if res.returncode == 0 and res.stdout.strip() else 0
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    """Two one-CPU Ray nodes on 127.0.0.1: (env for the CLI with RAY_ADDRESS set, head address)."""
+    if importlib.util.find_spec("ray") is None:
+        if os.environ.get("FACESWAP_SKIP_RAY_TESTS") == "1":
+            pytest.skip("Ray is not installed (FACESWAP_SKIP_RAY_TESTS=1)")
+        pytest.fail("Ray is not installed: pip install -r requirements-ray.txt (the dev lock has it)")
+    ray_cli = str(Path(sys.executable).parent / "ray")
+    temp = Path(tempfile.mkdtemp(prefix="ray", dir="/tmp"))      # short: Ray's socket paths must stay short
+    env = _ray_env()
+    port = _free_port()
+    address = f"127.0.0.1:{port}"
+    node = None
+    try:
+        subprocess.run([ray_cli, "start", "--head", "--node-ip-address=127.0.0.1", f"--port={port}", "--num-cpus=1",
+                        "--include-dashboard=false", f"--temp-dir={temp}", "--disable-usage-stats",
+                        f"--ray-client-server-port={_free_port()}"],
+                       env=env, check=True, capture_output=True, timeout=120)
+        node = subprocess.Popen([sys.executable, "-m", "tests.ray_node", address, "900"], cwd=ROOT, env=env,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 90
+        while _alive_nodes(address, env) < 2:
+            assert time.monotonic() < deadline, "the second Ray node did not join"
+            time.sleep(1)
+        yield {**env, "RAY_ADDRESS": address}
+    finally:
+        if node is not None:
+            node.send_signal(signal.SIGTERM)
+            try:
+                node.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                node.kill()
+        subprocess.run([ray_cli, "stop", "--force"], env=env, capture_output=True, timeout=120)
+        shutil.rmtree(temp, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory) -> Path:
+    """The first 60 frames of the Hill clip, audio kept."""
+    out = tmp_path_factory.mktemp("clip") / "hill_60.mp4"
+    subprocess.run([ffmpeg(), "-v", "error", "-i", str(KATIE), "-frames:v", str(FRAMES), "-c:v", "mpeg4", "-q:v", "3",
+                    "-c:a", "aac", "-shortest", str(out)], check=True)
+    return out
+
+
+@pytest.fixture(scope="module")
+def one_machine(clip, tmp_path_factory) -> dict[str, Path]:
+    """The clip extracted and converted (lossless, to compare frames exactly) without Ray."""
+    ws = tmp_path_factory.mktemp("one") / "ws"
+    assert _cli("extract", "--input", clip, "-w", ws, "--size", "128").returncode == 0
+    write_tiny_model(ws / "model")
+    out = ws.parent / "one.mp4"
+    res = _cli("convert", "-w", ws, "-o", out, "--crf", "0")
+    assert res.returncode == 0, res.stderr
+    return {"ws": ws, "video": out}
+
+
+def _index(ws: Path) -> dict:
+    from pipeline.workspace.store import Workspace
+    with Workspace(ws) as w:
+        return {"faces": {(r.frame_index, r.face_index): r for r in w.faces("dst")}, "done": w.done_frames("dst")}
+
+
+def _same_index(a: Path, b: Path) -> None:
+    ia, ib = _index(a), _index(b)
+    assert ia["done"] == ib["done"] and len(ia["done"]) == FRAMES
+    assert ia["faces"].keys() == ib["faces"].keys()
+    for key, ra in ia["faces"].items():
+        rb = ib["faces"][key]
+        assert np.abs(ra.landmarks - rb.landmarks).max() <= 1e-3 + 1e-9, key
+        assert (ra.track, ra.origin, ra.dropped) == (rb.track, rb.origin, rb.dropped), key
+        assert (a / "data_dst" / "aligned" / ra.aligned_file).is_file()
+        assert (b / "data_dst" / "aligned" / rb.aligned_file).is_file()
+
+
+def _frames(video: Path) -> list[np.ndarray]:
+    from pipeline.core.video import FrameReader, probe
+    info = probe(video)
+    return [f.copy() for _, f in FrameReader(video, info.width, info.height)]
+
+
+def _same_video(a: Path, b: Path) -> None:
+    from pipeline.core.video import audio_codec
+    fa, fb = _frames(a), _frames(b)
+    assert len(fa) == len(fb) == FRAMES
+    for i, (x, y) in enumerate(zip(fa, fb)):
+        mse = float(((x.astype(np.float64) - y) ** 2).mean())
+        assert mse == 0 or 10 * np.log10(255 ** 2 / mse) >= 45, i
+    assert audio_codec(b) is not None
+
+
+def _extract_on_cluster(clip: Path, ws: Path, env: dict, *extra: str) -> subprocess.CompletedProcess:
+    return _cli("extract", "--input", clip, "-w", ws, "--size", "128", "--ray", "auto", "--shard-frames", "20",
+                *extra, env=env)
+
+
+def test_extract_and_convert_on_two_nodes_match_one_machine(cluster, clip, one_machine, tmp_path):
+    ws = tmp_path / "ws"
+    res = _extract_on_cluster(clip, ws, cluster)
+    assert res.returncode == 0, res.stderr
+    assert "3 shards" in res.stderr and "2 nodes, 2 CPUs" in res.stderr
+    _same_index(one_machine["ws"], ws)
+    write_tiny_model(ws / "model")
+    out = tmp_path / "two.mp4"
+    res = _cli("convert", "-w", ws, "-o", out, "--crf", "0", "--ray", "auto", "--shard-frames", "20", env=cluster)
+    assert res.returncode == 0, res.stderr
+    _same_video(one_machine["video"], out)
+    assert not list(tmp_path.glob(".two.segments*")), "segments are removed once joined"
+
+
+def _ray_worker_pids(task: str) -> list[int]:
+    """Processes running the Ray task ``task`` now (Ray names a busy worker 'ray::TASK')."""
+    pids = []
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            try:
+                cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode("utf-8", "replace")
+            except OSError:
+                continue
+            if cmdline.startswith(f"ray::{task}"):
+                pids.append(int(proc.name))
+    return pids
+
+
+def test_a_worker_killed_mid_shard_loses_nothing(cluster, clip, one_machine, tmp_path):
+    ws = tmp_path / "ws"
+    cmd = [sys.executable, str(ROOT / "main.py"), "extract", "--input", str(clip), "-w", str(ws), "--size", "128",
+           "--ray", "auto", "--shard-frames", "30"]
+    driver = subprocess.Popen(cmd, cwd=ROOT, env=cluster, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    killed = None
+    deadline = time.monotonic() + 120
+    while killed is None and driver.poll() is None and time.monotonic() < deadline:
+        pids = _ray_worker_pids("extract_shard")
+        if pids:
+            time.sleep(1.0)                      # mid-shard: models loaded, frames under way
+            if pids[0] in _ray_worker_pids("extract_shard"):
+                os.kill(pids[0], signal.SIGKILL)
+                killed = pids[0]
+        time.sleep(0.1)
+    out, err = driver.communicate(timeout=300)
+    assert killed is not None, "no worker was seen running a shard"
+    assert driver.returncode == 0, err
+    assert "60 frames (60 new, 0 already done)" in out
+    _same_index(one_machine["ws"], ws)
+
+
+def test_convert_rerun_after_a_killed_driver_keeps_finished_segments(cluster, one_machine, tmp_path):
+    ws = tmp_path / "ws"
+    shutil.copytree(one_machine["ws"], ws)
+    out = tmp_path / "two.mp4"
+    cmd = [sys.executable, str(ROOT / "main.py"), "convert", "-w", str(ws), "-o", str(out), "--crf", "0", "--ray",
+           "auto", "--shard-frames", "20"]
+    before = snapshot(ws)
+    driver = subprocess.Popen(cmd, cwd=ROOT, env=cluster, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline and driver.poll() is None:
+        if list(tmp_path.glob(".two.segments/*/seg_*.mp4")):
+            driver.send_signal(signal.SIGKILL)
+            break
+        time.sleep(0.05)
+    driver.wait(timeout=60)
+    assert driver.returncode == -signal.SIGKILL, "the driver finished before a segment was seen"
+    assert not out.exists()
+    kept = len(list(tmp_path.glob(".two.segments/*/seg_*.mp4")))
+    assert 1 <= kept < 3
+    res = _cli(*cmd[2:], env=cluster)
+    assert res.returncode == 0, res.stderr
+    match = re.search(r"ray: (\d+) segments kept from an earlier run \((\d+) frames\), (\d+) frames to render",
+                      res.stderr)
+    assert match and int(match.group(1)) >= kept and int(match.group(3)) == FRAMES - int(match.group(2)), res.stderr
+    _same_video(one_machine["video"], out)
+    assert snapshot(ws) == before, "convert only reads the workspace"
+
+
+def test_extract_rerun_after_a_killed_driver_does_only_the_rest(cluster, clip, one_machine, tmp_path):
+    from pipeline.workspace.store import Workspace
+    ws = tmp_path / "ws"
+    cmd = [sys.executable, str(ROOT / "main.py"), "extract", "--input", str(clip), "-w", str(ws), "--size", "128",
+           "--ray", "auto", "--shard-frames", "20"]
+    driver = subprocess.Popen(cmd, cwd=ROOT, env=cluster, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 180
+    done = 0
+    while time.monotonic() < deadline and driver.poll() is None:
+        try:
+            with Workspace(ws) as w:
+                done = len(w.done_frames("dst")) if w.exists else 0
+        except Exception:                        # noqa: BLE001 - not made yet, or mid-write
+            done = 0
+        if done:
+            driver.send_signal(signal.SIGKILL)
+            break
+        time.sleep(0.05)
+    driver.wait(timeout=60)
+    assert driver.returncode == -signal.SIGKILL and 0 < done < FRAMES
+    res = _extract_on_cluster(clip, ws, cluster)
+    assert res.returncode == 0, res.stderr
+    match = re.search(r"(\d+) frames \((\d+) new, (\d+) already done\)", res.stdout)
+    assert match and int(match.group(1)) == FRAMES and int(match.group(3)) >= done, res.stdout
+    assert int(match.group(2)) == FRAMES - int(match.group(3))
+    _same_index(one_machine["ws"], ws)
