@@ -78,6 +78,13 @@ def test_verify_without_a_watermark_key_still_reads_the_credentials(signed_clip,
     assert "watermark not looked for: no key on this machine" in res.stdout
 
 
+def test_verify_bad_trust_file_is_one_line(signed_clip, tmp_path):
+    signed, key = signed_clip
+    clean_error(run_cli("verify", signed, "--key", key, "--trust", tmp_path / "none.pem"), "--trust", "cannot be read")
+    (tmp_path / "bad.pem").write_text("not a certificate")
+    clean_error(run_cli("verify", signed, "--key", key, "--trust", tmp_path / "bad.pem"), "not a PEM certificate")
+
+
 def test_changed_manifest_bytes_read_damaged(signed_clip, tmp_path):
     signed, key = signed_clip
     data = signed.read_bytes()

@@ -108,11 +108,18 @@ def trust_anchors(extra: list[Path]) -> list[bytes]:
     """The roots verify trusts: this machine's own (it made the self-signed credentials) and ``--trust`` files."""
     from pipeline.provenance.signing import machine_root
     anchors = [root] if (root := machine_root()) is not None else []
+    from cryptography import x509
     for path in extra:
         try:
-            anchors.append(path.read_bytes())
+            data = path.read_bytes()
         except OSError as err:
             raise UserError(f"--trust {path} cannot be read ({err.strerror}); give a PEM certificate file") from err
+        try:             # checked here: c2pa would fail on it and the video would read as damaged
+            x509.load_pem_x509_certificates(data)
+        except ValueError as err:
+            raise UserError(f"--trust {path} is not a PEM certificate file ({err}); give the signer's root "
+                            f"certificate in PEM") from err
+        anchors.append(data)
     return anchors
 
 
