@@ -61,6 +61,10 @@ def test_bad_ray_address_is_one_line_and_changes_nothing(tmp_path):
     res = _cli("extract", "--input", CLIP6, "-w", ws, "--ray", "somewhere")
     clean_error(res, "--ray 'somewhere'", "ray://HOST:PORT")
     assert not ws.exists()
+    # a cluster that does not answer (Ray itself would wait minutes)
+    res = _cli("extract", "--input", CLIP6, "-w", ws, "--ray", "auto", env={"RAY_ADDRESS": f"127.0.0.1:{_free_port()}"})
+    clean_error(res, "--ray auto", "does not answer")
+    assert not ws.exists()
     # Ray missing: a module named ray that cannot be imported stands for it
     fake = tmp_path / "fake"
     (fake / "ray").mkdir(parents=True)
@@ -158,7 +162,7 @@ def one_machine(clip, tmp_path_factory) -> dict[str, Path]:
     assert _cli("extract", "--input", clip, "-w", ws, "--size", "128").returncode == 0
     write_tiny_model(ws / "model")
     out = ws.parent / "one.mp4"
-    res = _cli("convert", "-w", ws, "-o", out, "--crf", "0")
+    res = _cli("convert", "-w", ws, "-o", out, "--crf", "0", "--no-credentials")
     assert res.returncode == 0, res.stderr
     return {"ws": ws, "video": out}
 
@@ -210,7 +214,8 @@ def test_extract_and_convert_on_two_nodes_match_one_machine(cluster, clip, one_m
     _same_index(one_machine["ws"], ws)
     write_tiny_model(ws / "model")
     out = tmp_path / "two.mp4"
-    res = _cli("convert", "-w", ws, "-o", out, "--crf", "0", "--ray", "auto", "--shard-frames", "20", env=cluster)
+    res = _cli("convert", "-w", ws, "-o", out, "--crf", "0", "--no-credentials", "--ray", "auto", "--shard-frames",
+               "20", env=cluster)
     assert res.returncode == 0, res.stderr
     _same_video(one_machine["video"], out)
     assert not list(tmp_path.glob(".two.segments*")), "segments are removed once joined"
@@ -256,8 +261,8 @@ def test_convert_rerun_after_a_killed_driver_keeps_finished_segments(cluster, on
     ws = tmp_path / "ws"
     shutil.copytree(one_machine["ws"], ws)
     out = tmp_path / "two.mp4"
-    cmd = [sys.executable, str(ROOT / "main.py"), "convert", "-w", str(ws), "-o", str(out), "--crf", "0", "--ray",
-           "auto", "--shard-frames", "20"]
+    cmd = [sys.executable, str(ROOT / "main.py"), "convert", "-w", str(ws), "-o", str(out), "--crf", "0",
+           "--no-credentials", "--ray", "auto", "--shard-frames", "20"]
     before = snapshot(ws)
     driver = subprocess.Popen(cmd, cwd=ROOT, env=cluster, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 180

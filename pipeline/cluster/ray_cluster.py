@@ -14,6 +14,7 @@ import logging
 import math
 import os
 import re
+import socket
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -192,6 +193,8 @@ def connect(address: str) -> Iterator[Cluster]:
                               "logging_level": logging.WARNING, "configure_logging": True}
     if address == "local":
         kwargs.update(num_cpus=os.cpu_count() or 1, include_dashboard=False)
+    if address == "auto":
+        _check_auto(ray)
     t0 = time.perf_counter()
     try:
         if address.startswith("ray://"):
@@ -229,3 +232,24 @@ def _client_timeout() -> Iterator[None]:
     finally:
         if before is None:
             os.environ.pop("RAY_CLIENT_RECONNECT_GRACE_PERIOD", None)
+
+
+def _check_auto(ray: Any) -> None:
+    """``auto`` names a cluster that answers, or one line now (Ray itself waits minutes for a stopped one)."""
+    try:
+        from ray._private.services import get_ray_address_from_environment
+        target = get_ray_address_from_environment("auto", None)
+    except (ImportError, AttributeError):      # another Ray: let ray.init find it
+        return
+    except Exception as exc:  # noqa: BLE001 - Ray's own "no cluster found" is a ConnectionError
+        raise UserError(f"--ray auto: no running Ray cluster found ({_first_line(exc)}); set RAY_ADDRESS=HOST:PORT "
+                        f"or start one (ray start --head)") from None
+    if not target or target == "auto" or "://" in target:
+        return
+    host, _, port = target.rpartition(":")
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=5):
+            pass
+    except (OSError, ValueError):
+        raise UserError(f"--ray auto: the Ray cluster at {target} (RAY_ADDRESS, or the last one started here) does "
+                        f"not answer; start it (ray start --head) or set RAY_ADDRESS") from None
