@@ -19,7 +19,7 @@ from convert.options import ConvertOptions
 from pipeline.core.errors import UserError
 from pipeline.core.files import remove_quietly
 from pipeline.provenance import consent as consent_records
-from pipeline.provenance.credentials import Facts, model_hash, set_hash, sha256_file, sign_video
+from pipeline.provenance.credentials import Facts, check_signer, model_hash, set_hash, sha256_file, sign_video
 from pipeline.provenance.signing import SigningMaterial, resolve
 
 log = logging.getLogger("convert")
@@ -43,7 +43,9 @@ def signing_material(opts: ConvertOptions, output: Path) -> SigningMaterial:
     if output.suffix.lower() == ".mkv":         # an output convert writes, but C2PA has no place in Matroska
         raise UserError(f"--output {output}: content credentials go into .mp4, .m4v or .mov files, not "
                         f"{output.suffix}; use one of those, or --no-credentials")  # other names: _check_output
-    return resolve(opts.sign_key, opts.sign_cert)
+    material = resolve(opts.sign_key, opts.sign_cert)
+    check_signer(material)
+    return material
 
 
 class Credentials:

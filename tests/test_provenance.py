@@ -129,6 +129,27 @@ def _own_key(folder: Path) -> tuple[Path, Path]:
     return folder / "signing-key.pem", folder / "signing-cert.pem"
 
 
+def _self_signed_alone(folder: Path) -> tuple[Path, Path]:
+    """A key with a certificate that is its own issuer: C2PA refuses to sign with it."""
+    import datetime
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+    now = datetime.datetime.now(datetime.timezone.utc)
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "self")])
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(1).not_valid_before(now).not_valid_after(now + datetime.timedelta(days=1))
+            .sign(key, hashes.SHA256()))
+    key_path, cert_path = folder / "self.key", folder / "self.pem"
+    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    return key_path, cert_path
+
+
 @pytest.mark.slow
 def test_convert_signs_consent_and_options(small_ws, tmp_path):
     key = Path(os.environ["FACE_WATERMARK_KEY"])
@@ -176,13 +197,15 @@ def test_convert_signs_consent_and_options(small_ws, tmp_path):
     (["--sign-key", "GARBAGE", "--sign-cert", "CERT"], "is not an unencrypted PEM private key"),
     (["--sign-key", "OTHER", "--sign-cert", "CERT"], "does not belong to the key"),
     (["--output", "OUT.mkv"], "content credentials go into .mp4"),
+    (["--sign-key", "SELF_KEY", "--sign-cert", "SELF_CERT"], "cannot sign content credentials"),
 ])
 def test_convert_bad_signing_input_is_one_line_and_changes_nothing(small_ws, tmp_path, args, message):
     sign_key, sign_cert = _own_key(tmp_path / "studio")
     other_key, _ = _own_key(tmp_path / "other")
     (tmp_path / "garbage.pem").write_text("not a key")
+    self_key, self_cert = _self_signed_alone(tmp_path)
     swap = {"KEY": sign_key, "CERT": sign_cert, "MISSING": tmp_path / "none.pem", "GARBAGE": tmp_path / "garbage.pem",
-            "OTHER": other_key, "OUT.mkv": tmp_path / "out.mkv"}
+            "OTHER": other_key, "OUT.mkv": tmp_path / "out.mkv", "SELF_KEY": self_key, "SELF_CERT": self_cert}
     before = snapshot(small_ws)
     clean_error(run_cli("convert", "--workspace", small_ws, *[swap.get(a, a) for a in args]), message)
     assert snapshot(small_ws) == before and not (tmp_path / "out.mkv").exists()

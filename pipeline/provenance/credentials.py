@@ -132,6 +132,29 @@ def sign_video(source: Path, dest: Path, material: SigningMaterial, facts: Facts
                         f"and certificate, or convert with --no-credentials") from err
 
 
+def check_signer(material: SigningMaterial) -> None:
+    """Sign a tiny PNG in memory with ``material``: c2pa refuses a certificate it cannot sign with (no CA chain,
+    wrong key usage, expired) only when it signs, and that should cost a second before the render, not the render."""
+    import io
+
+    import cv2
+    import numpy as np
+    c2pa = _c2pa()
+    png = cv2.imencode(".png", np.zeros((8, 8, 3), np.uint8))[1].tobytes()
+    try:
+        signer = c2pa.Signer.from_info(c2pa.C2paSignerInfo(material.alg, material.cert_chain,
+                                                            material.private_key, None))
+        created = {"actions": [{"action": "c2pa.created", "digitalSourceType": TRAINED}]}
+        probe = {"claim_generator_info": [{"name": TOOL}], "title": "probe.png",
+                 "assertions": [{"label": "c2pa.actions.v2", "data": created}]}
+        with signer, c2pa.Builder(probe) as builder:
+            builder.sign(signer, "image/png", io.BytesIO(png), io.BytesIO())
+    except c2pa.C2paError as err:
+        raise UserError(f"cannot sign content credentials with {material.source} ({err}); C2PA needs a signing "
+                        f"certificate issued by a CA (not self-signed alone), with the digitalSignature key usage, "
+                        f"given with its chain; or convert with --no-credentials") from err
+
+
 @dataclass
 class Credentials:
     """What verify learned from a video's manifest."""
