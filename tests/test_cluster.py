@@ -120,13 +120,13 @@ def cluster():
     ray_cli = str(Path(sys.executable).parent / "ray")
     temp = Path(tempfile.mkdtemp(prefix="ray", dir="/tmp"))      # short: Ray's socket paths must stay short
     env = _ray_env()
-    port = _free_port()
+    port, client_port = _free_port(), _free_port()
     address = f"127.0.0.1:{port}"
     node = None
     try:
         subprocess.run([ray_cli, "start", "--head", "--node-ip-address=127.0.0.1", f"--port={port}", "--num-cpus=1",
                         "--include-dashboard=false", f"--temp-dir={temp}", "--disable-usage-stats",
-                        f"--ray-client-server-port={_free_port()}"],
+                        f"--ray-client-server-port={client_port}"],
                        env=env, check=True, capture_output=True, timeout=120)
         node = subprocess.Popen([sys.executable, "-m", "tests.ray_node", address, "900"], cwd=ROOT, env=env,
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -134,7 +134,7 @@ def cluster():
         while _alive_nodes(address, env) < 2:
             assert time.monotonic() < deadline, "the second Ray node did not join"
             time.sleep(1)
-        yield {**env, "RAY_ADDRESS": address}
+        yield {**env, "RAY_ADDRESS": address, "TEST_RAY_CLIENT": f"ray://127.0.0.1:{client_port}"}
     finally:
         if node is not None:
             node.send_signal(signal.SIGTERM)
@@ -311,3 +311,11 @@ def test_extract_rerun_after_a_killed_driver_does_only_the_rest(cluster, clip, o
     assert match and int(match.group(1)) == FRAMES and int(match.group(3)) >= done, res.stdout
     assert int(match.group(2)) == FRAMES - int(match.group(3))
     _same_index(one_machine["ws"], ws)
+
+
+def test_extract_through_ray_client(cluster, tmp_path):
+    ws = tmp_path / "ws"
+    env = {k: v for k, v in cluster.items() if k != "RAY_ADDRESS"}
+    res = _cli("extract", "--input", CLIP6, "-w", ws, "--size", "128", "--ray", cluster["TEST_RAY_CLIENT"], env=env)
+    assert res.returncode == 0, res.stderr
+    assert "6 frames (6 new, 0 already done)" in res.stdout and "2 nodes, 2 CPUs" in res.stderr
