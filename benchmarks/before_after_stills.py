@@ -82,7 +82,7 @@ def main() -> None:
                                    ("after", args.after, args.workspace)):
             out = render(where, i, extra)
             m = realism.measure(out, ref, landmarks)
-            lines = [f"{name}: {extra or 'defaults'}",
+            lines = [f"{name}: {extra or 'defaults'}" + (f" ({where.name})" if args.before_workspace else ""),
                      f"sharpness {m['sharpness']:.2f}  fringes {m['fringing']:.2f}  tone dE {m['tone_delta_e']:.2f}"]
             tiles.append(_label(out, lines))
             eyes.append(_eyes(out, landmarks))
