@@ -175,8 +175,8 @@ def main() -> int:
         out["per_shard_s"], out["payload_bytes"], out["transfer_per_frame_s"] = per_shard, size, transfer
         print(f"fixed cost per extract shard: {per_shard:.2f} s (1 shard {t1:.1f} s, 8 shards {t8:.1f} s, one node)")
         print(f"per frame moved through Ray: {transfer * 1000:.2f} ms for {size / 1000:.0f} kB (aligned image + mask)")
-        per_frame_ex = 1 / two["extract_fps"] * 2      # one core's seconds per frame, on the two-node run
-        per_frame_cv = 1 / two["convert_fps"] * 2
+        per_frame_ex = 1 / one["extract_fps"]          # one core's seconds per frame (the one-node run, fixed costs in)
+        per_frame_cv = 1 / one["convert_fps"]
         print("projection, one hour of 25 fps 1080p (90,000 frames), per-frame cost scaled by pixels "
               f"({PIXELS_1080:.1f}x), shards of 1000 frames, one-core nodes, driver work per frame as measured:")
         out["projection_hours"] = {}
