@@ -20,6 +20,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from tqdm import tqdm
@@ -33,6 +34,9 @@ from pipeline.workspace import layout
 from pipeline.workspace.mask_guard import mask_writes
 from pipeline.workspace.records import FaceRow, MaskOrigin
 from pipeline.workspace.store import Workspace, mask_hash
+
+if TYPE_CHECKING:
+    from pipeline.cluster.ray_cluster import Cluster
 
 log = logging.getLogger("masks")
 
@@ -72,8 +76,20 @@ def _read(ws: Workspace, row: FaceRow) -> np.ndarray | None:
 
 
 def run_apply(opts: MaskApplyOptions) -> ApplySummary:
-    """Write learned masks into the workspace (see the module docstring for what is kept)."""
+    """Write learned masks into the workspace (see the module docstring for what is kept).
+
+    With ``--ray`` the segmenter runs on a Ray cluster (``masks.cluster``) and this process
+    writes the masks; the cluster is joined before the workspace is opened.
+    """
     check(opts)
+    if opts.ray is None:
+        return _run_apply(opts, None)
+    from pipeline.cluster.ray_cluster import connect
+    with connect(opts.ray) as cluster:
+        return _run_apply(opts, cluster)
+
+
+def _run_apply(opts: MaskApplyOptions, cluster: Cluster | None) -> ApplySummary:
     started = time.perf_counter()
     root = Path(opts.workspace)
     layout.require(root)
@@ -91,12 +107,16 @@ def run_apply(opts: MaskApplyOptions) -> ApplySummary:
                                 f"workspace ('python main.py masks train --fresh') or apply it to a workspace "
                                 f"extracted with --face-type {masker.face_type}")
         for set_name in sets:
-            _apply_set(ws, set_name, masker, opts.batch_size, summary)
+            if cluster is None:
+                _apply_set(ws, set_name, masker, opts.batch_size, summary)
+            else:
+                _apply_set_on_cluster(ws, set_name, masker, opts, summary, cluster)
     summary.seconds = time.perf_counter() - started
     return summary
 
 
-def _apply_set(ws: Workspace, set_name: str, masker: LearnedMasker, batch: int, summary: ApplySummary) -> None:
+def _todo(ws: Workspace, set_name: str, masker: LearnedMasker, summary: ApplySummary) -> list[FaceRow]:
+    """The kept faces whose mask is neither the artist's nor already this model's (counted in ``summary``)."""
     ws.remove_stale_temp_files(set_name)
     ws.sync_artist_edits(set_name)
     rows = ws.faces(set_name, kept=True)
@@ -104,8 +124,36 @@ def _apply_set(ws: Workspace, set_name: str, masker: LearnedMasker, batch: int, 
     current = [r for r in rows if r.mask_origin == MaskOrigin.LEARNED and r.mask_model == masker.hash
                and ws.mask_path(r).is_file()]
     done = {r.id for r in hand} | {r.id for r in current}
-    todo = [r for r in rows if r.id not in done]
     summary.hand_kept[set_name], summary.current[set_name], summary.written[set_name] = len(hand), len(current), 0
+    return [r for r in rows if r.id not in done]
+
+
+def _write(ws: Workspace, set_name: str, masker: LearnedMasker, ok: list[tuple[FaceRow, np.ndarray, bytes]],
+           summary: ApplySummary) -> None:
+    """Predicted masks written and recorded, under the mask-write lock; a mask the studio saved meanwhile is
+    skipped, never overwritten."""
+    with mask_writes(ws.root):
+        written = [(row, m) for row, m, png in ok if ws.replace_mask_unless_painted(row, png)]
+        ws.put_masks([(row, MaskOrigin.LEARNED.value, mask_hash(m), masker.hash) for row, m in written])
+    summary.written[set_name] += len(written)
+    summary.hand_kept[set_name] += len(ok) - len(written)
+
+
+def _apply_set_on_cluster(ws: Workspace, set_name: str, masker: LearnedMasker, opts: MaskApplyOptions,
+                          summary: ApplySummary, cluster: Cluster) -> None:
+    from masks.cluster import predict_on_cluster
+    todo = _todo(ws, set_name, masker, summary)
+    if todo:
+        for results in predict_on_cluster(cluster, ws, set_name, todo, masker, layout.mask_model_dir(ws.root),
+                                          opts.device, opts.batch_size, opts.shard_frames):
+            summary.unreadable += [row.aligned_file for row, m, _ in results if m is None]
+            _write(ws, set_name, masker, [(row, m, png) for row, m, png in results if m is not None and png],
+                   summary)
+    ws.sync_artist_edits(set_name)
+
+
+def _apply_set(ws: Workspace, set_name: str, masker: LearnedMasker, batch: int, summary: ApplySummary) -> None:
+    todo = _todo(ws, set_name, masker, summary)
     chunks = [todo[i:i + batch] for i in range(0, len(todo), batch)]
 
     def read_chunk(chunk: list[FaceRow]) -> list[np.ndarray | None]:
@@ -123,11 +171,6 @@ def _apply_set(ws: Workspace, set_name: str, masker: LearnedMasker, batch: int, 
             summary.unreadable += [r.aligned_file for r, f in zip(chunk, faces) if f is None]
             predicted = masker.masks([f for _, f in ok])
             pngs = list(io.map(lambda m: encode(m, ".png"), predicted))
-            with mask_writes(ws.root):     # a mask the studio saved meanwhile is skipped, never overwritten
-                written = [(row, m) for (row, _), m, png in zip(ok, predicted, pngs)
-                           if ws.replace_mask_unless_painted(row, png)]
-                ws.put_masks([(row, MaskOrigin.LEARNED.value, mask_hash(m), masker.hash) for row, m in written])
-            summary.written[set_name] += len(written)
-            summary.hand_kept[set_name] += len(ok) - len(written)
+            _write(ws, set_name, masker, [(row, m, png) for (row, _), m, png in zip(ok, predicted, pngs)], summary)
             bar.update(len(chunk))
     ws.sync_artist_edits(set_name)         # masks painted while this ran are recorded as hand work now

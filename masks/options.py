@@ -4,6 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from pipeline.cluster.options import ClusterOptions
 from pipeline.core.options import option
 from pipeline.models.segmenter_options import RESOLUTIONS as SEGMENTER_RESOLUTIONS
 from pipeline.models.segmenter_options import WIDTHS as SEGMENTER_WIDTHS
@@ -40,7 +41,7 @@ class MaskTrainOptions(DeviceOptions):
 
 
 @dataclass
-class MaskApplyOptions(DeviceOptions):
+class MaskApplyOptions(DeviceOptions, ClusterOptions):
     set_name: str = option("both", flag="--set", choices=SET_CHOICES,
                            help="which face set gets the learned masks")
     batch_size: int = option(16, low=1, high=1024, help="faces per network call")

@@ -319,3 +319,32 @@ def test_extract_through_ray_client(cluster, tmp_path):
     res = _cli("extract", "--input", CLIP6, "-w", ws, "--size", "128", "--ray", cluster["TEST_RAY_CLIENT"], env=env)
     assert res.returncode == 0, res.stderr
     assert "6 frames (6 new, 0 already done)" in res.stdout and "2 nodes, 2 CPUs" in res.stderr
+
+
+def test_masks_apply_on_two_nodes_matches_one_machine(cluster, tmp_path):
+    from masks.options import MaskTrainOptions
+    from masks.training import run_mask_train
+    from tests.conftest import copy_v1_workspace
+    one = copy_v1_workspace(tmp_path)
+    run_mask_train(MaskTrainOptions(workspace=one, iterations=2, resolution=64, width=4, batch_size=2, save_every=2,
+                                    preview_every=2))
+    two = tmp_path / "two"
+    shutil.copytree(one, two)
+    res = _cli("masks", "apply", "-w", one)
+    assert res.returncode == 0, res.stderr
+    res = _cli("masks", "apply", "-w", two, "--ray", "auto", "--shard-frames", "3", env=cluster)
+    assert res.returncode == 0, res.stderr
+    assert "2 nodes, 2 CPUs" in res.stderr
+    import sqlite3
+
+    def rows(ws: Path) -> dict:
+        db = sqlite3.connect(ws / "faces.sqlite")
+        try:
+            return {r[0]: r[1:] for r in db.execute(
+                "SELECT id, mask_file, mask_origin, mask_model, mask_hash FROM faces WHERE dropped=0")}
+        finally:
+            db.close()
+    assert rows(one) == rows(two) and any(r[1] == "learned" for r in rows(one).values())
+    for folder in ("data_dst/masks", "data_src/masks"):
+        assert {p.name: p.read_bytes() for p in (one / folder).iterdir()} == \
+            {p.name: p.read_bytes() for p in (two / folder).iterdir()}, folder

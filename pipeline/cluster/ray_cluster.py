@@ -117,7 +117,8 @@ class Cluster:
         return self.ray.put(value)
 
     def run(self, fn: Callable[..., Any], shards: Sequence[Shard], args: tuple, desc: str, total: int,
-            initial: int = 0, extra: Callable[[Shard], tuple] | None = None) -> Iterator[tuple[Shard, Any]]:
+            initial: int = 0, extra: Callable[[Shard], tuple] | None = None, unit: str = "frame"
+            ) -> Iterator[tuple[Shard, Any]]:
         """``fn(*args, shard, *extra(shard))`` on the cluster for every shard; (shard, result) in shard order.
 
         ``args`` are the same for every shard (put them in the object store with ``put``);
@@ -134,7 +135,7 @@ class Cluster:
         order = sorted(shards, key=lambda s: s.index)
         following = 0
         pending = list(refs)
-        bar = tqdm(total=total, initial=initial, unit="frame", desc=f"{desc} ({self.nodes} nodes, {self.cpus} CPUs)",
+        bar = tqdm(total=total, initial=initial, unit=unit, desc=f"{desc} ({self.nodes} nodes, {self.cpus} CPUs)",
                    dynamic_ncols=True, mininterval=0.5)
         try:
             while pending:
