@@ -2,7 +2,8 @@
 
 The cluster is started by this module (``ray start --head`` on 127.0.0.1 and a second node
 process, one CPU each, temp files under /tmp) and stopped at its end. Ray is in the dev lock,
-so CI runs these; outside CI, FACESWAP_SKIP_RAY_TESTS=1 skips them where Ray is missing.
+so CI runs these; outside CI, FACESWAP_SKIP_RAY_TESTS=1 skips them where Ray is missing. The
+tests that run commands are marked slow (about two and a half minutes together here).
 """
 from __future__ import annotations
 
@@ -74,6 +75,7 @@ def test_bad_ray_address_is_one_line_and_changes_nothing(tmp_path):
     assert not ws.exists()
 
 
+@pytest.mark.slow
 def test_without_ray_option_ray_is_never_imported(tmp_path):
     code = ("import sys, main; rc = main.main(['extract', '--input', sys.argv[1], '-w', sys.argv[2], '--size', '128']);"
             "print('RAY', 'ray' in sys.modules, rc)")
@@ -206,6 +208,7 @@ def _extract_on_cluster(clip: Path, ws: Path, env: dict, *extra: str) -> subproc
                 *extra, env=env)
 
 
+@pytest.mark.slow
 def test_extract_and_convert_on_two_nodes_match_one_machine(cluster, clip, one_machine, tmp_path):
     ws = tmp_path / "ws"
     res = _extract_on_cluster(clip, ws, cluster)
@@ -235,6 +238,7 @@ def _ray_worker_pids(task: str) -> list[int]:
     return pids
 
 
+@pytest.mark.slow
 def test_a_worker_killed_mid_shard_loses_nothing(cluster, clip, one_machine, tmp_path):
     ws = tmp_path / "ws"
     cmd = [sys.executable, str(ROOT / "main.py"), "extract", "--input", str(clip), "-w", str(ws), "--size", "128",
@@ -257,6 +261,7 @@ def test_a_worker_killed_mid_shard_loses_nothing(cluster, clip, one_machine, tmp
     _same_index(one_machine["ws"], ws)
 
 
+@pytest.mark.slow
 def test_convert_rerun_after_a_killed_driver_keeps_finished_segments(cluster, one_machine, tmp_path):
     ws = tmp_path / "ws"
     shutil.copytree(one_machine["ws"], ws)
@@ -285,6 +290,7 @@ def test_convert_rerun_after_a_killed_driver_keeps_finished_segments(cluster, on
     assert snapshot(ws) == before, "convert only reads the workspace"
 
 
+@pytest.mark.slow
 def test_extract_rerun_after_a_killed_driver_does_only_the_rest(cluster, clip, one_machine, tmp_path):
     from pipeline.workspace.store import Workspace
     ws = tmp_path / "ws"
@@ -313,6 +319,7 @@ def test_extract_rerun_after_a_killed_driver_does_only_the_rest(cluster, clip, o
     _same_index(one_machine["ws"], ws)
 
 
+@pytest.mark.slow
 def test_extract_through_ray_client(cluster, tmp_path):
     ws = tmp_path / "ws"
     env = {k: v for k, v in cluster.items() if k != "RAY_ADDRESS"}
@@ -321,6 +328,7 @@ def test_extract_through_ray_client(cluster, tmp_path):
     assert "6 frames (6 new, 0 already done)" in res.stdout and "2 nodes, 2 CPUs" in res.stderr
 
 
+@pytest.mark.slow
 def test_masks_apply_on_two_nodes_matches_one_machine(cluster, tmp_path):
     from masks.options import MaskTrainOptions
     from masks.training import run_mask_train
