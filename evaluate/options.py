@@ -5,6 +5,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from pipeline.cluster.options import ClusterOptions
 from pipeline.core.options import option
 
 
@@ -13,7 +14,7 @@ def _cores() -> int:
 
 
 @dataclass
-class EvaluateOptions:
+class EvaluateOptions(ClusterOptions):
     workspace: Path = option(Path("workspace"), flags=("-w",), help="workspace folder")
     video: Path | None = option(None, default_text="the workspace's result.mp4", help="video to evaluate")
     reference: Path | None = option(None, default_text="the dst input recorded by extract", help="original video")

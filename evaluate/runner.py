@@ -379,6 +379,9 @@ def run_evaluate(opts: EvaluateOptions) -> tuple[dict, Path]:
     """Measure ``video`` against ``reference``; write report.json and index.html."""
     started = time.perf_counter()
     check(opts)
+    if opts.ray is not None:
+        from pipeline.cluster.ray_cluster import check_address
+        check_address(opts.ray)
     if opts.person is not None:
         parse_person(opts.person)                    # a number or all, checked before anything is read
     with Workspace(opts.workspace) as ws:
@@ -411,8 +414,13 @@ def run_evaluate(opts: EvaluateOptions) -> tuple[dict, Path]:
     log.info("faces: %s", analyser.find.description)
 
     analyser.mark = _machine_mark()
-    frames, frames_in, frames_out = _measure(video, reference, info_out, info_ref, opts, encoder, src_mean,
-                                             analyser)
+    if opts.ray is None:
+        frames, frames_in, frames_out = _measure(video, reference, info_out, info_ref, opts, encoder, src_mean,
+                                                 analyser)
+    else:                              # the frames measured on a Ray cluster; the report is made here
+        from evaluate.cluster import measure_on_cluster
+        frames, frames_in, frames_out = measure_on_cluster(opts, video, reference, info_out, info_ref, src_mean,
+                                                           detector, landmarker, analyser)
     provenance = _provenance(video, frames, analyser.mark)
     for fr in frames:
         for p in fr.pairs:
@@ -480,14 +488,16 @@ def _provenance(video: Path, frames: list[_Frame], mark: Watermark | None) -> di
 
 def _measure(video: Path, reference: Path, info_out: VideoInfo, info_ref: VideoInfo, opts: EvaluateOptions,
              encoder: IdentityEncoder, src_mean: np.ndarray | None,
-             analyser: _Analyser) -> tuple[list[_Frame], int, int]:
-    ref_reader = FrameReader(reference, info_ref.width, info_ref.height)
-    out_reader = FrameReader(video, info_out.width, info_out.height)
+             analyser: _Analyser, start: int = 0, end: int | None = None) -> tuple[list[_Frame], int, int]:
+    """Every frame pair measured (frames ``start`` to ``end`` only: a shard of ``evaluate --ray``)."""
+    ref_reader = FrameReader(reference, info_ref.width, info_ref.height, start=start)
+    out_reader = FrameReader(video, info_out.width, info_out.height, start=start)
     resize = (info_out.width, info_out.height) != (info_ref.width, info_ref.height)
     frames: list[_Frame] = []
     pending: deque[Future] = deque()
     to_describe: list[_Frame] = []
-    bar = tqdm(total=min(info_out.frames, info_ref.frames), unit="frame", desc="evaluate", mininterval=0.5)
+    bar = tqdm(total=min(info_out.frames, info_ref.frames, end or info_ref.frames) - start, unit="frame",
+               desc="evaluate", mininterval=0.5, disable=end is not None)
 
     def collect(fut: Future) -> None:
         to_describe.append(fut.result())
@@ -511,6 +521,8 @@ def _measure(video: Path, reference: Path, info_out: VideoInfo, info_ref: VideoI
         ref_iter, out_iter = iter(ref_reader), iter(out_reader)
         try:
             for (i, ref), (_, out) in zip(ref_iter, out_iter):
+                if end is not None and i >= end:
+                    break
                 if resize:
                     out = cv2.resize(out, (info_ref.width, info_ref.height), interpolation=cv2.INTER_AREA)
                 pending.append(pool.submit(analyser, i, ref, out))
@@ -519,9 +531,9 @@ def _measure(video: Path, reference: Path, info_out: VideoInfo, info_ref: VideoI
             while pending:
                 collect(pending.popleft())
             describe()
-            for _ in ref_iter:     # the longer video: count what is left (decoding only)
+            for _ in ref_iter if end is None else ():     # the longer video: count what is left (decoding only)
                 pass
-            for _ in out_iter:
+            for _ in out_iter if end is None else ():
                 pass
         finally:
             bar.close()

@@ -356,3 +356,36 @@ def test_masks_apply_on_two_nodes_matches_one_machine(cluster, tmp_path):
     for folder in ("data_dst/masks", "data_src/masks"):
         assert {p.name: p.read_bytes() for p in (one / folder).iterdir()} == \
             {p.name: p.read_bytes() for p in (two / folder).iterdir()}, folder
+
+
+def _close(a, b, path: str = "") -> None:
+    """Two report values equal, numbers within 1e-3 (relative or absolute: thread counts move the last digits)."""
+    if isinstance(a, dict):
+        assert a.keys() == b.keys(), path
+        for k in a:
+            _close(a[k], b[k], f"{path}.{k}")
+    elif isinstance(a, list):
+        assert len(a) == len(b), path
+        for i, (x, y) in enumerate(zip(a, b)):
+            _close(x, y, f"{path}[{i}]")
+    elif isinstance(a, float) and isinstance(b, float):
+        assert abs(a - b) <= 1e-3 * max(1.0, abs(a)), (path, a, b)
+    else:
+        assert a == b, (path, a, b)
+
+
+@pytest.mark.slow
+def test_evaluate_on_two_nodes_matches_one_machine(cluster, one_machine, tmp_path):
+    import json
+    ws = tmp_path / "ws"
+    shutil.copytree(one_machine["ws"], ws)
+    res = _cli("evaluate", "-w", ws, "--video", one_machine["video"], "--samples", "0")
+    assert res.returncode == 0, res.stderr
+    one = json.loads((ws / "report" / "report.json").read_text())
+    res = _cli("evaluate", "-w", ws, "--video", one_machine["video"], "--samples", "0", "--ray", "auto",
+               "--shard-frames", "20", env=cluster)
+    assert res.returncode == 0, res.stderr
+    assert "2 nodes, 2 CPUs" in res.stderr
+    two = json.loads((ws / "report" / "report.json").read_text())
+    assert len(two["per_frame"]) == FRAMES
+    _close(one["per_frame"], two["per_frame"], "per_frame")
