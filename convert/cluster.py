@@ -3,13 +3,15 @@
 The driver (the process running the command) checks everything and smooths the face
 tracks once, from the index, as a one-machine convert does; each shard is sent only the
 plans of its own frames. A worker seeks to its range in the dst video, renders it with the
-same per-face steps and network, and encodes it to a segment file beside the output (the
-workspace, the dst video and the output's folder must be at the same paths on every node).
-The driver joins the segments with ffmpeg's concat and stream copy and muxes the audio,
-then removes them. A segment that exists is finished (written under a temp name, renamed
-when whole), so a rerun after a killed driver renders only the missing ranges; the
-segments' folder is named after the options, the workspace's state and the input, so a
-changed setting starts afresh.
+same per-face steps and network, and writes it to a lossless (FFV1) segment file beside the
+output (the workspace, the dst video and the output's folder must be at the same paths on
+every node). The driver decodes the segments in order and encodes them once with the options
+and audio of a one-machine convert (the same video as one machine's, not a stream-copy join
+whose keyframe groups restart at every shard edge), then removes them. A segment that exists
+is finished (written under a temp name, renamed when whole), so a rerun after a killed
+driver renders only the missing ranges; the segments' folder is named after the options
+(all but crf and preset, which only the final encode uses), the workspace's state and the
+input, so a changed setting starts afresh.
 
 The watermark key is read here and sent to the workers, so every segment carries the mark
 of the key this command names (a worker never makes a key of its own).
@@ -33,20 +35,21 @@ from convert.options import ConvertOptions
 from convert.renderer import LOAD_OPTIONS, FacePlan, Renderer, workspace_state
 from convert.runner import ConvertSummary, _check_output, _chunks, network_threads, remove_stale_outputs
 from pipeline.cluster.ray_cluster import Shard
-from pipeline.cluster.segments import segment_name
+from pipeline.cluster.segments import SEGMENT_SUFFIX, segment_name
 from pipeline.core.errors import UserError
 from pipeline.core.files import commit_file, remove_quietly
 from pipeline.core.images import opencv_threads
 from pipeline.core.profile import StepTimes
-from pipeline.core.video import FrameReader, FrameWriter
+from pipeline.core.video import LOSSLESS_ARGS, FrameReader, FrameWriter
 from pipeline.provenance.keys import load_key
 from pipeline.provenance.watermark import Watermark
 from pipeline.workspace import layout
 
 log = logging.getLogger("convert")
 
-#: Options that change no frame: where the work runs, and how many threads.
-_NOT_IN_FRAMES = ("ray", "shard_frames", "workers", "output", "preview")
+#: Options that change no segment: where the work runs, how many threads, and the final encode's settings
+#: (segments are lossless; crf and preset are applied once, by the driver).
+_NOT_IN_FRAMES = ("ray", "shard_frames", "workers", "output", "preview", "crf", "preset")
 
 
 @dataclass
@@ -97,10 +100,10 @@ def render_segment(spec: SegmentSpec, shard: Shard, plans: dict[int, list[FacePl
     network = renderer.network
     result = SegmentResult()
     final = spec.folder / segment_name(start, end)
-    tmp = spec.folder / f".{final.stem}.{os.getpid()}.tmp.mp4"
+    tmp = spec.folder / f".{final.stem}.{os.getpid()}.tmp{SEGMENT_SUFFIX}"
     times = StepTimes()
     reader = FrameReader(spec.input_path, spec.width, spec.height, times=times, start=start)
-    writer = FrameWriter(tmp, spec.width, spec.height, spec.fps, crf=opts.crf, preset=opts.preset, times=times)
+    writer = FrameWriter(tmp, spec.width, spec.height, spec.fps, times=times, video_args=LOSSLESS_ARGS)
     pool = ThreadPoolExecutor(max(1, opts.workers), thread_name_prefix="convert")
     import torch
     torch.set_num_threads(network_threads(opts.workers))
@@ -146,7 +149,7 @@ def render_segment(spec: SegmentSpec, shard: Shard, plans: dict[int, list[FacePl
 def run_convert_on_cluster(opts: ConvertOptions) -> ConvertSummary:
     """The whole video rendered on the cluster ``opts.ray`` names, joined into ``--output`` with the audio."""
     from pipeline.cluster.ray_cluster import check_address, connect, plan_shards
-    from pipeline.cluster.segments import finished_segments, job_key, join_segments, missing_ranges, segments_root
+    from pipeline.cluster.segments import encode_segments, finished_segments, job_key, missing_ranges, segments_root
     check_address(str(opts.ray))
     if opts.preview:
         raise UserError("--ray renders whole videos; make --preview stills without --ray")
@@ -189,7 +192,7 @@ def run_convert_on_cluster(opts: ConvertOptions) -> ConvertSummary:
         st = input_path.stat()
         facts = {"options": {k: v for k, v in dataclasses.asdict(full).items() if k not in _NOT_IN_FRAMES},
                  "workspace": workspace_state(renderer.root), "input": [str(input_path), st.st_size, st.st_mtime_ns],
-                 "watermark": None if key is None else Watermark(key).key_id}
+                 "watermark": None if key is None else Watermark(key).key_id, "segments": SEGMENT_SUFFIX}
         folder = segments_root(output) / job_key(facts)
         folder.mkdir(parents=True, exist_ok=True)
         for other in segments_root(output).iterdir():     # segments of other settings can never be used again
@@ -199,7 +202,7 @@ def run_convert_on_cluster(opts: ConvertOptions) -> ConvertSummary:
         if stale:
             log.info("convert: removed %d temp video(s) left by an earlier convert that was killed", stale)
         kept = finished_segments(folder, start, end)
-        for path in folder.glob(".seg_*.tmp.mp4"):           # a killed worker's unfinished segment
+        for path in folder.glob(f".seg_*.tmp{SEGMENT_SUFFIX}"):     # a killed worker's unfinished segment
             remove_quietly(path)
         shards = plan_shards(missing_ranges(start, end, list(kept)), cluster.cpus, full.shard_frames)
         done_frames = sum(b - a for a, b in kept)
@@ -229,9 +232,16 @@ def run_convert_on_cluster(opts: ConvertOptions) -> ConvertSummary:
         tmp = output.with_name(f".{output.stem}.{os.getpid()}.tmp{output.suffix}")
         joined = tmp
         try:
-            join_segments([folder / segment_name(a, b) for a, b in ranges], tmp, input_path,
-                          audio_start=start / fps if fps else 0.0,
-                          audio_duration=(end - start) / fps if fps and (start > 0 or end < video["frames"]) else None)
+            paths = [folder / segment_name(a, b) for a, b in ranges]
+            size = sum(p.stat().st_size for p in paths)
+            log.info("ray: encoding the %d frames of %d lossless segments (%.1f MB, %.0f kB a frame) once, as one "
+                     "machine does (crf %d, preset %s)", end - start, len(ranges), size / 1e6,
+                     size / 1e3 / max(1, end - start), full.crf, full.preset)
+            encode_segments(paths, tmp, int(video["width"]),
+                            int(video["height"]), fps, full.crf, full.preset, audio_from=input_path,
+                            audio_start=start / fps if fps else 0.0,
+                            audio_duration=(end - start) / fps if fps and (start > 0 or end < video["frames"])
+                            else None)
             if credentials is not None:
                 joined = credentials.sign(tmp, output, end - start)
             commit_file(joined, output)
@@ -241,8 +251,8 @@ def run_convert_on_cluster(opts: ConvertOptions) -> ConvertSummary:
             if credentials is not None:
                 credentials.close()
         shutil.rmtree(segments_root(output), ignore_errors=True)
-        log.info("ray: driver set-up (model, plans) %.1f s, shards %.1f s, join and mux %.1f s; workers %.1f s, "
-                 "of which set-up (model load, first seek) %.1f s", t_plan - t0, t_shards - t_plan,
+        log.info("ray: driver set-up (model, plans) %.1f s, shards %.1f s, final encode and mux %.1f s; "
+                 "workers %.1f s, of which set-up (model load, first seek) %.1f s", t_plan - t0, t_shards - t_plan,
                  time.perf_counter() - t_shards, worker_s, setup)
     summary.frames = end - start
     summary.seconds = time.perf_counter() - started

@@ -49,8 +49,8 @@ def test_shards_cover_every_frame_once_and_skip_frames_done():
 
 
 def test_finished_segments_are_whole_files_inside_the_range(tmp_path):
-    for name in ("seg_00000000_00000020.mp4", "seg_00000020_00000040.mp4", "seg_00000030_00000050.mp4",
-                 ".seg_00000040_00000060.123.tmp.mp4", "seg_00000060_00000080.mp4"):
+    for name in ("seg_00000000_00000020.mkv", "seg_00000020_00000040.mkv", "seg_00000030_00000050.mkv",
+                 ".seg_00000040_00000060.123.tmp.mkv", "seg_00000060_00000080.mkv"):
         (tmp_path / name).write_bytes(b"x")
     kept = finished_segments(tmp_path, 0, 60)
     assert sorted(kept) == [(0, 20), (20, 40)]
@@ -159,12 +159,12 @@ def clip(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def one_machine(clip, tmp_path_factory) -> dict[str, Path]:
-    """The clip extracted and converted (lossless, to compare frames exactly) without Ray."""
+    """The clip extracted and converted without Ray, at the default settings (crf 18, preset medium)."""
     ws = tmp_path_factory.mktemp("one") / "ws"
     assert _cli("extract", "--input", clip, "-w", ws, "--size", "128").returncode == 0
     write_tiny_model(ws / "model")
     out = ws.parent / "one.mp4"
-    res = _cli("convert", "-w", ws, "-o", out, "--crf", "0", "--no-credentials")
+    res = _cli("convert", "-w", ws, "-o", out, "--no-credentials")
     assert res.returncode == 0, res.stderr
     return {"ws": ws, "video": out}
 
@@ -193,14 +193,19 @@ def _frames(video: Path) -> list[np.ndarray]:
     return [f.copy() for _, f in FrameReader(video, info.width, info.height)]
 
 
-def _same_video(a: Path, b: Path) -> None:
+def _same_video(a: Path, b: Path) -> float:
+    """Asserts every decoded frame of ``b`` within PSNR 45 dB of ``a``'s (same count, audio kept); the worst PSNR."""
     from pipeline.core.video import audio_codec
     fa, fb = _frames(a), _frames(b)
     assert len(fa) == len(fb) == FRAMES
+    worst = float("inf")
     for i, (x, y) in enumerate(zip(fa, fb)):
         mse = float(((x.astype(np.float64) - y) ** 2).mean())
-        assert mse == 0 or 10 * np.log10(255 ** 2 / mse) >= 45, i
+        psnr = float("inf") if mse == 0 else 10 * np.log10(255 ** 2 / mse)
+        assert psnr >= 45, (i, psnr)
+        worst = min(worst, psnr)
     assert audio_codec(b) is not None
+    return worst
 
 
 def _extract_on_cluster(clip: Path, ws: Path, env: dict, *extra: str) -> subprocess.CompletedProcess:
@@ -217,10 +222,10 @@ def test_extract_and_convert_on_two_nodes_match_one_machine(cluster, clip, one_m
     _same_index(one_machine["ws"], ws)
     write_tiny_model(ws / "model")
     out = tmp_path / "two.mp4"
-    res = _cli("convert", "-w", ws, "-o", out, "--crf", "0", "--no-credentials", "--ray", "auto", "--shard-frames",
-               "20", env=cluster)
+    res = _cli("convert", "-w", ws, "-o", out, "--no-credentials", "--ray", "auto", "--shard-frames", "20",
+               env=cluster)               # the default crf 18: one encode of the joined frames, as one machine's
     assert res.returncode == 0, res.stderr
-    _same_video(one_machine["video"], out)
+    assert _same_video(one_machine["video"], out) == float("inf"), "the same frames as one machine's"
     assert not list(tmp_path.glob(".two.segments*")), "segments are removed once joined"
 
 
@@ -266,20 +271,20 @@ def test_convert_rerun_after_a_killed_driver_keeps_finished_segments(cluster, on
     ws = tmp_path / "ws"
     shutil.copytree(one_machine["ws"], ws)
     out = tmp_path / "two.mp4"
-    cmd = [sys.executable, str(ROOT / "main.py"), "convert", "-w", str(ws), "-o", str(out), "--crf", "0",
-           "--no-credentials", "--ray", "auto", "--shard-frames", "20"]
+    cmd = [sys.executable, str(ROOT / "main.py"), "convert", "-w", str(ws), "-o", str(out), "--no-credentials",
+           "--ray", "auto", "--shard-frames", "20"]
     before = snapshot(ws)
     driver = subprocess.Popen(cmd, cwd=ROOT, env=cluster, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 180
     while time.monotonic() < deadline and driver.poll() is None:
-        if list(tmp_path.glob(".two.segments/*/seg_*.mp4")):
+        if list(tmp_path.glob(".two.segments/*/seg_*.mkv")):
             driver.send_signal(signal.SIGKILL)
             break
         time.sleep(0.05)
     driver.wait(timeout=60)
     assert driver.returncode == -signal.SIGKILL, "the driver finished before a segment was seen"
     assert not out.exists()
-    kept = len(list(tmp_path.glob(".two.segments/*/seg_*.mp4")))
+    kept = len(list(tmp_path.glob(".two.segments/*/seg_*.mkv")))
     assert 1 <= kept < 3
     res = _cli(*cmd[2:], env=cluster)
     assert res.returncode == 0, res.stderr

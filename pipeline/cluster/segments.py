@@ -1,28 +1,35 @@
 """Rendered segments of a cluster job: where they live, which are finished, and joining them into one video.
 
-Why segments are files next to the output: a worker writes its range as a complete H.264
-file (temp name, renamed when whole), so a segment that exists is finished; a driver
-killed mid-job finds them on the next run and renders only the ranges still missing. The
-folder is named after everything the frames depend on (``job_key``), so a rerun with other
-options or an edited workspace never reuses a stale segment. The driver joins them with
-ffmpeg's concat demuxer and stream copy (no re-encode: the frames are the workers') and
-muxes the input's audio in the same pass.
+Why segments are files next to the output: a worker writes its range as a complete
+lossless file (FFV1, temp name, renamed when whole), so a segment that exists is finished;
+a driver killed mid-job finds them on the next run and renders only the ranges still
+missing. The folder is named after everything the frames depend on (``job_key``), so a
+rerun with other options or an edited workspace never reuses a stale segment.
+
+Why lossless segments and one encode on the driver, not H.264 segments joined by stream
+copy: x264 starts a new keyframe group (and rate control) in every segment, so at crf 18
+the frames after a shard edge came out differently from one machine's (38 dB at worst).
+The driver decodes the segments in order and encodes them once with exactly the options
+of a one-machine convert: the encoder sees the same frames in the same order, and the
+video is the one one machine writes.
 """
 from __future__ import annotations
 
 import hashlib
 import json
 import re
-import subprocess
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 from pipeline.core.errors import UserError
-from pipeline.core.files import remove_quietly, write_atomic
-from pipeline.core.video import MP4_AUDIO, NO_SPACE_WORDS, audio_codec, ffmpeg_exe
+from pipeline.core.files import remove_quietly
+from pipeline.core.profile import StepTimes
+from pipeline.core.video import FrameReader, FrameWriter
 
-_NAME = re.compile(r"^seg_(\d{8})_(\d{8})\.mp4$")
+#: Segments are lossless (FFV1 in Matroska): the driver decodes and encodes them once.
+SEGMENT_SUFFIX = ".mkv"
+_NAME = re.compile(r"^seg_(\d{8})_(\d{8})\.mkv$")
 
 
 def job_key(facts: Any) -> str:
@@ -37,7 +44,7 @@ def segments_root(output: Path) -> Path:
 
 
 def segment_name(start: int, end: int) -> str:
-    return f"seg_{start:08d}_{end:08d}.mp4"
+    return f"seg_{start:08d}_{end:08d}{SEGMENT_SUFFIX}"
 
 
 def finished_segments(folder: Path, start: int, end: int) -> dict[tuple[int, int], Path]:
@@ -71,36 +78,36 @@ def missing_ranges(start: int, end: int, done: Sequence[tuple[int, int]]) -> lis
     return out
 
 
-def join_segments(segments: Sequence[Path], output: Path, audio_from: Path | None = None, audio_start: float = 0.0,
-                  audio_duration: float | None = None) -> None:
-    """``segments`` (in order) joined into ``output`` by stream copy, with ``audio_from``'s audio muxed in."""
-    listing = output.with_name(f".{output.name}.concat.txt")
+def encode_segments(segments: Sequence[Path], output: Path, width: int, height: int, fps: float, crf: int,
+                    preset: str, audio_from: Path | None = None, audio_start: float = 0.0,
+                    audio_duration: float | None = None, times: StepTimes | None = None,
+                    progress: Callable[[int], None] | None = None) -> int:
+    """The frames of ``segments`` (in order) encoded once into ``output``, as one machine's convert encodes them.
 
-    def quoted(path: Path) -> str:
-        return "file '" + str(Path(path).resolve()).replace("'", "'\\''") + "'\n"
-    write_atomic(listing, "".join(quoted(p) for p in segments).encode())
-    cmd = [ffmpeg_exe(), "-y", "-v", "error", "-f", "concat", "-safe", "0", "-i", str(listing)]
-    codec = audio_codec(audio_from) if audio_from is not None else None
-    if codec is not None:
-        if audio_start > 0:
-            cmd += ["-ss", f"{audio_start:.6f}"]
-        if audio_duration is not None:
-            cmd += ["-t", f"{audio_duration:.6f}"]
-        cmd += ["-i", str(audio_from), "-map", "0:v:0", "-map", "1:a:0"]
-        copy = codec in MP4_AUDIO or output.suffix.lower() not in (".mp4", ".m4v", ".mov")
-        cmd += ["-c:a", "copy"] if copy else ["-c:a", "aac", "-b:a", "192k"]
-    cmd += ["-c:v", "copy"]
-    if output.suffix.lower() in (".mp4", ".m4v", ".mov"):
-        cmd += ["-movflags", "+faststart"]
-    cmd.append(str(output))
+    Each segment is decoded back to the RGB frames its worker rendered (lossless) and put
+    into the same ``FrameWriter`` with the same options and audio as a one-machine convert,
+    so the encoder sees the same frames in the same order and writes the same video.
+    ``progress`` is called with the number of frames after each segment. Returns the frames.
+    """
+    writer = FrameWriter(output, width, height, fps, crf=crf, preset=preset, audio_from=audio_from,
+                         audio_start=audio_start, audio_duration=audio_duration, times=times)
+    frames, ok = 0, False
     try:
-        res = subprocess.run(cmd, capture_output=True, text=True, errors="replace")
+        for path in segments:
+            reader = FrameReader(path, width, height)
+            before = frames
+            for _, frame in reader:
+                writer.put(frame)
+                frames += 1
+            if frames == before or reader.error_text:
+                raise UserError(f"segment {path} could not be read ({reader.error_text or 'no frames'}); delete it "
+                                f"and run the same command again")
+            if progress is not None:
+                progress(frames - before)
+        writer.close()
+        ok = True
     finally:
-        remove_quietly(listing)
-    if res.returncode != 0:
-        text = res.stderr.strip()
-        if any(words in text for words in NO_SPACE_WORDS):
-            raise UserError(f"no space left to join the segments into {output}; free some and run the same "
-                            f"command again (finished segments are kept)")
-        raise UserError(f"ffmpeg could not join the segments into {output}: "
-                        f"{text.splitlines()[-1] if text else 'it failed'}")
+        if not ok:
+            writer.abort()
+            remove_quietly(output)
+    return frames

@@ -253,8 +253,15 @@ def audio_codec(path: Path) -> str | None:
     return match.group("codec") if match else None
 
 
+#: A lossless intermediate: FFV1 keeps the RGB frames exactly (decoded to rgb24 they are
+#: the bytes that were put), at about a quarter of raw size. Cluster segments use it.
+LOSSLESS_ARGS = ["-c:v", "ffv1", "-level", "3", "-pix_fmt", "bgr0"]
+
+
 class FrameWriter:
     """Encode RGB frames to H.264 in an ffmpeg process fed from a thread (encode behind).
+
+    ``video_args`` replaces the H.264 options (``LOSSLESS_ARGS``: an exact intermediate).
 
     Audio is taken from ``audio_from`` (the dst input), cut to ``audio_start`` seconds
     for ``audio_duration`` seconds when a range is rendered, and copied as it is when the
@@ -265,7 +272,7 @@ class FrameWriter:
     def __init__(self, path: Path, width: int, height: int, fps: float, crf: int = 18,
                  preset: str = "medium", audio_from: Path | None = None, audio_start: float = 0.0,
                  audio_duration: float | None = None, queue_size: int = 16,
-                 times: StepTimes | None = None) -> None:
+                 times: StepTimes | None = None, video_args: list[str] | None = None) -> None:
         self.path = Path(path)
         self.width, self.height = width, height
         self.times = times             # 'encode': our writes into ffmpeg's pipe and the final flush, its CPU seconds
@@ -281,7 +288,9 @@ class FrameWriter:
             cmd += ["-i", str(audio_from), "-map", "0:v:0", "-map", "1:a:0"]
             copy = codec in MP4_AUDIO or self.path.suffix.lower() not in (".mp4", ".m4v", ".mov")
             cmd += ["-c:a", "copy"] if copy else ["-c:a", "aac", "-b:a", "192k"]
-        cmd += ["-c:v", "libx264", "-preset", preset, "-crf", str(crf), "-pix_fmt", "yuv420p"]
+        if video_args is None:     # what a finished video gets; ``video_args`` is for intermediates
+            video_args = ["-c:v", "libx264", "-preset", preset, "-crf", str(crf), "-pix_fmt", "yuv420p"]
+        cmd += video_args
         if self.path.suffix.lower() in (".mp4", ".m4v", ".mov"):
             cmd += ["-movflags", "+faststart"]
         cmd += [str(self.path)]
