@@ -24,7 +24,7 @@ import logging
 import os
 import shutil
 import time
-from collections import Counter, defaultdict
+from collections import Counter
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,7 +33,7 @@ import numpy as np
 
 from convert.options import ConvertOptions
 from convert.renderer import LOAD_OPTIONS, FacePlan, Renderer, workspace_state
-from convert.runner import ConvertSummary, _check_output, _chunks, network_threads, remove_stale_outputs
+from convert.runner import ConvertSummary, _chunks, faces_of_chunk, network_threads, output_checks, remove_stale_outputs
 from pipeline.cluster.ray_cluster import Shard
 from pipeline.cluster.segments import SEGMENT_SUFFIX, segment_name
 from pipeline.core.errors import UserError
@@ -113,12 +113,7 @@ def render_segment(spec: SegmentSpec, shard: Shard, plans: dict[int, list[FacePl
         seen = [start]
         with opencv_threads(1) if opts.workers > 1 else contextlib.nullcontext():
             for chunk in _chunks(reader, start, end, None, max(1, opts.batch_size), seen, times):
-                jobs = [(i, frame, plan) for i, frame in chunk for plan in plans.get(i, [])]
-                prepared = list(pool.map(lambda job: work.prepare(job[1], job[2]), jobs))
-                generated, learned = network([p.crop for p in prepared], masks=opts.mask != "workspace")
-                per_frame: dict[int, list] = defaultdict(list)
-                for (i, _, _), prep, gen, lm in zip(jobs, prepared, generated, learned):
-                    per_frame[i].append((prep, gen, lm))
+                per_frame = faces_of_chunk(chunk, plans, pool, work, network, opts.mask != "workspace", times)
                 for i, frame in chunk:
                     faces = per_frame.get(i)
                     out: Future | np.ndarray
@@ -155,19 +150,8 @@ def run_convert_on_cluster(opts: ConvertOptions) -> ConvertSummary:
         raise UserError("--ray renders whole videos; make --preview stills without --ray")
     started = time.perf_counter()
     output = Path(opts.output) if opts.output is not None else layout.default_output(opts.workspace)
-    span: list[int] = []
-    material = None
-    if opts.credentials:               # the joined video is signed here, as one machine's is
-        from convert.credentials import signing_material
-        material = signing_material(opts, output)
-
-    def before_model(input_path: Path, video: dict) -> None:
-        total = int(video["frames"])
-        start, end = max(0, opts.start), total if opts.end is None else min(opts.end, total)
-        if end <= start:
-            raise UserError(f"--start {opts.start} --end {opts.end}: empty range (the video has {total} frames)")
-        span.extend((start, end))
-        _check_output(output, input_path)
+    # the joined video is signed here, as one machine's is
+    span, before_model, material = output_checks(opts, output)
 
     with connect(str(opts.ray)) as cluster:
         t0 = time.perf_counter()

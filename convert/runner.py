@@ -23,7 +23,7 @@ from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from tqdm import tqdm
@@ -185,8 +185,14 @@ def _torch_threads(count: int) -> Iterator[None]:
         torch.set_num_threads(before)
 
 
-def _convert(opts: ConvertOptions, stills: dict[int, np.ndarray] | None) -> ConvertSummary:
-    output = Path(opts.output) if opts.output is not None else layout.default_output(opts.workspace)
+def output_checks(opts: ConvertOptions, output: Path) -> tuple[list[int], Any, Any]:
+    """What convert checks before the model loads, shared by one machine and the cluster.
+
+    Returns the frame span (filled in once the video is probed), the hook ``Renderer`` calls
+    with the probed video (an empty ``--start``/``--end`` range or an output that would
+    overwrite the input is one line before a second is spent on the model), and the signing
+    material (the key and certificate tried first, for the same reason), or None.
+    """
     span: list[int] = []
     material = None
     if not opts.preview and opts.credentials:
@@ -201,7 +207,29 @@ def _convert(opts: ConvertOptions, stills: dict[int, np.ndarray] | None) -> Conv
         span.extend((start, end))
         if not opts.preview:
             _check_output(output, input_path)
+    return span, before_model, material
 
+
+def faces_of_chunk(chunk: list, plans: dict, pool: ThreadPoolExecutor, work: Any, network: Any,
+                   learned_masks: bool, times: Any) -> dict[int, list]:
+    """A chunk's faces made: crops prepared on the pool, one network call for all of them.
+
+    Returns each frame's (prepared crop, generated face, learned mask) in plan order; frames
+    without a face to swap are absent.
+    """
+    jobs = [(i, frame, plan) for i, frame in chunk for plan in plans.get(i, [])]
+    with times.step("waiting"):
+        prepared = list(pool.map(lambda job: work.prepare(job[1], job[2]), jobs))
+    generated, learned = network([p.crop for p in prepared], masks=learned_masks)
+    per_frame: dict[int, list] = defaultdict(list)
+    for (i, _, _), prep, gen, lm in zip(jobs, prepared, generated, learned):
+        per_frame[i].append((prep, gen, lm))
+    return per_frame
+
+
+def _convert(opts: ConvertOptions, stills: dict[int, np.ndarray] | None) -> ConvertSummary:
+    output = Path(opts.output) if opts.output is not None else layout.default_output(opts.workspace)
+    span, before_model, material = output_checks(opts, output)
     renderer = Renderer(opts, before_model)
     opts, (start, end) = renderer.opts, span
     plans, excluded, person_line = renderer.plan(opts)
@@ -285,13 +313,7 @@ def _render(opts: ConvertOptions, input_path: Path, video: dict, network: _Netwo
     try:
         seen = [0]
         for chunk in _chunks(reader, start, end, wanted, max(1, opts.batch_size), seen, times):
-            jobs = [(i, frame, plan) for i, frame in chunk for plan in plans.get(i, [])]
-            with times.step("waiting"):
-                prepared = list(pool.map(lambda job: work.prepare(job[1], job[2]), jobs))
-            generated, learned = network([p.crop for p in prepared], masks=opts.mask != "workspace")
-            per_frame: dict[int, list] = defaultdict(list)
-            for (i, _, _), prep, gen, lm in zip(jobs, prepared, generated, learned):
-                per_frame[i].append((prep, gen, lm))
+            per_frame = faces_of_chunk(chunk, plans, pool, work, network, opts.mask != "workspace", times)
             for i, frame in chunk:
                 faces = per_frame.get(i)
                 if faces:
