@@ -38,11 +38,11 @@ class TransformOptions:
                                             help="style layers")
     patch: int = option(1, low=1, high=15, help="style patch size k (odd)")
     n_best: int = option(16, low=1, help="style faces per dst face, by closest landmarks")
-    style_warp: bool = option(True, flag="--no-style-warp", action="store_false",
+    style_warp: bool = option(True, action="toggle",
                               help="bring each src face's style features into the dst face's shape (a spline on "
                                    "the landmarks) and skip what is not src face, so a turned head is not painted "
                                    "with a frontal face's nose, brows or edge; --no-style-warp compares the same "
-                                   "position as the paper does")
+                                   "position, as the paper does")
 
 
 #: ``--width`` when not given: what a CPU trains and converts in its budget, and the paper-sized
