@@ -9,7 +9,7 @@ face edge on the dst's cheek, and the network painted both (a second nose, a str
 cheek); the same shift puts src brows above the dst's (ghost brows).
 
 Here each src face's feature maps are resampled through a thin-plate spline fitted on the
-68 landmarks, from the dst face's points to the src face's, so the position of the dst's
+landmarks (``FIT_POINTS``), from the dst face's points to the src face's, so the position of the dst's
 nose reads the src's nose. Positions that land outside the src face (its mask, or off the
 map) are marked invalid, and the loss leaves them to the content and light terms instead of
 asking for background or hair there.
@@ -43,8 +43,9 @@ def tps_grids(dst_points: torch.Tensor, src_points: torch.Tensor, size: int = GR
     """Sampling grids (P, size, size, 2) that carry positions of each dst face to its src face.
 
     ``dst_points``/``src_points``: (P, K, 2) matching landmarks (of the 68, ``FIT_POINTS``
-    are used) in normalised map coordinates (-1..1, ``align_corners=False``). Grid cell (y, x) holds where the dst map's
-    position (y, x) falls in the src map, for ``F.grid_sample``.
+    are used) in normalised map coordinates (-1..1, ``align_corners=False``). Grid cell
+    (y, x) holds where the dst map's position (y, x) falls in the src map, for
+    ``F.grid_sample``.
     """
     dst, src = dst_points.double(), src_points.double()
     if dst.shape[1] == 68:

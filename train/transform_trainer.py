@@ -56,6 +56,7 @@ class TransformTrainer(ModelTrainer):
         self.nbest = nearest_styles(content.landmarks, style.landmarks, o.n_best)
         self.net: TransformNet | None = None
         self.ddp: torch.nn.Module | None = None
+        self._grid_cache: dict[int, torch.Tensor] = {}    # dst face index -> its style grids (style_warp)
 
     # ------------------------------------------------------------------ the model
     def build(self) -> None:
@@ -228,7 +229,7 @@ class TransformTrainer(ModelTrainer):
         """
         if not self.o.style_warp:
             return None
-        cache: dict[int, torch.Tensor] = self.__dict__.setdefault("_grid_cache", {})
+        cache = self._grid_cache
         missing = [k for k, i in enumerate(idx) if int(i) not in cache]
         if missing:
             n = nb.shape[1]
