@@ -26,12 +26,13 @@ from convert.options import CHROMA_SMOOTH, ConvertOptions
 from convert.smoothing import smooth_track
 from pipeline.core import geometry
 from pipeline.core.errors import UserError
-from pipeline.core.images import ImageReadError, read_gray, read_rgb
+from pipeline.core.images import read_gray
 from pipeline.core.options import check
 from pipeline.core.profile import StepTimes
 from pipeline.core.video import frame_at, probe
 from pipeline.faces.backends.base import Masker
 from pipeline.faces.people import parse_person, people
+from pipeline.models.calibration import calibration_crops
 from pipeline.models.interface import FaceModel, Predictor
 from pipeline.provenance.keys import load_key
 from pipeline.provenance.watermark import Watermark
@@ -323,19 +324,6 @@ class _Network:
         return faces, learned
 
 
-def _calibration_crops(ws: Workspace, rows: list[FaceRow], resolution: int, count: int = 16) -> list[np.ndarray]:
-    """Evenly spaced kept dst faces at the network's resolution (for int8 activation ranges)."""
-    kept = [r for r in rows if not r.dropped]
-    crops = []
-    for i in np.linspace(0, len(kept) - 1, min(count, len(kept))).round().astype(int):
-        try:
-            img = read_rgb(ws.aligned_path(kept[i]))
-        except ImageReadError:
-            continue
-        crops.append(cv2.resize(img, (resolution, resolution), interpolation=cv2.INTER_AREA))
-    return crops
-
-
 # ---------------------------------------------------------------------- the renderer
 
 
@@ -398,7 +386,7 @@ class Renderer:
             self.masker: Masker = MASKERS.load(set_meta.extract.masker)()
             self.rows = rows
             self.root = ws.root
-            self.network.prepare(opts.precision, _calibration_crops(ws, rows, self.network.resolution))
+            self.network.prepare(opts.precision, calibration_crops(ws, rows, self.network.resolution))
             self.network.enhancer = find_enhancer(ws.root, opts.enhance, self.network.device, self.network.resolution)
             self.check(self.opts)
             self._plans: dict[tuple, tuple[dict[int, list[FacePlan]], dict[int, str], str | None]] = {}

@@ -59,6 +59,14 @@ def test_loss_falls_and_the_model_is_complete(ws):
     assert preview.shape[:2] == (4 * 128, 3 * 128)      # rows: dst | output | closest src
     assert "train: 200 dst" not in res.stderr and "dst faces (content)" in res.stderr
     assert "device cpu" in res.stderr and "features dlib" in res.stderr
+    # the int8 ranges convert would compute from these weights and dst faces, stored for it
+    assert "int8 calibration for convert stored" in res.stderr
+    from pipeline.models.calibration import calibration_crops
+    from pipeline.workspace.store import Workspace
+    with Workspace(ws) as w:
+        faces = calibration_crops(w, w.faces_as_edited("dst"), 128)
+    description = model_.predictor(torch.device("cpu"), "auto", faces).description
+    assert "stored by train" in description, description
 
 
 def test_stopping_and_resuming_gives_the_same_losses(ws, tmp_path):

@@ -88,9 +88,9 @@ def supported(net: TransformNet) -> bool:
     return net.resolution == BASE_RESOLUTION and net.skip
 
 
-def quantize(net: TransformNet, calibration: torch.Tensor, batch: int = 8) -> Int8Net:
-    """Post-training static quantization, activation ranges from ``calibration`` crops."""
-    from torch.ao.quantization import MinMaxObserver, QConfig, convert, default_per_channel_weight_observer, prepare
+def _prepared(net: TransformNet) -> _QuantResidual:
+    """The fused residual with observers in place, ready to calibrate (or to take stored ranges)."""
+    from torch.ao.quantization import MinMaxObserver, QConfig, default_per_channel_weight_observer, prepare
     if not supported(net):
         raise ValueError("int8 inference needs a 128 model with the residual skip")
     engines = torch.backends.quantized.supported_engines
@@ -105,16 +105,75 @@ def quantize(net: TransformNet, calibration: torch.Tensor, batch: int = 8) -> In
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         prepare(model, inplace=True)
-        threads = torch.get_num_threads()
-        # one thread: the float ranges (and so every int8 output) then do not depend on the machine's core count
-        # or on what else runs; OpenMP threads beside a busy pool or another program waited on each other at
-        # every layer (16 faces: 4 s with 2 threads on the loaded 2-core machine)
-        torch.set_num_threads(1)
-        try:
-            with torch.inference_mode():
-                for i in range(0, len(calibration), batch):
-                    model(calibration[i:i + batch].contiguous())
-        finally:
-            torch.set_num_threads(threads)
+    return model
+
+
+def _observers(model: nn.Module) -> dict[str, nn.Module]:
+    """The activation observers ``prepare`` put in, by module name (the ranges a calibration fills)."""
+    from torch.ao.quantization.observer import MinMaxObserver
+    return {name: m for name, m in model.named_modules() if isinstance(m, MinMaxObserver)}
+
+
+def _calibrate(model: nn.Module, calibration: torch.Tensor, batch: int) -> None:
+    threads = torch.get_num_threads()
+    # one thread: the float ranges (and so every int8 output) then do not depend on the machine's core count
+    # or on what else runs; OpenMP threads beside a busy pool or another program waited on each other at
+    # every layer (16 faces: 4 s with 2 threads on the loaded 2-core machine)
+    torch.set_num_threads(1)
+    try:
+        with torch.inference_mode():
+            for i in range(0, len(calibration), batch):
+                model(calibration[i:i + batch].contiguous())
+    finally:
+        torch.set_num_threads(threads)
+
+
+def activation_ranges(model: nn.Module) -> dict[str, list[float]]:
+    """Each observer's [min, max] after calibration: all a calibration produces, so it can be stored
+    (JSON floats hold float32 values exactly) and ``quantize(ranges=...)`` skips the float passes."""
+    out = {}
+    for name, obs in _observers(model).items():
+        lo, hi = obs.min_val, obs.max_val
+        assert isinstance(lo, torch.Tensor) and isinstance(hi, torch.Tensor)
+        out[name] = [float(lo), float(hi)]
+    return out
+
+
+def _set_ranges(model: nn.Module, ranges: dict[str, list[float]]) -> None:
+    observers = _observers(model)
+    if set(observers) != set(ranges):
+        raise ValueError(f"stored int8 ranges name {len(ranges)} observers, the net has {len(observers)} "
+                         f"(another architecture or torch version)")
+    for name, obs in observers.items():
+        lo, hi = ranges[name]
+        obs.min_val = torch.tensor(lo, dtype=torch.float32)
+        obs.max_val = torch.tensor(hi, dtype=torch.float32)
+
+
+def quantize(net: TransformNet, calibration: torch.Tensor, batch: int = 8) -> Int8Net:
+    """Post-training static quantization, activation ranges from ``calibration`` crops."""
+    return calibrated(net, calibration, batch)[0]
+
+
+def calibrated(net: TransformNet, calibration: torch.Tensor | None = None, batch: int = 8,
+               ranges: dict[str, list[float]] | None = None) -> tuple[Int8Net, dict[str, list[float]]]:
+    """Post-training static quantization: (the int8 net, its activation ranges).
+
+    The ranges come from ``calibration`` crops (float passes, most of convert's start-up
+    after the imports) or, when given, from ``ranges`` as an earlier calibration of the
+    same weights on the same crops returned them: the same int8 net, no float passes.
+    """
+    from torch.ao.quantization import convert
+    if calibration is None and ranges is None:
+        raise ValueError("quantize needs calibration crops or stored ranges")
+    model = _prepared(net)
+    if ranges is not None:
+        _set_ranges(model, ranges)
+    else:
+        assert calibration is not None
+        _calibrate(model, calibration, batch)
+    found = activation_ranges(model)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
         convert(model, inplace=True)
-    return Int8Net(model).eval()
+    return Int8Net(model).eval(), found

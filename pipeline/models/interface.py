@@ -74,6 +74,8 @@ class FaceModel(ABC):
     architecture_keys: ClassVar[tuple[str, ...]] = ()
     #: convert options whose default suits this family differently (filled in only where the user gave none)
     convert_defaults: ClassVar[dict[str, Any]] = {}
+    #: the model folder ``pipeline.models.store.load_model`` read this model from (None: built in memory)
+    folder: Path | None = None
 
     @property
     @abstractmethod
@@ -107,7 +109,14 @@ class FaceModel(ABC):
 
     @abstractmethod
     def predictor(self, device: torch.device, precision: str, calibration: list[np.ndarray]) -> Predictor:
-        """Inference form on ``device``; ``precision`` is auto/float/int8, ``calibration`` a few real crops."""
+        """Inference form on ``device``; ``precision`` is auto/float/int8, ``calibration`` a few real crops.
+        What ``store_calibration`` wrote in ``folder`` may spare work here (it is only read)."""
+
+    def store_calibration(self, folder: Path, calibration: list[np.ndarray]) -> Path | None:
+        """Store beside the weights in ``folder`` what ``predictor`` would otherwise compute from
+        ``calibration`` on every convert (train calls this); the file written, or None when the family
+        computes nothing."""
+        return None
 
     def precision_supported(self, device: torch.device, precision: str) -> bool:
         """Whether ``precision`` (float, int8) can run on ``device``; float always can."""

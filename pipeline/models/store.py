@@ -143,4 +143,5 @@ def load_model(folder: Path, device: str | torch.device = "cpu", kind: type[Face
         return load_model(folder, device, kind, retrain, batch, initialise=True)
     net.to(device)
     net.eval()
+    model.folder = folder
     return model, meta

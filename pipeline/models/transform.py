@@ -82,16 +82,42 @@ class TransformModel(FaceModel):
         return precision == "float"
 
     def predictor(self, device: torch.device, precision: str, calibration: list[np.ndarray]) -> Predictor:
-        """int8 when asked, or on the CPU under ``auto`` when the model allows; float otherwise."""
+        """int8 when asked, or on the CPU under ``auto`` when the model allows; float otherwise. The int8
+        ranges come from the model's folder (what train stored there) when they were computed from these
+        weights and these ``calibration`` crops, else from float passes over the crops."""
+        from pipeline.models import calibration as stored_ranges
         from pipeline.models import int8_inference
         want_int8 = precision == "int8" or (precision == "auto" and device.type == "cpu")
         if want_int8 and self.precision_supported(device, "int8") and calibration:
             t0 = time.perf_counter()
             try:
-                crops = torch.from_numpy(np.stack(calibration)).permute(0, 3, 1, 2).float().div_(255.0)
-                quantized = int8_inference.quantize(self.net, crops)
+                ranges = None
+                if self.folder is not None:
+                    ranges = stored_ranges.load_ranges(self.folder, stored_ranges.key(self.net, calibration))
+                if ranges is not None:
+                    try:
+                        quantized, _ = int8_inference.calibrated(self.net, ranges=ranges)
+                        return _Int8Predictor(quantized, f"int8 (ranges of {len(calibration)} dst faces stored "
+                                                         f"by train, {time.perf_counter() - t0:.1f} s)")
+                    except ValueError as exc:       # another architecture's observers: calibrate below
+                        log.info("convert: stored int8 ranges do not fit this net (%s); calibrating again", exc)
+                quantized, _ = int8_inference.calibrated(self.net, self._crops(calibration))
                 return _Int8Predictor(quantized, f"int8 (calibrated on {len(calibration)} dst faces in "
                                                  f"{time.perf_counter() - t0:.1f} s)")
             except Exception as exc:  # noqa: BLE001 - an optional speed path; float always works
                 log.warning("convert: int8 inference unavailable (%s); running in float32", exc)
         return _FloatPredictor(self.net, device)
+
+    @staticmethod
+    def _crops(calibration: list[np.ndarray]) -> torch.Tensor:
+        return torch.from_numpy(np.stack(calibration)).permute(0, 3, 1, 2).float().div_(255.0)
+
+    def store_calibration(self, folder: Path, calibration: list[np.ndarray]) -> Path | None:
+        """The int8 activation ranges of these weights on ``calibration``, written to ``folder``
+        (``pipeline.models.calibration``), when this model runs in int8 on a CPU."""
+        from pipeline.models import calibration as stored_ranges
+        from pipeline.models import int8_inference
+        if not calibration or not int8_inference.supported(self.net):
+            return None
+        _, ranges = int8_inference.calibrated(self.net, self._crops(calibration))
+        return stored_ranges.save_ranges(folder, stored_ranges.key(self.net, calibration), ranges)

@@ -338,6 +338,26 @@ class TrainingLoop:
                               f"{before}") from exc.__cause__
         self.last_saved = self.iteration
 
+    def _store_calibration(self) -> None:
+        """What convert would compute from the final weights on every run (the int8 activation ranges, about
+        1.4 s on 2 cores), stored beside them (``FaceModel.store_calibration``). Convert uses it while the
+        weights and the dst faces are those it was computed from; a failure here costs convert that time,
+        never the training."""
+        model = self.family.model
+        if not self.main or not model.precision_supported(torch.device("cpu"), "int8"):
+            return
+        try:
+            from pipeline.models.calibration import calibration_crops
+            from pipeline.workspace.store import Workspace
+            with Workspace(self.opts.workspace) as ws:
+                crops = calibration_crops(ws, ws.faces_as_edited("dst"), model.resolution)
+            path = model.store_calibration(self.model_dir, crops)
+        except Exception as exc:  # noqa: BLE001 - an optional speed-up for convert; the model is saved
+            log.warning("train: the int8 calibration was not stored (%s); convert will calibrate on each run", exc)
+            return
+        if path is not None:
+            log.info("int8 calibration for convert stored in %s", path)
+
     def preview(self) -> Path | None:
         """Rows: dst face | output | closest src face, for four fixed dst faces."""
         if not self.main:
@@ -427,6 +447,7 @@ class TrainingLoop:
         bar.close()
         self._save()
         self.preview()
+        self._store_calibration()
         if self.world > 1:
             self._check_ranks_in_sync()
         return TrainSummary(self.iteration, start_it, time.perf_counter() - started, last, self.model_dir,
