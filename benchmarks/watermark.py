@@ -9,7 +9,8 @@ swapped ones):
   -crf 28`` (the manifest would be gone), after that and halving the size, and on videos
   that were never marked (the original, a second clip): none should be found there;
 - for each, one frame's score alone, the score of ``WINDOW`` neighbouring frames summed (the
-  verdict), and of ``LONG_WINDOW`` (about a second), against the threshold.
+  verdict), and of ``LONG_WINDOW`` (about a second), against the threshold;
+- whether the payload (32 bits and a CRC-16) reads back, and right.
 
 Usage: python -m benchmarks.watermark --workspace WS [--other VIDEO] [--json OUT]
 """
@@ -26,7 +27,15 @@ from pathlib import Path
 import numpy as np
 
 from pipeline.core.video import FrameReader, FrameWriter, ffmpeg_exe, probe
-from pipeline.provenance.watermark import THRESHOLD, WINDOW, FrameScorer, Watermark, face_cells, window_scores
+from pipeline.provenance.watermark import (
+    THRESHOLD,
+    WINDOW,
+    FrameScorer,
+    Watermark,
+    face_cells,
+    render_payload,
+    window_scores,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 #: the verdict over about a second of video as well (25 frames), for the harder re-encodes
@@ -82,7 +91,9 @@ def detect(video: Path, mark: Watermark, scale: float = 1.0) -> dict:
             "single_share": float(np.mean(single >= THRESHOLD)), "window_median": float(np.median(windowed)),
             "window_share": float(np.mean(windowed >= THRESHOLD)), "window_max": float(windowed.max()),
             "long_median": float(np.median(second)), "long_share": float(np.mean(second >= THRESHOLD)),
-            "long_max": float(second.max())}
+            "long_max": float(second.max()),
+            "payload": scorer.payload.hex() if scorer.payload is not None else None,
+            "payload_right": scorer.payload is not None and scorer.payload == mark.payload}
 
 
 def transcode(src: Path, out: Path, crf: int, half: bool = False) -> None:
@@ -97,8 +108,9 @@ def main() -> None:
     ap.add_argument("--workspace", type=Path, required=True, help="a workspace with an extracted dst clip")
     ap.add_argument("--other", type=Path, default=OTHER, help="a video never marked (false alarms)")
     ap.add_argument("--json", type=Path)
+    ap.add_argument("--no-payload", action="store_true", help="the mark without a payload (the same key), to compare")
     args = ap.parse_args()
-    mark = Watermark(bytes(range(32)))
+    mark = Watermark(bytes(range(32)), None if args.no_payload else render_payload("benchmark dst", "benchmark model"))
     video, faces = landmarks_by_frame(args.workspace)
     results: dict = {"threshold": THRESHOLD, "window": WINDOW}
     with tempfile.TemporaryDirectory() as tmp:
@@ -117,9 +129,10 @@ def main() -> None:
                   f"one frame: median {r['single_median']:5.1f}, "
                   f"{100 * r['single_share']:5.1f} % pass; {WINDOW} frames: median {r['window_median']:5.1f}, "
                   f"{100 * r['window_share']:5.1f} % pass (max {r['window_max']:.1f}); {LONG_WINDOW} frames: median "
-                  f"{r['long_median']:5.1f}, {100 * r['long_share']:5.1f} % pass (max {r['long_max']:.1f})", flush=True)
+                  f"{r['long_median']:5.1f}, {100 * r['long_share']:5.1f} % pass (max {r['long_max']:.1f}); payload "
+                  f"{r['payload'] or 'not read'}{' (right)' if r['payload_right'] else ''}", flush=True)
     print(f"face-region PSNR of the mark: {results['psnr_face_db']:.2f} dB (target >= 45); a frame passes at "
-          f"{THRESHOLD} standard deviations")
+          f"{THRESHOLD} standard deviations; payload put in: {mark.payload.hex() if mark.payload else None}")
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))
 

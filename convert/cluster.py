@@ -63,6 +63,7 @@ class SegmentSpec:
     fps: float
     folder: Path                   # where the segments go
     key: bytes | None              # the watermark key, None without --watermark
+    payload: bytes | None = None   # what the mark carries (``Renderer.watermark_payload``)
 
 
 @dataclass
@@ -96,7 +97,7 @@ def render_segment(spec: SegmentSpec, shard: Shard, plans: dict[int, list[FacePl
     renderer = _renderer(opts)
     work = renderer.work(dataclasses.replace(opts, watermark=False))
     if spec.key is not None:
-        work.mark = Watermark(spec.key)
+        work.mark = Watermark(spec.key, spec.payload)
     network = renderer.network
     result = SegmentResult()
     final = spec.folder / segment_name(start, end)
@@ -167,7 +168,8 @@ def run_convert_on_cluster(opts: ConvertOptions) -> ConvertSummary:
         if material is not None:
             from convert.credentials import Credentials
             credentials = Credentials(full, material, renderer.input_path, renderer.network.model_dir,
-                                      renderer.network.meta, Watermark(key).key_id if key is not None else None)
+                                      renderer.network.meta,
+                                      Watermark(key, renderer.watermark_payload()) if key is not None else None)
             credentials.notices()
         else:
             log.warning("convert: --no-credentials: the video will carry no content credentials (C2PA) saying it "
@@ -194,7 +196,8 @@ def run_convert_on_cluster(opts: ConvertOptions) -> ConvertSummary:
                  len(kept), done_frames, end - start - done_frames, len(shards), cluster.cpus)
         t_plan = time.perf_counter()
         spec = cluster.put(SegmentSpec(dataclasses.replace(full, workers=1), input_path, int(video["width"]),
-                                       int(video["height"]), float(video["fps"]), folder, key))
+                                       int(video["height"]), float(video["fps"]), folder, key,
+                                       renderer.watermark_payload() if key is not None else None))
         summary = ConvertSummary(output=output, person=person_line)
         setup = worker_s = 0.0
 

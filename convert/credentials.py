@@ -21,6 +21,7 @@ from pipeline.core.files import remove_quietly
 from pipeline.provenance import consent as consent_records
 from pipeline.provenance.credentials import Facts, check_signer, model_hash, set_hash, sha256_file, sign_video
 from pipeline.provenance.signing import SigningMaterial, resolve
+from pipeline.provenance.watermark import Watermark
 
 log = logging.getLogger("convert")
 
@@ -52,11 +53,13 @@ class Credentials:
     """The signing material and the facts of one convert, gathered before and during the render."""
 
     def __init__(self, opts: ConvertOptions, material: SigningMaterial, dst: Path, model_dir: Path, meta: dict,
-                 key_id: str | None) -> None:
+                 mark: Watermark | None) -> None:
         self.material = material
         root = Path(opts.workspace)
         self.consent = consent_records.summary(root)
-        self.opts, self.dst, self.model_dir, self.meta, self.key_id = opts, dst, model_dir, meta, key_id
+        self.opts, self.dst, self.model_dir, self.meta = opts, dst, model_dir, meta
+        self.key_id = mark.key_id if mark is not None else None
+        self.payload = mark.payload.hex() if mark is not None and mark.payload is not None else None
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="credentials")
         self._hashes: Future = self._pool.submit(self._hash_inputs, root / "data_src" / "aligned")
 
@@ -79,7 +82,7 @@ class Credentials:
                       src_sha256=src_sha, model_type=str(self.meta.get("model_type", "?")),
                       model_sha256=weights_sha, model_iteration=self.meta.get("iteration"),
                       settings=settings(self.opts), consent=self.consent, watermark_key_id=self.key_id,
-                      frames=frames)
+                      watermark_payload=self.payload, frames=frames)
         signed = video.with_name(video.name.replace(".tmp", ".signed.tmp", 1))
         try:
             sign_video(video, signed, self.material, facts)

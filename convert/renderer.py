@@ -35,7 +35,7 @@ from pipeline.faces.people import parse_person, people
 from pipeline.models.calibration import calibration_crops
 from pipeline.models.interface import FaceModel, Predictor
 from pipeline.provenance.keys import load_key
-from pipeline.provenance.watermark import Watermark
+from pipeline.provenance.watermark import Watermark, render_payload
 from pipeline.registries import MASKERS
 from pipeline.workspace import layout
 from pipeline.workspace.records import DropReason, FaceRow, MaskOrigin, SetMeta
@@ -392,6 +392,7 @@ class Renderer:
             self._plans: dict[tuple, tuple[dict[int, list[FacePlan]], dict[int, str], str | None]] = {}
             self.plan(self.opts)                           # plans with the given options, checked now
             self._src_parts: dict[str, np.ndarray] | None | bool = False   # False: not read yet
+            self._payload: bytes | None = None
         finally:
             ws.close()
 
@@ -440,8 +441,15 @@ class Renderer:
         if opts.part_colour > 0:
             work.src_parts = self.src_parts()
         if opts.watermark:
-            work.mark = Watermark(load_key(opts.watermark_key, create=True))
+            work.mark = Watermark(load_key(opts.watermark_key, create=True), self.watermark_payload())
         return work
+
+    def watermark_payload(self) -> bytes:
+        """The payload the mark carries (``render_payload``: this model on this video), hashed once."""
+        if self._payload is None:
+            from pipeline.provenance.credentials import model_hash, sha256_file
+            self._payload = render_payload(sha256_file(self.input_path), model_hash(self.network.model_dir))
+        return self._payload
 
     def render(self, index: int, opts: ConvertOptions | None = None, frame: np.ndarray | None = None) -> np.ndarray:
         """Dst frame ``index`` with its faces swapped (the frame as it is when it has none to swap).

@@ -247,14 +247,15 @@ def _convert(opts: ConvertOptions, stills: dict[int, np.ndarray] | None) -> Conv
     if material is not None:
         from convert.credentials import Credentials
         credentials = Credentials(opts, material, renderer.input_path, renderer.network.model_dir,
-                                  renderer.network.meta, work.mark.key_id if work.mark is not None else None)
+                                  renderer.network.meta, work.mark)
         credentials.notices()
     elif not opts.preview:
         log.warning("convert: --no-credentials: the video will carry no content credentials (C2PA) saying it was "
                     "made by a trained algorithm")
     if work.mark is not None:
-        log.info("convert: watermark in every swapped face, key %s (%s); 'python main.py verify VIDEO' finds it",
-                 work.mark.key_id, opts.watermark_key or default_key_path())
+        log.info("convert: watermark in every swapped face, key %s (%s), payload %s (this model on this video); "
+                 "'python main.py verify VIDEO' finds it", work.mark.key_id, opts.watermark_key or default_key_path(),
+                 (work.mark.payload or b"").hex())
     else:
         log.warning("convert: --no-watermark: nothing in the video will say that its faces were swapped")
     if opts.part_colour > 0:

@@ -680,7 +680,9 @@ def _provenance_html(report: dict) -> str:
         mark, mcls = "not checked: this machine has no watermark key", " warn"
     else:
         share = f" ({100.0 * marked / total:.1f} %)" if total else ""
-        mark = (f"found in {marked} of {total} frames with a face{share}, key {prov['watermark_key_id']}")
+        payload = prov.get("watermark_payload")
+        mark = (f"found in {marked} of {total} frames with a face{share}, key {prov['watermark_key_id']}"
+                + (f", payload {payload}" if payload else ", payload not read"))
         mcls = "" if total and marked * 2 >= total else " warn"
     return (f'<h2>Provenance</h2>\n<div class="cards"><p class="card{cls}">Content credentials (C2PA): '
             f'<b>{_e(manifest)}</b></p><p class="card{mcls}">Watermark: <b>{_e(mark)}</b></p></div>')

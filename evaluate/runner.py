@@ -475,7 +475,7 @@ def _provenance(video: Path, frames: list[_Frame], mark: Watermark | None) -> di
         root = machine_root()
         creds = read_credentials(video, [root] if root is not None else []).to_json()
     out: dict = {"credentials": creds, "watermark_key_id": mark.key_id if mark is not None else None,
-                 "watermark_frames": None, "watermark_frames_marked": None}
+                 "watermark_frames": None, "watermark_frames_marked": None, "watermark_payload": None}
     if mark is not None:
         scorer = FrameScorer(mark)
         for fr in sorted(frames, key=lambda f: f.index):
@@ -483,6 +483,7 @@ def _provenance(video: Path, frames: list[_Frame], mark: Watermark | None) -> di
         scores = scorer.finish()
         out["watermark_frames"] = len(scores)
         out["watermark_frames_marked"] = sum(z >= THRESHOLD for z in window_scores(scores).values())
+        out["watermark_payload"] = scorer.payload.hex() if scorer.payload is not None else None
     return out
 
 

@@ -14,7 +14,7 @@ import pytest
 from pipeline.provenance.credentials import C2PA_BOX_UUID, read_credentials
 from pipeline.provenance.signing import machine_dir, machine_material, machine_root
 from tests.conftest import clean_error, ffmpeg, run_cli, snapshot
-from tests.test_watermark import frames_and_faces, marked_clip  # noqa: F401  (fixtures)
+from tests.test_watermark import frames_and_faces, marked_clip, payload_clip  # noqa: F401  (fixtures)
 
 
 def _boxes(data: bytes) -> list[tuple[int, int, bytes]]:
@@ -83,6 +83,33 @@ def test_verify_bad_trust_file_is_one_line(signed_clip, tmp_path):
     clean_error(run_cli("verify", signed, "--key", key, "--trust", tmp_path / "none.pem"), "--trust", "cannot be read")
     (tmp_path / "bad.pem").write_text("not a certificate")
     clean_error(run_cli("verify", signed, "--key", key, "--trust", tmp_path / "bad.pem"), "not a PEM certificate")
+
+
+@pytest.mark.parametrize("stated", ["right", "wrong"])
+def test_verify_reads_the_payload_and_a_manifest_stating_another_is_damaged(payload_clip, tmp_path, stated):  # noqa: F811
+    """The mark's payload printed and checked against the manifest's: credentials signed for another render and put
+    on these frames read as damaged, not as marked and valid."""
+    from pipeline.provenance.credentials import Facts, sign_video
+    video, _, payload, key = payload_clip
+    said = payload.hex() if stated == "right" else "0badf00d"
+    facts = Facts(title="signed.mp4", dst_path=video, dst_sha256="d" * 64, src_faces=2, src_sha256="1" * 64,
+                  model_type="transform", model_sha256="e" * 64, model_iteration=5, settings={"crf": 18},
+                  consent={"recorded": False}, watermark_key_id="k", watermark_payload=said, frames=60)
+    signed = tmp_path / "signed.mp4"
+    sign_video(video, signed, machine_material(create=True), facts)
+    code, report = _verify_json(signed, key)
+    assert report["payload"] == payload.hex() and report["credentials"]["valid"]
+    if stated == "right":
+        assert code == 0 and report["verdict"] == "marked" and report["payload_matches_manifest"] is True
+        assert f"payload {payload.hex()} (as the manifest states)" in run_cli("verify", signed, "--key", key).stdout
+    else:
+        assert code == 3 and report["verdict"] == "damaged" and report["payload_matches_manifest"] is False
+    # re-encoded (the manifest gone): the payload alone says which render it was (60 frames carry each bit once or
+    # twice: enough at crf 23; at crf 28 a video needs more frames, measured in the README)
+    again = tmp_path / "again.mp4"
+    subprocess.run([ffmpeg(), "-v", "error", "-y", "-i", signed, "-c:v", "libx264", "-crf", "23", again], check=True)
+    code, report = _verify_json(again, key)
+    assert code == 0 and report["payload"] == payload.hex() and report["payload_matches_manifest"] is None
 
 
 def test_changed_manifest_bytes_read_damaged(signed_clip, tmp_path):
@@ -161,6 +188,9 @@ def test_convert_signs_consent_and_options(small_ws, tmp_path):
     assert creds.valid and creds.trained_algorithmic and creds.ours["consent"]["recorded"] is False
     from pipeline.provenance.credentials import model_hash
     assert creds.ours["model"]["sha256"] == model_hash(small_ws / "model")
+    from pipeline.provenance.watermark import render_payload  # the payload is this model on this dst video
+    assert creds.ours["watermark"]["payload"] == render_payload(creds.ours["dst"]["sha256"],
+                                                               creds.ours["model"]["sha256"]).hex()
     assert creds.ours["src"]["faces"] == 2 and "workspace" not in creds.ours["settings"]
 
     # consent, then a convert with a key of the studio's own: the manifest says consent was recorded

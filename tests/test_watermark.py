@@ -165,3 +165,71 @@ def test_verify_bad_input_is_one_line(marked_clip, tmp_path, args, message):
     swap = {"VIDEO": str(video), "KEY_BAD": str(tmp_path / "bad"), "KEY_SHORT": str(tmp_path / "short"),
             "NO_KEY": str(tmp_path / "none"), "missing.mp4": str(tmp_path / "missing.mp4")}
     clean_error(run_cli("verify", *[swap.get(a, a) for a in args]), message)
+
+
+# ---------------------------------------------------------------------- the payload
+
+
+def test_payload_bits_round_trip_and_a_flipped_bit_is_caught():
+    from pipeline.provenance.watermark import SLOTS, bits_payload, payload_bits, render_payload
+    payload = render_payload("a" * 64, "b" * 64)
+    assert len(payload) == 4 and payload != render_payload("a" * 64, "c" * 64)
+    bits = payload_bits(payload)
+    assert bits.shape == (SLOTS,) and bits_payload(bits) == payload
+    for i in range(SLOTS):
+        flipped = bits.copy()
+        flipped[i] ^= 1
+        assert bits_payload(flipped) is None, i
+    assert bits_payload(np.zeros(SLOTS, np.uint8)) is None       # no payload is not a payload of zeros
+    with pytest.raises(ValueError):
+        Watermark(b"k" * 32, b"abc")
+
+
+@pytest.fixture(scope="module")
+def payload_clip(tmp_path_factory):
+    """60 frames of the Hill clip marked with a payload, as convert marks and encodes: (video, unmarked frames,
+    payload, key file)."""
+    from pipeline.core.video import FrameWriter
+    from pipeline.provenance.keys import load_key
+    from pipeline.provenance.watermark import render_payload
+    folder = tmp_path_factory.mktemp("payload")
+    key_file = folder / "key"
+    key_file.write_text("5e" * 32 + "\n")
+    payload = render_payload("d" * 64, "e" * 64)
+    mark = Watermark(load_key(key_file), payload)
+    analyser = FaceAnalyser("retinaface", "mediapipe")
+    info = probe(HILL)
+    video = folder / "marked.mp4"
+    writer = FrameWriter(video, info.width, info.height, 25.0, crf=18)
+    originals = []
+    for index, frame in FrameReader(HILL, info.width, info.height):
+        if index >= 60:
+            break
+        originals.append(frame)
+        marked_frame = frame.copy()
+        mark.embed(marked_frame, analyser(frame)[0].landmarks, index)
+        writer.put(marked_frame)
+    writer.close()
+    return video, originals, payload, key_file
+
+
+def test_the_payload_reads_back_from_a_clip_and_not_from_an_unmarked_one(payload_clip):
+    """The finder reads the payload back, and with it every frame scores higher than by the pilot alone; the same
+    clip unmarked reads no payload and no mark."""
+    from pipeline.provenance.keys import load_key
+    from pipeline.provenance.watermark import FrameScorer, face_cells
+    video, originals, payload, key_file = payload_clip
+    finder = Watermark(load_key(key_file))
+    analyser = FaceAnalyser("retinaface", "mediapipe")
+    found, clean = FrameScorer(finder), FrameScorer(finder)
+    for index, (frame, original) in enumerate(zip(_frames(video), originals)):
+        found.add(index, [face_cells(frame, analyser(frame)[0].landmarks)])
+        clean.add(index, [face_cells(original, analyser(original)[0].landmarks)])
+    marked, unmarked = found.finish(), clean.finish()
+    assert found.payload == payload
+    assert clean.payload is None
+    assert min(window_scores(marked).values()) >= THRESHOLD
+    assert max(abs(z) for z in window_scores(unmarked).values()) < THRESHOLD
+    # the payload known, the data cells count too: more than the pilot alone
+    pilot = {i: p.score(None) for i, p in found.parts.items()}
+    assert np.median(list(marked.values())) > np.median(list(pilot.values())) * 1.05

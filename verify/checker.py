@@ -16,6 +16,10 @@ manifest): a manifest that is there but does not validate (frames cut, bytes cha
 manifest edited) makes the verdict *damaged*, whatever the watermark says: a changed video
 must never read as marked and intact. Without a manifest (a re-encode drops it) the
 watermark alone decides, and the verdict says the credentials are missing.
+
+The mark's payload (32 bits: which model was applied to which video, ``render_payload``)
+is read back over the whole video and printed; a valid manifest that states another
+payload (credentials of another render put on these frames) makes the verdict *damaged*.
 """
 from __future__ import annotations
 
@@ -51,6 +55,17 @@ class Verdict:
     last_marked: int | None = None
     scores: dict[int, float] = field(default_factory=dict)
     credentials: Credentials = field(default_factory=Credentials)
+    payload: str | None = None          # hex, read back from the mark (None: not read, too few frames or too weak)
+
+    @property
+    def stated_payload(self) -> str | None:
+        """The payload the manifest says the mark carries (None without a manifest of ours)."""
+        return ((self.credentials.ours or {}).get("watermark") or {}).get("payload")
+
+    @property
+    def payload_mismatch(self) -> bool:
+        """The mark's payload and the manifest's disagree: credentials of another render on these frames."""
+        return self.payload is not None and self.stated_payload is not None and self.payload != self.stated_payload
 
     @property
     def watermark_verdict(self) -> str:
@@ -63,7 +78,7 @@ class Verdict:
     @property
     def verdict(self) -> str:
         """damaged (credentials there but invalid, or the mark in part of the frames only), marked, not marked."""
-        if self.credentials.damaged:
+        if self.credentials.damaged or self.payload_mismatch:
             return "damaged"
         if self.credentials.valid:
             return "marked"
@@ -86,6 +101,15 @@ class Verdict:
         said = ("; consent recorded" if consent.get("recorded") else "; no consent recorded") if consent else ""
         return f"content credentials valid, {who}{what}{said}"
 
+    def payload_text(self) -> str:
+        if self.payload is None:
+            return ""
+        if self.payload_mismatch:
+            return f"; payload {self.payload} DOES NOT MATCH the manifest's {self.stated_payload}"
+        said = " (as the manifest states)" if self.stated_payload == self.payload else \
+            " (SHA-256 of the dst video's and the model weights' SHA-256s, first 32 bits)"
+        return f"; payload {self.payload}{said}"
+
     def line(self) -> str:
         share = 100.0 * self.frames_marked / max(self.frames_with_face, 1)
         where = f", frames {self.first_marked}-{self.last_marked}" if self.first_marked is not None else ""
@@ -94,14 +118,15 @@ class Verdict:
                     f"key on this machine (give the marking studio's key with --key FILE)")
         return (f"verify: {self.video}: {self.verdict} - {self.credentials_text()}; watermark of key {self.key_id} "
                 f"found in {self.frames_marked} of {self.frames_with_face} frames with a face ({share:.1f} %{where}; "
-                f"{self.frames} frames, verdict over {self.window} frames)")
+                f"{self.frames} frames, verdict over {self.window} frames){self.payload_text()}")
 
     def to_json(self) -> dict[str, Any]:
         return {"video": self.video, "verdict": self.verdict, "credentials": self.credentials.to_json(),
                 "watermark": self.watermark_verdict, "key_id": self.key_id, "frames": self.frames,
                 "frames_with_face": self.frames_with_face, "frames_marked": self.frames_marked,
                 "window": self.window, "first_marked": self.first_marked, "last_marked": self.last_marked,
-                "threshold": THRESHOLD}
+                "threshold": THRESHOLD, "payload": self.payload, "payload_matches_manifest":
+                    None if self.payload is None or self.stated_payload is None else not self.payload_mismatch}
 
 
 def trust_anchors(extra: list[Path]) -> list[bytes]:
@@ -150,6 +175,7 @@ def run_verify(opts: VerifyOptions) -> Verdict:
         raise UserError(f"{opts.video} could not be read to the end ({reader.error_text}); it is damaged")
     marked = sorted(i for i, z in window_scores(scores, opts.window).items() if z >= THRESHOLD)
     result.frames_with_face, result.frames_marked, result.scores = len(scores), len(marked), scores
+    result.payload = scorer.payload.hex() if scorer.payload is not None else None
     if marked:
         result.first_marked, result.last_marked = marked[0], marked[-1]
     return result

@@ -74,6 +74,7 @@ class Facts:
     settings: dict[str, Any]
     consent: dict[str, Any]
     watermark_key_id: str | None
+    watermark_payload: str | None = None     # hex, what the mark carries (``watermark.render_payload``)
     frames: int = 0
     version: str = "0.2.0"
 
@@ -83,7 +84,8 @@ class Facts:
                 "src": {"faces": self.src_faces, "sha256": self.src_sha256},
                 "model": {"type": self.model_type, "sha256": self.model_sha256, "iteration": self.model_iteration},
                 "settings": self.settings, "consent": self.consent,
-                "watermark": {"embedded": self.watermark_key_id is not None, "key_id": self.watermark_key_id},
+                "watermark": {"embedded": self.watermark_key_id is not None, "key_id": self.watermark_key_id,
+                              "payload": self.watermark_payload},
                 "frames": self.frames}
 
 

@@ -27,9 +27,24 @@ standard normal variable, and the scores of different frames are uncorrelated (e
 signs are independent of everything else in the sum). After a crf 28 re-encode of the main
 job's result this took the one-frame median score from 1.1 to 2.9 and the frames found from
 112 to 200 of 200 (same key, same video, 25-frame window).
+
+The payload: a quarter of each frame's cells (``data_cells``, drawn from the key) carry one
+bit of a 32-bit payload (``render_payload``: which model was applied to which video) and
+its CRC-16, ``SLOTS`` bits in turn by frame index, as the sign of those cells; the other
+three quarters are the pilot, the same whatever the payload. The finder first reads every
+frame's data cells, sums them per bit over the whole video and checks the CRC; when the
+payload reads back, the data cells' signs are known and count in the score like the
+pilot's (the score is the same as a mark with no payload). Otherwise (a short or badly
+damaged video) each frame's data cells count with the pilot, signed and weighed by how
+surely the *other* frames carrying the same bit read it: independent of the frame's own cells, so
+without the mark its score stays standard normal (frames ``SLOTS`` apart share a bit, and
+their scores are slightly correlated: no window of the default 25 frames holds two of
+them). A random video passes the CRC once in 65,536, so the payload's check does not move
+the score's null distribution.
 """
 from __future__ import annotations
 
+import binascii
 import hashlib
 from dataclasses import dataclass
 
@@ -48,6 +63,12 @@ PERIOD = 16
 #: frames whose scores are summed for one frame's verdict, and the verdict's threshold (standard deviations)
 WINDOW = 9
 THRESHOLD = 5.0
+#: payload bits (32) and its CRC-16 (16) carried in turn, one per frame; share of the cells that carry them
+PAYLOAD_BITS = 32
+SLOTS = PAYLOAD_BITS + 16
+DATA_SHARE = 0.25
+#: when the payload does not read: a frame's data cells weigh tanh(SOFT_BIT x the other frames' evidence for its bit)
+SOFT_BIT = 0.7
 _NEIGHBOURS = np.array([[1, 1, 1], [1, 0, 1], [1, 1, 1]], np.float32) / 8.0
 
 
@@ -57,11 +78,37 @@ def _hull_weight(landmarks_grid: np.ndarray) -> np.ndarray:
     return cv2.GaussianBlur(cv2.erode(hull, np.ones((5, 5), np.uint8)), (0, 0), 2.0)
 
 
+def render_payload(dst_sha256: str, model_sha256: str) -> bytes:
+    """The 32 bits the mark carries: which model (its weights' SHA-256, as the manifest and the .dfm state it) was
+    applied to which video (the dst's SHA-256). A re-encode drops the manifest; the payload still names the render."""
+    return hashlib.sha256(f"face-watermark-payload {dst_sha256} {model_sha256}".encode()).digest()[:PAYLOAD_BITS // 8]
+
+
+def payload_bits(payload: bytes) -> np.ndarray:
+    """``payload`` and its CRC-16 as ``SLOTS`` bits (0/1), the order frames carry them in."""
+    if len(payload) * 8 != PAYLOAD_BITS:
+        raise ValueError(f"a watermark payload is {PAYLOAD_BITS // 8} bytes, not {len(payload)}")
+    crc = binascii.crc_hqx(payload, 0xFFFF).to_bytes(2, "big")
+    return np.unpackbits(np.frombuffer(payload + crc, np.uint8))
+
+
+def bits_payload(bits: np.ndarray) -> bytes | None:
+    """The payload ``bits`` carry, or None when their CRC does not match (a misread bit, or no payload)."""
+    packed = np.packbits(np.asarray(bits, np.uint8)).tobytes()
+    payload, crc = packed[:PAYLOAD_BITS // 8], packed[PAYLOAD_BITS // 8:]
+    return payload if binascii.crc_hqx(payload, 0xFFFF).to_bytes(2, "big") == crc else None
+
+
 @dataclass(frozen=True)
 class Watermark:
-    """The mark of one key."""
+    """The mark of one key; ``payload`` (``PAYLOAD_BITS`` bits) is carried when given (finding needs only the key)."""
 
     key: bytes
+    payload: bytes | None = None
+
+    def __post_init__(self) -> None:
+        if self.payload is not None:
+            payload_bits(self.payload)      # checks its length
 
     @property
     def key_id(self) -> str:
@@ -69,8 +116,15 @@ class Watermark:
         return hashlib.sha256(b"face-watermark-id" + self.key).hexdigest()[:16]
 
     def cells(self, frame_index: int) -> np.ndarray:
-        """The +-1 signs of frame ``frame_index`` (``CELLS`` a side)."""
-        return _cells(self.key, frame_index % PERIOD)
+        """The +-1 signs of frame ``frame_index`` (``CELLS`` a side): the key's, the data cells' flipped for a 1 bit."""
+        base = _cells(self.key, frame_index % PERIOD)
+        if self.payload is None or not payload_bits(self.payload)[frame_index % SLOTS]:
+            return base
+        return np.where(self.data_cells(frame_index), -base, base)
+
+    def data_cells(self, frame_index: int) -> np.ndarray:
+        """Which cells of frame ``frame_index`` carry the payload's bit (``DATA_SHARE`` of them, from the key)."""
+        return _data_cells(self.key, frame_index % PERIOD)
 
     def embed(self, frame: np.ndarray, landmarks: np.ndarray, frame_index: int, amplitude: float = AMPLITUDE,
               pasted: tuple[np.ndarray, np.ndarray] | None = None) -> None:
@@ -110,8 +164,13 @@ class Watermark:
         return self.score_cells(face_cells(frame, landmarks), frame_index)
 
     def score_cells(self, face: FaceCells, frame_index: int, reference: np.ndarray | None = None) -> float:
-        """The score of ``face`` for frame ``frame_index``'s pattern; ``reference``: the same face's cell means in
-        other frames (NaN where unknown), subtracted instead of the cells' spatial neighbours."""
+        """The score of ``face`` for frame ``frame_index``'s pattern, from its pilot cells (the payload unknown;
+        see ``parts``); ``reference``: the same face's cell means in other frames (NaN where unknown), subtracted
+        instead of the cells' spatial neighbours."""
+        return self.parts(face, frame_index, reference).score(None)
+
+    def parts(self, face: FaceCells, frame_index: int, reference: np.ndarray | None = None) -> ScoreParts:
+        """The evidence of ``face`` for frame ``frame_index``'s mark, pilot and data cells apart."""
         side = GRID // CELLS
         inside = face.weight > 0.6 * side * side
         residual = face.means - cv2.filter2D(face.means, -1, _NEIGHBOURS, borderType=cv2.BORDER_REPLICATE)
@@ -122,9 +181,33 @@ class Watermark:
             inside &= known
             residual = np.where(known, face.means - np.where(known, reference, 0.0), residual).astype(np.float32)
         quiet = 1.0 / (cv2.medianBlur(np.abs(residual).astype(np.float32), 3) + 0.5)
-        s = np.where(inside, residual * quiet, 0.0) * self.cells(frame_index)
-        den = float(np.sqrt((s * s).sum()))
-        return float(s.sum()) / den if den > 0 else 0.0
+        s = np.where(inside, residual * quiet, 0.0) * _cells(self.key, frame_index % PERIOD)
+        data = self.data_cells(frame_index)
+        energy = s * s
+        return ScoreParts(float(s[~data].sum()), float(energy[~data].sum()), float(s[data].sum()),
+                          float(energy[data].sum()))
+
+
+@dataclass(frozen=True)
+class ScoreParts:
+    """One face's correlation with its frame's pattern: sums and energies over the pilot and the data cells."""
+
+    pilot: float
+    pilot_energy: float
+    data: float
+    data_energy: float
+
+    def score(self, sign: float | None) -> float:
+        """Standard deviations: pilot and data cells with the data's ``sign`` (+1: bit 0, -1: bit 1; between: how
+        sure the bit is, weighing the data cells less), or with ``sign`` None the pilot alone."""
+        if sign is None:
+            return self.pilot / np.sqrt(self.pilot_energy) if self.pilot_energy > 0 else 0.0
+        den = self.pilot_energy + sign * sign * self.data_energy
+        return (self.pilot + sign * self.data) / np.sqrt(den) if den > 0 else 0.0
+
+    def bit_evidence(self) -> float:
+        """The data cells alone, standard deviations: > 0 reads as bit 0, < 0 as bit 1."""
+        return self.data / np.sqrt(self.data_energy) if self.data_energy > 0 else 0.0
 
 
 @dataclass(frozen=True)
@@ -154,16 +237,19 @@ class FrameScorer:
     """Each frame's score in a video, its faces fed in frame order; a face is scored against the same face in the
     previous and the next frame with a face (so each frame is scored once the next one is in).
 
-    Only three frames are held, whatever the video's length. The best face of a frame is
-    its score, as before; a face with no match in either neighbour (a cut, a face that
-    just appeared) is scored alone (``Watermark.score``'s spatial way). Neighbours whose
-    frame shows the same pattern (``PERIOD`` frames apart) are not used: the same signs on
-    both sides would cancel the mark.
+    Only three frames' faces are held, whatever the video's length (and four numbers a
+    frame). The best face of a frame (by its pilot) is its score; a face with no match in
+    either neighbour (a cut, a face that just appeared) is scored alone
+    (``Watermark.score``'s spatial way). Neighbours whose frame shows the same pattern
+    (``PERIOD`` frames apart) are not used: the same signs on both sides would cancel the
+    mark. ``finish`` reads the payload back (``payload``, None when it does not read) and
+    scores every frame with it.
     """
 
     def __init__(self, mark: Watermark) -> None:
         self.mark = mark
-        self.scores: dict[int, float] = {}
+        self.parts: dict[int, ScoreParts] = {}
+        self.payload: bytes | None = None
         self._prev: tuple[int, list[FaceCells]] | None = None
         self._cur: tuple[int, list[FaceCells]] | None = None
 
@@ -176,14 +262,25 @@ class FrameScorer:
         self._prev, self._cur = self._cur, (frame_index, faces)
 
     def finish(self) -> dict[int, float]:
+        """Every frame's score (standard deviations), with the payload's signs when it reads back."""
         if self._cur is not None:
             self._score(self._cur, self._prev, None)
             self._prev = self._cur = None
-        return self.scores
+        self.payload = read_payload(self.parts)
+        if self.payload is not None:
+            bits = payload_bits(self.payload)
+            return {i: p.score(1 - 2 * int(bits[i % SLOTS])) for i, p in self.parts.items()}
+        # the payload did not read: each frame's data cells signed by what the *other* frames carrying its bit say
+        # (leaving the frame itself out keeps its score a standard normal variable without the mark)
+        evidence = np.zeros(SLOTS)
+        for i, p in self.parts.items():
+            evidence[i % SLOTS] += p.bit_evidence()
+        return {i: p.score(float(np.tanh(SOFT_BIT * (evidence[i % SLOTS] - p.bit_evidence()))))
+                for i, p in self.parts.items()}
 
     def _score(self, cur: tuple[int, list[FaceCells]], *around: tuple[int, list[FaceCells]] | None) -> None:
         index, faces = cur
-        best = -np.inf
+        best: ScoreParts | None = None
         usable = [other[1] for other in around if other is not None and (other[0] - index) % PERIOD != 0]
         for face in faces:
             matches = [m for m in (_same_face(face, others) for others in usable) if m is not None]
@@ -193,8 +290,24 @@ class FrameScorer:
                 total = known.sum(axis=0)
                 summed = (np.stack([m.means for m in matches]) * known).sum(axis=0)
                 reference = np.where(total > 0, summed / np.maximum(total, 1), np.nan).astype(np.float32)
-            best = max(best, self.mark.score_cells(face, index, reference))
-        self.scores[index] = float(best)
+            parts = self.mark.parts(face, index, reference)
+            if best is None or parts.score(None) > best.score(None):
+                best = parts
+        if best is not None:
+            self.parts[index] = best
+
+
+def read_payload(parts: dict[int, ScoreParts]) -> bytes | None:
+    """The payload the frames' data cells carry, each bit summed over every frame that carries it, or None (a bit
+    no frame carries, or a CRC that does not match)."""
+    evidence = np.zeros(SLOTS)
+    seen = np.zeros(SLOTS, bool)
+    for index, p in parts.items():
+        evidence[index % SLOTS] += p.bit_evidence()
+        seen[index % SLOTS] = True
+    if not seen.all():
+        return None
+    return bits_payload((evidence < 0).astype(np.uint8))
 
 
 def _known(face: FaceCells) -> np.ndarray:
@@ -221,6 +334,15 @@ def window_scores(scores: dict[int, float], window: int = WINDOW) -> dict[int, f
 
 
 _CELLS: dict[tuple[bytes, int], np.ndarray] = {}
+_DATA: dict[tuple[bytes, int], np.ndarray] = {}
+
+
+def _data_cells(key: bytes, phase: int) -> np.ndarray:
+    if (key, phase) not in _DATA:
+        digest = hashlib.sha256(b"face-watermark-data" + key + phase.to_bytes(2, "little")).digest()
+        rng = np.random.default_rng(int.from_bytes(digest[:8], "little"))
+        _DATA[(key, phase)] = rng.random((CELLS, CELLS)) < DATA_SHARE
+    return _DATA[(key, phase)]
 
 
 def _cells(key: bytes, phase: int) -> np.ndarray:
