@@ -1,0 +1,46 @@
+"""convert's frame loop keeps the pool and the network busy at once (issue 31), same faces as before."""
+from concurrent.futures import ThreadPoolExecutor
+from types import SimpleNamespace
+
+from convert.runner import faces_ahead, faces_of_chunk
+from pipeline.core.profile import StepTimes
+
+
+class _Work:
+    def __init__(self, log: list) -> None:
+        self.log = log
+
+    def prepare(self, frame, plan):
+        self.log.append(("crop", plan))
+        return SimpleNamespace(crop=frame * 10 + plan)
+
+
+def _network(crops, masks=False):
+    return [c + 1 for c in crops], [None] * len(crops)
+
+
+def test_the_next_chunks_crops_are_queued_before_this_chunks_blends():
+    log: list = []
+    pool = ThreadPoolExecutor(1)          # one thread: the jobs run in the order they were queued
+    chunks = [[(0, 0), (1, 1)], [(2, 2), (3, 3)], [(4, 4)]]
+    plans = {0: [0], 1: [0, 1], 3: [0], 4: [0]}      # frame 2 has no face
+    got = []
+    try:
+        for chunk, per_frame in faces_ahead(iter(chunks), plans, pool, _Work(log), _network, False, StepTimes()):
+            got.append((chunk, dict(per_frame)))
+            for i, _ in chunk:
+                pool.submit(log.append, ("blend", i))
+    finally:
+        pool.shutdown(wait=True)
+    # the crops of chunk k+1 ran before the blends of chunk k, so the network's next batch need not wait for them
+    assert log.index(("crop", 0)) < log.index(("blend", 0))
+    assert max(n for n, e in enumerate(log) if e[0] == "crop" and n < log.index(("blend", 0))) > 2
+    assert log.index(("blend", 1)) < log.index(("blend", 2))
+    # and the faces are those faces_of_chunk makes, chunk by chunk
+    with ThreadPoolExecutor(1) as plain:
+        for (chunk, per_frame), want_chunk in zip(got, chunks):
+            want = faces_of_chunk(want_chunk, plans, plain, _Work([]), _network, False, StepTimes())
+            assert chunk == want_chunk
+            assert {i: [(p.crop, g, m) for p, g, m in v] for i, v in per_frame.items()} == \
+                {i: [(p.crop, g, m) for p, g, m in v] for i, v in want.items()}
+    assert len(got) == 3 and 2 not in got[1][1]
