@@ -6,16 +6,17 @@ Measured in one run on this machine (issue 31):
 - extract: ``main.py extract`` as a user runs it (process start and model loads
   included), and an in-process run whose steps are recorded (``pipeline.core.profile``);
 - convert, for the default model and each model type (transform, df, liae; untrained
-  models of the default size, since speed does not depend on the weights, unless
-  ``--workspace`` gives a trained default model): ``main.py convert`` as a user runs it
-  with every default step on, and an in-process run whose steps are recorded.
+  models of the default size, since speed does not depend on the weights, saved with what
+  train stores beside them, unless ``--workspace`` gives a trained default model):
+  ``main.py convert`` as a user runs it with every default step on, and an in-process run
+  whose steps are recorded.
 
 Each table gives, per frame, the milliseconds of each step summed over threads (for decode
 and encode: the ffmpeg processes' CPU time plus our threads' waits on their pipes) and as
 wall time (the time at least one thread was in the step), slowest step first. "start-up"
 is the process's wall time less its own frame loop (from its summary line): imports, model
-load, int8 calibration, planning. The ratio to the transcode is what issue 31 sets targets
-on (convert <= 3.0, extract <= 2.5).
+load, int8 calibration (or the ranges train stored), planning. The ratio to the transcode is
+what issue 31 sets targets on (convert <= 3.0, extract <= 2.5).
 
 Usage: python -m benchmarks.convert_profile [--workspace TRAINED_WS] [--models transform df liae]
        [--repeat 1] [--json OUT]
@@ -38,7 +39,9 @@ MODEL_TYPES = ("transform", "df", "liae")
 
 
 def untrained_model(kind: str, model_dir: Path) -> None:
-    """An untrained model of ``kind`` at the size train makes by default on a CPU, saved in ``model_dir``."""
+    """An untrained model of ``kind`` at the size train makes by default on a CPU, saved in ``model_dir`` (a
+    workspace's model folder) with what train stores beside the weights (the int8 ranges of a transform model
+    on that workspace's dst faces), as a model trained by this version is."""
     from pipeline.models.interface import FaceModel
     from pipeline.models.store import save_model
     model: FaceModel
@@ -55,6 +58,10 @@ def untrained_model(kind: str, model_dir: Path) -> None:
     if model_dir.exists():
         shutil.rmtree(model_dir)
     save_model(model_dir, model, {"face_type": "full", "iteration": 0})
+    from pipeline.models.calibration import calibration_crops
+    from pipeline.workspace.store import Workspace
+    with Workspace(model_dir.parent) as ws:
+        model.store_calibration(model_dir, calibration_crops(ws, ws.faces_as_edited("dst"), model.resolution))
 
 
 def profiled_extract(video: Path, ws: Path) -> tuple[float, dict, dict]:
