@@ -44,15 +44,25 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+#: ``taskset`` prefix for the driver (the command's own process); empty: not pinned.
+DRIVER_PIN: list[str] = []
+
+
 def _timed(args: list[str], env: dict, log: list[str] | None = None) -> float:
+    """Wall seconds of ``main.py args`` in its own process; its ``ray:`` log lines (the phases) are printed."""
     t0 = time.perf_counter()
-    res = subprocess.run([sys.executable, str(ROOT / "main.py"), *args], cwd=ROOT, env=env, capture_output=True,
-                         text=True, timeout=1800)
+    res = subprocess.run([*DRIVER_PIN, sys.executable, str(ROOT / "main.py"), *args], cwd=ROOT, env=env,
+                         capture_output=True, text=True, timeout=1800)
+    wall = time.perf_counter() - t0
     if res.returncode != 0:
         sys.exit(f"failed: main.py {' '.join(args)}\n{res.stderr[-2000:]}")
     if log is not None:
         log.append(res.stderr)
-    return time.perf_counter() - t0
+    for line in res.stderr.splitlines():
+        if "ray:" in line:
+            print(f"    {args[0]}: {line.strip()}", flush=True)
+    print(f"    {args[0]}: wall {wall:.1f} s", flush=True)
+    return wall
 
 
 class LoopbackCluster:
@@ -131,7 +141,13 @@ def _projection(per_frame: float, per_shard: float, transfer: float, driver_fram
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--json", type=Path, help="write the figures here too")
+    ap.add_argument("--pin-driver", type=int, metavar="CORE",
+                    help="pin the command's own process (the driver) to this core, in both runs")
+    ap.add_argument("--speed-only", action="store_true",
+                    help="the 1- and 2-node runs only (no fixed cost per shard, transfer or projection)")
     args = ap.parse_args()
+    if args.pin_driver is not None:
+        DRIVER_PIN[:] = ["taskset", "-c", str(args.pin_driver)]
     work = Path(tempfile.mkdtemp(prefix="cluster-bench"))
     out: dict = {"clip": CLIP.name, "frames": FRAMES}
     cluster = LoopbackCluster()
@@ -162,6 +178,8 @@ def main() -> int:
                           "convert": one["convert_s"] / two["convert_s"]}
         print(f"speed-up 2 nodes / 1 node: extract {out['speedup']['extract']:.2f}x, "
               f"convert {out['speedup']['convert']:.2f}x", flush=True)
+        if args.speed_only:
+            return 0
         cluster.stop()
         cluster = LoopbackCluster()             # one node again, for the cost of a shard
         env = cluster.env
@@ -193,8 +211,8 @@ def main() -> int:
     finally:
         cluster.stop()
         shutil.rmtree(work, ignore_errors=True)
-    if args.json:
-        args.json.write_text(json.dumps(out, indent=2))
+        if args.json:
+            args.json.write_text(json.dumps(out, indent=2))
     return 0
 
 

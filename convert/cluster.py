@@ -3,7 +3,7 @@
 The driver (the process running the command) checks everything and smooths the face
 tracks once, from the index, as a one-machine convert does; each shard is sent only the
 plans of its own frames. A worker seeks to its range in the dst video, renders it with the
-same per-face steps and network, and writes it to a lossless (FFV1) segment file beside the
+same per-face steps and network, and writes it to a lossless (Ut Video) segment file beside the
 output (the workspace, the dst video and the output's folder must be at the same paths on
 every node). The driver decodes the segments in order and encodes them once with the options
 and audio of a one-machine convert (the same video as one machine's, not a stream-copy join
@@ -35,12 +35,12 @@ from convert.options import ConvertOptions
 from convert.renderer import LOAD_OPTIONS, FacePlan, Renderer, workspace_state
 from convert.runner import ConvertSummary, _chunks, faces_of_chunk, network_threads, output_checks, remove_stale_outputs
 from pipeline.cluster.ray_cluster import Shard
-from pipeline.cluster.segments import SEGMENT_SUFFIX, segment_name
+from pipeline.cluster.segments import SEGMENT_SUFFIX, SEGMENT_VIDEO_ARGS, segment_name
 from pipeline.core.errors import UserError
 from pipeline.core.files import commit_file, remove_quietly
 from pipeline.core.images import opencv_threads
 from pipeline.core.profile import StepTimes
-from pipeline.core.video import LOSSLESS_ARGS, FrameReader, FrameWriter
+from pipeline.core.video import FrameReader, FrameWriter
 from pipeline.provenance.keys import load_key
 from pipeline.provenance.watermark import Watermark
 from pipeline.workspace import layout
@@ -50,6 +50,12 @@ log = logging.getLogger("convert")
 #: Options that change no segment: where the work runs, how many threads, and the final encode's settings
 #: (segments are lossless; crf and preset are applied once, by the driver).
 _NOT_IN_FRAMES = ("ray", "shard_frames", "workers", "output", "preview", "crf", "preset")
+#: Convert's shards are cheap (the worker keeps its model; a seek and a segment writer), and the final encode
+#: takes the segments in frame order as they finish: smaller and more shards than extract's let it start sooner
+#: (Hill clip on two one-core nodes, machine loaded: 25- and 50-frame shards left 2.5 s of the encode after the
+#: last shard, 100-frame ones 4.1 s).
+MIN_SHARD_FRAMES = 25
+SHARDS_PER_CPU = 4
 
 
 @dataclass
@@ -104,7 +110,7 @@ def render_segment(spec: SegmentSpec, shard: Shard, plans: dict[int, list[FacePl
     tmp = spec.folder / f".{final.stem}.{os.getpid()}.tmp{SEGMENT_SUFFIX}"
     times = StepTimes()
     reader = FrameReader(spec.input_path, spec.width, spec.height, times=times, start=start)
-    writer = FrameWriter(tmp, spec.width, spec.height, spec.fps, times=times, video_args=LOSSLESS_ARGS)
+    writer = FrameWriter(tmp, spec.width, spec.height, spec.fps, times=times, video_args=SEGMENT_VIDEO_ARGS)
     pool = ThreadPoolExecutor(max(1, opts.workers), thread_name_prefix="convert")
     import torch
     torch.set_num_threads(network_threads(opts.workers))
@@ -145,7 +151,7 @@ def render_segment(spec: SegmentSpec, shard: Shard, plans: dict[int, list[FacePl
 def run_convert_on_cluster(opts: ConvertOptions) -> ConvertSummary:
     """The whole video rendered on the cluster ``opts.ray`` names, joined into ``--output`` with the audio."""
     from pipeline.cluster.ray_cluster import check_address, connect, plan_shards
-    from pipeline.cluster.segments import encode_segments, finished_segments, job_key, missing_ranges, segments_root
+    from pipeline.cluster.segments import SegmentEncoder, finished_segments, job_key, missing_ranges, segments_root
     check_address(str(opts.ray))
     if opts.preview:
         raise UserError("--ray renders whole videos; make --preview stills without --ray")
@@ -178,7 +184,8 @@ def run_convert_on_cluster(opts: ConvertOptions) -> ConvertSummary:
         st = input_path.stat()
         facts = {"options": {k: v for k, v in dataclasses.asdict(full).items() if k not in _NOT_IN_FRAMES},
                  "workspace": workspace_state(renderer.root), "input": [str(input_path), st.st_size, st.st_mtime_ns],
-                 "watermark": None if key is None else Watermark(key).key_id, "segments": SEGMENT_SUFFIX}
+                 "watermark": None if key is None else Watermark(key).key_id,
+                 "segments": [SEGMENT_SUFFIX, *SEGMENT_VIDEO_ARGS]}
         folder = segments_root(output) / job_key(facts)
         folder.mkdir(parents=True, exist_ok=True)
         for other in segments_root(output).iterdir():     # segments of other settings can never be used again
@@ -190,7 +197,8 @@ def run_convert_on_cluster(opts: ConvertOptions) -> ConvertSummary:
         kept = finished_segments(folder, start, end)
         for path in folder.glob(f".seg_*.tmp{SEGMENT_SUFFIX}"):     # a killed worker's unfinished segment
             remove_quietly(path)
-        shards = plan_shards(missing_ranges(start, end, list(kept)), cluster.cpus, full.shard_frames)
+        shards = plan_shards(missing_ranges(start, end, list(kept)), cluster.cpus, full.shard_frames, MIN_SHARD_FRAMES,
+                             SHARDS_PER_CPU)
         done_frames = sum(b - a for a, b in kept)
         log.info("ray: %d segments kept from an earlier run (%d frames), %d frames to render in %d shards on %d CPUs",
                  len(kept), done_frames, end - start - done_frames, len(shards), cluster.cpus)
@@ -205,33 +213,48 @@ def run_convert_on_cluster(opts: ConvertOptions) -> ConvertSummary:
             a, b = shard.start, shard.end
             return ({i: p for i, p in plans.items() if a <= i < b}, {i: r for i, r in excluded.items() if a <= i < b})
 
-        for _, result in cluster.run(render_segment, shards, (spec,), "convert", end - start, done_frames,
-                                     extra=own_plans):
-            summary.faces += result.faces
-            summary.passed.update(result.passed)
-            setup, worker_s = setup + result.setup_seconds, worker_s + result.seconds
-        t_shards = time.perf_counter()
-        ranges = sorted(finished_segments(folder, start, end))
-        if missing_ranges(start, end, ranges):
-            raise UserError(f"segments of frames {missing_ranges(start, end, ranges)} are missing in {folder} after "
-                            f"the job; run the same command again")
         fps = float(video["fps"])
         tmp = output.with_name(f".{output.stem}.{os.getpid()}.tmp{output.suffix}")
         joined = tmp
+        # every segment in frame order; each is encoded once it and all before it are finished, beside the shards
+        order = sorted([*kept, *((s.start, s.end) for s in shards)])
+        ready, queued = set(kept), 0
+        log.info("ray: the final encode (crf %d, preset %s, as one machine's) takes each lossless segment in frame "
+                 "order as soon as it is finished", full.crf, full.preset)
+        encoder = SegmentEncoder(tmp, int(video["width"]), int(video["height"]), fps, full.crf, full.preset,
+                                 audio_from=input_path, audio_start=start / fps if fps else 0.0,
+                                 audio_duration=(end - start) / fps if fps and (start > 0 or end < video["frames"])
+                                 else None)
+
         try:
-            paths = [folder / segment_name(a, b) for a, b in ranges]
-            size = sum(p.stat().st_size for p in paths)
-            log.info("ray: encoding the %d frames of %d lossless segments (%.1f MB, %.0f kB a frame) once, as one "
-                     "machine does (crf %d, preset %s)", end - start, len(ranges), size / 1e6,
-                     size / 1e3 / max(1, end - start), full.crf, full.preset)
-            encode_segments(paths, tmp, int(video["width"]),
-                            int(video["height"]), fps, full.crf, full.preset, audio_from=input_path,
-                            audio_start=start / fps if fps else 0.0,
-                            audio_duration=(end - start) / fps if fps and (start > 0 or end < video["frames"])
-                            else None)
+            while queued < len(order) and order[queued] in ready:
+                encoder.add(folder / segment_name(*order[queued]))
+                queued += 1
+            for shard, result in cluster.run(render_segment, shards, (spec,), "convert", end - start, done_frames,
+                                             extra=own_plans):
+                summary.faces += result.faces
+                summary.passed.update(result.passed)
+                setup, worker_s = setup + result.setup_seconds, worker_s + result.seconds
+                ready.add((shard.start, shard.end))
+                while queued < len(order) and order[queued] in ready:
+                    encoder.add(folder / segment_name(*order[queued]))
+                    queued += 1
+            t_shards = time.perf_counter()
+            if queued < len(order):
+                raise UserError(f"segments of frames {order[queued:]} are missing in {folder} after the job; run the "
+                                f"same command again")
+            size = sum((folder / segment_name(a, b)).stat().st_size for a, b in order)
+            encoder.close()
+            log.info("ray: encoded the %d frames of %d lossless segments (%.1f MB, %.0f kB a frame): %.1f s feeding "
+                     "the encoder, %.1f s of the encode left after the last shard", end - start, len(order),
+                     size / 1e6, size / 1e3 / max(1, end - start), encoder.busy_seconds,
+                     time.perf_counter() - t_shards)
             if credentials is not None:
                 joined = credentials.sign(tmp, output, end - start)
             commit_file(joined, output)
+        except BaseException:
+            encoder.abort()
+            raise
         finally:
             remove_quietly(tmp)
             remove_quietly(joined)

@@ -66,19 +66,23 @@ def frame_ranges(frames: Sequence[int]) -> list[tuple[int, int]]:
     return out
 
 
-def plan_shards(ranges: Sequence[tuple[int, int]], cpus: int, shard_frames: int | None = None) -> list[Shard]:
+def plan_shards(ranges: Sequence[tuple[int, int]], cpus: int, shard_frames: int | None = None,
+                min_frames: int = MIN_SHARD_FRAMES, per_cpu: int = SHARDS_PER_CPU) -> list[Shard]:
     """Shards covering ``ranges`` (frame runs still to do), sized from their length and the CPUs.
 
     Why these sizes: about ``SHARDS_PER_CPU`` shards a CPU keeps every node busy to the end
     and bounds what a lost worker reruns; ``MIN_SHARD_FRAMES`` keeps the per-shard fixed cost
     small against the frames; ``MAX_SHARD_FRAMES`` bounds the work a killed driver loses.
+    A stage whose shards cost little more than their frames passes a smaller ``min_frames``
+    and a larger ``per_cpu`` (convert: its segments can be encoded only in order, and the
+    sooner the first ones finish, the more of the encode runs beside the rendering).
     A shard never spans a gap between ranges (frames done before are not redone).
     """
     total = sum(e - s for s, e in ranges)
     if total <= 0:
         return []
     if shard_frames is None:
-        shard_frames = min(MAX_SHARD_FRAMES, max(MIN_SHARD_FRAMES, math.ceil(total / (max(1, cpus) * SHARDS_PER_CPU))))
+        shard_frames = min(MAX_SHARD_FRAMES, max(min_frames, math.ceil(total / (max(1, cpus) * per_cpu))))
     shards: list[Shard] = []
     for start, end in ranges:
         count = max(1, round((end - start) / shard_frames))
