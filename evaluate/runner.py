@@ -455,6 +455,9 @@ def run_evaluate(opts: EvaluateOptions) -> tuple[dict, Path]:
               "jitter_output": jitter_out, "jitter_reference": jitter_ref}
     from evaluate.html_report import render_html
     render_html(report, samples, series, report_dir / "index.html")
+    if opts.ray is not None:           # the report is made: the shards a killed run would have resumed from go
+        from evaluate.cluster import forget_shards
+        forget_shards(opts)
     log.info("evaluated %d frames in %.1f s", n, time.perf_counter() - started)
     return report, report_dir
 

@@ -57,6 +57,34 @@ def test_finished_segments_are_whole_files_inside_the_range(tmp_path):
     assert Shard(0, 5, 9).frames == 4
 
 
+def test_evaluate_keeps_whole_shards_only(tmp_path):
+    """What a killed evaluate driver leaves: whole shard files are kept as measured, a torn one is measured again."""
+    import json
+
+    from evaluate.cluster import _shard_file, _to_json, kept_shards
+    from evaluate.runner import _Face, _Frame
+    face = _Face((1.0, 2.0, 30.0, 40.0), np.arange(136, dtype=np.float32).reshape(68, 2) / 3, np.zeros((0,), np.uint8))
+    from evaluate.runner import _Pair
+    frames = []
+    for i in range(20):
+        ref = _Face((1.0, 2.0, 30.0, 40.0), face.landmarks + i, face.chip)
+        frames.append(_Frame(i, [ref], [face], [_Pair(ref, face, 0.1, 2.0, (0.1, 0.2, 0.3), None, None, None, True)],
+                             [0]))
+    (tmp_path / _shard_file(0, 20)).write_text(json.dumps(_to_json(frames)))
+    (tmp_path / _shard_file(20, 40)).write_text(json.dumps(_to_json(frames))[:-40])     # torn: not kept
+    (tmp_path / _shard_file(10, 30)).write_text(json.dumps(_to_json(frames)))        # overlaps the first
+    (tmp_path / _shard_file(40, 70)).write_text(json.dumps(_to_json(frames)))        # past the video's end
+    kept = kept_shards(tmp_path, 60)
+    assert list(kept) == [(0, 20)]
+    back = kept[(0, 20)]
+    assert [f.index for f in back] == list(range(20))
+    assert back[5].ref_faces[0].landmarks.dtype == np.float32
+    assert np.array_equal(back[5].ref_faces[0].landmarks, face.landmarks + 5) and back[5].ref_faces[0].box == face.box
+    assert back[5].pairs[0].ref is back[5].ref_faces[0], "a pair's face is its frame's face (the report finds it so)"
+    assert back[5].pairs[0].pose_diff == (0.1, 0.2, 0.3)
+    assert not (tmp_path / _shard_file(20, 40)).exists(), "a torn shard file is removed"
+
+
 def test_bad_ray_address_is_one_line_and_changes_nothing(tmp_path):
     ws = tmp_path / "ws"
     res = _cli("extract", "--input", CLIP6, "-w", ws, "--ray", "somewhere")
@@ -394,3 +422,38 @@ def test_evaluate_on_two_nodes_matches_one_machine(cluster, one_machine, tmp_pat
     two = json.loads((ws / "report" / "report.json").read_text())
     assert len(two["per_frame"]) == FRAMES
     _close(one["per_frame"], two["per_frame"], "per_frame")
+
+
+@pytest.mark.slow
+def test_evaluate_rerun_after_a_killed_driver_measures_only_the_rest(cluster, one_machine, tmp_path):
+    import json
+    ws = tmp_path / "ws"
+    shutil.copytree(one_machine["ws"], ws)
+    res = _cli("evaluate", "-w", ws, "--video", one_machine["video"], "--samples", "0")
+    assert res.returncode == 0, res.stderr
+    one = json.loads((ws / "report" / "report.json").read_text())
+    (ws / "report" / "report.json").unlink()
+    cmd = [sys.executable, str(ROOT / "main.py"), "evaluate", "-w", str(ws), "--video", str(one_machine["video"]),
+           "--samples", "0", "--ray", "auto", "--shard-frames", "20"]
+    driver = subprocess.Popen(cmd, cwd=ROOT, env=cluster, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline and driver.poll() is None:
+        if list((ws / "report").glob(".cluster/*/frames_*.json")):
+            driver.send_signal(signal.SIGKILL)
+            break
+        time.sleep(0.05)
+    driver.wait(timeout=60)
+    assert driver.returncode == -signal.SIGKILL, "the driver finished before a shard was stored"
+    assert not (ws / "report" / "report.json").exists()
+    kept = len(list((ws / "report").glob(".cluster/*/frames_*.json")))
+    assert 1 <= kept < 3
+    res = _cli(*cmd[2:], env=cluster)
+    assert res.returncode == 0, res.stderr
+    match = re.search(r"ray: (\d+) shards kept from an earlier run \((\d+) frames\), (\d+) frames to measure",
+                      res.stderr)
+    assert match and int(match.group(1)) >= kept and int(match.group(2)) >= 20, res.stderr
+    assert int(match.group(3)) == FRAMES - int(match.group(2)), res.stderr
+    two = json.loads((ws / "report" / "report.json").read_text())
+    assert len(two["per_frame"]) == FRAMES
+    _close(one["per_frame"], two["per_frame"], "per_frame")
+    assert not (ws / "report" / ".cluster").exists(), "the kept shards go once the report is made"
