@@ -131,23 +131,46 @@ class Cluster:
         One tqdm bar over ``total`` frames (``initial`` done before) moves as shards finish, so
         its rate is the whole cluster's. A shard whose worker dies is run again by Ray; an
         exception raised by ``fn`` stops the job (a UserError keeps its one line).
+
+        Why shards are sent one a CPU at a time, in frame order (Ray's "limit pending tasks with
+        ray.wait" pattern), not all at once: Ray does not start queued tasks in the order they were
+        sent, and results are used in frame order (extract stores them so, convert's encode takes
+        segments so). With every shard queued, a convert on two one-core nodes got shard 25-50 back
+        3.5 s after shards 50-150, and the encode waited for it; and results that arrive ahead of
+        an unfinished one are held in the driver's memory. With a shard for every CPU in flight
+        and the next sent as one finishes, shards start in order and few results wait.
         """
         ray = self.ray
         remote = ray.remote(num_cpus=1, max_retries=RETRIES)(fn)
-        refs = {remote.remote(*args, shard, *(extra(shard) if extra else ())): shard for shard in shards}
-        finished: dict[int, Any] = {}
+        sent = time.perf_counter()
         order = sorted(shards, key=lambda s: s.index)
-        following = 0
-        pending = list(refs)
+        refs: dict[Any, Shard] = {}
+        finished: dict[int, Any] = {}
+        following = submitted = 0
+        pending: list[Any] = []
+
+        def submit() -> None:
+            nonlocal submitted
+            while submitted < len(order) and len(pending) < self.cpus:
+                shard = order[submitted]
+                ref = remote.remote(*args, shard, *(extra(shard) if extra else ()))
+                refs[ref] = shard
+                pending.append(ref)
+                submitted += 1
+
         bar = tqdm(total=total, initial=initial, unit=unit, desc=f"{desc} ({self.nodes} nodes, {self.cpus} CPUs)",
                    dynamic_ncols=True, mininterval=0.5)
         try:
+            submit()
             while pending:
-                ready, pending = ray.wait(pending, num_returns=1, timeout=1.0)
+                ready, pending[:] = ray.wait(pending, num_returns=1, timeout=1.0)
                 for ref in ready:
-                    shard = refs[ref]
+                    shard = refs.pop(ref)
                     finished[shard.index] = self._result(ref, shard)
                     bar.update(shard.frames)
+                    log.debug("ray: shard %d-%d finished %.2f s after the first was sent", shard.start, shard.end,
+                              time.perf_counter() - sent)
+                submit()
                 while following < len(order) and order[following].index in finished:
                     shard = order[following]
                     following += 1
