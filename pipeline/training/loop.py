@@ -442,6 +442,7 @@ class TrainingLoop:
             self._save()
             self.preview()
             bar.close()
+            self._store_calibration()       # stopping with ctrl-c is how many runs end: their convert gains too
             raise UserError(f"interrupted at iteration {self.iteration}; checkpoint saved in {self.model_dir}; "
                             f"run train again to resume", exit_code=130) from None
         bar.close()
