@@ -311,7 +311,8 @@ def _stills(ws, mask: str, **kw) -> dict[int, np.ndarray]:
     from convert.options import ConvertOptions
     from convert.runner import run_convert
     stills: dict[int, np.ndarray] = {}
-    run_convert(ConvertOptions(workspace=ws, preview=2, mask=mask, workers=1, **kw), stills)
+    # no watermark: its payload names the model's weights, and these stills are compared across two models
+    run_convert(ConvertOptions(workspace=ws, preview=2, mask=mask, workers=1, watermark=False, **kw), stills)
     assert len(stills) == 2
     return stills
 

@@ -6,9 +6,18 @@ tool (re-encoding, resizing) and be found without the unmarked original. So it l
 the face's own coordinates, not the frame's: +-1 cells (``CELLS`` a side) on the canonical
 "full" face crop (``GRID`` px), drawn from the key and the frame's index (a new pattern
 each frame, ``PERIOD`` of them in turn), warped onto the face with its alignment and added
-to its luminance inside the landmark hull, ``AMPLITUDE`` grey levels strong (a face-region
-PSNR of about 45 dB). Any detector's landmarks give the same canonical crop again, to
-about a pixel of the grid.
+inside the landmark hull, ``AMPLITUDE`` grey levels to red and taken from blue (a
+face-region PSNR of about 45 dB). Any detector's landmarks give the same canonical crop
+again, to about a pixel of the grid.
+
+Why in colour, not in brightness, and why coarse cells: face recognisers read brightness
+patterns. The same mark in luminance (3 px cells, 1.5 grey levels) moved FaceNet's
+distance of Hill's frames to the src person by +0.013 on average, where a colour mark of
+the same PSNR moved it by +0.0003; and 9 px cells (14 a side) in colour survive a crf 28
+re-encode and halving the size better than 3 px cells in luminance (one frame's score 3.9
+and 1.4 against 3.5 and 1.35), because the encoder keeps coarse colour and the halving
+keeps coarse cells. (Hill's clip, 200 frames, ``benchmarks/watermark.py`` and the
+measurements in ``docs/measurements.md``.)
 
 Finding it: the crop's cell means, each minus the mean of its eight neighbours (the face's
 own shading cancels at that scale), each cell weighed by how quiet the face is there, are
@@ -26,7 +35,8 @@ is left is mostly the mark and the encoder's noise. Without the mark the score i
 standard normal variable, and the scores of different frames are uncorrelated (each frame's
 signs are independent of everything else in the sum). After a crf 28 re-encode of the main
 job's result this took the one-frame median score from 1.1 to 2.9 and the frames found from
-112 to 200 of 200 (same key, same video, 25-frame window).
+112 to 200 of 200 (same key, same video, 25-frame window; the first mark, 3 px cells in
+luminance).
 
 The payload: a quarter of each frame's cells (``data_cells``, drawn from the key) carry one
 bit of a 32-bit payload (``render_payload``: which model was applied to which video) and
@@ -36,8 +46,8 @@ frame's data cells, sums them per bit over the whole video and checks the CRC; w
 payload reads back, the data cells' signs are known and count in the score like the
 pilot's (the score is the same as a mark with no payload). Otherwise (a short or badly
 damaged video) each frame's data cells count with the pilot, signed and weighed by how
-surely the *other* frames carrying the same bit read it: independent of the frame's own cells, so
-without the mark its score stays standard normal (frames ``SLOTS`` apart share a bit, and
+surely the *other* frames carrying the same bit read it: independent of the frame's own
+cells, so without the mark its score stays standard normal (frames ``SLOTS`` apart share a bit, and
 their scores are slightly correlated: no window of the default 25 frames holds two of
 them). A random video passes the CRC once in 65,536, so the payload's check does not move
 the score's null distribution.
@@ -55,9 +65,9 @@ from pipeline.core import geometry
 
 #: side of the canonical face crop the pattern lives on, and its cells a side
 GRID = 126
-CELLS = 42
-#: grey levels added at a +1 cell (luminance: all three channels alike)
-AMPLITUDE = 1.5
+CELLS = 14
+#: grey levels added to red and taken from blue at a +1 cell (the colour axis R - B; green is left alone)
+AMPLITUDE = 1.8
 #: patterns used in turn, by frame index
 PERIOD = 16
 #: frames whose scores are summed for one frame's verdict, and the verdict's threshold (standard deviations)
@@ -69,7 +79,20 @@ SLOTS = PAYLOAD_BITS + 16
 DATA_SHARE = 0.25
 #: when the payload does not read: a frame's data cells weigh tanh(SOFT_BIT x the other frames' evidence for its bit)
 SOFT_BIT = 0.7
+_BAYER = (np.array([[0, 8, 2, 10], [12, 4, 14, 6], [3, 11, 1, 9], [15, 7, 13, 5]], np.float32) + 0.5) / 16.0
 _NEIGHBOURS = np.array([[1, 1, 1], [1, 0, 1], [1, 1, 1]], np.float32) / 8.0
+
+
+def _coloured(rgb: np.ndarray) -> np.ndarray:
+    """0..1 per pixel: whether a +-``AMPLITUDE`` step along red - blue leaves the colour on the warm side of
+    neutral. The step moves b* by about 1.4 and a* by about 0.4 (at skin tones); skin lies well above both, the
+    whites of the eyes, teeth and highlights do not, and a mark there would make them cool one frame and warm the
+    next (a colour fringe, to the eye and to evaluate's fringing figure)."""
+    h, w = rgb.shape[:2]
+    half = cv2.resize(rgb, ((w + 1) // 2, (h + 1) // 2), interpolation=cv2.INTER_AREA)   # a quarter of the pixels
+    lab = cv2.cvtColor(half, cv2.COLOR_RGB2LAB).astype(np.float32) - 128.0     # 8-bit Lab: a* and b* offset by 128
+    warm = np.minimum(np.clip((lab[..., 2] - 1.5) / 1.5, 0.0, 1.0), np.clip((lab[..., 1] - 0.5) / 0.5, 0.0, 1.0))
+    return cv2.resize(warm, (w, h), interpolation=cv2.INTER_LINEAR)
 
 
 def _hull_weight(landmarks_grid: np.ndarray) -> np.ndarray:
@@ -154,7 +177,15 @@ class Watermark:
             field = field * cv2.warpAffine(share, shift, size, flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
                                            borderMode=cv2.BORDER_CONSTANT, borderValue=0)
         roi = frame[y0:y1, x0:x1]
-        roi[:] = np.clip(roi.astype(np.float32) + field[..., None], 0, 255).round().astype(np.uint8)
+        support = (field != 0) * _coloured(roi)
+        field = field * support
+        # zero mean over the face: the face's average colour stays as it was (evaluate's tone, an artist's grade)
+        field -= support * (float(field.sum()) / max(float(support.sum()), 1e-6))
+        # ordered dither instead of rounding: a field of 1.7 becomes 2 on 70 % of the pixels and 1 on the rest
+        # (rounding would make it 2 everywhere: a stronger mark than the PSNR was chosen for)
+        dither = np.tile(_BAYER, (size[1] // 4 + 1, size[0] // 4 + 1))[:size[1], :size[0]]
+        for channel, sign in ((0, 1.0), (2, -1.0)):        # RGB: red up where blue goes down
+            roi[..., channel] = np.clip(np.floor(roi[..., channel] + sign * field + dither), 0, 255)
 
     def score(self, frame: np.ndarray, landmarks: np.ndarray, frame_index: int) -> float:
         """How strongly the face carries frame ``frame_index``'s mark, in standard deviations (normal without it).
@@ -212,7 +243,8 @@ class ScoreParts:
 
 @dataclass(frozen=True)
 class FaceCells:
-    """A face's luminance cell means on the canonical crop (what the score reads), and where the face is."""
+    """A face's cell means of (red - blue) / 2 on the canonical crop (what the score reads), and where the face
+    is."""
 
     means: np.ndarray           # CELLS x CELLS float32
     weight: np.ndarray          # CELLS x CELLS: how much of each cell lies in the landmark hull (pixels)
@@ -223,11 +255,11 @@ class FaceCells:
 def face_cells(frame: np.ndarray, landmarks: np.ndarray) -> FaceCells:
     to_grid = geometry.face_transform(landmarks, "full", GRID)
     crop = geometry.warp_to_aligned(frame, to_grid, GRID)
-    luma = cv2.cvtColor(crop, cv2.COLOR_RGB2GRAY).astype(np.float32)
+    colour = (crop[..., 0].astype(np.float32) - crop[..., 2].astype(np.float32)) * 0.5     # the mark's axis
     w = _hull_weight(geometry.transform_points(landmarks, to_grid))
     side = GRID // CELLS
     weight = w.reshape(CELLS, side, CELLS, side).sum(axis=(1, 3))
-    means = (luma * w).reshape(CELLS, side, CELLS, side).sum(axis=(1, 3)) / np.maximum(weight, 1e-6)
+    means = (colour * w).reshape(CELLS, side, CELLS, side).sum(axis=(1, 3)) / np.maximum(weight, 1e-6)
     points = np.asarray(landmarks, np.float64)
     return FaceCells(means.astype(np.float32), weight.astype(np.float32), points.mean(axis=0),
                      float(np.ptp(points[:, 0])))
