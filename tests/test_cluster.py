@@ -85,6 +85,34 @@ def test_evaluate_keeps_whole_shards_only(tmp_path):
     assert not (tmp_path / _shard_file(20, 40)).exists(), "a torn shard file is removed"
 
 
+def test_segment_encoder_takes_segments_in_order_and_removes_a_failed_video(tmp_path):
+    from pipeline.cluster.segments import SEGMENT_VIDEO_ARGS, SegmentEncoder
+    from pipeline.core.errors import UserError
+    from pipeline.core.video import FrameReader, FrameWriter
+    rng = np.random.default_rng(0)
+    frames = [rng.integers(0, 256, (48, 64, 3), dtype=np.uint8) for _ in range(6)]
+    segments = []
+    for n, part in enumerate((frames[:2], frames[2:])):
+        path = tmp_path / f"seg{n}.mkv"
+        writer = FrameWriter(path, 64, 48, 25.0, video_args=SEGMENT_VIDEO_ARGS)
+        for f in part:
+            writer.put(f)
+        writer.close()
+        back = [f.copy() for _, f in FrameReader(path, 64, 48)]
+        assert all(np.array_equal(a, b) for a, b in zip(part, back)), "segments keep the RGB frames exactly"
+        segments.append(path)
+    encoder = SegmentEncoder(tmp_path / "out.mkv", 64, 48, 25.0, 18, "medium")
+    for path in segments:
+        encoder.add(path)
+    assert encoder.close() == 6
+    encoder = SegmentEncoder(tmp_path / "bad.mp4", 64, 48, 25.0, 18, "medium")
+    encoder.add(segments[0])
+    encoder.add(tmp_path / "missing.mkv")
+    with pytest.raises(UserError, match="could not be read"):
+        encoder.close()
+    assert not (tmp_path / "bad.mp4").exists()
+
+
 def test_bad_ray_address_is_one_line_and_changes_nothing(tmp_path):
     ws = tmp_path / "ws"
     res = _cli("extract", "--input", CLIP6, "-w", ws, "--ray", "somewhere")

@@ -160,25 +160,3 @@ class SegmentEncoder:
         self._writer.abort()           # first: a segment being put into it then stops at its next frame
         self._pool.shutdown(wait=True)
         remove_quietly(self.output)
-
-
-def encode_segments(segments: Sequence[Path], output: Path, width: int, height: int, fps: float, crf: int,
-                    preset: str, audio_from: Path | None = None, audio_start: float = 0.0,
-                    audio_duration: float | None = None, times: StepTimes | None = None,
-                    progress: Callable[[int], None] | None = None) -> int:
-    """The frames of ``segments`` (in order) encoded once into ``output``, as one machine's convert encodes them.
-
-    Each segment is decoded back to the RGB frames its worker rendered (lossless) and put
-    into the same ``FrameWriter`` with the same options and audio as a one-machine convert,
-    so the encoder sees the same frames in the same order and writes the same video.
-    ``progress`` is called with the number of frames after each segment. Returns the frames.
-    """
-    encoder = SegmentEncoder(output, width, height, fps, crf, preset, audio_from, audio_start, audio_duration,
-                             times, progress)
-    try:
-        for path in segments:
-            encoder.add(path)
-    except BaseException:
-        encoder.abort()
-        raise
-    return encoder.close()
