@@ -184,6 +184,11 @@ def test_payload_bits_round_trip_and_a_flipped_bit_is_caught():
         flipped[i] ^= 1
         assert bits_payload(flipped) is None, i
     assert bits_payload(np.zeros(SLOTS, np.uint8)) is None       # no payload is not a payload of zeros
+    # frames carrying the same bit show different patterns (else the face's own detail reads alike in both)
+    from math import gcd
+
+    from pipeline.provenance.watermark import PERIOD
+    assert gcd(PERIOD, SLOTS) == 1
     with pytest.raises(ValueError):
         Watermark(b"k" * 32, b"abc")
 
@@ -236,3 +241,32 @@ def test_the_payload_reads_back_from_a_clip_and_not_from_an_unmarked_one(payload
     # the payload known, the data cells count too: more than the pilot alone
     pilot = {i: p.score(None) for i, p in found.parts.items()}
     assert np.median(list(marked.values())) > np.median(list(pilot.values())) * 1.05
+
+
+def test_a_trimmed_clip_is_found_with_its_payload(payload_clip, tmp_path):
+    """The first 7 frames cut off (a trimmed delivery, or a ``convert --start`` render): the patterns are found
+    shifted, and the payload still reads."""
+    import subprocess
+
+    from pipeline.core.video import ffmpeg_exe
+    video, _, payload, key = payload_clip
+    trimmed = tmp_path / "trimmed.mp4"
+    subprocess.run([ffmpeg_exe(), "-v", "error", "-y", "-i", video, "-vf", "select=gte(n\\,7),setpts=N/FRAME_RATE/TB",
+                    "-c:v", "libx264", "-crf", "18", trimmed], check=True)
+    res = run_cli("verify", trimmed, "--key", key, "--json")
+    import json
+    report = json.loads(res.stdout)
+    assert res.returncode == 0 and report["frames_with_face"] == 53, res.stderr
+    assert report["frames_marked"] == 53 and report["payload"] == payload.hex()
+
+
+def test_verify_judges_a_weak_mark_over_longer_windows_and_an_unmarked_video_never():
+    from verify.checker import WINDOWS, judge
+    rng = np.random.default_rng(3)
+    weak = {i: float(z) for i, z in enumerate(rng.normal(0.8, 1.0, 300))}    # a resized copy's mark
+    window, marked = judge(weak)
+    assert window > WINDOWS[0] and len(marked) * 2 >= len(weak)
+    assert len(judge(weak, WINDOWS[0])[1]) * 2 < len(weak)                  # --window 25 as asked
+    for seed in range(5):
+        clean = {i: float(z) for i, z in enumerate(np.random.default_rng(seed).normal(0.0, 1.0, 300))}
+        assert judge(clean)[1] == [], seed

@@ -5,7 +5,9 @@ face's watermark score for that frame's pattern taken against the same face in t
 before and after it (``pipeline.provenance.watermark.FrameScorer``); the best face of a
 frame is its score. A frame is marked when the scores of ``--window``
 frames around it, summed over the square root of their count, reach ``THRESHOLD``
-standard deviations (without the mark that sum is a standard normal variable). The
+standard deviations (without the mark that sum is a standard normal variable); without
+``--window``, 25 frames, else 51, else 75, the first that finds the mark in at least half
+of the frames (a resized copy carries a weaker mark). The
 verdict: *marked* when at least half of the frames with a face are, *not marked* when none
 is, *partly marked* in between (a video cut together from marked and unmarked shots, or
 damaged).
@@ -39,6 +41,9 @@ from verify.options import VerifyOptions
 
 log = logging.getLogger("verify")
 
+#: verdict windows without --window: about 1, 2 and 3 seconds; the first that finds the mark in at least half of
+#: the frames with a face decides (without the mark a window's sum is standard normal whatever its length)
+WINDOWS = (25, 51, 75)
 #: exit codes: the verdict is what a script checks (2: bad input, as every command)
 MARKED, NOT_MARKED, DAMAGED = 0, 1, 3
 
@@ -148,6 +153,16 @@ def trust_anchors(extra: list[Path]) -> list[bytes]:
     return anchors
 
 
+def judge(scores: dict[int, float], window: int | None = None) -> tuple[int, list[int]]:
+    """(the window the verdict is over, the marked frames): ``window``, or without one the first of ``WINDOWS`` that
+    finds the mark in at least half of the frames (a weak mark, resized or re-encoded hard, is judged over longer
+    stretches), else the one that finds it in most."""
+    tried = [(w, sorted(i for i, z in window_scores(scores, w).items() if z >= THRESHOLD))
+             for w in ([window] if window else WINDOWS)]
+    enough = [(w, m) for w, m in tried if m and len(m) * 2 >= len(scores)]
+    return enough[0] if enough else max(tried, key=lambda t: len(t[1]))
+
+
 def run_verify(opts: VerifyOptions) -> Verdict:
     if not opts.video.is_file():
         raise UserError(f"{opts.video} is not a file; give the video to check")
@@ -157,7 +172,8 @@ def run_verify(opts: VerifyOptions) -> Verdict:
     mark = Watermark(load_key(key_path)) if opts.key is not None or key_path.is_file() else None
     credentials = read_credentials(opts.video, trust_anchors(opts.trust))
     info = probe(opts.video)
-    result = Verdict(str(opts.video), mark.key_id if mark else None, window=opts.window, credentials=credentials)
+    result = Verdict(str(opts.video), mark.key_id if mark else None, window=opts.window or WINDOWS[0],
+                     credentials=credentials)
     if mark is None:
         return result
     from pipeline.faces.analyser import FaceAnalyser
@@ -173,7 +189,7 @@ def run_verify(opts: VerifyOptions) -> Verdict:
             log.warning("verify: %s could not be read to the end either", opts.video)
             return result
         raise UserError(f"{opts.video} could not be read to the end ({reader.error_text}); it is damaged")
-    marked = sorted(i for i, z in window_scores(scores, opts.window).items() if z >= THRESHOLD)
+    result.window, marked = judge(scores, opts.window)
     result.frames_with_face, result.frames_marked, result.scores = len(scores), len(marked), scores
     result.payload = scorer.payload.hex() if scorer.payload is not None else None
     if marked:

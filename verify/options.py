@@ -14,9 +14,12 @@ class VerifyOptions:
                               default_text="this machine's key: $FACE_WATERMARK_KEY, else "
                                            "~/.config/faceswap-workbench/watermark.key",
                               help="the watermark key the video was marked with (the file convert used)")
-    window: int = option(25, low=1, high=1001, metavar="FRAMES",
-                         help="frames whose evidence is summed for each frame's verdict (25: about a second; a "
-                              "re-encoded video needs it, a video as convert wrote it is found frame by frame)")
+    window: int | None = option(None, low=1, high=1001, metavar="FRAMES",
+                                default_text="25, else 51, else 75: the first that finds the mark in at least "
+                                             "half of the frames",
+                                help="frames whose evidence is summed for each frame's verdict (25: about a second; "
+                                     "a re-encoded video needs it, a video as convert wrote it is found frame by "
+                                     "frame; a resized one needs more)")
     trust: list[Path] = option(factory=list, metavar="PEM",
                                help="certificates (PEM) of signers to trust besides this machine's own, e.g. your "
                                     "studio's CA; without them a valid signature reads 'signer not on a trust list'")
