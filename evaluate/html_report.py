@@ -163,6 +163,7 @@ def format_table(report: dict) -> str:
     lines.append(f"fps:      in {g('fps_in')}, out {g('fps_out')}    "
                  f"duration: in {g('duration_in')} s, out {g('duration_out')} s")
     lines.append(f"audio:    in {g('audio_in')}, out {g('audio_out')}")
+    lines.extend(_provenance_line(report))
     notes = [str(n) for n in (report.get("notes") or [])]
     if notes:
         lines.append("")
@@ -171,6 +172,23 @@ def format_table(report: dict) -> str:
             lines.extend(textwrap.wrap(n, width=95, initial_indent="  ! ",
                                        subsequent_indent="    ") or ["  !"])
     return "\n".join(lines)
+
+
+def _provenance_line(report: dict) -> list[str]:
+    """What says the output is a face swap: its content credentials and the watermark (the page's Provenance)."""
+    prov = report.get("provenance")
+    if not prov:
+        return []
+    creds = prov.get("credentials") or {}
+    manifest = ("none" if not creds.get("found") else
+                ("valid" + (", trusted" if creds.get("trusted") else "")) if creds.get("valid") else "INVALID")
+    if prov.get("watermark_key_id") is None:
+        mark = "not looked for (no watermark key on this machine)"
+    else:
+        payload = prov.get("watermark_payload")
+        mark = (f"{prov.get('watermark_frames_marked')} of {prov.get('watermark_frames')} frames with a face, key "
+                f"{prov['watermark_key_id']}, payload {payload or 'not read'}")
+    return [f"provenance: content credentials {manifest}; watermark {mark}"]
 
 
 # ---------------------------------------------------------------- SVG plots

@@ -276,3 +276,17 @@ def test_report_page_provenance_section():
     html = _provenance_html({"provenance": {"credentials": bad, "watermark_key_id": None}})
     assert "INVALID (assertion.bmffHash.mismatch)" in html and "no watermark key" in html
     assert _provenance_html({}) == ""
+
+
+def test_report_terminal_table_says_provenance_and_payload():
+    from evaluate.html_report import _provenance_html, _provenance_line
+    valid = {"found": True, "valid": True, "trusted": True, "failures": [], "state": "Trusted"}
+    report = {"provenance": {"credentials": valid, "watermark_key_id": "ab", "watermark_frames": 200,
+                             "watermark_frames_marked": 200, "watermark_payload": "378cc670"}}
+    assert _provenance_line(report) == ["provenance: content credentials valid, trusted; watermark 200 of 200 "
+                                        "frames with a face, key ab, payload 378cc670"]
+    assert "payload 378cc670" in _provenance_html(report)
+    report["provenance"].update(credentials={"found": True, "valid": False}, watermark_payload=None)
+    assert "content credentials INVALID" in _provenance_line(report)[0] and "payload not read" in \
+        _provenance_line(report)[0]
+    assert _provenance_line({}) == []
