@@ -435,14 +435,20 @@ def _close(a, b, path: str = "") -> None:
         assert a == b, (path, a, b)
 
 
-@pytest.mark.slow
-def test_evaluate_on_two_nodes_matches_one_machine(cluster, one_machine, tmp_path):
+def _evaluated_on_one_machine(one_machine, tmp_path) -> tuple[Path, dict]:
+    """A copy of the one-machine workspace, evaluated there without a cluster: (workspace, its report)."""
     import json
     ws = tmp_path / "ws"
     shutil.copytree(one_machine["ws"], ws)
     res = _cli("evaluate", "-w", ws, "--video", one_machine["video"], "--samples", "0")
     assert res.returncode == 0, res.stderr
-    one = json.loads((ws / "report" / "report.json").read_text())
+    return ws, json.loads((ws / "report" / "report.json").read_text())
+
+
+@pytest.mark.slow
+def test_evaluate_on_two_nodes_matches_one_machine(cluster, one_machine, tmp_path):
+    import json
+    ws, one = _evaluated_on_one_machine(one_machine, tmp_path)
     res = _cli("evaluate", "-w", ws, "--video", one_machine["video"], "--samples", "0", "--ray", "auto",
                "--shard-frames", "20", env=cluster)
     assert res.returncode == 0, res.stderr
@@ -455,11 +461,7 @@ def test_evaluate_on_two_nodes_matches_one_machine(cluster, one_machine, tmp_pat
 @pytest.mark.slow
 def test_evaluate_rerun_after_a_killed_driver_measures_only_the_rest(cluster, one_machine, tmp_path):
     import json
-    ws = tmp_path / "ws"
-    shutil.copytree(one_machine["ws"], ws)
-    res = _cli("evaluate", "-w", ws, "--video", one_machine["video"], "--samples", "0")
-    assert res.returncode == 0, res.stderr
-    one = json.loads((ws / "report" / "report.json").read_text())
+    ws, one = _evaluated_on_one_machine(one_machine, tmp_path)
     (ws / "report" / "report.json").unlink()
     cmd = [sys.executable, str(ROOT / "main.py"), "evaluate", "-w", str(ws), "--video", str(one_machine["video"]),
            "--samples", "0", "--ray", "auto", "--shard-frames", "20"]
