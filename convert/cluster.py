@@ -173,7 +173,7 @@ def run_convert_on_cluster(opts: ConvertOptions) -> ConvertSummary:
         credentials = None
         if material is not None:
             from convert.credentials import Credentials
-            credentials = Credentials(full, material, renderer.input_path, renderer.network.model_dir,
+            credentials = Credentials(full, material, renderer.input_path, renderer.input_hashes,
                                       renderer.network.meta,
                                       Watermark(key, renderer.watermark_payload()) if key is not None else None)
             credentials.notices()

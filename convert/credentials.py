@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,7 @@ from convert.options import ConvertOptions
 from pipeline.core.errors import UserError
 from pipeline.core.files import remove_quietly
 from pipeline.provenance import consent as consent_records
-from pipeline.provenance.credentials import Facts, check_signer, model_hash, set_hash, sha256_file, sign_video
+from pipeline.provenance.credentials import Facts, check_signer, set_hash, sign_video
 from pipeline.provenance.signing import SigningMaterial, resolve
 from pipeline.provenance.watermark import Watermark
 
@@ -52,12 +53,12 @@ def signing_material(opts: ConvertOptions, output: Path) -> SigningMaterial:
 class Credentials:
     """The signing material and the facts of one convert, gathered before and during the render."""
 
-    def __init__(self, opts: ConvertOptions, material: SigningMaterial, dst: Path, model_dir: Path, meta: dict,
-                 mark: Watermark | None) -> None:
+    def __init__(self, opts: ConvertOptions, material: SigningMaterial, dst: Path,
+                 input_hashes: Callable[[], tuple[str, str]], meta: dict, mark: Watermark | None) -> None:
         self.material = material
         root = Path(opts.workspace)
         self.consent = consent_records.summary(root)
-        self.opts, self.dst, self.model_dir, self.meta = opts, dst, model_dir, meta
+        self.opts, self.dst, self.input_hashes, self.meta = opts, dst, input_hashes, meta
         self.key_id = mark.key_id if mark is not None else None
         self.payload = mark.payload.hex() if mark is not None and mark.payload is not None else None
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="credentials")
@@ -65,7 +66,8 @@ class Credentials:
 
     def _hash_inputs(self, src_folder: Path) -> tuple[str, int, str, str]:
         src = sorted(p for p in src_folder.glob("*") if p.is_file()) if src_folder.is_dir() else []
-        return sha256_file(self.dst), len(src), set_hash(src), model_hash(self.model_dir)
+        dst_sha, weights_sha = self.input_hashes()        # the renderer's, shared with the watermark's payload
+        return dst_sha, len(src), set_hash(src), weights_sha
 
     def notices(self) -> None:
         kind = "self-signed key of this machine" if self.material.self_signed else "key"

@@ -392,7 +392,7 @@ class Renderer:
             self._plans: dict[tuple, tuple[dict[int, list[FacePlan]], dict[int, str], str | None]] = {}
             self.plan(self.opts)                           # plans with the given options, checked now
             self._src_parts: dict[str, np.ndarray] | None | bool = False   # False: not read yet
-            self._payload: bytes | None = None
+            self._hashes: tuple[str, str] | None = None      # (dst video, model weights) SHA-256
         finally:
             ws.close()
 
@@ -444,12 +444,17 @@ class Renderer:
             work.mark = Watermark(load_key(opts.watermark_key, create=True), self.watermark_payload())
         return work
 
-    def watermark_payload(self) -> bytes:
-        """The payload the mark carries (``render_payload``: this model on this video), hashed once."""
-        if self._payload is None:
+    def input_hashes(self) -> tuple[str, str]:
+        """The SHA-256 of the dst video and of the model's weights, read once: the watermark's payload and the
+        content credentials both state them."""
+        if self._hashes is None:
             from pipeline.provenance.credentials import model_hash, sha256_file
-            self._payload = render_payload(sha256_file(self.input_path), model_hash(self.network.model_dir))
-        return self._payload
+            self._hashes = (sha256_file(self.input_path), model_hash(self.network.model_dir))
+        return self._hashes
+
+    def watermark_payload(self) -> bytes:
+        """The payload the mark carries (``render_payload``: this model on this video)."""
+        return render_payload(*self.input_hashes())
 
     def render(self, index: int, opts: ConvertOptions | None = None, frame: np.ndarray | None = None) -> np.ndarray:
         """Dst frame ``index`` with its faces swapped (the frame as it is when it has none to swap).

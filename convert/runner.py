@@ -278,7 +278,7 @@ def _convert(opts: ConvertOptions, stills: dict[int, np.ndarray] | None) -> Conv
     credentials = None
     if material is not None:
         from convert.credentials import Credentials
-        credentials = Credentials(opts, material, renderer.input_path, renderer.network.model_dir,
+        credentials = Credentials(opts, material, renderer.input_path, renderer.input_hashes,
                                   renderer.network.meta, work.mark)
         credentials.notices()
     elif not opts.preview:

@@ -56,7 +56,7 @@ from __future__ import annotations
 
 import binascii
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import cv2
 import numpy as np
@@ -130,10 +130,11 @@ class Watermark:
 
     key: bytes
     payload: bytes | None = None
+    _bits: np.ndarray | None = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        if self.payload is not None:
-            payload_bits(self.payload)      # checks its length
+        # the bits once (checks the payload's length); cells() reads them every frame
+        object.__setattr__(self, "_bits", payload_bits(self.payload) if self.payload is not None else None)
 
     @property
     def key_id(self) -> str:
@@ -143,7 +144,8 @@ class Watermark:
     def cells(self, frame_index: int) -> np.ndarray:
         """The +-1 signs of frame ``frame_index`` (``CELLS`` a side): the key's, the data cells' flipped for a 1 bit."""
         base = _cells(self.key, frame_index % PERIOD)
-        if self.payload is None or not payload_bits(self.payload)[frame_index % SLOTS]:
+        bits = self._bits
+        if bits is None or not bits[frame_index % SLOTS]:
             return base
         return np.where(self.data_cells(frame_index), -base, base)
 
@@ -323,8 +325,9 @@ class FrameScorer:
             self._prev = self._cur = None
         if not self._weighted:
             return {}
-        shift = max(range(PERIOD), key=lambda o: sum(p.score(None) for p in self._best(o).values()))
-        self.offset, self.parts = shift, self._best(shift)
+        shifts = {o: self._best(o) for o in range(PERIOD)}
+        shift = max(shifts, key=lambda o: sum(p.score(None) for p in shifts[o].values()))
+        self.offset, self.parts = shift, shifts[shift]
         for k in range(SLOTS):
             offset = shift + PERIOD * k
             parts = self._best(offset) if k else self.parts
@@ -335,9 +338,7 @@ class FrameScorer:
                 return {i: p.score(1 - 2 * int(bits[(i + offset) % SLOTS])) for i, p in parts.items()}
         # the payload did not read: each frame's data cells signed by what the *other* frames carrying its bit say
         # (leaving the frame itself out keeps its score a standard normal variable without the mark)
-        evidence = np.zeros(SLOTS)
-        for i, p in self.parts.items():
-            evidence[i % SLOTS] += p.bit_evidence()
+        evidence, _ = _bit_evidence(self.parts, 0)
         return {i: p.score(float(np.tanh(SOFT_BIT * (evidence[i % SLOTS] - p.bit_evidence()))))
                 for i, p in self.parts.items()}
 
@@ -368,14 +369,20 @@ class FrameScorer:
 def read_payload(parts: dict[int, ScoreParts], offset: int = 0) -> bytes | None:
     """The payload the frames' data cells carry (frame i carrying the bit of render frame i + ``offset``), each bit
     summed over every frame that carries it, or None (a bit no frame carries, or a CRC that does not match)."""
+    evidence, seen = _bit_evidence(parts, offset)
+    if not seen.all():
+        return None
+    return bits_payload((evidence < 0).astype(np.uint8))
+
+
+def _bit_evidence(parts: dict[int, ScoreParts], offset: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per payload bit: the data cells' evidence summed over the frames carrying it, and whether any frame does."""
     evidence = np.zeros(SLOTS)
     seen = np.zeros(SLOTS, bool)
     for index, p in parts.items():
         evidence[(index + offset) % SLOTS] += p.bit_evidence()
         seen[(index + offset) % SLOTS] = True
-    if not seen.all():
-        return None
-    return bits_payload((evidence < 0).astype(np.uint8))
+    return evidence, seen
 
 
 def _known(face: FaceCells) -> np.ndarray:
