@@ -17,7 +17,7 @@ import numpy as np
 
 from pipeline.core.geometry import eye_distance
 from pipeline.core.images import ImageReadError, read_rgb
-from pipeline.faces.regions import region_masks
+from pipeline.faces.regions import against_skin, region_masks
 from pipeline.workspace.store import Workspace
 
 log = logging.getLogger("convert")
@@ -53,12 +53,9 @@ def relations(faces: list[tuple[np.ndarray, np.ndarray]]) -> dict[str, np.ndarra
     """Per part, the median of (part - cheeks) over ``faces`` (image, landmarks): the src person's look."""
     diffs: dict[str, list[np.ndarray]] = {name: [] for name in PARTS}
     for image, landmarks in faces:
-        colours = part_colours(image, landmarks)
-        if "cheeks" not in colours:
-            continue
-        for name in PARTS:
-            if name in colours:
-                diffs[name].append(colours[name] - colours["cheeks"])
+        for name, diff in against_skin(part_colours(image, landmarks), PARTS).items():
+            if diff is not None:
+                diffs[name].append(diff)
     out = {name: np.median(np.stack(v), axis=0) for name, v in diffs.items() if v}
     return out or None
 

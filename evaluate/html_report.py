@@ -198,8 +198,14 @@ def _region_line(report: dict) -> list[str]:
     r = report.get("regions") or {}
     parts = [f"{name} {fmt(_get(v, 'output'))} ({fmt(_get(v, 'original'))})" for name, v in r.items()
              if _get(v, "frames")]
-    return ["", "regions, delta E from the src person's own (original in brackets):", "  " + ", ".join(parts)] \
+    skin = [f"{name} {fmt(_get(v, 'output_vs_skin'))} ({fmt(_get(v, 'original_vs_skin'))})" for name, v in r.items()
+            if _get(v, "frames") and _get(v, "output_vs_skin") is not None]
+    lines = ["", "regions, delta E from the src person's own (original in brackets):", "  " + ", ".join(parts)] \
         if parts else []
+    if skin:
+        lines += ["regions against the face's own skin (part minus cheeks, against the src person's; original in "
+                  "brackets):", "  " + ", ".join(skin)]
+    return lines
 
 
 def _texture_line(report: dict) -> list[str]:
@@ -273,11 +279,27 @@ def _regions_html(report: dict) -> str:
     out = "".join(f'<td class="num{" warn" if _finite(_get(v, "output")) and _get(v, "output") > 4 else ""}">'
                   f'{_e(fmt(_get(v, "output")))}</td>' for _, v in regions)
     orig = "".join(f'<td class="num">{_e(fmt(_get(v, "original")))}</td>' for _, v in regions)
+
+    def against_skin(key: str, warn: bool) -> str:
+        cells = []
+        for _, v in regions:
+            value = _get(v, key)
+            flag = " warn" if warn and _finite(value) and value > 4 else ""
+            cells.append(f'<td class="num{flag}">{_e(fmt(value)) if value is not None else "-"}</td>')
+        return "".join(cells)
+    skin_rows = ""
+    if any(_get(v, "output_vs_skin") is not None for _, v in regions):
+        skin_rows = (f'<tr><td class="l">output, against its skin</td>{against_skin("output_vs_skin", True)}</tr>'
+                     f'<tr><td class="l">original, against its skin</td>'
+                     f'{against_skin("original_vs_skin", False)}</tr>')
     return (f'<div class="card"><table class="t"><tr><th class="l">colour, \u0394E from the src person</th>{heads}'
-            f'</tr><tr><td class="l">output</td>{out}</tr><tr><td class="l">original</td>{orig}</tr></table>'
-            f'<p class="hint">CIE76 distance of each region\'s mean colour from the same region of the src '
+            f'</tr><tr><td class="l">output</td>{out}</tr><tr><td class="l">original</td>{orig}</tr>{skin_rows}'
+            f'</table><p class="hint">CIE76 distance of each region\'s mean colour from the same region of the src '
             f'person\'s own faces (median over frames); above 4 the eye sees another colour. Lighting differs '
-            f'between the two shots, so the original shows where the swap started.</p></div>')
+            f'between the two shots, so the original shows where the swap started. "Against its skin" compares '
+            f'each part\'s colour minus the cheeks\' with the same difference in the src person\'s faces, so the '
+            f'shot\'s light mostly cancels: white brows on dark skin or a nose redder than the cheeks show there.'
+            f'</p></div>')
 
 
 def _texture_html(report: dict) -> str:

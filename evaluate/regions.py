@@ -8,7 +8,12 @@ region over the src person's own faces (CIE76 delta E). The original dst face is
 measured the same way, so the report shows where the swap started from.
 
 Lighting differs between the src footage and the dst shot, so some distance remains even
-for a perfect swap; the figure is for comparing runs and finding the region that is off.
+for a perfect swap (``benchmarks.region_floor``: the src person's own faces, recoloured to
+the dst shot as convert does, stay 6-10 delta E away). So each part is also measured
+*against the face's own skin* (``contrast_delta_e``): the part's colour minus the cheeks'
+colour, compared with the same difference in the src person's faces. A change of light
+moves part and cheeks together and mostly cancels; white brows on dark skin, a nose
+redder than the cheeks, or the dst person's lip colour do not.
 """
 from __future__ import annotations
 
@@ -16,9 +21,13 @@ import numpy as np
 
 from evaluate.realism import mean_lab
 from pipeline.core.geometry import eye_distance
-from pipeline.faces.regions import BROW_THICKNESS, REGIONS, region_masks
+from pipeline.faces.regions import BROW_THICKNESS, REGIONS, SKIN, against_skin, region_masks
 
-__all__ = ["REGIONS", "region_masks", "region_colours", "src_medians", "delta_e"]
+__all__ = ["REGIONS", "PARTS", "SKIN", "region_masks", "region_colours", "src_medians", "delta_e", "contrasts",
+           "src_contrast_medians", "contrast_delta_e"]
+
+#: The parts measured against the skin.
+PARTS = tuple(name for name in REGIONS if name != SKIN)
 
 
 def region_colours(image: np.ndarray, landmarks: np.ndarray) -> dict[str, np.ndarray | None]:
@@ -53,3 +62,20 @@ def delta_e(colours: dict[str, np.ndarray | None], src: dict[str, np.ndarray]) -
     """CIE76 distance of each region's colour from the src person's median of it."""
     return {name: (float(np.linalg.norm(colours[name] - src[name]))
                    if colours.get(name) is not None and name in src else None) for name in REGIONS}
+
+
+def contrasts(colours: dict[str, np.ndarray | None]) -> dict[str, np.ndarray | None]:
+    """Each part's CIELAB colour minus the cheeks' (None where either is missing)."""
+    return against_skin(colours, PARTS)
+
+
+def src_contrast_medians(colours: list[dict[str, np.ndarray | None]]) -> dict[str, np.ndarray] | None:
+    """Per part, the median over the src person's faces of its colour minus the cheeks' (per channel)."""
+    return src_medians([contrasts(c) for c in colours])
+
+
+def contrast_delta_e(colours: dict[str, np.ndarray | None], src: dict[str, np.ndarray]) -> dict[str, float | None]:
+    """CIE76 distance between a face's part-against-skin difference and the src person's median one."""
+    own = contrasts(colours)
+    return {name: (float(np.linalg.norm(own[name] - src[name]))
+                   if own.get(name) is not None and name in src else None) for name in PARTS}

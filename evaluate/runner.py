@@ -82,6 +82,7 @@ class _Pair:
     held_to_dst: float | None = None
     colours: tuple[dict, dict] | None = None   # (output, reference) mean Lab colour per face region
     regions_to_src: tuple[dict, dict] | None = None  # (output, reference) delta E per region from the src person
+    regions_vs_skin: tuple[dict, dict] | None = None  # the same for each part against the face's own cheeks
     eyes: tuple[float, float] | None = None    # (output, reference) eye openness
     mouth: tuple[float, float] | None = None   # (output, reference) mouth openness
     texture: tuple[float | None, float | None] = (None, None)  # (output, reference) skin texture
@@ -392,6 +393,7 @@ def run_evaluate(opts: EvaluateOptions) -> tuple[dict, Path]:
         src_textures: list[float | None] = []
         src_held = _src_held_apart(ws, judge, colours=src_colours, textures=src_textures) if ws.exists else None
         src_regions = regions.src_medians(src_colours)
+        src_contrasts = regions.src_contrast_medians(src_colours)
         dst = ws.set_meta("dst")
         # faces are found the way the dst set was extracted (the defaults when there is none)
         detector, landmarker = (dst.extract.detector, dst.extract.landmarker) if dst else ("dlib", "dlib")
@@ -431,6 +433,9 @@ def run_evaluate(opts: EvaluateOptions) -> tuple[dict, Path]:
             if src_regions is not None and p.colours is not None:
                 p.regions_to_src = (regions.delta_e(p.colours[0], src_regions),
                                     regions.delta_e(p.colours[1], src_regions))
+            if src_contrasts is not None and p.colours is not None:
+                p.regions_vs_skin = (regions.contrast_delta_e(p.colours[0], src_contrasts),
+                                     regions.contrast_delta_e(p.colours[1], src_contrasts))
     if dst_people is not None:
         _place(frames, dst_people)
     measured, people_report = _choose_people(frames, dst_people, opts.person, notes)
@@ -576,6 +581,8 @@ def _report(video: Path, reference: Path, root: Path, frames: list[_Frame], fram
             "tone_delta_e": _mean([p.realism.get("tone_delta_e") for p in pairs]),
             **{f"{name}_to_src_{side}": _mean([p.regions_to_src[k][name] for p in pairs if p.regions_to_src])
                for name in regions.REGIONS for k, side in ((0, "output"), (1, "reference"))},
+            **{f"{name}_vs_skin_{side}": _mean([p.regions_vs_skin[k][name] for p in pairs if p.regions_vs_skin])
+               for name in regions.PARTS for k, side in ((0, "output"), (1, "reference"))},
             "eyes_output": _mean([p.eyes[0] for p in pairs if p.eyes]),
             "eyes_reference": _mean([p.eyes[1] for p in pairs if p.eyes]),
             "mouth_output": _mean([p.mouth[0] for p in pairs if p.mouth]),
@@ -642,13 +649,22 @@ def _report(video: Path, reference: Path, root: Path, frames: list[_Frame], fram
 
 
 def _regions_summary(per_frame: list[dict]) -> dict:
-    """Per face region, the median delta E from the src person's own colour: the output's and the original's."""
+    """Per face region, the median delta E from the src person's own colour: the output's and the original's.
+
+    Each part but the cheeks also has the same measured against the face's own skin
+    (``output_vs_skin``, ``original_vs_skin``), where the shot's light mostly cancels.
+    """
+    def median(key: str) -> tuple[float | None, int]:
+        values = [f[key] for f in per_frame if f.get(key) is not None]
+        return (float(np.median(values)) if values else None), len(values)
+
     out = {}
     for name in regions.REGIONS:
-        got = [f[f"{name}_to_src_output"] for f in per_frame if f[f"{name}_to_src_output"] is not None]
-        ref = [f[f"{name}_to_src_reference"] for f in per_frame if f[f"{name}_to_src_reference"] is not None]
-        out[name] = {"output": float(np.median(got)) if got else None,
-                     "original": float(np.median(ref)) if ref else None, "frames": len(got)}
+        got, frames = median(f"{name}_to_src_output")
+        out[name] = {"output": got, "original": median(f"{name}_to_src_reference")[0], "frames": frames}
+        if name in regions.PARTS:
+            out[name]["output_vs_skin"] = median(f"{name}_vs_skin_output")[0]
+            out[name]["original_vs_skin"] = median(f"{name}_vs_skin_reference")[0]
     return out
 
 
@@ -716,10 +732,12 @@ def _worst_realism(report: dict) -> list[tuple[int, str]]:
                 if f[f"{key}_output"] is not None and f[f"{key}_reference"] is not None]
         if gaps and max(gaps)[0] > 0:
             picks.append((max(gaps)[1], f"worst {what}"))
-    for name in regions.REGIONS:
-        values = [(f[f"{name}_to_src_output"], f["frame"]) for f in per if f[f"{name}_to_src_output"] is not None]
+    for name in regions.REGIONS:               # the parts against the face's own skin, where light cancels
+        key, what = ((f"{name}_vs_skin_output", f"worst {name} colour against the skin") if name in regions.PARTS
+                     else (f"{name}_to_src_output", f"worst {name} colour"))
+        values = [(f[key], f["frame"]) for f in per if f.get(key) is not None]
         if values:
-            picks.append((max(values)[1], f"worst {name} colour"))
+            picks.append((max(values)[1], what))
     bounds = (report.get("texture") or {}).get("src_range")
     off = [(d, f["frame"]) for f in per if (d := texture.distance_from_range(f["texture_output"], bounds))]
     if off:

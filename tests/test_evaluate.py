@@ -89,6 +89,15 @@ def test_another_person_is_far_from_dst_and_close_to_src(tmp_path, short_clip, a
     # (the src person's own frames still differ a little from their median: blinks, mouth, compression)
     assert all(r["frames"] == 24 and r["output"] < 4.0 for r in regions.values()), regions
     assert sum(r["original"] > r["output"] + 2.0 for r in regions.values()) >= 3, regions
+    # each part against the face's own skin (light cancels): the src person's frames match their own
+    # part-to-skin colour, the original person's brows, eyes and lips do not
+    parts = {name: r for name, r in regions.items() if name != "cheeks"}
+    assert "output_vs_skin" not in regions["cheeks"]
+    # (measured: the src person's own frames 0.7-3.9, the original person's 5.4-15.1)
+    assert all(r["output_vs_skin"] < 4.0 for r in parts.values()), regions
+    assert sum(r["original_vs_skin"] > r["output_vs_skin"] + 4.0 for r in parts.values()) >= 3, regions
+    assert "regions against the face's own skin" in res.stdout
+    assert "output, against its skin" in (ws / "report" / "index.html").read_text()
     assert held["trained_network_fooled"] is False
     assert rep["tone_delta_e"]["mean"] > 3                    # another person's skin
 

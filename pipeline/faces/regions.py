@@ -5,12 +5,16 @@ the swapped face's parts toward the src person's colour relative to the skin.
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import cv2
 import numpy as np
 
 from pipeline.core.geometry import eye_distance
 
 REGIONS = ("brows", "eyes", "nose", "lips", "cheeks")
+#: Plain skin in the same light: the region the other parts are measured against.
+SKIN = "cheeks"
 #: Brows are a line of 5 points each; they are drawn this thick (in eye distances).
 BROW_THICKNESS = 0.12
 #: Cheek polygons: jaw side, lower eye lid, nose side (iBUG-68 indices).
@@ -37,3 +41,14 @@ def region_masks(landmarks: np.ndarray, shape: tuple[int, ...]) -> dict[str, np.
     cv2.fillConvexPoly(nose, cv2.convexHull(np.round(p[27:36] * 16).astype(np.int32)), 255, cv2.LINE_8, shift=4)
     return {"brows": brows, "eyes": poly(range(36, 42), range(42, 48)), "nose": nose, "lips": lips,
             "cheeks": poly(*_CHEEKS)}
+
+
+def against_skin(colours: Mapping[str, np.ndarray | None], parts: tuple[str, ...]) -> dict[str, np.ndarray | None]:
+    """Each of ``parts``' colour minus the skin's (None where either is missing).
+
+    A change of light moves part and skin together, so the difference is the part's own look:
+    evaluate measures it against the src person's, convert moves the swap's parts to it.
+    """
+    skin = colours.get(SKIN)
+    return {name: (colours[name] - skin if skin is not None and colours.get(name) is not None else None)
+            for name in parts}
