@@ -7,6 +7,7 @@ from pathlib import Path
 
 from convert.backends import BLEND_MODES, COLOR_TRANSFERS
 from pipeline.cluster.options import ClusterOptions
+from pipeline.core.low_light import DEFAULT_TARGET
 from pipeline.core.options import option
 from pipeline.workspace.options import DeviceOptions
 
@@ -41,6 +42,11 @@ class ConvertOptions(DeviceOptions, ClusterOptions):
     color: str = option("rct", choices=COLOR_TRANSFERS,
                         help="colour transfer of the generated face toward the dst face, inside the mask")
     blend: str = option("poisson", choices=BLEND_MODES, help="how the face enters the frame")
+    low_light: float = option(DEFAULT_TARGET, low=0, high=255, metavar="LEVEL",
+                              help="a face darker than this (median grey level inside the mask) is lifted to it by a "
+                                   "gamma curve before the network and brought back down after: on dim footage the "
+                                   "network, trained on faces lit at 140-160, drew a face whose landmarks shook more "
+                                   "than the footage's; faces at or above it are untouched (0 = off)")
     mask: str = option("workspace", choices=MASK_SOURCES,
                        help="which mask cuts the new face in: workspace = the workspace's masks (hand-painted, the "
                             "learned segmenter's or the landmark hull); learned = the mask the model paints with its "

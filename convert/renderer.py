@@ -24,7 +24,7 @@ from convert import blending, blink, color_transfer, part_colour
 from convert.enhancing import FaceEnhancer, find_enhancer
 from convert.options import CHROMA_SMOOTH, ConvertOptions
 from convert.smoothing import smooth_track
-from pipeline.core import geometry
+from pipeline.core import geometry, low_light
 from pipeline.core.errors import UserError
 from pipeline.core.images import read_gray
 from pipeline.core.options import check
@@ -188,6 +188,12 @@ class _Prepared:
     mask: np.ndarray       # the workspace's mask at the aligned size, 0..255
     mask_r: np.ndarray     # face mask at R for colour statistics, 0..255 (``--mask workspace``; else set in finish)
     alpha: np.ndarray      # shaped 0..1 mask at the aligned size (likewise)
+    lift: float = 1.0      # ``--low-light``: the exponent the network's input was lifted by (1 = none)
+    net_crop: np.ndarray | None = None   # what the network is given: ``crop`` lifted (None: ``crop`` itself)
+
+    @property
+    def net_input(self) -> np.ndarray:
+        return self.crop if self.net_crop is None else self.net_crop
 
 
 class _FaceWork:
@@ -218,7 +224,9 @@ class _FaceWork:
         with times.step("mask"):
             mask = self._aligned_mask(plan, aligned)
             mask_r, alpha = self._shape(mask) if self.opts.mask == "workspace" else (mask, mask)
-        return _Prepared(plan, crop, mask, mask_r, alpha)
+        with times.step("low light"):
+            lifted, lift = low_light.lift(crop, mask_r, self.opts.low_light)
+        return _Prepared(plan, crop, mask, mask_r, alpha, lift, lifted if lift != 1.0 else None)
 
     def _shape(self, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(the eroded mask at R for colour statistics, the eroded and feathered blend alpha at the aligned size)."""
@@ -246,6 +254,7 @@ class _FaceWork:
         for prep, generated, learned in faces:
             if learned is not None:
                 self.use_learned_mask(prep, learned)
+            generated = low_light.undo(generated, prep.lift)
             with times.step("colour"):
                 face = color_transfer.transfer(self.opts.color, generated, prep.crop, prep.mask_r)
             with times.step("chroma smoothing"):
@@ -386,7 +395,8 @@ class Renderer:
             self.masker: Masker = MASKERS.load(set_meta.extract.masker)()
             self.rows = rows
             self.root = ws.root
-            self.network.prepare(opts.precision, calibration_crops(ws, rows, self.network.resolution))
+            self.network.prepare(opts.precision, calibration_crops(ws, rows, self.network.resolution,
+                                                                            low_light=self.opts.low_light))
             self.network.enhancer = find_enhancer(ws.root, opts.enhance, self.network.device, self.network.resolution)
             self.check(self.opts)
             self._plans: dict[tuple, tuple[dict[int, list[FacePlan]], dict[int, str], str | None]] = {}
@@ -469,5 +479,5 @@ class Renderer:
             return frame
         work = self.work(opts)
         prepared = [work.prepare(frame, p) for p in plans]
-        generated, learned = self.network([p.crop for p in prepared], masks=opts.mask != "workspace")
+        generated, learned = self.network([p.net_input for p in prepared], masks=opts.mask != "workspace")
         return work.finish(frame, list(zip(prepared, generated, learned)))

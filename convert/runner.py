@@ -220,7 +220,7 @@ def faces_of_chunk(chunk: list, plans: dict, pool: ThreadPoolExecutor, work: Any
     jobs = [(i, frame, plan) for i, frame in chunk for plan in plans.get(i, [])]
     with times.step("waiting"):
         prepared = list(pool.map(lambda job: work.prepare(job[1], job[2]), jobs))
-    generated, learned = network([p.crop for p in prepared], masks=learned_masks)
+    generated, learned = network([p.net_input for p in prepared], masks=learned_masks)
     per_frame: dict[int, list] = defaultdict(list)
     for (i, _, _), prep, gen, lm in zip(jobs, prepared, generated, learned):
         per_frame[i].append((prep, gen, lm))
@@ -250,7 +250,7 @@ def faces_ahead(chunks: Iterator[list[tuple[int, np.ndarray]]], plans: dict, poo
         chunk, jobs, futures = current
         with times.step("waiting"):
             prepared = [f.result() for f in futures]
-        generated, learned = network([p.crop for p in prepared], masks=learned_masks)
+        generated, learned = network([p.net_input for p in prepared], masks=learned_masks)
         following = next(source, None)
         current = start(following) if following is not None else None
         per_frame: dict[int, list] = defaultdict(list)

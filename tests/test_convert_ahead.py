@@ -12,7 +12,8 @@ class _Work:
 
     def prepare(self, frame, plan):
         self.log.append(("crop", plan))
-        return SimpleNamespace(crop=frame * 10 + plan)
+        crop = frame * 10 + plan
+        return SimpleNamespace(crop=crop, net_input=crop)      # what the network gets (no lift here)
 
 
 def _network(crops, masks=False):

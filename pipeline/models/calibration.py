@@ -27,7 +27,8 @@ import torch
 from torch import nn
 
 from pipeline.core.files import write_atomic
-from pipeline.core.images import ImageReadError, read_rgb
+from pipeline.core.images import ImageReadError, read_gray, read_rgb
+from pipeline.core.low_light import DEFAULT_TARGET, lift
 from pipeline.workspace.records import FaceRow
 from pipeline.workspace.store import Workspace
 
@@ -39,9 +40,12 @@ FORMAT = 1
 COUNT = 16
 
 
-def calibration_crops(ws: Workspace, rows: list[FaceRow], resolution: int, count: int = COUNT) -> list[np.ndarray]:
+def calibration_crops(ws: Workspace, rows: list[FaceRow], resolution: int, count: int = COUNT,
+                      low_light: float = DEFAULT_TARGET) -> list[np.ndarray]:
     """Evenly spaced kept dst faces at the network's resolution (for int8 activation ranges); train and
-    convert take the same ones, so what train stores is what convert would compute."""
+    convert take the same ones, so what train stores is what convert would compute. A face darker than
+    ``low_light`` is lifted as convert lifts it for the network (``pipeline.core.low_light``), so the
+    ranges are those of what the network sees; faces as bright as that are as before."""
     kept = [r for r in rows if not r.dropped]
     crops: list[np.ndarray] = []
     if not kept:
@@ -51,7 +55,13 @@ def calibration_crops(ws: Workspace, rows: list[FaceRow], resolution: int, count
             img = read_rgb(ws.aligned_path(kept[i]))
         except ImageReadError:
             continue
-        crops.append(cv2.resize(img, (resolution, resolution), interpolation=cv2.INTER_AREA))
+        crop = cv2.resize(img, (resolution, resolution), interpolation=cv2.INTER_AREA)
+        if low_light > 0:
+            mask = read_gray(ws.mask_path(kept[i]))
+            if mask is not None:
+                mask = cv2.resize(mask, (resolution, resolution), interpolation=cv2.INTER_AREA)
+            crop = lift(crop, mask, low_light)[0]
+        crops.append(crop)
     return crops
 
 
