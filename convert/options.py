@@ -17,6 +17,10 @@ MASK_SOURCES = ("workspace", "learned", "both")
 
 #: ``--chroma-smooth`` for model types that do not name their own (``FaceModel.convert_defaults``)
 CHROMA_SMOOTH = 8.0
+#: ``--part-colour`` for model types that do not name their own: the transformation network keeps the dst
+#: person's brows, nose and lips against the skin, and moving them to the src person's brought FaceNet closer to
+#: the src person on both pairs (issue 26, docs/measurements.md)
+PART_COLOUR = 1.0
 
 
 def _cores() -> int:
@@ -86,12 +90,15 @@ class ConvertOptions(DeviceOptions, ClusterOptions):
                           help="carry the dst's blinks: where the dst person's eyes close, the dst's own eyes (colour-"
                                "matched, feathered) replace the network's, in proportion to how far they are shut "
                                "(1 = all the way on a shut eye; 0 = off, the network's eyes always)")
-    part_colour: float = option(0.0, low=0, high=1, metavar="AMOUNT",
-                                help="move the swapped face's brows, nose and lips this share of the way to the src "
-                                     "person's colours against the face's own cheeks (median over the src set; brows "
-                                     "in lightness only), so the dst's lipstick or lighter brows do not come back with "
-                                     "the colour transfer; the skin keeps the dst frame's tone (0 = off: measured "
-                                     "mixed, closer on the main pair, further on the reverse pair by FaceNet)")
+    part_colour: float | None = option(None, low=0, high=1, metavar="AMOUNT",
+                                       default_text="the model type's: 1 for transform, 0 for df and liae",
+                                       help="move the swapped face's brows, nose and lips this share of the way to "
+                                            "the src person's colours against the face's own cheeks (median over the "
+                                            "src set; brows in lightness only), so the dst's lipstick, darker nose "
+                                            "or lighter brows do not come back with the colour transfer; the skin "
+                                            "keeps the dst frame's tone (0 = off). On by default for the "
+                                            "transformation network, whose face keeps the dst's parts; not measured "
+                                            "on the autoencoders")
     enhance: float = option(1.0, low=0, high=1, metavar="AMOUNT",
                             help="strength of the src person's face enhancer (trained by 'main.py enhance' into "
                                  "WORKSPACE/enhancer/) on the model's output, before colour and blending; used only "

@@ -22,7 +22,7 @@ import numpy as np
 
 from convert import blending, blink, color_transfer, part_colour
 from convert.enhancing import FaceEnhancer, find_enhancer
-from convert.options import CHROMA_SMOOTH, ConvertOptions
+from convert.options import CHROMA_SMOOTH, PART_COLOUR, ConvertOptions
 from convert.smoothing import smooth_track
 from pipeline.core import geometry, low_light
 from pipeline.core.errors import UserError
@@ -98,7 +98,7 @@ def _check_model(model: FaceModel, model_meta: dict, set_meta: SetMeta, model_di
 
 def with_model_defaults(opts: ConvertOptions, model: FaceModel) -> ConvertOptions:
     """``opts`` with the options left unset (None) filled in: the model family's own default, else convert's."""
-    defaults = {"chroma_smooth": CHROMA_SMOOTH, **model.convert_defaults}
+    defaults = {"chroma_smooth": CHROMA_SMOOTH, "part_colour": PART_COLOUR, **model.convert_defaults}
     unset = {k: v for k, v in defaults.items() if getattr(opts, k) is None}
     return dataclasses.replace(opts, **unset) if unset else opts
 

@@ -461,16 +461,18 @@ def test_convert_refuses_an_autoencoder_of_another_face_type_or_too_large(small_
     assert snapshot(small_ws) == before
 
 
-def test_convert_chroma_smoothing_defaults_by_model_type(small_ws):
-    # the transformation network: 8 px, as before
+def test_convert_chroma_smoothing_and_part_colour_defaults_by_model_type(small_ws):
+    # the transformation network: chroma smoothing 8 px, as before; part colour on (issue 26)
     default = _stills(small_ws, "workspace")
-    assert all(np.array_equal(default[i], f) for i, f in _stills(small_ws, "workspace", chroma_smooth=8.0).items())
-    assert any(not np.array_equal(default[i], f) for i, f in _stills(small_ws, "workspace", chroma_smooth=0.0).items())
-    # an autoencoder paints the face anew: none unless asked
+    for key, same, other in (("chroma_smooth", 8.0, 0.0), ("part_colour", 1.0, 0.0)):
+        assert all(np.array_equal(default[i], f) for i, f in _stills(small_ws, "workspace", **{key: same}).items())
+        assert any(not np.array_equal(default[i], f) for i, f in _stills(small_ws, "workspace", **{key: other}).items())
+    # an autoencoder paints the face anew: neither unless asked
     _write_df(small_ws / "model", 0.0)
     default = _stills(small_ws, "workspace")
-    assert all(np.array_equal(default[i], f) for i, f in _stills(small_ws, "workspace", chroma_smooth=0.0).items())
-    assert any(not np.array_equal(default[i], f) for i, f in _stills(small_ws, "workspace", chroma_smooth=8.0).items())
+    for key, same, other in (("chroma_smooth", 0.0, 8.0), ("part_colour", 0.0, 1.0)):
+        assert all(np.array_equal(default[i], f) for i, f in _stills(small_ws, "workspace", **{key: same}).items())
+        assert any(not np.array_equal(default[i], f) for i, f in _stills(small_ws, "workspace", **{key: other}).items())
 
 
 def test_info_names_the_trained_model(small_ws):

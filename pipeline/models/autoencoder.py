@@ -41,7 +41,7 @@ class AutoencoderModel(FaceModel):
     architecture_keys = ("resolution", *WIDTH_KEYS)
     #: the face is painted anew, not a changed dst face: smoothing the colour of its change would carry the
     #: dst's colour detail (lip edges) onto it, green teeth where the dst shows white ones (seen at frame 10)
-    convert_defaults = {"chroma_smooth": 0.0}
+    convert_defaults = {"chroma_smooth": 0.0, "part_colour": 0.0}   # part colour: not measured on autoencoders
 
     def __init__(self, net: AutoencoderNet) -> None:
         self.net = net
