@@ -186,8 +186,10 @@ def _provenance_line(report: dict) -> list[str]:
         mark = "not looked for (no watermark key on this machine)"
     else:
         payload = prov.get("watermark_payload")
-        mark = (f"{prov.get('watermark_frames_marked')} of {prov.get('watermark_frames')} frames with a face, key "
-                f"{prov['watermark_key_id']}, payload {payload or 'not read'}")
+        window = prov.get("watermark_window")
+        mark = (f"{prov.get('watermark_frames_marked')} of {prov.get('watermark_frames')} frames with a face"
+                + (f" (over {window}-frame windows, as verify judges)" if window else "")
+                + f", key {prov['watermark_key_id']}, payload {payload or 'not read'}")
     return [f"provenance: content credentials {manifest}; watermark {mark}"]
 
 
@@ -721,7 +723,9 @@ def _provenance_html(report: dict) -> str:
     else:
         share = f" ({100.0 * marked / total:.1f} %)" if total else ""
         payload = prov.get("watermark_payload")
-        mark = (f"found in {marked} of {total} frames with a face{share}, key {prov['watermark_key_id']}"
+        window = prov.get("watermark_window")
+        over = f" over {window}-frame windows" if window else ""
+        mark = (f"found in {marked} of {total} frames with a face{share}{over}, key {prov['watermark_key_id']}"
                 + (f", payload {payload}" if payload else ", payload not read"))
         mcls = "" if total and marked * 2 >= total else " warn"
     return (f'<h2>Provenance</h2>\n<div class="cards"><p class="card{cls}">Content credentials (C2PA): '

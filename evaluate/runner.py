@@ -43,7 +43,7 @@ from pipeline.faces.face_chip import extract_chip
 from pipeline.faces.identity import SAME_PERSON, IdentityEncoder
 from pipeline.faces.people import parse_person, people
 from pipeline.provenance.keys import default_key_path, load_key
-from pipeline.provenance.watermark import THRESHOLD, FaceCells, FrameScorer, Watermark, face_cells, window_scores
+from pipeline.provenance.watermark import FaceCells, FrameScorer, Watermark, face_cells, judge
 from pipeline.workspace import layout
 from pipeline.workspace.store import Workspace, source_photo
 
@@ -483,14 +483,16 @@ def _provenance(video: Path, frames: list[_Frame], mark: Watermark | None) -> di
         root = machine_root()
         creds = read_credentials(video, [root] if root is not None else []).to_json()
     out: dict = {"credentials": creds, "watermark_key_id": mark.key_id if mark is not None else None,
-                 "watermark_frames": None, "watermark_frames_marked": None, "watermark_payload": None}
+                 "watermark_frames": None, "watermark_frames_marked": None, "watermark_window": None,
+                 "watermark_payload": None}
     if mark is not None:
         scorer = FrameScorer(mark)
         for fr in sorted(frames, key=lambda f: f.index):
             scorer.add(fr.index, fr.mark_cells)
         scores = scorer.finish()
         out["watermark_frames"] = len(scores)
-        out["watermark_frames_marked"] = sum(z >= THRESHOLD for z in window_scores(scores).values())
+        out["watermark_window"], marked = judge(scores)           # as verify judges it without --window
+        out["watermark_frames_marked"] = len(marked)
         out["watermark_payload"] = scorer.payload.hex() if scorer.payload is not None else None
     return out
 

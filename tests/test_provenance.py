@@ -289,4 +289,7 @@ def test_report_terminal_table_says_provenance_and_payload():
     report["provenance"].update(credentials={"found": True, "valid": False}, watermark_payload=None)
     assert "content credentials INVALID" in _provenance_line(report)[0] and "payload not read" in \
         _provenance_line(report)[0]
+    report["provenance"].update(watermark_window=51, watermark_frames_marked=190)   # judged as verify judges
+    assert "190 of 200 frames with a face (over 51-frame windows, as verify judges)" in _provenance_line(report)[0]
+    assert "found in 190 of 200 frames with a face (95.0 %) over 51-frame windows" in _provenance_html(report)
     assert _provenance_line({}) == []

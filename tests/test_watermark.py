@@ -261,7 +261,7 @@ def test_a_trimmed_clip_is_found_with_its_payload(payload_clip, tmp_path):
 
 
 def test_verify_judges_a_weak_mark_over_longer_windows_and_an_unmarked_video_never():
-    from verify.checker import WINDOWS, judge
+    from pipeline.provenance.watermark import WINDOWS, judge
     rng = np.random.default_rng(3)
     weak = {i: float(z) for i, z in enumerate(rng.normal(0.8, 1.0, 300))}    # a resized copy's mark
     window, marked = judge(weak)

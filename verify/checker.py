@@ -36,14 +36,11 @@ from pipeline.core.errors import UserError
 from pipeline.core.video import FrameReader, probe
 from pipeline.provenance.credentials import Credentials, read_credentials
 from pipeline.provenance.keys import default_key_path, load_key
-from pipeline.provenance.watermark import THRESHOLD, FrameScorer, Watermark, face_cells, window_scores
+from pipeline.provenance.watermark import THRESHOLD, WINDOWS, FrameScorer, Watermark, face_cells, judge
 from verify.options import VerifyOptions
 
 log = logging.getLogger("verify")
 
-#: verdict windows without --window: about 1, 2 and 3 seconds; the first that finds the mark in at least half of
-#: the frames with a face decides (without the mark a window's sum is standard normal whatever its length)
-WINDOWS = (25, 51, 75)
 #: exit codes: the verdict is what a script checks (2: bad input, as every command)
 MARKED, NOT_MARKED, DAMAGED = 0, 1, 3
 
@@ -151,16 +148,6 @@ def trust_anchors(extra: list[Path]) -> list[bytes]:
                             f"certificate in PEM") from err
         anchors.append(data)
     return anchors
-
-
-def judge(scores: dict[int, float], window: int | None = None) -> tuple[int, list[int]]:
-    """(the window the verdict is over, the marked frames): ``window``, or without one the first of ``WINDOWS`` that
-    finds the mark in at least half of the frames (a weak mark, resized or re-encoded hard, is judged over longer
-    stretches), else the one that finds it in most."""
-    tried = [(w, sorted(i for i, z in window_scores(scores, w).items() if z >= THRESHOLD))
-             for w in ([window] if window else WINDOWS)]
-    enough = [(w, m) for w, m in tried if m and len(m) * 2 >= len(scores)]
-    return enough[0] if enough else max(tried, key=lambda t: len(t[1]))
 
 
 def run_verify(opts: VerifyOptions) -> Verdict:
