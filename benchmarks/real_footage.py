@@ -274,16 +274,20 @@ def people_against_truth(ws_path: Path, truth: dict) -> dict:
 def swapped_faces(clip: Path, result: Path, truth: dict, changed: float = 3.0) -> dict:
     """Per truth person, faces whose box changed between the input and the output (mean abs difference over
     ``changed`` grey levels: an H.264 re-encode of an untouched face stays near 1), and the largest and the
-    99.9th-percentile difference in AOC's boxes (untouched, up to the encoding's error)."""
+    99.9th-percentile difference in AOC's boxes and over her frames whole (untouched, up to the encoding's
+    error: the output is H.264 again)."""
     from pipeline.core.video import FrameReader, probe
     info = probe(clip)
     stats: dict[int, list[float]] = {p: [] for p in NAMES}
     aoc_max, aoc_p999 = 0, 0.0
+    frame_max, frame_mean = 0, 0.0          # whole frames that show AOC alone (shot B)
     pairs = zip(FrameReader(clip, info.width, info.height), FrameReader(result, info.width, info.height))
     for (i, a), (_, b) in pairs:
         if i >= len(truth["frames"]):
             break
         diff = np.abs(a.astype(np.int16) - b.astype(np.int16))
+        if {f["person"] for f in truth["frames"][i]["faces"]} == {AOC}:
+            frame_max, frame_mean = max(frame_max, int(diff.max())), max(frame_mean, float(diff.mean()))
         for f in truth["frames"][i]["faces"]:
             x0, y0, x1, y1 = (int(round(v)) for v in f["box"])
             x0, y0 = max(x0, 0), max(y0, 0)
@@ -296,7 +300,32 @@ def swapped_faces(clip: Path, result: Path, truth: dict, changed: float = 3.0) -
                 aoc_p999 = max(aoc_p999, float(np.percentile(d, 99.9)))
     return {"swapped": {NAMES[p]: f"{sum(m > changed for m in v)}/{len(v)}" for p, v in stats.items()},
             "mean_diff": {NAMES[p]: round(float(np.mean(v)), 2) if v else None for p, v in stats.items()},
-            "aoc_max_diff": aoc_max, "aoc_p999_diff": round(aoc_p999, 1)}
+            "aoc_max_diff": aoc_max, "aoc_p999_diff": round(aoc_p999, 1),
+            "aoc_alone_frames_max_diff": frame_max, "aoc_alone_frames_worst_mean_diff": round(frame_mean, 2)}
+
+
+def per_shot(report: dict, truth: dict) -> dict:
+    """evaluate's per-frame figures summed up per shot: which kind of footage a failing figure comes from
+    (the report's own figures pool every frame of the measured person)."""
+    shot_of = {f["index"]: f["shot"] for f in truth["frames"]}
+    rows: dict[str, list[dict]] = {}
+    for r in report.get("per_frame") or []:
+        if r.get("swapped") and r.get("frame") in shot_of:
+            rows.setdefault(shot_of[r["frame"]], []).append(r)
+
+    def vals(rs: list[dict], key: str) -> list[float]:
+        return [float(r[key]) for r in rs if isinstance(r.get(key), (int, float)) and math.isfinite(r[key])]
+
+    out = {}
+    for name, rs in sorted(rows.items()):
+        jo, jr = vals(rs, "jitter_output"), vals(rs, "jitter_reference")
+        sharp, neck = vals(rs, "sharpness"), vals(rs, "surround_neck_change")
+        out[name] = {"frames": len(rs),
+                     "jitter_ratio": float(np.mean(jo) / np.mean(jr)) if jo and jr and np.mean(jr) > 0 else None,
+                     "sharpness": float(np.median(sharp)) if sharp else None,
+                     "neck_change_median": float(np.median(neck)) if neck else None,
+                     "neck_change_worst": max(neck) if neck else None}
+    return out
 
 
 def measure(clip: Path, trained: Path, out: Path, convert_args: list[str] | None = None) -> dict:
@@ -323,6 +352,7 @@ def measure(clip: Path, trained: Path, out: Path, convert_args: list[str] | None
             "jitter": jit, "jitter_ratio": jit["output"] / jit["reference"] if jit["output"] and jit["reference"]
             else None, "sharpness": report["sharpness"], "surround_tone": report.get("surround_tone"),
             "held_apart": report.get("identity_held_apart"), "report_people": report.get("people"),
+            "per_shot": per_shot(report, truth),
             "convert_said": [ln for ln in said.splitlines() if re.search(r"person|swap", ln, re.I)]}
 
 
@@ -337,7 +367,9 @@ def _table(m: dict) -> str:
         f"found people per truth       {p['split']}   (shots with them: {p['shots_per_person']}); split beyond "
         f"cuts: {p['split_beyond_cuts']}",
         f"faces changed by convert     {s['swapped']}   mean abs diff in the box {s['mean_diff']}",
-        f"AOC boxes, output vs input   max {s['aoc_max_diff']}, p99.9 {s['aoc_p999_diff']} grey levels",
+        f"AOC boxes, output vs input   max {s['aoc_max_diff']}, p99.9 {s['aoc_p999_diff']} grey levels; "
+        f"her frames (shot B) whole: max {s['aoc_alone_frames_max_diff']}, "
+        f"worst mean {s['aoc_alone_frames_worst_mean_diff']}",
         f"jitter output/input          {j['output']:.4f}/{j['reference']:.4f} = x{_fmt(m['jitter_ratio'])}  (<= 1.0)",
         f"sharpness (median)           {m['sharpness']['median']:.3f}  (0.8-1.25)",
         f"surround tone, neck change   median {_fmt(tone.get('change', {}).get('median'))} worst "
@@ -345,6 +377,10 @@ def _table(m: dict) -> str:
         f"held-apart identity          to src {_fmt((held.get('to_src') or {}).get('mean'))}, to dst "
         f"{_fmt((held.get('to_dst') or {}).get('mean'))}, closer to src {held.get('share_closer_to_src')}",
     ]
+    lines.append("per shot (swapped frames): jitter ratio, sharpness median, neck change median/worst")
+    for name, v in m["per_shot"].items():
+        lines.append(f"  {name}: {v['frames']:3d} frames  x{_fmt(v['jitter_ratio'])}  {_fmt(v['sharpness'])}  "
+                     f"{_fmt(v['neck_change_median'])}/{_fmt(v['neck_change_worst'])}")
     return "\n".join(lines)
 
 
