@@ -197,6 +197,10 @@ def test_convert_settings_describe_the_form():
     assert all(s["help"] for s in settings.values())
     assert settings["mask"]["choices"] == ["workspace", "learned", "both"]
     assert settings["mask"]["default"] == "workspace"
+    # the realism steps an artist tunes per shot are offered too (part colour: the model type's default)
+    assert {"blink", "part_colour", "low_light", "enhance"} <= set(settings)
+    assert settings["part_colour"]["default"] is None and "transform" in settings["part_colour"]["default_text"]
+    assert settings["low_light"]["default"] == 140.0
     # unset by default: the model type's own (8 for transform, 0 for the autoencoders); the page leaves it empty
     assert settings["chroma_smooth"]["default"] is None and settings["chroma_smooth"]["type"] == "float"
     assert "8 for transform, 0 for df and liae" in settings["chroma_smooth"]["default_text"]
