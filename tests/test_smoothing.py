@@ -9,7 +9,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from convert.smoothing import MAX_JUMP, MAX_SCALE_STEP, eye_distance, segment_bounds, smooth_segment, smooth_track
+from convert.smoothing import (
+    MAX_JUMP,
+    MAX_ROLL_STEP,
+    MAX_SCALE_STEP,
+    eye_distance,
+    segment_bounds,
+    smooth_segment,
+    smooth_track,
+)
 from pipeline.core import geometry
 from pipeline.workspace.store import Workspace
 
@@ -122,6 +130,39 @@ def test_segment_bounds(face):
     zoom = 1.1 ** np.arange(10)                                   # 10% a frame, 2.4x overall
     assert MAX_SCALE_STEP > 1.1
     assert segment_bounds(frames, _track(face, np.zeros((10, 2)), zoom)) == [(0, 10)]
+
+    # a roll the head cannot make in one frame splits (a cut to the same person tilted, issue 27's clip);
+    # a steady roll of 3 degrees a frame, 27 in all, does not
+    def rolled(degrees: np.ndarray) -> np.ndarray:
+        centre = face.mean(axis=0)
+        out = []
+        for a in np.radians(degrees):
+            rot = np.array([[np.cos(a), -np.sin(a)], [np.sin(a), np.cos(a)]])
+            out.append((face - centre) @ rot.T + centre)
+        return np.stack(out)
+    assert segment_bounds(frames, rolled(3.0 * np.arange(10))) == [(0, 10)]
+    step = np.zeros(10)
+    step[5:] = MAX_ROLL_STEP + 2.0
+    assert segment_bounds(frames, rolled(step)) == [(0, 5), (5, 10)]
+
+
+def test_a_face_of_another_shape_at_the_same_place_is_a_cut(face, extracted_clips):
+    """A change of the rigid points' shape no head makes in a frame splits; the shared clips' real tracks do not.
+
+    (Not every change of person is this large: Ocasio-Cortez's landmarks mapped onto Hill's by eyes
+    alone differ by 0.06-0.08 eye distances, under ``MAX_SHAPE_STEP``; the roll and jump tests and
+    the people grouping cover the rest.)"""
+    frames = np.arange(10)
+    wide = face.copy()
+    centre = face.mean(axis=0)
+    wide[0:17, 0] = centre[0] + 1.3 * (face[0:17, 0] - centre[0])   # a broader jaw, same eyes, brows and nose
+    track = np.stack([face] * 5 + [wide] * 5)
+    assert segment_bounds(frames, track) == [(0, 5), (5, 10)]
+    for clip in ("katie", "aoc"):
+        with Workspace(extracted_clips[clip]) as ws:
+            rows = sorted(ws.faces("dst", kept=True), key=lambda r: r.frame_index)
+        lms = np.stack([r.landmarks for r in rows]).astype(np.float64)
+        assert segment_bounds(np.array([r.frame_index for r in rows]), lms) == [(0, len(rows))], clip
 
 
 def test_smoothing_never_crosses_a_gap(face):
