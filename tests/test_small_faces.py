@@ -152,6 +152,14 @@ def test_lift_round_trip_and_bright_faces_untouched():
     bright = (dark.astype(np.int16) + 90).astype(np.uint8)   # a face at ~150, as the shared clips' are
     assert low_light.lift(bright, None, 140.0) == (bright, 1.0)
     assert low_light.lift(dark, None, 0.0)[1] == 1.0         # --low-light 0: off
+    # the mask may come at another size and as floats (--mask learned/both): the median is over the face alone
+    face_dark = dark.copy()
+    face_dark[:, :64] = 250                                   # a bright background beside the dark face
+    half = np.zeros((256, 256), np.float32)
+    half[:, 128:] = 1.0                                       # the face: the right half, at twice the crop's size
+    g_half = low_light.lift_gamma(face_dark, half, 140.0)
+    assert abs(g_half - low_light.lift_gamma(dark[:, 64:], None, 140.0)) < 0.02 and g_half < 0.8
+    assert low_light.lift_gamma(face_dark, (half * 255).astype(np.uint8), 140.0) == g_half
 
 
 def test_the_network_sees_the_dark_face_lifted_and_its_face_comes_back_down(small_ws, monkeypatch):

@@ -13,6 +13,7 @@ alike) are lifted the same way, so the activation ranges are those of what the n
 """
 from __future__ import annotations
 
+import cv2
 import numpy as np
 
 #: Face median (grey levels) a darker face is lifted to: the shared clips' faces, on which
@@ -25,14 +26,17 @@ MIN_GAMMA = 0.33
 def lift_gamma(crop: np.ndarray, mask: np.ndarray | None, target: float) -> float:
     """The exponent g (<= 1) of x -> 255 (x / 255) ** g that takes the face's median luminance to ``target``.
 
-    ``crop``: H x W x 3 uint8; ``mask``: H x W 0..255 marking the face (median over mask > 127;
-    the whole crop when None or empty). 1.0 (no change) when the face is at least as bright as
-    the target or ``target`` is 0.
+    ``crop``: H x W x 3 uint8; ``mask``: 0..255 (or float 0..1) marking the face, resized to the crop
+    when it is another size (median over its upper half; the whole crop when None or empty). 1.0 (no
+    change) when the face is at least as bright as the target or ``target`` is 0.
     """
     if target <= 0:
         return 1.0
     lum = crop.astype(np.float32).mean(axis=2)
-    inside = lum[mask > 127] if mask is not None else lum.ravel()
+    if mask is not None and mask.shape[:2] != lum.shape:     # a mask at the aligned size (--mask learned/both)
+        mask = cv2.resize(mask, (lum.shape[1], lum.shape[0]), interpolation=cv2.INTER_AREA)
+    half = 0.5 if mask is not None and mask.dtype.kind == "f" else 127
+    inside = lum[mask > half] if mask is not None else lum.ravel()
     median = float(np.median(inside if inside.size else lum))
     if median >= target:
         return 1.0
