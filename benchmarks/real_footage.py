@@ -42,10 +42,8 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import re
-import shutil
-import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 import cv2
@@ -53,7 +51,7 @@ import numpy as np
 
 from benchmarks.hard_clip import FaceSources
 from benchmarks.occluded_clip import FaceFrame, Occluders
-from benchmarks.small_faces import LOOK, _plan, render_frame
+from benchmarks.small_faces import LOOK, _plan, encode_clip, render_frame, workspace_for
 from benchmarks.small_faces import _run as run_main
 from pipeline.core.errors import UserError
 
@@ -122,7 +120,6 @@ def make_clip(out: Path, shots: dict[str, int] | None = None, crf: int = 18, see
     keys from A-F in that order (``SHORT_SHOTS`` for a quick one). Raises UserError on unknown shots or
     more source frames than the clips have.
     """
-    from pipeline.core.video import ffmpeg_exe
     shots = dict(SHOTS if shots is None else shots)
     if not shots or set(shots) - set(SHOTS) or any(n < 1 for n in shots.values()):
         raise UserError(f"real_footage: shots {shots}: give frames (1 or more) for shots among {list(SHOTS)}")
@@ -139,28 +136,17 @@ def make_clip(out: Path, shots: dict[str, int] | None = None, crf: int = 18, see
     rng = np.random.default_rng(seed)
     w, h = CANVAS
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.stem}.{os.getpid()}.tmp{out.suffix}")
-    proc = subprocess.Popen([ffmpeg_exe(), "-v", "error", "-y", "-f", "rawvideo", "-pix_fmt", "rgb24",
-                             "-s", f"{w}x{h}", "-framerate", str(FPS), "-i", "pipe:0", "-c:v", "libx264",
-                             "-crf", str(crf), "-preset", "veryfast", "-pix_fmt", "yuv420p", str(tmp)],
-                            stdin=subprocess.PIPE)
-    assert proc.stdin is not None
     frames: list[dict] = []
     shot_list: list[dict] = []
-    try:
+
+    def rendered() -> Iterator[np.ndarray]:
         for name, n in shots.items():
             shot_list.append({"name": name, "first": len(frames), "frames": n,
                               "sources": [{"person": p, "first_source_frame": s} for p, s in plan[name]]})
             for canvas, faces in _render_shot(name, n, plan[name], sources, rng):
                 frames.append({"index": len(frames), "shot": name, "faces": faces})
-                proc.stdin.write(np.ascontiguousarray(canvas).tobytes())
-    finally:
-        proc.stdin.close()
-        rc = proc.wait()
-    if rc != 0:
-        tmp.unlink(missing_ok=True)
-        raise UserError(f"real_footage: ffmpeg failed (exit {rc}) writing {out}")
-    tmp.replace(out)
+                yield canvas
+    encode_clip(out, rendered(), (w, h), crf, "real_footage")
     truth = {"settings": settings, "persons": {str(k): v for k, v in NAMES.items()}, "shots": shot_list,
              "cuts": [s["first"] for s in shot_list[1:]], "count": len(frames),
              "note": "box: bounds of dlib's 68 landmarks on the source frame, through the paste transform; "
@@ -343,12 +329,7 @@ def measure(clip: Path, trained: Path, out: Path, convert_args: list[str] | None
     ``convert_args`` (none: the defaults) and evaluate; return the figures the table shows, and convert's
     own lines (whom it swaps)."""
     truth = load_truth(clip)
-    ws = out / "ws"
-    if not (ws / "model").is_dir():
-        src = json.loads((trained / "workspace.json").read_text())["sets"]["src"]
-        run_main("extract", "--input", clip, "-w", ws, "--min-face", 40)
-        run_main("extract", "--input", src["input"], "-w", ws, "--set", "src")
-        shutil.copytree(trained / "model", ws / "model")
+    ws = workspace_for(clip, trained, out)
     said_info = run_main("info", "-w", ws, "--json")
     info, _ = json.JSONDecoder().raw_decode(said_info[said_info.index("{"):])   # logs may come before it
     result = ws / "result.mp4"

@@ -26,6 +26,7 @@ import shlex
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -84,6 +85,32 @@ def render_frame(frame: np.ndarray, scale: float, dx: float, dy: float, canvas: 
     return np.clip(out + 0.5, 0, 255).astype(np.uint8)
 
 
+def encode_clip(out: Path, frames: Iterable[np.ndarray], size: tuple[int, int], crf: int, what: str) -> None:
+    """RGB ``frames`` of ``size`` (w, h) encoded as H.264 at ``FPS`` into ``out``, which appears only when complete.
+
+    Shared by the benchmarks' test clips (this one, ``benchmarks.real_footage``), which render frame by frame
+    and never hold the clip in memory; ``what`` names the caller in the one-line error.
+    """
+    from pipeline.core.video import ffmpeg_exe
+    w, h = size
+    tmp = out.with_name(f".{out.stem}.{os.getpid()}.tmp{out.suffix}")
+    proc = subprocess.Popen([ffmpeg_exe(), "-v", "error", "-y", "-f", "rawvideo", "-pix_fmt", "rgb24",
+                             "-s", f"{w}x{h}", "-framerate", str(FPS), "-i", "pipe:0", "-c:v", "libx264",
+                             "-crf", str(crf), "-preset", "veryfast", "-pix_fmt", "yuv420p", str(tmp)],
+                            stdin=subprocess.PIPE)
+    assert proc.stdin is not None
+    try:
+        for frame in frames:
+            proc.stdin.write(np.ascontiguousarray(frame).tobytes())
+    finally:
+        proc.stdin.close()
+        rc = proc.wait()
+    if rc != 0:
+        tmp.unlink(missing_ok=True)
+        raise UserError(f"{what}: ffmpeg failed (exit {rc}) writing {out}")
+    tmp.replace(out)
+
+
 def small_face_clip(out: Path, frames: int = 200, face_px: tuple[float, float] = (64.0, 100.0),
                     canvas: tuple[int, int] = CANVAS, crf: int = 24, seed: int = 0) -> Path:
     """Write the small, low-light Hill clip to ``out`` (kept when already there with the same settings).
@@ -92,7 +119,7 @@ def small_face_clip(out: Path, frames: int = 200, face_px: tuple[float, float] =
     build it into a temp folder in a few seconds. Raises UserError on settings that
     cannot make the clip.
     """
-    from pipeline.core.video import FrameReader, ffmpeg_exe, probe
+    from pipeline.core.video import FrameReader, probe
     if not 1 <= frames <= 200:
         raise UserError(f"small_face_clip: frames {frames} out of range; the Hill clip has 200 (1-200)")
     if not 20 <= face_px[0] <= face_px[1] <= min(canvas) * 0.8:
@@ -110,25 +137,14 @@ def small_face_clip(out: Path, frames: int = 200, face_px: tuple[float, float] =
     rng = np.random.default_rng(seed)
     info = probe(KATIE)
     w, h = canvas
-    tmp = out.with_name(f".{out.stem}.{os.getpid()}.tmp{out.suffix}")
-    proc = subprocess.Popen([ffmpeg_exe(), "-v", "error", "-y", "-f", "rawvideo", "-pix_fmt", "rgb24",
-                             "-s", f"{w}x{h}", "-framerate", str(FPS), "-i", "pipe:0", "-c:v", "libx264",
-                             "-crf", str(crf), "-preset", "veryfast", "-pix_fmt", "yuv420p", str(tmp)],
-                            stdin=subprocess.PIPE)
-    assert proc.stdin is not None
-    try:
+
+    def rendered() -> Iterator[np.ndarray]:
         for i, frame in FrameReader(KATIE, info.width, info.height):
             if i >= frames:
                 break
             scale, dx, dy = plan[i]
-            proc.stdin.write(render_frame(frame, scale, dx, dy, canvas, rng).tobytes())
-    finally:
-        proc.stdin.close()
-        rc = proc.wait()
-    if rc != 0:
-        tmp.unlink(missing_ok=True)
-        raise UserError(f"small_face_clip: ffmpeg failed (exit {rc}) writing {out}")
-    tmp.replace(out)
+            yield render_frame(frame, scale, dx, dy, canvas, rng)
+    encode_clip(out, rendered(), (w, h), crf, "small_face_clip")
     truth = {"settings": settings, "source": str(KATIE),
              "frames": [{"scale": s, "dx": dx, "dy": dy, "face_px": s * SOURCE_FACE_PX} for s, dx, dy in plan]}
     truth_path.write_text(json.dumps(truth, indent=1))
@@ -146,15 +162,24 @@ def _run(*args: object) -> str:
     return done.stdout + done.stderr
 
 
-def measure(clip: Path, trained: Path, out: Path, convert_args: list[str]) -> dict:
-    """Extract ``clip`` as the dst set of a new workspace with ``trained``'s src input and model, convert,
-    evaluate. ``trained`` is only read."""
+def workspace_for(clip: Path, trained: Path, out: Path) -> Path:
+    """``out/ws``: ``clip`` extracted as the dst set, ``trained``'s src input as the src set, a copy of its model.
+
+    ``trained`` is only read; a workspace already made there (it has the model) is reused.
+    """
     ws = out / "ws"
     if not (ws / "model").is_dir():
         src = json.loads((trained / "workspace.json").read_text())["sets"]["src"]
         _run("extract", "--input", clip, "-w", ws, "--min-face", 40)
         _run("extract", "--input", src["input"], "-w", ws, "--set", "src")
         shutil.copytree(trained / "model", ws / "model")
+    return ws
+
+
+def measure(clip: Path, trained: Path, out: Path, convert_args: list[str]) -> dict:
+    """Extract ``clip`` as the dst set of a new workspace with ``trained``'s src input and model, convert,
+    evaluate. ``trained`` is only read."""
+    ws = workspace_for(clip, trained, out)
     result = ws / "result.mp4"
     _run("convert", "-w", ws, "-o", result, *convert_args)
     _run("evaluate", "-w", ws, "--video", result, "--reference", clip)
