@@ -31,6 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
+from convert.gaps import report as flicker_report
 from convert.options import ConvertOptions
 from convert.renderer import LOAD_OPTIONS, FacePlan, Renderer, workspace_state
 from convert.runner import ConvertSummary, _chunks, faces_of_chunk, network_threads, output_checks, remove_stale_outputs
@@ -167,6 +168,7 @@ def run_convert_on_cluster(opts: ConvertOptions) -> ConvertSummary:
         plans, excluded, person_line = renderer.plan(full)
         if person_line:
             log.info("%s", person_line)
+        gaps = flicker_report(plans, excluded, start, end)
         key = load_key(full.watermark_key, create=True) if full.watermark else None
         if key is None:
             log.warning("convert: --no-watermark: nothing in the video will say that its faces were swapped")
@@ -206,7 +208,7 @@ def run_convert_on_cluster(opts: ConvertOptions) -> ConvertSummary:
         spec = cluster.put(SegmentSpec(dataclasses.replace(full, workers=1), input_path, int(video["width"]),
                                        int(video["height"]), float(video["fps"]), folder, key,
                                        renderer.watermark_payload() if key is not None else None))
-        summary = ConvertSummary(output=output, person=person_line)
+        summary = ConvertSummary(output=output, person=person_line, gaps=gaps)
         setup = worker_s = 0.0
 
         def own_plans(shard: Shard) -> tuple:

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from tqdm import tqdm
 
+from convert.gaps import report as flicker_report
 from convert.options import ConvertOptions
 from convert.renderer import REASONS, FacePlan, Renderer, _FaceWork, _Network, before_after
 from pipeline.core.errors import UserError
@@ -56,6 +57,7 @@ class ConvertSummary:
     timings: dict = field(default_factory=dict)     # seconds per step, summed over threads (and ffmpeg's CPU)
     wall: dict = field(default_factory=dict)        # seconds per step during which some thread was in it
     person: str | None = None          # whom convert swapped, when the dst video shows several people
+    gaps: list[tuple[int, int]] = field(default_factory=list)   # ``convert.gaps``: where the swapped face flickers
 
     def line(self) -> str:
         fps = self.frames / self.seconds if self.seconds > 0 else 0.0
@@ -274,6 +276,7 @@ def _convert(opts: ConvertOptions, stills: dict[int, np.ndarray] | None) -> Conv
              opts.mask_erode, opts.mask_blur)
     if person_line:
         log.info("%s", person_line)
+    gaps = [] if opts.preview else flicker_report(plans, excluded, start, end)
     work = renderer.work(opts)
     credentials = None
     if material is not None:
@@ -310,7 +313,7 @@ def _convert(opts: ConvertOptions, stills: dict[int, np.ndarray] | None) -> Conv
             finally:
                 if credentials is not None:
                     credentials.close()
-    summary.person = person_line
+    summary.person, summary.gaps = person_line, gaps
     return summary
 
 
