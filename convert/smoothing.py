@@ -11,16 +11,17 @@ dragged behind; only the frame-to-frame wobble, which a quadratic cannot follow,
 Smoothing never crosses a segment boundary: a gap in the track (frames where the face
 was not found), a change of track, or a change no head makes in one frame (a scene cut
 where the next shot's face happens to continue the track): a jump of the face's centre or
-size, a roll of the head, or a change of the face's rigid shape (jaw, brows, nose: another
-person, or the same one from another angle). Issue 27's clip cuts from Hill to Hill
-mirrored and rolled at the same place and size; the track ran on, and smoothing drew the
-first frames after the cut toward the last shot's geometry.
+size, or a roll of the head. Issue 27's clip cuts from Hill to Hill mirrored and rolled at
+the same place and size; the track ran on, and smoothing drew the first frames after the cut
+toward the last shot's geometry. (A change of the face's rigid shape was tried as a cut test
+too: a blink frame of the Hill clip moves the jaw and nose points 0.071-0.091 eye distances
+after the best similarity, a cut 0.103-0.207, too close to draw a line between.)
 """
 from __future__ import annotations
 
 import numpy as np
 
-from pipeline.core.geometry import eye_distance, umeyama
+from pipeline.core.geometry import eye_distance
 
 #: Largest move of the face centre between consecutive frames, in eye distances, that
 #: still counts as motion; a larger one is a cut.
@@ -30,12 +31,6 @@ MAX_SCALE_STEP = 1.25
 #: Largest roll of the head between consecutive frames, in degrees, that is still motion. The shared
 #: clips' heads roll at most 2.2 degrees a frame; issue 27's clip's cuts 2.8 and 7.1.
 MAX_ROLL_STEP = 5.0
-#: Largest change of the rigid points' shape (jaw, brows, nose, after the best similarity transform;
-#: mean distance in eye distances) between consecutive frames that is still the same shot. The shared
-#: clips reach 0.071 (a blink moves the brows), issue 27's clip's cuts 0.103-0.177.
-MAX_SHAPE_STEP = 0.09
-#: The rigid points: jaw 0-16, brows 17-26, nose 27-35 (iBUG 68); eyes and mouth move with expression.
-RIGID = slice(0, 36)
 
 
 def _roll(points: np.ndarray) -> float:
@@ -44,21 +39,13 @@ def _roll(points: np.ndarray) -> float:
     return float(np.degrees(np.arctan2(d[1], d[0])))
 
 
-def _shape_step(prev: np.ndarray, cur: np.ndarray, eye: float) -> float:
-    """Mean distance of the rigid points of ``prev`` mapped onto ``cur`` by the best similarity, in eye distances."""
-    a, b = prev[RIGID], cur[RIGID]
-    m = umeyama(a, b)
-    return float(np.linalg.norm(a @ m[:2, :2].T + m[:2, 2] - b, axis=1).mean() / max(eye, 1e-6))
-
-
 def is_cut(prev: np.ndarray, cur: np.ndarray) -> bool:
     """True when the face's landmarks change between consecutive frames more than a moving head can."""
     e_prev, e_cur = eye_distance(prev), eye_distance(cur)
     jump = np.linalg.norm(cur.mean(axis=0) - prev.mean(axis=0)) / max(e_prev, 1e-6)
     ratio = max(e_cur, 1e-6) / max(e_prev, 1e-6)
     roll = abs((_roll(cur) - _roll(prev) + 180.0) % 360.0 - 180.0)
-    return bool(jump > MAX_JUMP or not 1.0 / MAX_SCALE_STEP <= ratio <= MAX_SCALE_STEP or roll > MAX_ROLL_STEP
-                or _shape_step(prev, cur, e_cur) > MAX_SHAPE_STEP)
+    return bool(jump > MAX_JUMP or not 1.0 / MAX_SCALE_STEP <= ratio <= MAX_SCALE_STEP or roll > MAX_ROLL_STEP)
 
 
 def segment_bounds(frames: np.ndarray, landmarks: np.ndarray) -> list[tuple[int, int]]:
