@@ -32,7 +32,9 @@ swaps person 1 and leaves 65 faces of 1 other person; Hill's boxes changed in 19
 18.7); jitter x0.96 of the footage's; sharpness median 0.853 (shot F, the split screen: 0.80); neck tone change
 median 1.44 dE, worst 4.32: 6 of 190 frames over 3, three of them the first frames after the D->E cut, where
 extract's track runs on across the cut (same place and size) and convert's landmark smoothing with it; with
---smooth 0 they read 2.32/2.90/3.34 instead of 3.02/4.32/3.29 (clip worst 3.34).
+--smooth 0 they read 2.32/2.90/3.34 instead of 3.02/4.32/3.29 (clip worst 3.34). Since convert's smoothing
+ends a segment at a roll of more than 5 degrees a frame (that cut rolls 7.1): worst 3.57 (frame 170, a hand),
+4 frames over 3 (170, 182, 114, 98), median 1.45, jitter x0.96, sharpness 0.855.
 
 Usage: python -m benchmarks.real_footage --clip /work/scratch/h27b/clip.mp4
        [--workspace /work/scratch/p30_ws --out /work/scratch/h27b_run]
