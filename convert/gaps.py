@@ -13,13 +13,15 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable
 
+from pipeline.workspace.records import DropReason
+
 log = logging.getLogger("convert")
 
 #: The longest run of missing frames reported (about a second at 24-30 fps): longer, the person has left the
 #: shot or the shot has changed, and nothing flickers.
 MAX_GAP = 30
 #: Why a frame holds no swapped face, as ``plan_faces`` records it, when it is not a gap: the artist's choice.
-CHOSEN = frozenset({"deleted", "identity", "other_person"})
+CHOSEN = frozenset({DropReason.DELETED.value, DropReason.IDENTITY.value, "other_person"})
 
 
 def flicker_gaps(swapped: Iterable[int], excluded: dict[int, str], max_gap: int = MAX_GAP) -> list[tuple[int, int]]:

@@ -56,11 +56,8 @@ def calibration_crops(ws: Workspace, rows: list[FaceRow], resolution: int, count
         except ImageReadError:
             continue
         crop = cv2.resize(img, (resolution, resolution), interpolation=cv2.INTER_AREA)
-        if low_light > 0:
-            mask = read_gray(ws.mask_path(kept[i]))
-            if mask is not None:
-                mask = cv2.resize(mask, (resolution, resolution), interpolation=cv2.INTER_AREA)
-            crop = lift(crop, mask, low_light)[0]
+        if low_light > 0:                    # the mask at the aligned size: ``lift`` brings it to the crop's
+            crop = lift(crop, read_gray(ws.mask_path(kept[i])), low_light)[0]
         crops.append(crop)
     return crops
 
