@@ -18,7 +18,6 @@ of the key this command names (a worker never makes a key of its own).
 """
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import logging
 import os
@@ -39,8 +38,8 @@ from pipeline.cluster.ray_cluster import Shard
 from pipeline.cluster.segments import SEGMENT_SUFFIX, SEGMENT_VIDEO_ARGS, segment_name
 from pipeline.core.errors import UserError
 from pipeline.core.files import commit_file, remove_quietly
-from pipeline.core.images import opencv_threads
 from pipeline.core.profile import StepTimes
+from pipeline.core.threads import pool_native_threads
 from pipeline.core.video import FrameReader, FrameWriter
 from pipeline.provenance.keys import load_key
 from pipeline.provenance.watermark import Watermark
@@ -119,7 +118,7 @@ def render_segment(spec: SegmentSpec, shard: Shard, plans: dict[int, list[FacePl
     ok = False
     try:
         seen = [start]
-        with opencv_threads(1) if opts.workers > 1 else contextlib.nullcontext():
+        with pool_native_threads(opts.workers):
             for chunk in _chunks(reader, start, end, None, max(1, opts.batch_size), seen, times):
                 per_frame = faces_of_chunk(chunk, plans, pool, work, network, opts.mask != "workspace", times)
                 for i, frame in chunk:

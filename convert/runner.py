@@ -33,9 +33,10 @@ from convert.options import ConvertOptions
 from convert.renderer import REASONS, FacePlan, Renderer, _FaceWork, _Network, before_after
 from pipeline.core.errors import UserError
 from pipeline.core.files import DiskFullError, commit_file, is_disk_full, pid_alive, remove_quietly, write_atomic
-from pipeline.core.images import encode, opencv_threads
+from pipeline.core.images import encode
 from pipeline.core.options import check
 from pipeline.core.profile import StepTimes
+from pipeline.core.threads import pool_native_threads
 from pipeline.core.video import FrameReader, FrameWriter
 from pipeline.faces.people import parse_person
 from pipeline.provenance.keys import default_key_path
@@ -297,9 +298,10 @@ def _convert(opts: ConvertOptions, stills: dict[int, np.ndarray] | None) -> Conv
         log.info("convert: brows, nose and lips in the src person's colours against the skin (amount %g)%s",
                  opts.part_colour, "" if work.src_parts else ": no src faces in the workspace, left as they are")
     threads = network_threads(opts.workers) if renderer.network.device.type == "cpu" else None
-    # the pool's threads are the parallelism of the per-face work: OpenCV's own on top only adds hand-offs
+    # the pool's threads are the parallelism of the per-face work: OpenCV's and OpenBLAS's own on top only add
+    # hand-offs and spinning threads
     with _torch_threads(threads) if threads is not None else contextlib.nullcontext(), \
-            opencv_threads(1) if opts.workers > 1 else contextlib.nullcontext():
+            pool_native_threads(opts.workers):
         if opts.preview:
             summary = _render(opts, renderer.input_path, renderer.video, renderer.network, work, plans, excluded,
                               start, end, None, renderer.root / "preview", stills)

@@ -1,0 +1,35 @@
+"""Native libraries' own thread counts, capped while a stage runs its own pool of threads.
+
+Why: convert renders faces in a pool of one thread per core, beside torch and x264. NumPy's
+OpenBLAS (the matrix products of the Poisson solver, the ``@ LUMA`` projections) starts its own
+threads for every call on top of that, and they spin waiting for work while the pool's threads
+and the network want the same cores: on the 2-core machine the Poisson step took 22 ms of
+thread time a frame that way against 4.5 ms with OpenBLAS on one thread, and the frame loop
+30.5 -> 22.6 ms a frame (issue 31). OpenCV splitting each small call over its own threads
+costs the same way (``pipeline.core.images.opencv_threads``).
+"""
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+
+from pipeline.core.images import opencv_threads
+
+
+@contextlib.contextmanager
+def blas_threads(count: int) -> Iterator[None]:
+    """The BLAS libraries' (NumPy's OpenBLAS) thread count set to ``count`` for the block, restored after."""
+    from threadpoolctl import threadpool_limits
+    with threadpool_limits(limits=count, user_api="blas"):
+        yield
+
+
+@contextlib.contextmanager
+def pool_native_threads(workers: int) -> Iterator[None]:
+    """OpenCV and BLAS on one thread each while a pool of ``workers`` > 1 threads does the parallel work; as they
+    are with one worker (the library's own threads are then the only parallelism)."""
+    if workers <= 1:
+        yield
+        return
+    with opencv_threads(1), blas_threads(1):
+        yield
