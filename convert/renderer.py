@@ -15,7 +15,7 @@ from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import cv2
 import numpy as np
@@ -29,17 +29,19 @@ from pipeline.core.errors import UserError
 from pipeline.core.images import read_gray
 from pipeline.core.options import check
 from pipeline.core.profile import StepTimes
+from pipeline.core.threads import in_background
 from pipeline.core.video import frame_at, probe
 from pipeline.faces.backends.base import Masker
 from pipeline.faces.people import parse_person, people
-from pipeline.models.calibration import calibration_crops
-from pipeline.models.interface import FaceModel, Predictor
 from pipeline.provenance.keys import load_key
 from pipeline.provenance.watermark import Watermark, render_payload
 from pipeline.registries import MASKERS
 from pipeline.workspace import layout
 from pipeline.workspace.records import DropReason, FaceRow, MaskOrigin, SetMeta
 from pipeline.workspace.store import Workspace
+
+if TYPE_CHECKING:
+    from pipeline.models.interface import FaceModel, Predictor
 
 log = logging.getLogger("convert")
 
@@ -362,6 +364,11 @@ def workspace_state(root: Path) -> tuple:
 LOAD_OPTIONS = ("workspace", "input", "device", "precision", "batch_size", "enhance")
 
 
+def _read_src_parts(root: Path) -> dict[str, np.ndarray] | None:
+    with Workspace(root) as ws:
+        return part_colour.src_relations(ws)
+
+
 class Renderer:
     """A workspace's dst set, model and src statistics, loaded and checked once; renders any frame.
 
@@ -387,6 +394,9 @@ class Renderer:
             self.input_path, self.video = _check_input(ws, set_meta, opts.input)
             if before_model is not None:
                 before_model(self.input_path, self.video)
+            # the src person's part colours are read beside the model's load (torch's import, most of it)
+            self._src_reading = (in_background(lambda: _read_src_parts(ws.root), "src-parts")
+                                 if opts.part_colour is None or opts.part_colour > 0 else None)
             model_dir = layout.model_dir(ws.root)
             self.network = _Network(model_dir, opts.device, opts.batch_size)
             _check_model(self.network.model, self.network.meta, set_meta, model_dir)
@@ -395,6 +405,7 @@ class Renderer:
             self.masker: Masker = MASKERS.load(set_meta.extract.masker)()
             self.rows = rows
             self.root = ws.root
+            from pipeline.models.calibration import calibration_crops
             self.network.prepare(opts.precision, calibration_crops(ws, rows, self.network.resolution,
                                                                             low_light=self.opts.low_light))
             self.network.enhancer = find_enhancer(ws.root, opts.enhance, self.network.device, self.network.resolution)
@@ -441,8 +452,8 @@ class Renderer:
     def src_parts(self) -> dict[str, np.ndarray] | None:
         """``part_colour.src_relations`` of the workspace, read once."""
         if self._src_parts is False:
-            with Workspace(self.root) as ws:
-                self._src_parts = part_colour.src_relations(ws)
+            reading, self._src_reading = self._src_reading, None
+            self._src_parts = reading.result() if reading is not None else _read_src_parts(self.root)
         return self._src_parts if isinstance(self._src_parts, dict) else None
 
     def work(self, opts: ConvertOptions) -> _FaceWork:

@@ -11,9 +11,14 @@ costs the same way (``pipeline.core.images.opencv_threads``).
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future
+from typing import TypeVar
 
 from pipeline.core.images import opencv_threads
+
+T = TypeVar("T")
 
 
 @contextlib.contextmanager
@@ -33,3 +38,24 @@ def pool_native_threads(workers: int) -> Iterator[None]:
         return
     with opencv_threads(1), blas_threads(1):
         yield
+
+
+def in_background(fn: Callable[[], T], name: str) -> Future[T]:
+    """``fn()`` started now on a daemon thread; its result (or exception) from the returned future.
+
+    Why: a stage's start-up is one thread (imports, model load) while the other cores idle; a
+    read that does not depend on it (convert's src statistics) runs beside it instead of after.
+    A daemon thread, so a start-up that fails does not wait for it at exit.
+    """
+    future: Future[T] = Future()
+
+    def run() -> None:
+        if not future.set_running_or_notify_cancel():
+            return
+        try:
+            future.set_result(fn())
+        except BaseException as exc:  # noqa: BLE001 - handed to whoever asks for the result
+            future.set_exception(exc)
+
+    threading.Thread(target=run, name=name, daemon=True).start()
+    return future
