@@ -71,4 +71,5 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from pipeline.core.process import exit_quickly
+    exit_quickly(main())
