@@ -77,23 +77,33 @@ def src_relations(ws: Workspace) -> dict[str, np.ndarray] | None:
 
 def match(face: np.ndarray, landmarks: np.ndarray, src: dict[str, np.ndarray] | None, amount: float) -> np.ndarray:
     """``face`` (RGB uint8) with each part moved ``amount`` (0..1) of the way to the src person's colour
-    against this face's cheeks; ``landmarks`` are the face's 68 points in its pixels."""
+    against this face's cheeks; ``landmarks`` are the face's 68 points in its pixels.
+
+    Each part's feathered shift is made only in the part's box widened by the feather's reach,
+    and only the pixels a part reaches go back from CIELAB: the same result as over the whole
+    crop (the blur's reach is cut at 4 sigma, as OpenCV's own kernel is), at a third of the cost.
+    """
     if amount <= 0 or not src:
         return face
     masks = region_masks(landmarks, face.shape)
-    lab = _lab(face)
-    cheeks = masks["cheeks"] > 0
+    cheeks = masks["cheeks"]
     if not cheeks.any():
         return face
-    skin = lab[cheeks].mean(axis=0)
+    lab = _lab(face)
+    skin = lab[cheeks > 0].mean(axis=0)
     sigma = max(FEATHER * eye_distance(landmarks), 0.5)
+    reach = _blur_reach(sigma)
+    h, w = face.shape[:2]
     shift = np.zeros_like(lab)
-    touched = np.zeros(face.shape[:2], bool)
+    touched = np.zeros((h, w), bool)
     for name in PARTS:
-        inside = masks[name] > 0
-        if name not in src or not inside.any():
+        part = masks[name]
+        if name not in src:
             continue
-        delta = (skin + src[name]) - lab[inside].mean(axis=0)
+        x, y, bw, bh = cv2.boundingRect(part)
+        if bw == 0 or bh == 0:
+            continue
+        delta = (skin + src[name]) - lab[part > 0].mean(axis=0)
         if name in LIGHTNESS_ONLY:
             delta[1:] = 0.0
         size = float(np.linalg.norm(delta))
@@ -102,10 +112,36 @@ def match(face: np.ndarray, landmarks: np.ndarray, src: dict[str, np.ndarray] | 
         # feathered by a plain blur: a thin lip moves short of the full way at its middle. Growing the mask
         # first moved it all the way but tinted the skin around the mouth (main job: fringing 1.01 -> 1.58,
         # lips 7.1 -> 10.6 dE from the src person's)
-        weight = cv2.GaussianBlur(masks[name].astype(np.float32) / 255.0, (0, 0), sigma)
-        shift += weight[..., None] * (amount * delta)[None, None, :]
-        touched |= weight > 1e-3
+        x0, y0 = max(x - reach, 0), max(y - reach, 0)
+        x1, y1 = min(x + bw + reach, w), min(y + bh + reach, h)
+        weight = _box_blur(part, (x0, y0, x1, y1), sigma, reach)
+        shift[y0:y1, x0:x1] += weight[..., None] * (amount * delta)[None, None, :]
+        touched[y0:y1, x0:x1] |= weight > 1e-3
     out = face.copy()         # pixels no part reaches keep their exact values (no Lab round trip)
-    moved = cv2.cvtColor(lab + shift, cv2.COLOR_Lab2RGB)
-    out[touched] = np.clip(moved[touched] * 255.0, 0, 255).round().astype(np.uint8)
+    ys, xs = np.nonzero(touched)
+    if len(ys) == 0:
+        return out
+    moved = cv2.cvtColor((lab + shift)[ys, xs][None], cv2.COLOR_Lab2RGB)[0]
+    out[ys, xs] = np.clip(moved * 255.0, 0, 255).round().astype(np.uint8)
     return out
+
+
+def _blur_reach(sigma: float) -> int:
+    """Half the width of the kernel OpenCV's GaussianBlur takes for ``sigma`` on a float image (4 sigma a side)."""
+    return (int(round(sigma * 8 + 1)) | 1) // 2
+
+
+def _box_blur(part: np.ndarray, box: tuple[int, int, int, int], sigma: float, reach: int) -> np.ndarray:
+    """The 0..1 Gaussian blur of ``part`` (0/255) over ``box`` (x0, y0, x1, y1), as blurring the whole mask and
+    cutting the box out gives it.
+
+    The mask is read a kernel's reach around the box, or up to the image's edge: there the
+    window's own reflected border is the image's, and elsewhere its border effects fall
+    outside the box, which is all that is kept.
+    """
+    x0, y0, x1, y1 = box
+    h, w = part.shape
+    top, left = min(reach, y0), min(reach, x0)
+    bottom, right = min(reach, h - y1), min(reach, w - x1)
+    window = part[y0 - top:y1 + bottom, x0 - left:x1 + right].astype(np.float32) / 255.0
+    return cv2.GaussianBlur(window, (0, 0), sigma)[top:top + (y1 - y0), left:left + (x1 - x0)]

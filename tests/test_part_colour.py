@@ -58,3 +58,49 @@ def test_nothing_moves_away_from_the_parts_or_with_amount_zero(people):
     near = cv2.dilate(near, np.ones((2 * reach + 1, 2 * reach + 1), np.uint8)) > 0
     assert np.array_equal(moved[~near], image[~near])
     assert np.abs(moved[near].astype(int) - image[near]).max() > 10
+
+
+def _match_whole_crop(face, landmarks, src, amount):
+    """The feathered shift made over the whole crop and every pixel a part reaches taken back from CIELAB:
+    what ``match`` computes in the parts' boxes (its speed-up must not change a pixel)."""
+    masks = region_masks(landmarks, face.shape)
+    lab = part_colour._lab(face)
+    skin = lab[masks["cheeks"] > 0].mean(axis=0)
+    sigma = max(part_colour.FEATHER * eye_distance(landmarks), 0.5)
+    shift = np.zeros_like(lab)
+    touched = np.zeros(face.shape[:2], bool)
+    for name in part_colour.PARTS:
+        inside = masks[name] > 0
+        if not inside.any():
+            continue
+        delta = (skin + src[name]) - lab[inside].mean(axis=0)
+        if name in part_colour.LIGHTNESS_ONLY:
+            delta[1:] = 0.0
+        size = float(np.linalg.norm(delta))
+        if size > part_colour.MOST:
+            delta *= part_colour.MOST / size
+        weight = cv2.GaussianBlur(masks[name].astype(np.float32) / 255.0, (0, 0), sigma)
+        shift += weight[..., None] * (amount * delta)[None, None, :]
+        touched |= weight > 1e-3
+    out = face.copy()
+    moved = cv2.cvtColor(lab + shift, cv2.COLOR_Lab2RGB)
+    out[touched] = np.clip(moved[touched] * 255.0, 0, 255).round().astype(np.uint8)
+    return out
+
+
+def test_the_parts_boxes_give_the_whole_crops_result(people):
+    """Same bytes as the whole-crop computation, on faces at the network's size and on crops that cut the mouth
+    and a brow at the image's edge (where the box's blur must reflect as the whole image's does)."""
+    hill, aoc = people
+    src = part_colour.relations(aoc)
+    cases = []
+    for image, lm in hill[::3]:
+        small = cv2.resize(image, (128, 128), interpolation=cv2.INTER_AREA)
+        cases.append((small, lm * 128 / image.shape[0]))
+        bottom = int(lm[57, 1]) + 1                  # cut just under the lower lip's middle
+        left = int(lm[17, 0]) + 2                    # cut through the left brow
+        cases.append((np.ascontiguousarray(image[:bottom, left:]), lm - [left, 0]))
+    for face, lm in cases:
+        for amount in (1.0, 0.4):
+            assert np.array_equal(part_colour.match(face, lm, src, amount),
+                                  _match_whole_crop(face, lm, src, amount))
