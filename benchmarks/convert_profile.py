@@ -7,7 +7,9 @@ Measured in one run on this machine (issue 31):
   included), and an in-process run whose steps are recorded (``pipeline.core.profile``);
 - convert, for the default model and each model type (transform, df, liae; untrained
   models of the default size, since speed does not depend on the weights, saved with what
-  train stores beside them, unless ``--workspace`` gives a trained default model):
+  train stores beside them, unless ``--workspace`` gives a trained default model), on a
+  workspace holding the src set too (``--src-video``), so the steps that read it (the src
+  person's part colours) run as in a user's convert:
   ``main.py convert`` as a user runs it with every default step on, and an in-process run
   whose steps are recorded.
 
@@ -80,6 +82,13 @@ def profiled_convert(ws: Path, out: Path) -> tuple[float, dict, dict]:
     return summary.seconds, summary.timings, summary.wall
 
 
+def _extract_src(video: Path, ws: Path) -> None:
+    """The src set of ``ws`` from ``video`` (in-process, not timed): convert's part colours read it."""
+    from extract.options import ExtractOptions
+    from extract.runner import run_extract
+    run_extract(ExtractOptions(input=video, workspace=ws, set_name="src"))
+
+
 def loop_seconds(line: str) -> float:
     """The frame loop's seconds from a stage's summary line ('..., 12.3 s (16.2 fps)')."""
     found = re.findall(r"([\d.]+) s \(", line)
@@ -117,6 +126,8 @@ def table(title: str, columns: dict[str, dict], frames: int, transcode: float) -
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--video", type=Path, default=DEFAULT_VIDEO)
+    ap.add_argument("--src-video", type=Path, default=DEFAULT_VIDEO.with_name("WDA_AlexandriaOcasioCortez_000.mp4"),
+                    help="the src person's clip, extracted into the profiled workspace (not timed)")
     ap.add_argument("--workspace", type=Path, default=None,
                     help="a workspace with this clip as dst and a trained model: its model is the default column "
                          "(the workspace is copied, never written)")
@@ -134,6 +145,7 @@ def main() -> None:
         loop, summed, wall = profiled_extract(args.video, ws)
         in_process = time.perf_counter() - started
         frames = json.loads((ws / "workspace.json").read_text())["sets"]["dst"]["video"]["frames"]
+        _extract_src(args.src_video, ws)
         timed = [(in_process, f"{loop} s (")] if args.no_extract else [extract_seconds(args.video, tmp / "x")
                                                                        for _ in range(args.repeat)]
         process, line = min(timed)
