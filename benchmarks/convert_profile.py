@@ -22,6 +22,7 @@ what issue 31 sets targets on (convert <= 3.0, extract <= 2.5).
 
 Usage: python -m benchmarks.convert_profile [--workspace TRAINED_WS] [--models transform df liae]
        [--repeat 1] [--json OUT]
+       python -m benchmarks.convert_profile --workspace TRAINED_WS --pairs 8   (the spread of the ratio)
 """
 from __future__ import annotations
 
@@ -32,6 +33,8 @@ import shutil
 import tempfile
 import time
 from pathlib import Path
+
+import numpy as np
 
 from benchmarks.convert_speed import DEFAULT_VIDEO, convert_run, transcode_seconds
 from benchmarks.extract_speed import extract_seconds
@@ -136,7 +139,15 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=1, help="best of N for each process timing")
     ap.add_argument("--no-extract", action="store_true", help="skip extract's process timing (its profile stays)")
     ap.add_argument("--json", type=Path, default=None)
+    ap.add_argument("--pairs", type=int, default=0,
+                    help="only N alternating (transcode, convert of --workspace) pairs: each pair's ratio and the "
+                         "median (how far one machine's runs spread)")
     args = ap.parse_args()
+    if args.pairs:
+        if args.workspace is None:
+            raise SystemExit("--pairs needs --workspace (a workspace with this clip as dst and a trained model)")
+        _pairs(args.video, args.workspace, args.pairs)
+        return
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
         transcode = min(transcode_seconds(args.video, tmp / "t.mp4", 18, "medium") for _ in range(args.repeat))
@@ -181,6 +192,22 @@ def main() -> None:
                     "unit": "s", "ratio": c["process"] / transcode, "target": 3.0} for name, c in columns.items()]
         args.json.write_text(json.dumps({"frames": frames, "transcode_s": transcode, "extract": extract,
                                          "convert": columns, "ratios": ratios}, indent=2))
+
+
+def _pairs(video: Path, workspace: Path, count: int) -> None:
+    """``count`` alternating transcode / convert timings of ``workspace`` (copied, never written), each pair's ratio."""
+    ratios = []
+    with tempfile.TemporaryDirectory() as tmp_name:
+        tmp = Path(tmp_name)
+        ws = tmp / "ws"
+        shutil.copytree(workspace, ws, ignore=shutil.ignore_patterns("*.mp4", "report", "preview"))
+        for i in range(count):
+            transcode = transcode_seconds(video, tmp / "t.mp4", 18, "medium")
+            convert = convert_run(ws, tmp / "c.mp4")[0]
+            ratios.append(convert / transcode)
+            print(f"pair {i + 1}: transcode {transcode:.2f} s, convert {convert:.2f} s, ratio {ratios[-1]:.2f}")
+    print(f"convert / transcode over {count} pairs: median {float(np.median(ratios)):.2f}, "
+          f"{min(ratios):.2f}-{max(ratios):.2f} (target <= 3.0)")
 
 
 def _profile(columns: dict[str, dict], run: tuple[str, Path], tmp: Path, repeat: int) -> None:
