@@ -39,3 +39,19 @@ def test_main_py_exits_with_the_commands_code():
     assert res.returncode == 2 and res.stderr.startswith("error: "), (res.returncode, res.stderr)
     ok = subprocess.run([sys.executable, "main.py", "--help"], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert ok.returncode == 0 and "extract" in ok.stdout
+
+
+def test_a_wrapper_running_main_py_through_runpy_still_runs_its_own_code(tmp_path):
+    """An audit or memory probe around main.py (runpy, then a ``finally`` of its own) is not cut short."""
+    after = tmp_path / "after.txt"
+    script = textwrap.dedent(f"""
+        import runpy, sys
+        sys.argv = ["main.py", "info", "--workspace", "/nonexistent/ws"]
+        try:
+            runpy.run_path("main.py", run_name="__main__")
+        finally:
+            open({str(after)!r}, "w").write("ran")
+    """)
+    res = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert res.returncode == 2, res.stderr
+    assert after.read_text() == "ran"
