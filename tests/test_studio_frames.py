@@ -211,23 +211,23 @@ def test_convert_settings_describe_the_form():
     assert parse_settings(defaults) == {name: s["default"] for name, s in settings.items() if s["default"] is not None}
 
 
+def _calls(monkeypatch, cls, name: str) -> list:
+    """The arguments of every call of ``cls.name`` from now on (the method still runs)."""
+    calls: list = []
+    original = getattr(cls, name)
+
+    def counting(self, *args, **kwargs):
+        calls.append(args)
+        return original(self, *args, **kwargs)
+    monkeypatch.setattr(cls, name, counting)
+    return calls
+
+
 def test_a_second_preview_reuses_the_loaded_model(small_ws, monkeypatch):
     """The studio keeps convert's Renderer: another frame (or other settings) loads no model again."""
     from convert import renderer as convert_renderer
-    loads = []
-    original = convert_renderer._Network.__init__
-
-    def counting(self, *args, **kwargs):
-        loads.append(args)
-        original(self, *args, **kwargs)
-    monkeypatch.setattr(convert_renderer._Network, "__init__", counting)
-    prepared = []
-    prepare = convert_renderer._Network.prepare
-
-    def counting_prepare(self, *args, **kwargs):
-        prepared.append(args)
-        prepare(self, *args, **kwargs)
-    monkeypatch.setattr(convert_renderer._Network, "prepare", counting_prepare)
+    loads = _calls(monkeypatch, convert_renderer._Network, "__init__")
+    prepared = _calls(monkeypatch, convert_renderer._Network, "prepare")
     frames._RENDERERS.clear()
     first = convert_preview(small_ws, 1, {})
     second = convert_preview(small_ws, 3, {"sharpen": "0.5"})
