@@ -27,10 +27,12 @@ def test_a_pool_runs_blas_and_opencv_on_one_thread_each_then_restores_them():
     assert (_blas_threads(), cv2.getNumThreads()) == (before_blas, before_cv)
 
 
-def test_one_worker_leaves_the_libraries_their_own_threads():
-    before = (_blas_threads(), cv2.getNumThreads())
+def test_one_worker_keeps_opencvs_threads_and_caps_blas():
+    """One worker: OpenCV's own threads are the only parallelism; BLAS is capped anyway (same bytes as many workers)."""
+    before_blas, before_cv = _blas_threads(), cv2.getNumThreads()
     with pool_native_threads(1):
-        assert (_blas_threads(), cv2.getNumThreads()) == before
+        assert (_blas_threads(), cv2.getNumThreads()) == ([1] * len(before_blas), before_cv)
+    assert (_blas_threads(), cv2.getNumThreads()) == (before_blas, before_cv)
 
 
 @pytest.mark.slow

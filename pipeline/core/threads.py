@@ -31,12 +31,15 @@ def blas_threads(count: int) -> Iterator[None]:
 
 @contextlib.contextmanager
 def pool_native_threads(workers: int) -> Iterator[None]:
-    """OpenCV and BLAS on one thread each while a pool of ``workers`` > 1 threads does the parallel work; as they
-    are with one worker (the library's own threads are then the only parallelism)."""
-    if workers <= 1:
-        yield
-        return
-    with opencv_threads(1), blas_threads(1):
+    """BLAS on one thread, and OpenCV on one thread while a pool of ``workers`` > 1 threads does the parallel work.
+
+    BLAS is capped whatever the worker count: its matrices here are a Poisson box's sides
+    (<= 128), too small to gain from threads, and OpenBLAS splits a product over threads
+    by size, which moves its float rounding. Capped always, a render is the same bytes with
+    one worker or many, on one core or sixteen (a one-core cluster node's segment matches
+    the two-core machine's render, which it did not with OpenBLAS left alone there).
+    """
+    with blas_threads(1), opencv_threads(1) if workers > 1 else contextlib.nullcontext():
         yield
 
 
