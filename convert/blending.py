@@ -302,7 +302,9 @@ def poisson_clone(face: np.ndarray, target: np.ndarray, mask: np.ndarray, work_s
         correction = cv2.resize(correction, (w, h), interpolation=cv2.INTER_LINEAR)
     # Outside the mask this is the face plus the field's continuation: the caller's soft
     # mask fades it out there, and the face's colour then meets the frame's smoothly.
-    return np.clip(face.astype(np.float32) + correction + 0.5, 0, 255).astype(np.uint8)
+    correction += face            # in place: face + correction + 0.5, the same floats as with temporaries
+    correction += 0.5
+    return np.clip(correction, 0, 255, out=correction).astype(np.uint8)
 
 
 #: How far (grey levels) OpenCV's float32 solution strays from the exact one: a pixel this close to a whole
@@ -395,7 +397,7 @@ def _poisson_dst(face: np.ndarray, target: np.ndarray, mask: np.ndarray) -> np.n
 
 def poisson_mode(face: np.ndarray, roi: np.ndarray, alpha: np.ndarray) -> np.ndarray:
     """``--blend poisson``: the face Poisson-cloned into the frame region (then feathered by the caller)."""
-    return poisson_clone(face, roi.copy(), alpha)
+    return poisson_clone(face, roi, alpha)          # reads the frame region, never writes it
 
 
 def alpha_mode(face: np.ndarray, roi: np.ndarray, alpha: np.ndarray) -> np.ndarray:
@@ -484,8 +486,12 @@ def _with_detail(face: np.ndarray, source: np.ndarray, face_to_crop: np.ndarray,
     with times.step("crop/warp"):
         warped = warp_into_region(packed, face_to_crop, region, cv2.INTER_CUBIC, cv2.BORDER_REPLICATE)
     with times.step("detail"):
-        out = warped[..., :3] + np.clip(warped[..., 3:], 0.0, 1.0) * roi.astype(np.float32)
-        return np.clip(out + 0.5, 0, 255).astype(np.uint8)
+        # in place, in the order warped + k * frame + 0.5 (the same floats as with temporaries, fewer passes)
+        out = roi.astype(np.float32)
+        out *= np.clip(warped[..., 3:], 0.0, 1.0)
+        out += warped[..., :3]
+        out += 0.5
+        return np.clip(out, 0, 255, out=out).astype(np.uint8)
 
 
 def blend_face(frame: np.ndarray, face: np.ndarray, face_to_crop: np.ndarray, mask: np.ndarray,
