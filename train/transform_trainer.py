@@ -258,7 +258,10 @@ class TransformTrainer(ModelTrainer):
             if "identity" in terms:
                 loss = loss + terms["identity"]
         self.optimise(loss, self.optimizer)
-        value = lambda k: float(raw[k]) if k in raw else 0.0  # noqa: E731
+        def value(k: str) -> float:
+            # detached: float() of a tensor that requires grad warns on every step (torch 2.13)
+            v = raw.get(k, 0.0)
+            return float(v.detach()) if isinstance(v, torch.Tensor) else float(v)
         return {"loss": loss.item(), **{k: value(k) for k in ("content", "style", "light", "tv", "identity")},
                 "alpha": alpha}
 
