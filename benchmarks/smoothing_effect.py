@@ -31,6 +31,7 @@ import numpy as np
 
 from convert import runner as convert_runner
 from convert.backends import BLEND_MODES
+from convert.network import Network
 from convert.options import ConvertOptions
 from evaluate.options import EvaluateOptions
 from evaluate.runner import run_evaluate
@@ -50,13 +51,15 @@ def _jitter(ws: Path, video: Path) -> tuple[float, float]:
 
 
 def _render(ws: Path, out: Path, smooth: float, end: int | None, blend: str, network) -> None:
-    original = convert_runner._Network.__call__
-    convert_runner._Network.__call__ = lambda self, crops: network(crops)
+    original, in_child = Network.__call__, convert_runner.NETWORK_PROCESS
+    Network.__call__ = (lambda self, crops, masks=False:                     # type: ignore[method-assign]
+                        (network(crops), [None] * len(crops)))
+    convert_runner.NETWORK_PROCESS = False          # the network replaced in this process, not in a child
     try:
         convert_runner.run_convert(ConvertOptions(
             workspace=ws, output=out, smooth=smooth, end=end, blend=blend, precision="float"))
     finally:
-        convert_runner._Network.__call__ = original
+        Network.__call__, convert_runner.NETWORK_PROCESS = original, in_child   # type: ignore[method-assign]
 
 
 def main() -> None:

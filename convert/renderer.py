@@ -21,7 +21,7 @@ import cv2
 import numpy as np
 
 from convert import blending, blink, color_transfer, part_colour
-from convert.enhancing import FaceEnhancer, find_enhancer
+from convert.network import Network, check_model
 from convert.options import CHROMA_SMOOTH, PART_COLOUR, ConvertOptions
 from convert.smoothing import smooth_track
 from pipeline.core import geometry, low_light
@@ -41,7 +41,7 @@ from pipeline.workspace.records import DropReason, FaceRow, MaskOrigin, SetMeta
 from pipeline.workspace.store import Workspace
 
 if TYPE_CHECKING:
-    from pipeline.models.interface import FaceModel, Predictor
+    from convert.network_process import NetworkProcess
 
 log = logging.getLogger("convert")
 
@@ -85,22 +85,10 @@ def _check_input(ws: Workspace, meta: SetMeta, requested: Path | None) -> tuple[
     return path, recorded
 
 
-def _check_model(model: FaceModel, model_meta: dict, set_meta: SetMeta, model_dir: Path) -> None:
-    dst_type, dst_size = set_meta.extract.face_type, set_meta.extract.size
-    model_type = model_meta.get("face_type")
-    if model_type != dst_type:
-        raise UserError(f"model in {model_dir} was trained on '{model_type}' faces but the workspace's dst "
-                        f"faces are '{dst_type}'; retrain with 'python main.py train --fresh' or re-extract "
-                        f"with --face-type {model_type}")
-    if isinstance(dst_size, int) and model.resolution > dst_size:
-        raise UserError(f"model in {model_dir} has resolution {model.resolution} but the dst faces are "
-                        f"only {dst_size} px; re-extract with --size {model.resolution} or use a "
-                        f"{dst_size} model")
-
-
-def with_model_defaults(opts: ConvertOptions, model: FaceModel) -> ConvertOptions:
-    """``opts`` with the options left unset (None) filled in: the model family's own default, else convert's."""
-    defaults = {"chroma_smooth": CHROMA_SMOOTH, "part_colour": PART_COLOUR, **model.convert_defaults}
+def with_model_defaults(opts: ConvertOptions, family: dict[str, Any]) -> ConvertOptions:
+    """``opts`` with the options left unset (None) filled in: the model family's own default (``family``, the
+    network's ``convert_defaults``), else convert's."""
+    defaults = {"chroma_smooth": CHROMA_SMOOTH, "part_colour": PART_COLOUR, **family}
     unset = {k: v for k, v in defaults.items() if getattr(opts, k) is None}
     return dataclasses.replace(opts, **unset) if unset else opts
 
@@ -281,63 +269,6 @@ class _FaceWork:
         return out
 
 
-class _Network:
-    """The trained model on its device, run on a batch of crops (uint8 in, uint8 out)."""
-
-    def __init__(self, model_dir: Path, device_name: str, batch: int = 1) -> None:
-        import torch
-
-        from pipeline.core.device import choose_device
-        from pipeline.models.store import load_model
-        self.torch = torch
-        self.device = choose_device(device_name)
-        self.model_dir = model_dir
-        self.model, self.meta = load_model(model_dir, self.device, batch=batch, initialise=False)
-        self.resolution = self.model.resolution
-        self.predictor: Predictor | None = None
-        self.enhancer: FaceEnhancer | None = None     # ``--enhance``: the src person's face enhancer, if trained
-        self.times = StepTimes()       # 'network': each batch's call
-
-    def prepare(self, precision: str, calibration: list[np.ndarray]) -> None:
-        """Pick float or int8 (``auto``: int8 on the CPU when the model allows it) and log it."""
-        from pipeline.core.device import describe_device
-        if precision != "auto" and not self.model.precision_supported(self.device, precision):
-            raise UserError(f"--precision {precision} is not available for this {self.meta['model_type']} model on "
-                            f"{self.device.type} (int8 needs --device cpu and a 128 model with the residual skip); "
-                            f"use --precision float")
-        self.predictor = self.model.predictor(self.device, precision, calibration)
-        arch = ", ".join(f"{k} {v}" for k, v in self.model.architecture().items())
-        log.info("convert: model %s (%s: %s, iteration %s), device %s, %s", self.model_dir / "weights.pt",
-                 self.meta["model_type"], arch, self.meta.get("iteration", "?"), describe_device(self.device),
-                 self.predictor.description)
-
-    def __call__(self, crops: list[np.ndarray],
-                 masks: bool = False) -> tuple[list[np.ndarray], list[np.ndarray | None]]:
-        """(swapped crops, and with ``masks`` the model's mask of each (R x R uint8), else Nones)."""
-        if not crops:
-            return [], []
-        assert self.predictor is not None
-        torch = self.torch
-
-        def u8(t: Any) -> np.ndarray:
-            return t.clamp_(0.0, 1.0).mul_(255.0).add_(0.5).to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
-
-        with self.times.step("network"), torch.inference_mode():
-            x = torch.from_numpy(np.stack(crops)).to(self.device).permute(0, 3, 1, 2).float().div_(255.0)
-            if masks:
-                y, m = self.predictor.with_mask(x)
-                learned = [a[..., 0] for a in u8(m)]
-            else:
-                y, learned = self.predictor(x), [None] * len(crops)
-            if self.enhancer is not None:
-                y = self.enhancer(y)
-            faces = list(u8(y))
-        return faces, learned
-
-
-# ---------------------------------------------------------------------- the renderer
-
-
 def before_after(before: np.ndarray, after: np.ndarray) -> np.ndarray:
     """The preview still: the frame as it was, then as convert renders it, side by side (one layout for
     ``--preview`` files and the studio's preview)."""
@@ -377,7 +308,9 @@ class Renderer:
     """
 
     def __init__(self, opts: ConvertOptions,
-                 before_model: Callable[[Path, dict], None] | None = None) -> None:
+                 before_model: Callable[[Path, dict], None] | None = None,
+                 network: NetworkProcess | None = None) -> None:
+        """``network``: the model already loading in a child process (convert's run), else loaded here."""
         check(opts)
         parse_person(opts.person)
         self.state = workspace_state(Path(opts.workspace))
@@ -398,9 +331,10 @@ class Renderer:
             self._src_reading = (in_background(lambda: _read_src_parts(ws.root), "src-parts")
                                  if opts.part_colour is None or opts.part_colour > 0 else None)
             model_dir = layout.model_dir(ws.root)
-            self.network = _Network(model_dir, opts.device, opts.batch_size)
-            _check_model(self.network.model, self.network.meta, set_meta, model_dir)
-            self.opts = with_model_defaults(opts, self.network.model)
+            self.network: Network | NetworkProcess = (network if network is not None else
+                                                      Network(model_dir, opts.device, opts.batch_size))
+            check_model(self.network.resolution, self.network.meta, set_meta, model_dir)
+            self.opts = with_model_defaults(opts, self.network.convert_defaults)
             self.size, self.face_type = set_meta.extract.size, set_meta.extract.face_type
             self.masker: Masker = MASKERS.load(set_meta.extract.masker)()
             self.rows = rows
@@ -408,7 +342,7 @@ class Renderer:
             from pipeline.models.calibration import calibration_crops
             self.network.prepare(opts.precision, calibration_crops(ws, rows, self.network.resolution,
                                                                             low_light=self.opts.low_light))
-            self.network.enhancer = find_enhancer(ws.root, opts.enhance, self.network.device, self.network.resolution)
+            self.network.use_enhancer(ws.root, opts.enhance)
             self.check(self.opts)
             self._plans: dict[tuple, tuple[dict[int, list[FacePlan]], dict[int, str], str | None]] = {}
             self.plan(self.opts)                           # plans with the given options, checked now
@@ -419,7 +353,7 @@ class Renderer:
 
     def check(self, opts: ConvertOptions) -> None:
         """Refuse options this renderer's model cannot honour."""
-        if opts.mask != "workspace" and not (self.network.predictor and self.network.predictor.learned_mask):
+        if opts.mask != "workspace" and not self.network.learned_mask:
             raise UserError(f"--mask {opts.mask} needs a model that paints its own mask (df, liae), and the "
                             f"{self.network.meta['model_type']} model in {self.network.model_dir} paints none; use "
                             f"--mask workspace")
@@ -433,7 +367,7 @@ class Renderer:
         """``opts`` checked, with the model type's defaults filled in."""
         check(opts)
         parse_person(opts.person)
-        full = with_model_defaults(opts, self.network.model)
+        full = with_model_defaults(opts, self.network.convert_defaults)
         self.check(full)
         return full
 

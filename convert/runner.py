@@ -14,7 +14,6 @@ or interrupted run never leaves a half video where a good one was.
 """
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import time
@@ -29,8 +28,10 @@ import numpy as np
 from tqdm import tqdm
 
 from convert.gaps import report as flicker_report
+from convert.network import Network
+from convert.network_process import NetworkProcess
 from convert.options import ConvertOptions
-from convert.renderer import REASONS, FacePlan, Renderer, _FaceWork, _Network, before_after
+from convert.renderer import REASONS, FacePlan, Renderer, _FaceWork, before_after
 from pipeline.core.errors import UserError
 from pipeline.core.files import DiskFullError, commit_file, is_disk_full, pid_alive, remove_quietly, write_atomic
 from pipeline.core.images import encode
@@ -176,18 +177,6 @@ def network_threads(workers: int) -> int:
     return max(1, workers // 2)
 
 
-@contextlib.contextmanager
-def _torch_threads(count: int) -> Iterator[None]:
-    """Torch's CPU thread count set to ``count`` for the block (the studio and tests keep theirs)."""
-    import torch
-    before = torch.get_num_threads()
-    torch.set_num_threads(count)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
 def output_checks(opts: ConvertOptions, output: Path) -> tuple[list[int], Any, Any]:
     """What convert checks before the model loads, shared by one machine and the cluster.
 
@@ -262,10 +251,26 @@ def faces_ahead(chunks: Iterator[list[tuple[int, np.ndarray]]], plans: dict, poo
         yield chunk, per_frame
 
 
+#: convert's run holds its network in a child process (``convert.network_process``); tests that replace
+#: ``Network.__call__`` in this process set it to False
+NETWORK_PROCESS = True
+
+
 def _convert(opts: ConvertOptions, stills: dict[int, np.ndarray] | None) -> ConvertSummary:
+    network = (NetworkProcess(layout.model_dir(Path(opts.workspace)), opts.device, opts.batch_size)
+               if NETWORK_PROCESS else None)
+    try:
+        return _convert_with(opts, stills, network)
+    finally:
+        if network is not None:
+            network.close()
+
+
+def _convert_with(opts: ConvertOptions, stills: dict[int, np.ndarray] | None,
+                  network: NetworkProcess | None) -> ConvertSummary:
     output = Path(opts.output) if opts.output is not None else layout.default_output(opts.workspace)
     span, before_model, material = output_checks(opts, output)
-    renderer = Renderer(opts, before_model)
+    renderer = Renderer(opts, before_model, network)
     opts, (start, end) = renderer.opts, span
     plans, excluded, person_line = renderer.plan(opts)
     log.info("convert: %s -> %s; smoothing %s, colour %s (chroma smoothing %g px), blend %s, mask %s, erode %d "
@@ -297,11 +302,10 @@ def _convert(opts: ConvertOptions, stills: dict[int, np.ndarray] | None) -> Conv
     if opts.part_colour > 0:
         log.info("convert: brows, nose and lips in the src person's colours against the skin (amount %g)%s",
                  opts.part_colour, "" if work.src_parts else ": no src faces in the workspace, left as they are")
-    threads = network_threads(opts.workers) if renderer.network.device.type == "cpu" else None
+    threads = network_threads(opts.workers) if renderer.network.device_type == "cpu" else None
     # the pool's threads are the parallelism of the per-face work: OpenCV's and OpenBLAS's own on top only add
     # hand-offs and spinning threads
-    with _torch_threads(threads) if threads is not None else contextlib.nullcontext(), \
-            pool_native_threads(opts.workers):
+    with renderer.network.threads(threads), pool_native_threads(opts.workers):
         if opts.preview:
             summary = _render(opts, renderer.input_path, renderer.video, renderer.network, work, plans, excluded,
                               start, end, None, renderer.root / "preview", stills)
@@ -319,7 +323,7 @@ def _convert(opts: ConvertOptions, stills: dict[int, np.ndarray] | None) -> Conv
     return summary
 
 
-def _render(opts: ConvertOptions, input_path: Path, video: dict, network: _Network, work: _FaceWork,
+def _render(opts: ConvertOptions, input_path: Path, video: dict, network: Network | NetworkProcess, work: _FaceWork,
             plans: dict[int, list[FacePlan]], excluded: dict[int, str], start: int, end: int,
             output: Path | None, preview_dir: Path | None,
             stills: dict[int, np.ndarray] | None = None, credentials: Credentials | None = None) -> ConvertSummary:

@@ -346,9 +346,13 @@ def test_a_model_larger_than_the_memory_is_refused_by_load_model(tmp_path, monke
 def test_train_and_convert_refuse_a_model_the_memory_cannot_hold(small_ws, monkeypatch):
     import shutil
 
+    from convert import runner
     from pipeline.core import memory
     monkeypatch.setattr(memory, "machine_memory", lambda: memory.Memory(total=256 << 20, available=2 << 20),
                         raising=False)
+    # the model loads in this process, where the fake memory is (a child's refusal reaches convert as any of
+    # its UserErrors does: tests/test_network_process.py)
+    monkeypatch.setattr(runner, "NETWORK_PROCESS", False)
     before = snapshot(small_ws)
     code, errors = run_main("convert", "--workspace", small_ws)
     assert code != 0 and len(errors) == 1 and "needs about" in errors[0] and "batch" in errors[0], errors

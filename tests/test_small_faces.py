@@ -117,10 +117,13 @@ def _crisp_network(self, crops, masks=False):
 def test_convert_matches_the_footages_sharpness_on_small_faces(small_ws, small_clip, monkeypatch):
     """Preview stills of the small-face clip: sharpness (evaluate's measure) 0.8-1.25 of the footage.
     Measured: median 0.98 (0.93-1.02); the old steps gave 2.36 (1.89-2.48)."""
+    from convert import runner
+    from convert.network import Network
     from convert.options import ConvertOptions
-    from convert.runner import _Network, run_convert
+    from convert.runner import run_convert
     from pipeline.workspace.store import Workspace
-    monkeypatch.setattr(_Network, "__call__", _crisp_network)
+    monkeypatch.setattr(runner, "NETWORK_PROCESS", False)        # the network replaced in this process
+    monkeypatch.setattr(Network, "__call__", _crisp_network)
     stills: dict[int, np.ndarray] = {}
     run_convert(ConvertOptions(workspace=small_ws, preview=6, workers=1, precision="float"), stills=stills)
     with Workspace(small_ws) as ws:
@@ -166,8 +169,10 @@ def test_the_network_sees_the_dark_face_lifted_and_its_face_comes_back_down(smal
     """The stage-dark faces (median ~60) reach the network at ~140, where a net trained on the shared clips
     works (evaluate's jitter on the 200-frame clip with the README's model: x1.16 the footage's -> x0.94);
     a network returning its input gives back the frame's own face, as dark as it was."""
+    from convert import runner
+    from convert.network import Network
     from convert.options import ConvertOptions
-    from convert.runner import _Network, run_convert
+    from convert.runner import run_convert
     from pipeline.models.calibration import calibration_crops
     from pipeline.workspace.store import Workspace
     seen: list[float] = []
@@ -176,7 +181,8 @@ def test_the_network_sees_the_dark_face_lifted_and_its_face_comes_back_down(smal
         seen.extend(_face_median(c) for c in crops)
         return [c.copy() for c in crops], [None] * len(crops)
 
-    monkeypatch.setattr(_Network, "__call__", identity)
+    monkeypatch.setattr(runner, "NETWORK_PROCESS", False)        # the network replaced in this process
+    monkeypatch.setattr(Network, "__call__", identity)
     stills: dict[int, np.ndarray] = {}
     run_convert(ConvertOptions(workspace=small_ws, preview=3, workers=1, precision="float", blend="alpha",
                                detail=0, color="none", chroma_smooth=0, watermark=False), stills=stills)

@@ -225,9 +225,9 @@ def _calls(monkeypatch, cls, name: str) -> list:
 
 def test_a_second_preview_reuses_the_loaded_model(small_ws, monkeypatch):
     """The studio keeps convert's Renderer: another frame (or other settings) loads no model again."""
-    from convert import renderer as convert_renderer
-    loads = _calls(monkeypatch, convert_renderer._Network, "__init__")
-    prepared = _calls(monkeypatch, convert_renderer._Network, "prepare")
+    from convert.network import Network
+    loads = _calls(monkeypatch, Network, "__init__")
+    prepared = _calls(monkeypatch, Network, "prepare")
     frames._RENDERERS.clear()
     first = convert_preview(small_ws, 1, {})
     second = convert_preview(small_ws, 3, {"sharpen": "0.5"})

@@ -19,18 +19,19 @@ import json
 import logging
 import math
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import cv2
 import numpy as np
-import torch
-from torch import nn
 
 from pipeline.core.files import write_atomic
 from pipeline.core.images import ImageReadError, read_gray, read_rgb
 from pipeline.core.low_light import DEFAULT_TARGET, lift
 from pipeline.workspace.records import FaceRow
 from pipeline.workspace.store import Workspace
+
+if TYPE_CHECKING:
+    from torch import nn
 
 log = logging.getLogger("convert")
 
@@ -65,6 +66,7 @@ def calibration_crops(ws: Workspace, rows: list[FaceRow], resolution: int, count
 def weights_digest(net: nn.Module) -> str:
     """sha256 of the net's state dict: names, dtypes, shapes and bytes (the weights as loaded, whatever file
     format held them)."""
+    import torch
     h = hashlib.sha256()
     for name, tensor in net.state_dict().items():
         t = tensor.detach().cpu().contiguous()
@@ -84,6 +86,7 @@ def crops_digest(crops: list[np.ndarray]) -> str:
 
 def key(net: nn.Module, crops: list[np.ndarray]) -> dict[str, Any]:
     """What stored ranges must have been computed from to be used."""
+    import torch  # here, not at the top: convert reads the calibration crops in a process without torch
     return {"format": FORMAT, "weights_sha256": weights_digest(net), "crops_sha256": crops_digest(crops),
             "crops": len(crops), "torch": torch.__version__}
 

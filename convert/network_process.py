@@ -1,0 +1,294 @@
+"""convert's network in a child process: the model loads beside the rest of convert's start-up.
+
+Why: torch's import and the model's load and int8 build are most of convert's start-up
+(about 1.1 of 1.6 s on the 2-core machine), and in one process they hold the interpreter's
+lock, so nothing else can run beside them (a thread preparing crops during torch's import
+finished no sooner than after it). In a child process they run on the other core while
+convert checks the workspace, the video and the output, reads the artist's edits, plans the
+faces and starts the decoder and the encoder; and in the frame loop the network's own
+Python work no longer takes turns with the pool's.
+
+The protocol is ours and small, on the child's stdin and stdout (no pickle): each message
+is one JSON line, followed by as many raw bytes as its ``bytes`` field says (uint8 crops,
+C order). The parent sends ``prepare`` (the calibration crops), ``enhancer``, ``threads``,
+``run`` (a batch of crops) and ``close``; the child answers each with one message:
+``loaded`` first (the model's facts), then ``done`` or ``result``, or ``error`` (a
+``UserError``'s line, or an unexpected failure's traceback). Log records the child makes
+travel with its next answer and are logged here, so they print above the progress bar as
+convert's own do. The child ends at ``close`` or when its stdin closes (convert killed).
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import traceback
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO, Any
+
+import numpy as np
+
+from pipeline.core.errors import UserError
+from pipeline.core.profile import StepTimes
+
+log = logging.getLogger("convert")
+
+#: the folder that holds the ``convert`` package, put on the child's import path
+_ROOT = Path(__file__).resolve().parents[1]
+
+
+def _send(stream: IO[bytes], header: dict[str, Any], *arrays: np.ndarray) -> None:
+    payload = [np.ascontiguousarray(a, np.uint8).tobytes() for a in arrays]
+    header = {**header, "bytes": [len(p) for p in payload]}
+    stream.write(json.dumps(header).encode() + b"\n")
+    for p in payload:
+        stream.write(p)
+    stream.flush()
+
+
+def _receive(stream: IO[bytes]) -> tuple[dict[str, Any], list[bytes]] | None:
+    """(header, payloads), or None at the end of the stream."""
+    line = stream.readline()
+    if not line:
+        return None
+    header = json.loads(line)
+    payloads = []
+    for size in header.get("bytes", []):
+        data = stream.read(size)
+        if len(data) < size:
+            return None
+        payloads.append(data)
+    return header, payloads
+
+
+def _stack(data: bytes, shape: list[int]) -> np.ndarray:
+    return np.frombuffer(data, np.uint8).reshape(shape)
+
+
+class NetworkProcess:
+    """``convert.network.Network``'s interface, the model held by a child process (started at once)."""
+
+    def __init__(self, model_dir: Path, device_name: str, batch: int = 1) -> None:
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (str(_ROOT), env.get("PYTHONPATH", "")) if p)
+        self.model_dir = Path(model_dir)
+        self.times = StepTimes()       # 'network': each batch's round trip
+        self._proc: subprocess.Popen | None = subprocess.Popen(
+            [sys.executable, "-m", "convert.network_process", str(model_dir), device_name, str(batch)],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env)
+        self._facts: dict[str, Any] | None = None
+        self._learned_mask = False
+        self._pending = 0              # requests sent whose answers are not read yet (``_post``)
+
+    # ------------------------------------------------------------------ the child's answers
+    def _ask(self, header: dict[str, Any], *arrays: np.ndarray) -> tuple[dict[str, Any], list[bytes]]:
+        self._settle()
+        return self._exchange(header, *arrays)
+
+    def _post(self, header: dict[str, Any], *arrays: np.ndarray) -> None:
+        """Send a request whose answer is read later (by the next ``_ask`` or ``_settle``): the child works on it
+        while convert goes on with its own start-up. Answers come in the order of the requests."""
+        self._wait_loaded()
+        proc = self._proc
+        if proc is None:
+            raise RuntimeError("the network process was closed")
+        assert proc.stdin is not None
+        try:
+            _send(proc.stdin, header, *arrays)
+        except (BrokenPipeError, ConnectionResetError):
+            pass                       # the child is gone: the next answer read says so
+        self._pending += 1
+
+    def _settle(self) -> None:
+        """The model's facts and the answers to every posted request, read (raising the first error)."""
+        self._wait_loaded()
+        while self._pending:
+            self._pending -= 1
+            reply, _ = self._exchange(None)
+            if "learned_mask" in reply:
+                self._learned_mask = bool(reply["learned_mask"])
+
+    def _exchange(self, header: dict[str, Any] | None, *arrays: np.ndarray) -> tuple[dict[str, Any], list[bytes]]:
+        proc = self._proc
+        if proc is None:
+            raise RuntimeError("the network process was closed")
+        assert proc.stdin is not None and proc.stdout is not None
+        try:
+            if header is not None:
+                _send(proc.stdin, header, *arrays)
+            answer = _receive(proc.stdout)
+        except (BrokenPipeError, ConnectionResetError, ValueError):
+            answer = None
+        if answer is None:
+            code = proc.wait()
+            self._proc = None
+            how = f"killed by signal {-code}" if code < 0 else f"exit code {code}"
+            raise UserError(f"convert's network process ended unexpectedly ({how}; killed for memory, or its "
+                            f"error is above); nothing was written: run convert again", exit_code=1)
+        reply, payloads = answer
+        for level, name, message in reply.get("logs", []):
+            logging.getLogger(name).log(level, "%s", message)
+        if reply.get("event") == "error":
+            self.close()
+            if reply.get("user"):
+                raise UserError(reply["message"], reply.get("exit_code", 2))
+            raise RuntimeError(f"convert's network process failed:\n{reply['message']}")
+        return reply, payloads
+
+    def _wait_loaded(self) -> dict[str, Any]:
+        if self._facts is None:
+            self._facts, _ = self._exchange(None)
+        return self._facts
+
+    # ------------------------------------------------------------------ Network's interface
+    @property
+    def meta(self) -> dict[str, Any]:
+        return dict(self._wait_loaded()["meta"])
+
+    @property
+    def resolution(self) -> int:
+        return int(self._wait_loaded()["resolution"])
+
+    @property
+    def device_type(self) -> str:
+        return str(self._wait_loaded()["device"])
+
+    @property
+    def convert_defaults(self) -> dict[str, Any]:
+        return dict(self._wait_loaded()["convert_defaults"])
+
+    @property
+    def learned_mask(self) -> bool:
+        self._settle()
+        return self._learned_mask
+
+    def prepare(self, precision: str, calibration: list[np.ndarray]) -> None:
+        """Posted: the int8 build runs in the child while convert plans the faces and starts its coders."""
+        self._post({"op": "prepare", "precision": precision, "shape": _shape(calibration)}, *_arrays(calibration))
+
+    def use_enhancer(self, workspace: Path, strength: float) -> None:
+        self._post({"op": "enhancer", "workspace": str(workspace), "strength": strength})
+
+    @contextlib.contextmanager
+    def threads(self, count: int | None) -> Iterator[None]:
+        """Torch's CPU threads in the child (it ends with the run: nothing to restore)."""
+        if count is not None:
+            self._post({"op": "threads", "count": count})
+        yield
+
+    def __call__(self, crops: list[np.ndarray],
+                 masks: bool = False) -> tuple[list[np.ndarray], list[np.ndarray | None]]:
+        if not crops:
+            return [], []
+        with self.times.step("network"):
+            reply, payloads = self._ask({"op": "run", "masks": masks, "shape": _shape(crops)}, *_arrays(crops))
+        faces = list(_stack(payloads[0], reply["shape"]))
+        learned: list[np.ndarray | None] = (list(_stack(payloads[1], reply["mask_shape"])) if masks
+                                            else [None] * len(crops))
+        return faces, learned
+
+    def close(self) -> None:
+        """End the child (it exits at once, without torch's slow teardown)."""
+        proc, self._proc = self._proc, None
+        if proc is None:
+            return
+        with contextlib.suppress(OSError, ValueError):
+            assert proc.stdin is not None
+            proc.stdin.close()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        if proc.stdout is not None:
+            proc.stdout.close()
+
+
+def _shape(crops: list[np.ndarray]) -> list[int]:
+    return [len(crops), *crops[0].shape] if crops else [0]
+
+
+def _arrays(crops: list[np.ndarray]) -> tuple[np.ndarray, ...]:
+    return (np.stack(crops),) if crops else ()
+
+
+# ---------------------------------------------------------------------- the child
+
+
+class _Records(logging.Handler):
+    """Keeps the child's log records for its next answer."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.INFO)
+        self.records: list[list[Any]] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append([record.levelno, record.name, record.getMessage()])
+
+    def take(self) -> list[list[Any]]:
+        out, self.records = self.records, []
+        return out
+
+
+def _serve(argv: list[str], stdin: IO[bytes], stdout: IO[bytes]) -> None:
+    records = _Records()
+    root = logging.getLogger()
+    root.handlers[:] = [records]
+    root.setLevel(logging.INFO)
+
+    def answer(header: dict[str, Any], *arrays: np.ndarray) -> None:
+        _send(stdout, {**header, "logs": records.take()}, *arrays)
+
+    try:
+        from convert.network import Network
+        model_dir, device_name, batch = Path(argv[0]), argv[1], int(argv[2])
+        network = Network(model_dir, device_name, batch)
+        answer({"event": "loaded", "meta": network.meta, "resolution": network.resolution,
+                "device": network.device_type, "convert_defaults": network.convert_defaults})
+        while (message := _receive(stdin)) is not None:
+            header, payloads = message
+            op = header["op"]
+            if op == "run":
+                crops = list(_stack(payloads[0], header["shape"]))
+                faces, learned = network(crops, masks=bool(header["masks"]))
+                extra = (np.stack([m for m in learned if m is not None]),) if header["masks"] else ()
+                answer({"event": "result", "shape": [len(faces), *faces[0].shape],
+                        "mask_shape": [len(extra[0]), *extra[0].shape[1:]] if extra else None},
+                       np.stack(faces), *extra)
+            elif op == "prepare":
+                calibration = list(_stack(payloads[0], header["shape"])) if payloads else []
+                network.prepare(header["precision"], calibration)
+                answer({"event": "done", "learned_mask": network.learned_mask})
+            elif op == "enhancer":
+                network.use_enhancer(Path(header["workspace"]), float(header["strength"]))
+                answer({"event": "done"})
+            elif op == "threads":
+                network.torch.set_num_threads(int(header["count"]))
+                answer({"event": "done"})
+            else:
+                raise ValueError(f"unknown request {op!r}")
+    except UserError as exc:
+        answer({"event": "error", "user": True, "message": str(exc), "exit_code": exc.exit_code})
+    except BrokenPipeError:
+        pass                                     # the parent is gone: nothing to tell
+    except Exception:  # noqa: BLE001 - told to the parent, which raises it
+        answer({"event": "error", "user": False, "message": traceback.format_exc()})
+
+
+if __name__ == "__main__":
+    # Ctrl-C reaches the whole process group: convert handles it and closes this process's stdin
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # the protocol gets its own copy of stdout; anything a library prints goes to stderr instead of into it
+    _channel = os.fdopen(os.dup(sys.stdout.fileno()), "wb")
+    os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
+    try:
+        _serve(sys.argv[1:], sys.stdin.buffer, _channel)
+    finally:
+        with contextlib.suppress(OSError, ValueError):
+            _channel.flush()
+        os._exit(0)              # without torch's teardown (0.3-0.5 s): the parent may be waiting on it
