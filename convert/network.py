@@ -1,7 +1,7 @@
 """convert's network: the trained model on its device, run on batches of crops (uint8 in, uint8 out).
 
 Two ways to hold it, one interface (``resolution``, ``meta``, ``convert_defaults``,
-``learned_mask``, ``device_type``, ``prepare``, ``use_enhancer``, ``__call__``):
+``learned_mask``, ``prepare``, ``use_enhancer``, ``threads``, ``ready``, ``__call__``, ``close``):
 
 - ``Network``, in this process: the studio, the cluster's workers and tools that render
   a few frames keep one for many calls;
@@ -93,11 +93,15 @@ class Network:
         from convert.enhancing import find_enhancer
         self.enhancer = find_enhancer(workspace, strength, self.device, self.resolution)
 
+    def ready(self) -> bool:
+        """Loaded and prepared in this process: always (``NetworkProcess.ready`` may say not yet)."""
+        return True
+
     @contextlib.contextmanager
     def threads(self, count: int | None) -> Iterator[None]:
-        """Torch's CPU threads set to ``count`` for the block (None: as they are); the studio and tests keep
-        theirs after it."""
-        if count is None:
+        """Torch's CPU threads set to ``count`` for the block when the model runs on the CPU (None: as they are);
+        the studio and tests keep theirs after it."""
+        if count is None or self.device.type != "cpu":
             yield
             return
         before = self.torch.get_num_threads()

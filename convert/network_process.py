@@ -23,9 +23,12 @@ import contextlib
 import json
 import logging
 import os
+import queue
+import select
 import signal
 import subprocess
 import sys
+import threading
 import traceback
 from collections.abc import Iterator
 from pathlib import Path
@@ -66,6 +69,76 @@ def _receive(stream: IO[bytes]) -> tuple[dict[str, Any], list[bytes]] | None:
     return header, payloads
 
 
+class _Channel:
+    """The parent's end of the child's stdout: whole messages, and whether one has come without waiting."""
+
+    def __init__(self, stream: IO[bytes]) -> None:
+        self.stream = stream
+        self.fd = stream.fileno()
+        self.buf = bytearray()
+
+    def _complete(self) -> int:
+        """Bytes of the first whole message in the buffer, or 0."""
+        end = self.buf.find(b"\n")
+        if end < 0:
+            return 0
+        size = end + 1 + sum(json.loads(self.buf[:end]).get("bytes", []))
+        return size if len(self.buf) >= size else 0
+
+    def _fill(self, wait: bool) -> bool:
+        if not wait and not select.select([self.fd], [], [], 0)[0]:
+            return False
+        data = os.read(self.fd, 1 << 20)
+        if not data:
+            raise EOFError
+        self.buf += data
+        return True
+
+    def has_message(self) -> bool:
+        """Whether a whole message can be read now (reads what the pipe holds, never waits)."""
+        try:
+            while not self._complete():
+                if not self._fill(wait=False):
+                    return False
+        except EOFError:
+            return True                # the end: ``read`` says so at once
+        return True
+
+    def read(self) -> tuple[dict[str, Any], list[bytes]] | None:
+        """The next message (waiting for it), or None at the end of the stream."""
+        try:
+            while not self._complete():
+                self._fill(wait=True)
+        except EOFError:
+            return None
+        end = self.buf.find(b"\n")
+        header = json.loads(self.buf[:end])
+        payloads, at = [], end + 1
+        for size in header.get("bytes", []):
+            payloads.append(bytes(self.buf[at:at + size]))
+            at += size
+        del self.buf[:at]
+        return header, payloads
+
+
+def _expected_facts(model_dir: Path) -> dict[str, Any] | None:
+    """What the child will say about the model, read from its ``options.json`` here (no torch): its options,
+    resolution and convert defaults; None when the file is not as train writes it (the child's answer then
+    decides, with its error)."""
+    from pipeline.registries import MODEL_TYPES
+    try:
+        meta = json.loads((model_dir / "options.json").read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError):
+        return None
+    if not isinstance(meta, dict) or meta.get("model_type") not in MODEL_TYPES:
+        return None
+    resolution = meta.get("resolution")
+    if not isinstance(resolution, int) or isinstance(resolution, bool) or not isinstance(meta.get("face_type"), str):
+        return None
+    return {"meta": meta, "resolution": resolution,
+            "convert_defaults": dict(MODEL_TYPES.load(meta["model_type"], "convert_defaults"))}
+
+
 def _stack(data: bytes, shape: list[int]) -> np.ndarray:
     return np.frombuffer(data, np.uint8).reshape(shape)
 
@@ -81,6 +154,15 @@ class NetworkProcess:
         self._proc: subprocess.Popen | None = subprocess.Popen(
             [sys.executable, "-m", "convert.network_process", str(model_dir), device_name, str(batch)],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env)
+        assert self._proc.stdout is not None and self._proc.stdin is not None
+        self._channel = _Channel(self._proc.stdout)
+        # requests go out on a thread of their own: a pipe holds 64 kB, and the child reads nothing until torch
+        # is imported, so a posted request (16 calibration crops, 786 kB) would hold convert up until then
+        self._outbox: queue.SimpleQueue[tuple[dict[str, Any], tuple[np.ndarray, ...]] | None] = queue.SimpleQueue()
+        self._sender = threading.Thread(target=self._send_all, args=(self._proc.stdin,), name="network-requests",
+                                        daemon=True)
+        self._sender.start()
+        self._expected = _expected_facts(self.model_dir)     # read here: the parent plans while the child loads
         self._facts: dict[str, Any] | None = None
         self._learned_mask = False
         self._pending = 0              # requests sent whose answers are not read yet (``_post``)
@@ -92,37 +174,45 @@ class NetworkProcess:
 
     def _post(self, header: dict[str, Any], *arrays: np.ndarray) -> None:
         """Send a request whose answer is read later (by the next ``_ask`` or ``_settle``): the child works on it
-        while convert goes on with its own start-up. Answers come in the order of the requests."""
-        self._wait_loaded()
-        proc = self._proc
-        if proc is None:
+        while convert goes on with its own start-up. The child reads requests once it has loaded the model and
+        answers them in order, after its ``loaded``."""
+        if self._proc is None:
             raise RuntimeError("the network process was closed")
-        assert proc.stdin is not None
-        try:
-            _send(proc.stdin, header, *arrays)
-        except (BrokenPipeError, ConnectionResetError):
-            pass                       # the child is gone: the next answer read says so
+        self._outbox.put((header, arrays))
         self._pending += 1
+
+    def _send_all(self, stdin: IO[bytes]) -> None:
+        """The request thread: each request written in turn; the child's stdin closed at the end (``close``)."""
+        try:
+            while (item := self._outbox.get()) is not None:
+                _send(stdin, item[0], *item[1])
+        except (BrokenPipeError, ConnectionResetError, ValueError, OSError):
+            pass                       # the child is gone: the next answer read says so
+        finally:
+            with contextlib.suppress(OSError, ValueError):
+                stdin.close()
 
     def _settle(self) -> None:
         """The model's facts and the answers to every posted request, read (raising the first error)."""
         self._wait_loaded()
         while self._pending:
-            self._pending -= 1
-            reply, _ = self._exchange(None)
-            if "learned_mask" in reply:
-                self._learned_mask = bool(reply["learned_mask"])
+            self._settle_one()
+
+    def _settle_one(self) -> None:
+        self._pending -= 1
+        reply, _ = self._exchange(None)
+        if "learned_mask" in reply:
+            self._learned_mask = bool(reply["learned_mask"])
 
     def _exchange(self, header: dict[str, Any] | None, *arrays: np.ndarray) -> tuple[dict[str, Any], list[bytes]]:
         proc = self._proc
         if proc is None:
             raise RuntimeError("the network process was closed")
-        assert proc.stdin is not None and proc.stdout is not None
+        if header is not None:
+            self._outbox.put((header, arrays))
         try:
-            if header is not None:
-                _send(proc.stdin, header, *arrays)
-            answer = _receive(proc.stdout)
-        except (BrokenPipeError, ConnectionResetError, ValueError):
+            answer = self._channel.read()
+        except (OSError, ValueError):
             answer = None
         if answer is None:
             code = proc.wait()
@@ -142,25 +232,46 @@ class NetworkProcess:
 
     def _wait_loaded(self) -> dict[str, Any]:
         if self._facts is None:
-            self._facts, _ = self._exchange(None)
+            facts, _ = self._exchange(None)
+            expected = self._expected
+            if expected is not None and (facts["resolution"] != expected["resolution"]
+                                         or facts["meta"].get("model_type") != expected["meta"]["model_type"]
+                                         or facts["meta"].get("face_type") != expected["meta"]["face_type"]):
+                self.close()
+                raise UserError(f"the model in {self.model_dir} changed while convert loaded it; run convert "
+                                f"again", exit_code=1)
+            self._facts = facts
         return self._facts
+
+    def _known(self) -> dict[str, Any]:
+        """The model's facts: as its options file states them when it could be read here, else the child's."""
+        return self._expected if self._expected is not None else self._wait_loaded()
+
+    def ready(self) -> bool:
+        """Whether the child has loaded and answered every request so far; never waits (the frame loop prepares
+        more crops while it is not)."""
+        try:
+            while (self._facts is None or self._pending) and self._channel.has_message():
+                if self._facts is None:
+                    self._wait_loaded()
+                else:
+                    self._settle_one()
+        except OSError:
+            return True                # a broken channel: the next request reports it
+        return self._facts is not None and not self._pending
 
     # ------------------------------------------------------------------ Network's interface
     @property
     def meta(self) -> dict[str, Any]:
-        return dict(self._wait_loaded()["meta"])
+        return dict(self._known()["meta"])
 
     @property
     def resolution(self) -> int:
-        return int(self._wait_loaded()["resolution"])
-
-    @property
-    def device_type(self) -> str:
-        return str(self._wait_loaded()["device"])
+        return int(self._known()["resolution"])
 
     @property
     def convert_defaults(self) -> dict[str, Any]:
-        return dict(self._wait_loaded()["convert_defaults"])
+        return dict(self._known()["convert_defaults"])
 
     @property
     def learned_mask(self) -> bool:
@@ -176,7 +287,7 @@ class NetworkProcess:
 
     @contextlib.contextmanager
     def threads(self, count: int | None) -> Iterator[None]:
-        """Torch's CPU threads in the child (it ends with the run: nothing to restore)."""
+        """Torch's threads in the child when it runs on the CPU (it ends with the run: nothing to restore)."""
         if count is not None:
             self._post({"op": "threads", "count": count})
         yield
@@ -197,9 +308,8 @@ class NetworkProcess:
         proc, self._proc = self._proc, None
         if proc is None:
             return
-        with contextlib.suppress(OSError, ValueError):
-            assert proc.stdin is not None
-            proc.stdin.close()
+        self._outbox.put(None)         # the request thread closes the child's stdin: it ends at that
+        self._sender.join(timeout=10)
         try:
             proc.wait(timeout=10)
         except subprocess.TimeoutExpired:
@@ -268,7 +378,8 @@ def _serve(argv: list[str], stdin: IO[bytes], stdout: IO[bytes]) -> None:
                 network.use_enhancer(Path(header["workspace"]), float(header["strength"]))
                 answer({"event": "done"})
             elif op == "threads":
-                network.torch.set_num_threads(int(header["count"]))
+                if network.device_type == "cpu":
+                    network.torch.set_num_threads(int(header["count"]))
                 answer({"event": "done"})
             else:
                 raise ValueError(f"unknown request {op!r}")

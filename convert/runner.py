@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections import Counter, defaultdict
+from collections import Counter, defaultdict, deque
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -219,9 +219,21 @@ def faces_of_chunk(chunk: list, plans: dict, pool: ThreadPoolExecutor, work: Any
     return per_frame
 
 
+#: memory for the frames and crops made while the network loads (``faces_ahead``'s ``ahead``)
+AHEAD_BYTES = 192 << 20
+
+
+def chunks_ahead(width: int, height: int, size: int, resolution: int, batch: int) -> int:
+    """How many chunks of ``batch`` frames ``faces_ahead`` may make ready while the network loads: as many as
+    fit in ``AHEAD_BYTES`` (a frame, and for its face the aligned mask, the float blend mask and the network's
+    crop), at least one: about 20 for a 512 px clip (170 frames), 1 for a 4K one."""
+    per_frame = width * height * 3 + size * size * 5 + resolution * resolution * 4
+    return max(1, AHEAD_BYTES // (max(1, batch) * per_frame))
+
+
 def faces_ahead(chunks: Iterator[list[tuple[int, np.ndarray]]], plans: dict, pool: ThreadPoolExecutor, work: Any,
-                network: Any, learned_masks: bool,
-                times: Any) -> Iterator[tuple[list[tuple[int, np.ndarray]], dict[int, list]]]:
+                network: Any, learned_masks: bool, times: Any,
+                ahead: int = 1) -> Iterator[tuple[list[tuple[int, np.ndarray]], dict[int, list]]]:
     """(chunk, its faces as ``faces_of_chunk`` gives them) for every chunk, the next chunk's crops queued on the
     pool before the caller queues this chunk's finishing work.
 
@@ -230,21 +242,39 @@ def faces_ahead(chunks: Iterator[list[tuple[int, np.ndarray]]], plans: dict, poo
     the pool sat idle, and the pool while the network did. Queued first, the crops are ready
     as soon as the network is free, and the network's next batch runs beside the pool's
     blends of this one. Every face is computed as before: the video is the same.
+
+    While the network is not ready yet (``NetworkProcess.ready``: the model still loading in
+    its own process, about 1.4 s on the 2-core machine), up to ``ahead`` chunks are decoded
+    and their crops made, on a core that would otherwise wait.
     """
     def start(chunk: list[tuple[int, np.ndarray]]) -> tuple[list, list, list[Future]]:
         jobs = [(i, frame, plan) for i, frame in chunk for plan in plans.get(i, [])]
         return chunk, jobs, [pool.submit(work.prepare, frame, plan) for _, frame, plan in jobs]
 
     source = iter(chunks)
-    first = next(source, None)
-    current = start(first) if first is not None else None
-    while current is not None:
-        chunk, jobs, futures = current
+    started: deque[tuple[list, list, list[Future]]] = deque()
+
+    def top_up(count: int) -> bool:
+        """At least ``count`` chunks started; False once the video has no more."""
+        while len(started) < count:
+            following = next(source, None)
+            if following is None:
+                return False
+            started.append(start(following))
+        return True
+
+    top_up(1)
+    # while the network is still loading (its own process), more chunks' crops are made, up to ``ahead``:
+    # the pool would otherwise sit idle until the first network call returns
+    ready = getattr(network, "ready", None)
+    while ready is not None and len(started) < ahead and not ready() and top_up(len(started) + 1):
+        pass
+    while started:
+        chunk, jobs, futures = started.popleft()
         with times.step("waiting"):
             prepared = [f.result() for f in futures]
         generated, learned = network([p.net_input for p in prepared], masks=learned_masks)
-        following = next(source, None)
-        current = start(following) if following is not None else None
+        top_up(1)
         per_frame: dict[int, list] = defaultdict(list)
         for (i, _, _), prep, gen, lm in zip(jobs, prepared, generated, learned):
             per_frame[i].append((prep, gen, lm))
@@ -302,7 +332,7 @@ def _convert_with(opts: ConvertOptions, stills: dict[int, np.ndarray] | None,
     if opts.part_colour > 0:
         log.info("convert: brows, nose and lips in the src person's colours against the skin (amount %g)%s",
                  opts.part_colour, "" if work.src_parts else ": no src faces in the workspace, left as they are")
-    threads = network_threads(opts.workers) if renderer.network.device_type == "cpu" else None
+    threads = network_threads(opts.workers)          # used when the network runs on the CPU
     # the pool's threads are the parallelism of the per-face work: OpenCV's and OpenBLAS's own on top only add
     # hand-offs and spinning threads
     with renderer.network.threads(threads), pool_native_threads(opts.workers):
@@ -355,7 +385,9 @@ def _render(opts: ConvertOptions, input_path: Path, video: dict, network: Networ
     try:
         seen = [0]
         chunks = _chunks(reader, start, end, wanted, max(1, opts.batch_size), seen, times)
-        for chunk, per_frame in faces_ahead(chunks, plans, pool, work, network, opts.mask != "workspace", times):
+        ahead = chunks_ahead(width, height, work.size, work.resolution, opts.batch_size)
+        for chunk, per_frame in faces_ahead(chunks, plans, pool, work, network, opts.mask != "workspace", times,
+                                            ahead):
             for i, frame in chunk:
                 faces = per_frame.get(i)
                 if faces:

@@ -93,7 +93,8 @@ MODEL_TYPES.register(Entry(
     "Korshunova et al.'s feed-forward transformation network (dst face = content, src identity = style)",
     options=("--resolution", "--width", "--no-skip", "--alpha", "--beta", "--gamma", "--identity-weight",
              "--features", "--content-layers", "--style-layers", "--patch", "--n-best"), terms=_OURS,
-    parts={"options": "pipeline.models.transform_options:TransformOptions"}))
+    parts={"options": "pipeline.models.transform_options:TransformOptions",
+           "convert_defaults": "pipeline.models.convert_defaults:TRANSFORM"}))
 _AE_OPTIONS = ("--resolution", "--preset", "--ae-dims", "--e-dims", "--d-dims", "--d-mask-dims", "--random-warp",
                "--random-flip", "--eyes-mouth-prio", "--masked-loss", "--mask-loss", "--true-face-power", "--gan-power")
 _DFL = "this project's code (the DeepFaceLab DF/LIAE architectures, Perov et al.)"
@@ -102,10 +103,12 @@ MODEL_TYPES.register(Entry(
     "DeepFaceLab's DF autoencoder: shared encoder and bottleneck, a decoder per person (strong src likeness; "
     "learns both faces from scratch: many thousands of iterations, a GPU for the full size)",
     options=_AE_OPTIONS, terms=_DFL,
-    parts={"options": "pipeline.models.autoencoder_options:AutoencoderOptions"}))
+    parts={"options": "pipeline.models.autoencoder_options:AutoencoderOptions",
+           "convert_defaults": "pipeline.models.convert_defaults:AUTOENCODER"}))
 MODEL_TYPES.register(Entry(
     "liae", "pipeline.models.autoencoder:LIAEModel",
     "DeepFaceLab's LIAE autoencoder: shared encoder and decoder, a shared and a dst-only bottleneck (keeps the "
     "dst's light and colour better, the src likeness weaker than df; the same options as df)",
     options=_AE_OPTIONS, terms=_DFL,
-    parts={"options": "pipeline.models.autoencoder_options:AutoencoderOptions"}))
+    parts={"options": "pipeline.models.autoencoder_options:AutoencoderOptions",
+           "convert_defaults": "pipeline.models.convert_defaults:AUTOENCODER"}))

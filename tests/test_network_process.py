@@ -122,3 +122,30 @@ def test_a_child_killed_mid_render_is_one_line_and_writes_nothing(ws):
     assert "Traceback" not in err
     assert old.read_bytes() == b"the artist's previous render"
     assert not list(ws.glob(".*.tmp*"))
+
+
+def test_the_parent_plans_with_the_models_facts_before_the_child_has_loaded(ws):
+    """Resolution, options and the family's convert defaults come from ``options.json`` at once (no wait on
+    torch's import in the child); ``ready`` turns true once the child has loaded, and its facts agree."""
+    from convert.network_process import NetworkProcess
+    network = NetworkProcess(ws / "model", "cpu", 8)
+    try:
+        started = time.perf_counter()
+        assert network.resolution == 128 and network.meta["model_type"] == "transform"
+        assert network.convert_defaults == {}
+        assert network._facts is None and time.perf_counter() - started < 0.5     # nothing waited for
+        deadline = time.time() + 120
+        while not network.ready() and time.time() < deadline:
+            time.sleep(0.02)
+        assert network._facts is not None and network._facts["resolution"] == 128
+        assert network._facts["device"] == "cpu"
+    finally:
+        network.close()
+
+
+def test_each_model_familys_convert_defaults_are_readable_without_torch():
+    """The registry's ``convert_defaults`` part (what the parent reads) is the model class's own."""
+    from pipeline.registries import MODEL_TYPES
+    for name in MODEL_TYPES.names():
+        assert MODEL_TYPES.load(name, "convert_defaults") == MODEL_TYPES.load(name).convert_defaults, name
+    assert MODEL_TYPES.load("df", "convert_defaults") == {"chroma_smooth": 0.0, "part_colour": 0.0}

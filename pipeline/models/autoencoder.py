@@ -16,6 +16,7 @@ import torch
 
 from pipeline.core.errors import UserError
 from pipeline.core.options import declared_range
+from pipeline.models import convert_defaults as family_defaults
 from pipeline.models.autoencoder_net import AutoencoderNet, DFNet, LIAENet
 from pipeline.models.autoencoder_options import RESOLUTIONS, WIDTH_KEYS, AutoencoderOptions
 from pipeline.models.interface import FaceModel, Predictor, check_sizes
@@ -39,9 +40,8 @@ class AutoencoderModel(FaceModel):
 
     net_class: ClassVar[type[AutoencoderNet]] = AutoencoderNet
     architecture_keys = ("resolution", *WIDTH_KEYS)
-    #: the face is painted anew, not a changed dst face: smoothing the colour of its change would carry the
-    #: dst's colour detail (lip edges) onto it, green teeth where the dst shows white ones (seen at frame 10)
-    convert_defaults = {"chroma_smooth": 0.0, "part_colour": 0.0}   # part colour: not measured on autoencoders
+    #: no chroma smoothing, no part colour (why: ``pipeline.models.convert_defaults``)
+    convert_defaults = family_defaults.AUTOENCODER
 
     def __init__(self, net: AutoencoderNet) -> None:
         self.net = net

@@ -17,6 +17,7 @@ from torch import nn
 
 from pipeline.core.errors import UserError
 from pipeline.core.options import declared_range
+from pipeline.models import convert_defaults as family_defaults
 from pipeline.models.interface import RESTORE, FaceModel, Predictor, check_sizes
 from pipeline.models.transform_net import RESOLUTIONS, TransformNet, inference_copy
 from pipeline.models.transform_options import TransformOptions
@@ -46,6 +47,7 @@ class TransformModel(FaceModel):
 
     type_name = "transform"
     architecture_keys = ("resolution", "width", "skip")
+    convert_defaults = family_defaults.TRANSFORM
 
     def __init__(self, net: TransformNet) -> None:
         self.net = net
