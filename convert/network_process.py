@@ -135,6 +135,8 @@ def _expected_facts(model_dir: Path) -> dict[str, Any] | None:
     resolution = meta.get("resolution")
     if not isinstance(resolution, int) or isinstance(resolution, bool) or not isinstance(meta.get("face_type"), str):
         return None
+    if "convert_defaults" not in MODEL_TYPES.get(meta["model_type"]).parts:
+        return None                    # a family registered without it (a plugin, a test's): loaded in-process
     return {"meta": meta, "resolution": resolution,
             "convert_defaults": dict(MODEL_TYPES.load(meta["model_type"], "convert_defaults"))}
 
@@ -145,6 +147,16 @@ def _stack(data: bytes, shape: list[int]) -> np.ndarray:
 
 class NetworkProcess:
     """``convert.network.Network``'s interface, the model held by a child process (started at once)."""
+
+    @classmethod
+    def start(cls, model_dir: Path, device_name: str, batch: int = 1) -> NetworkProcess | None:
+        """The child started on ``model_dir``, or None where convert loads the model in its own process: no
+        readable ``options.json`` (the in-process load then says what is wrong, in the same words), or a
+        model family the child may not know (registered at run time, by a plugin or a test, without the
+        torch-free ``convert_defaults`` part the parent plans with)."""
+        if _expected_facts(Path(model_dir)) is None:
+            return None
+        return cls(model_dir, device_name, batch)
 
     def __init__(self, model_dir: Path, device_name: str, batch: int = 1) -> None:
         env = dict(os.environ)

@@ -287,7 +287,7 @@ NETWORK_PROCESS = True
 
 
 def _convert(opts: ConvertOptions, stills: dict[int, np.ndarray] | None) -> ConvertSummary:
-    network = (NetworkProcess(layout.model_dir(Path(opts.workspace)), opts.device, opts.batch_size)
+    network = (NetworkProcess.start(layout.model_dir(Path(opts.workspace)), opts.device, opts.batch_size)
                if NETWORK_PROCESS else None)
     try:
         return _convert_with(opts, stills, network)

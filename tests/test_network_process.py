@@ -149,3 +149,26 @@ def test_each_model_familys_convert_defaults_are_readable_without_torch():
     for name in MODEL_TYPES.names():
         assert MODEL_TYPES.load(name, "convert_defaults") == MODEL_TYPES.load(name).convert_defaults, name
     assert MODEL_TYPES.load("df", "convert_defaults") == {"chroma_smooth": 0.0, "part_colour": 0.0}
+
+
+def test_no_child_where_the_parent_cannot_plan_with_the_options_file(ws, tmp_path):
+    """No readable options.json (the in-process load says what is wrong), or a family registered at run time
+    without the torch-free convert defaults (the child would not know it): the model loads in-process."""
+    from convert.network_process import NetworkProcess
+    from pipeline.core.registry import Entry
+    from pipeline.registries import MODEL_TYPES
+    assert NetworkProcess.start(tmp_path / "no_model", "cpu", 8) is None
+    import json
+    import shutil
+    plugin = tmp_path / "plugin"
+    shutil.copytree(ws / "model", plugin)
+    meta = json.loads((plugin / "options.json").read_text())
+    (plugin / "options.json").write_text(json.dumps({**meta, "model_type": "plugin_family"}))
+    MODEL_TYPES.register(Entry("plugin_family", "pipeline.models.transform:TransformModel", "a plugin (test)"))
+    try:
+        assert NetworkProcess.start(plugin, "cpu", 8) is None
+    finally:
+        MODEL_TYPES.unregister("plugin_family")
+    child = NetworkProcess.start(ws / "model", "cpu", 8)
+    assert child is not None
+    child.close()
