@@ -6,7 +6,7 @@ Measured in one run on this machine:
 - ``main.py convert`` as a user runs it (process start, model load, int8 calibration
   included), in the default precision and with --precision float;
 - where the time goes per frame (in-process run, per-stage times summed over threads);
-- peak memory (max RSS of the convert process) rendering 50 and 200 frames.
+- peak memory (max RSS of convert's own process, the network's process apart) rendering 50 and 200 frames.
 
 The model is the workspace's when --workspace is given (it must hold the clip as dst
 and a trained model); otherwise the clip is extracted into a temp workspace and an
@@ -41,7 +41,9 @@ def transcode_seconds(video: Path, out: Path, crf: int, preset: str) -> float:
 
 
 #: Runs main.py in this process and reports its own peak RSS on exit (ffmpeg's processes
-#: stream and are not counted: it is our process's growth that would hold a whole video).
+#: stream and are not counted: it is our process's growth that would hold a whole video; the
+#: network's process, ``convert.network_process``, holds the model and one batch, and is not
+#: counted either).
 _WRAPPER = ("import resource, runpy, sys\n"
             "sys.argv = sys.argv[1:]\n"
             "try:\n"
