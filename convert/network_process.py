@@ -154,11 +154,12 @@ class NetworkProcess:
         readable ``options.json`` (the in-process load then says what is wrong, in the same words), or a
         model family the child may not know (registered at run time, by a plugin or a test, without the
         torch-free ``convert_defaults`` part the parent plans with)."""
-        if _expected_facts(Path(model_dir)) is None:
-            return None
-        return cls(model_dir, device_name, batch)
+        expected = _expected_facts(Path(model_dir))
+        return None if expected is None else cls(model_dir, device_name, batch, expected)
 
-    def __init__(self, model_dir: Path, device_name: str, batch: int = 1) -> None:
+    def __init__(self, model_dir: Path, device_name: str, batch: int = 1,
+                 expected: dict[str, Any] | None = None) -> None:
+        """``expected``: ``_expected_facts`` of ``model_dir`` when the caller has read them."""
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(p for p in (str(_ROOT), env.get("PYTHONPATH", "")) if p)
         self.model_dir = Path(model_dir)
@@ -174,7 +175,8 @@ class NetworkProcess:
         self._sender = threading.Thread(target=self._send_all, args=(self._proc.stdin,), name="network-requests",
                                         daemon=True)
         self._sender.start()
-        self._expected = _expected_facts(self.model_dir)     # read here: the parent plans while the child loads
+        # read here: the parent plans with them while the child loads
+        self._expected = expected if expected is not None else _expected_facts(self.model_dir)
         self._facts: dict[str, Any] | None = None
         self._learned_mask = False
         self._pending = 0              # requests sent whose answers are not read yet (``_post``)
@@ -229,6 +231,7 @@ class NetworkProcess:
         if answer is None:
             code = proc.wait()
             self._proc = None
+            self._outbox.put(None)     # the request thread ends too
             how = f"killed by signal {-code}" if code < 0 else f"exit code {code}"
             raise UserError(f"convert's network process ended unexpectedly ({how}; killed for memory, or its "
                             f"error is above); nothing was written: run convert again", exit_code=1)
