@@ -54,23 +54,9 @@ def _send(stream: IO[bytes], header: dict[str, Any], *arrays: np.ndarray) -> Non
     stream.flush()
 
 
-def _receive(stream: IO[bytes]) -> tuple[dict[str, Any], list[bytes]] | None:
-    """(header, payloads), or None at the end of the stream."""
-    line = stream.readline()
-    if not line:
-        return None
-    header = json.loads(line)
-    payloads = []
-    for size in header.get("bytes", []):
-        data = stream.read(size)
-        if len(data) < size:
-            return None
-        payloads.append(data)
-    return header, payloads
-
-
 class _Channel:
-    """The parent's end of the child's stdout: whole messages, and whether one has come without waiting."""
+    """A reading end of the protocol (the parent's on the child's stdout, the child's on its stdin): whole
+    messages, and whether one has come without waiting."""
 
     def __init__(self, stream: IO[bytes]) -> None:
         self.stream = stream
@@ -375,7 +361,8 @@ def _serve(argv: list[str], stdin: IO[bytes], stdout: IO[bytes]) -> None:
         network = Network(model_dir, device_name, batch)
         answer({"event": "loaded", "meta": network.meta, "resolution": network.resolution,
                 "device": network.device_type, "convert_defaults": network.convert_defaults})
-        while (message := _receive(stdin)) is not None:
+        requests = _Channel(stdin)
+        while (message := requests.read()) is not None:
             header, payloads = message
             op = header["op"]
             if op == "run":

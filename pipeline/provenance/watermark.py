@@ -229,8 +229,8 @@ class Watermark:
         # (rounding would make it 2 everywhere: a stronger mark than the PSNR was chosen for); anchored to the
         # frame's pixels, so the pattern does not depend on the box
         dither = _dither(x0, y0, size)
-        for channel, sign in ((0, 1.0), (2, -1.0)):        # RGB: red up where blue goes down
-            level = roi[..., channel] + (field if sign > 0 else -field)
+        for channel, change in ((0, field), (2, -field)):     # RGB: red up where blue goes down
+            level = roi[..., channel] + change
             level += dither
             np.floor(level, out=level)
             roi[..., channel] = np.clip(level, 0, 255)
