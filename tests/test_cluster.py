@@ -243,6 +243,13 @@ def _same_index(a: Path, b: Path) -> None:
         assert (b / "data_dst" / "aligned" / rb.aligned_file).is_file()
 
 
+def _same_landmarks(a: Path, b: Path) -> bool:
+    """Whether two workspaces' dst faces have bit-identical landmarks (what convert renders from)."""
+    ia, ib = _index(a), _index(b)
+    return ia["faces"].keys() == ib["faces"].keys() and all(
+        np.array_equal(r.landmarks, ib["faces"][k].landmarks) for k, r in ia["faces"].items())
+
+
 def _frames(video: Path) -> list[np.ndarray]:
     from pipeline.core.video import FrameReader, probe
     info = probe(video)
@@ -281,7 +288,11 @@ def test_extract_and_convert_on_two_nodes_match_one_machine(cluster, clip, one_m
     res = _cli("convert", "-w", ws, "-o", out, "--no-credentials", "--ray", "auto", "--shard-frames", "20",
                env=cluster)               # the default crf 18: one encode of the joined frames, as one machine's
     assert res.returncode == 0, res.stderr
-    assert _same_video(one_machine["video"], out) == float("inf"), "the same frames as one machine's"
+    worst = _same_video(one_machine["video"], out)            # within 45 dB, issue 29's bar
+    if _same_landmarks(one_machine["ws"], ws):
+        # the same input bytes: the same frames. The two extractions may differ by float rounding in the last
+        # bits (``_same_index`` allows 1e-3 px), which moves a few rendered values by one level (78-80 dB seen)
+        assert worst == float("inf"), "the same frames as one machine's"
     assert not list(tmp_path.glob(".two.segments*")), "segments are removed once joined"
 
 
@@ -347,7 +358,7 @@ def test_convert_rerun_after_a_killed_driver_keeps_finished_segments(cluster, on
     match = re.search(r"ray: (\d+) segments kept from an earlier run \((\d+) frames\), (\d+) frames to render",
                       res.stderr)
     assert match and int(match.group(1)) >= kept and int(match.group(3)) == FRAMES - int(match.group(2)), res.stderr
-    _same_video(one_machine["video"], out)
+    assert _same_video(one_machine["video"], out) == float("inf"), "one machine's workspace: the same frames"
     assert snapshot(ws) == before, "convert only reads the workspace"
 
 
