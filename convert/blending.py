@@ -447,6 +447,10 @@ def _flat_probe(h: int, w: int) -> np.ndarray:
     return out
 
 
+#: The neighbourhood whose range the sharpening of new structure may not leave.
+_NEIGHBOURS = np.ones((3, 3), np.uint8)
+
+
 def _with_detail(face: np.ndarray, source: np.ndarray, face_to_crop: np.ndarray, region: Region, roi: np.ndarray,
                  detail: float, gate: float, sharpness: float = 0.0, times: StepTimes | None = None) -> np.ndarray:
     """The face warped into the region with the frame's unseen detail, k * (frame - source), added.
@@ -454,7 +458,8 @@ def _with_detail(face: np.ndarray, source: np.ndarray, face_to_crop: np.ndarray,
     With k = detail * gate (per crop pixel) that is warp(face - k * source) + warp(k) * frame,
     so one 4-channel warp (face - k * source, and k) does the work of three. ``sharpness``
     unsharp-masks the face where its detail is not the frame's (1 - k): the structure the
-    network drew anew is all it has there.
+    network drew anew is all it has there. The sharpened values are clamped to each pixel's
+    3x3 neighbourhood (overshoot control): the edges steepen without halos.
     """
     times = times or StepTimes()
     with times.step("detail"):
@@ -466,7 +471,10 @@ def _with_detail(face: np.ndarray, source: np.ndarray, face_to_crop: np.ndarray,
     sharpness *= sharpen_weight(zoom)
     if sharpness > 0:
         with times.step("sharpening"):
-            f += (sharpness * (1.0 - keep))[..., None] * (f - cv2.GaussianBlur(f, (0, 0), 1.0))
+            sharpened = f + (sharpness * (1.0 - keep))[..., None] * (f - cv2.GaussianBlur(f, (0, 0), 1.0))
+            # no overshoot: each pixel stays within its 3x3 neighbourhood's range, so an edge gets steeper but
+            # grows no bright or dark rim (the white rims along the reverse pair's brows were such halos)
+            f = np.clip(sharpened, cv2.erode(f, _NEIGHBOURS), cv2.dilate(f, _NEIGHBOURS))
     with times.step("detail"):
         band = detail_sigma(zoom)
         if band > 0:
