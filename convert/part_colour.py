@@ -6,7 +6,9 @@ lipstick, her lighter brows. Here each part (brows, nose, lips, cut from the 68 
 is moved so that its colour against the face's own cheeks is the src person's: the
 median over the src set of (part - cheeks) in CIELAB. A difference against the cheeks,
 not an absolute colour, so the frame's light and the skin tone colour transfer found
-stay as they are, and only what distinguishes the part from the skin changes.
+stay as they are, and only what distinguishes the part from the skin changes. Brows' chroma
+is the exception: it is set by the src person's ratio of brow to skin chroma
+(``CHROMA_BY_RATIO``), so near-neutral brows stay near neutral on another skin.
 """
 from __future__ import annotations
 
@@ -17,16 +19,23 @@ import numpy as np
 
 from pipeline.core.geometry import eye_distance
 from pipeline.core.images import ImageReadError, read_rgb
-from pipeline.faces.regions import against_skin, region_masks
+from pipeline.faces.regions import SKIN, against_skin, region_masks
 from pipeline.workspace.store import Workspace
 
 log = logging.getLogger("convert")
 
 #: The parts moved (the eyes are left: their mean mixes iris, white and lashes).
 PARTS = ("brows", "nose", "lips")
-#: Parts moved in lightness only: brows take the colour of the hair the network drew beside them, and
-#: their chroma against the skin, carried over from another shot, turned them grey on the main job.
-LIGHTNESS_ONLY = ("brows",)
+#: Parts whose chroma (CIELAB a, b) is set as the src person's ratio to the skin's, not as a difference:
+#: brows are hair, nearly neutral beside warm skin, and a difference carried from Ocasio-Cortez's warmer
+#: skin onto Hill's paler one landed on the cool side (blue-grey brows on the main job). A ratio keeps
+#: the brow's hue on the skin's side of neutral and scales its saturation as the src person's is scaled.
+#: Their lightness moves as the other parts' do.
+CHROMA_BY_RATIO = ("brows",)
+#: Largest ratio of a part's chroma to the skin's that is carried (and a floor on the src skin's chroma
+#: it is divided by): a greyish src skin must not blow the ratio up.
+MOST_RATIO = 2.0
+SKIN_CHROMA_FLOOR = 2.0
 #: Largest shift of one part, in delta E: a part the landmarks missed is not repainted wholesale.
 MOST = 20.0
 #: Feather of each part's mask, in eye distances.
@@ -50,12 +59,16 @@ def part_colours(image: np.ndarray, landmarks: np.ndarray) -> dict[str, np.ndarr
 
 
 def relations(faces: list[tuple[np.ndarray, np.ndarray]]) -> dict[str, np.ndarray] | None:
-    """Per part, the median of (part - cheeks) over ``faces`` (image, landmarks): the src person's look."""
-    diffs: dict[str, list[np.ndarray]] = {name: [] for name in PARTS}
+    """Per part, the median of (part - cheeks) over ``faces`` (image, landmarks): the src person's look; and
+    under ``SKIN`` the median colour of the cheeks themselves (for ``CHROMA_BY_RATIO``)."""
+    diffs: dict[str, list[np.ndarray]] = {name: [] for name in PARTS + (SKIN,)}
     for image, landmarks in faces:
-        for name, diff in against_skin(part_colours(image, landmarks), PARTS).items():
+        colours = part_colours(image, landmarks)
+        for name, diff in against_skin(colours, PARTS).items():
             if diff is not None:
                 diffs[name].append(diff)
+        if SKIN in colours:
+            diffs[SKIN].append(colours[SKIN])
     out = {name: np.median(np.stack(v), axis=0) for name, v in diffs.items() if v}
     return out or None
 
@@ -103,9 +116,11 @@ def match(face: np.ndarray, landmarks: np.ndarray, src: dict[str, np.ndarray] | 
         x, y, bw, bh = cv2.boundingRect(part)
         if bw == 0 or bh == 0:
             continue
-        delta = (skin + src[name]) - lab[part > 0].mean(axis=0)
-        if name in LIGHTNESS_ONLY:
-            delta[1:] = 0.0
+        here = lab[part > 0].mean(axis=0)
+        delta = (skin + src[name]) - here
+        if name in CHROMA_BY_RATIO:
+            delta[1:] = (chroma_by_ratio(skin[1:], src[SKIN][1:], src[name][1:]) - here[1:] if SKIN in src
+                         else 0.0)      # relations read without the src skin: lightness only
         size = float(np.linalg.norm(delta))
         if size > MOST:
             delta *= MOST / size
@@ -124,6 +139,17 @@ def match(face: np.ndarray, landmarks: np.ndarray, src: dict[str, np.ndarray] | 
     moved = cv2.cvtColor((lab + shift)[ys, xs][None], cv2.COLOR_Lab2RGB)[0]
     out[ys, xs] = np.clip(moved * 255.0, 0, 255).round().astype(np.uint8)
     return out
+
+
+def chroma_by_ratio(skin_ab: np.ndarray, src_skin_ab: np.ndarray, src_diff_ab: np.ndarray) -> np.ndarray:
+    """The (a, b) a part takes on skin of chroma ``skin_ab``: the src person's part-to-skin ratio per channel
+    (their part is ``src_skin_ab + src_diff_ab``), between 0 and ``MOST_RATIO``, times this skin's.
+
+    Why a ratio: a part darker and greyer than the skin keeps that relation on any skin without
+    crossing neutral (see ``CHROMA_BY_RATIO``).
+    """
+    base = np.maximum(src_skin_ab, SKIN_CHROMA_FLOOR)
+    return skin_ab * np.clip((src_skin_ab + src_diff_ab) / base, 0.0, MOST_RATIO)
 
 
 def _blur_reach(sigma: float) -> int:

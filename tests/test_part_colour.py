@@ -36,11 +36,30 @@ def test_the_parts_take_the_src_persons_colour_against_the_skin(people):
             gap_after = np.linalg.norm(after[name] - after["cheeks"] - src[name])
             gap_before = np.linalg.norm(before[name] - before["cheeks"] - src[name])
             assert gap_after < 0.5 * gap_before, (name, gap_before, gap_after)
-        # brows: lightness only (a thin line: the feather keeps it short of the full way, as it does the lips)
+        # brows: lightness as a difference (a thin line: the feather keeps it short of the full way, as it
+        # does the lips), chroma as the src person's ratio to the skin
         light_after = abs((after["brows"] - after["cheeks"])[0] - src["brows"][0])
         light_before = abs((before["brows"] - before["cheeks"])[0] - src["brows"][0])
         assert light_after < 0.6 * light_before
-        assert np.linalg.norm((after["brows"] - before["brows"])[1:]) < 1.0     # their hue stays
+        target = part_colour.chroma_by_ratio(before["cheeks"][1:], src["cheeks"][1:], src["brows"][1:])
+        gap_after = np.linalg.norm(after["brows"][1:] - target)
+        gap_before = np.linalg.norm(before["brows"][1:] - target)
+        assert gap_after < 0.6 * gap_before, (gap_before, gap_after)
+        assert (after["brows"][1:] > 0).all()       # on the skin's (warm) side of neutral
+
+
+def test_brow_chroma_as_a_ratio_never_crosses_neutral():
+    """Near-neutral brows on warm skin, carried to a paler skin: as a difference they land on the cool side
+    (blue-grey, what the main job showed); as a ratio they keep the skin's side and the src's scale."""
+    src_skin, src_brows_diff = np.array([18.0, 24.0]), np.array([-15.0, -18.0])    # brows at (3, 6)
+    pale_skin = np.array([9.0, 12.0])
+    assert ((pale_skin + src_brows_diff) < 0).all()                                # the difference: cool
+    got = part_colour.chroma_by_ratio(pale_skin, src_skin, src_brows_diff)
+    assert np.allclose(got, pale_skin * np.array([3 / 18, 6 / 24]))
+    assert (got > 0).all()
+    # a greyish src skin does not blow the ratio up, and the ratio is capped
+    assert (part_colour.chroma_by_ratio(pale_skin, np.array([0.5, 0.5]), np.array([9.5, 9.5]))
+            <= pale_skin * part_colour.MOST_RATIO).all()
 
 
 def test_nothing_moves_away_from_the_parts_or_with_amount_zero(people):
@@ -73,9 +92,10 @@ def _match_whole_crop(face, landmarks, src, amount):
         inside = masks[name] > 0
         if not inside.any():
             continue
-        delta = (skin + src[name]) - lab[inside].mean(axis=0)
-        if name in part_colour.LIGHTNESS_ONLY:
-            delta[1:] = 0.0
+        here = lab[inside].mean(axis=0)
+        delta = (skin + src[name]) - here
+        if name in part_colour.CHROMA_BY_RATIO:
+            delta[1:] = part_colour.chroma_by_ratio(skin[1:], src["cheeks"][1:], src[name][1:]) - here[1:]
         size = float(np.linalg.norm(delta))
         if size > part_colour.MOST:
             delta *= part_colour.MOST / size
