@@ -95,8 +95,8 @@ class ConvertOptions(DeviceOptions, ClusterOptions):
                                        help="move the swapped face's brows, nose and lips this share of the way to "
                                             "the src person's colours against the face's own cheeks (median over the "
                                             "src set; brows' chroma as the src's ratio to the skin), so the dst's "
-                                            "lipstick, darker nose "
-                                            "or lighter brows do not come back with the colour transfer; the skin "
+                                            "lipstick, darker nose or lighter brows do not come back with the "
+                                            "colour transfer; the skin "
                                             "keeps the dst frame's tone (0 = off). On by default for the "
                                             "transformation network, whose face keeps the dst's parts; not measured "
                                             "on the autoencoders")

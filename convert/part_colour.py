@@ -53,7 +53,7 @@ def part_colours(image: np.ndarray, landmarks: np.ndarray) -> dict[str, np.ndarr
     lab = _lab(image)
     out = {}
     for name, mask in region_masks(landmarks, image.shape).items():
-        if name in PARTS + ("cheeks",) and mask.any():
+        if name in PARTS + (SKIN,) and mask.any():
             out[name] = lab[mask > 0].mean(axis=0)
     return out
 
@@ -99,7 +99,7 @@ def match(face: np.ndarray, landmarks: np.ndarray, src: dict[str, np.ndarray] | 
     if amount <= 0 or not src:
         return face
     masks = region_masks(landmarks, face.shape)
-    cheeks = masks["cheeks"]
+    cheeks = masks[SKIN]
     if not cheeks.any():
         return face
     lab = _lab(face)
