@@ -21,18 +21,18 @@ log = logging.getLogger("convert")
 class FaceEnhancer:
     """The enhancer on the face model's device, mixing its restoration in at ``strength`` (0..1)."""
 
-    def __init__(self, folder: Path, device: Any, resolution: int, strength: float) -> None:
+    def __init__(self, folder: Path, device: Any, resolution: int, strength: float, precision: str = "auto") -> None:
         from pipeline.models.enhancer import load_enhancer
-        self.predictor, self.meta = load_enhancer(folder, device)
+        self.predictor, self.meta = load_enhancer(folder, device, "float" if precision == "float" else "auto")
         if self.meta["resolution"] != resolution:
             raise UserError(f"the face enhancer in {folder} restores {self.meta['resolution']} px faces, but the face "
                             f"model makes {resolution} px ones; retrain it with 'python main.py enhance --fresh' or "
                             f"convert with --enhance 0")
         self.strength = strength
         self.folder = folder
-        log.info("convert: face enhancer %s (%s px, width %s, iteration %s, %s src faces), strength %g",
+        log.info("convert: face enhancer %s (%s px, width %s, iteration %s, %s src faces), strength %g, %s",
                  folder / "weights.pt", self.meta["resolution"], self.meta["width"], self.meta.get("iteration", "?"),
-                 self.meta.get("src_faces", "?"), strength)
+                 self.meta.get("src_faces", "?"), strength, self.predictor.description)
 
     def __call__(self, faces: Any) -> Any:
         """(N, 3, R, R) float faces in [0, 1] -> restored (a torch tensor, same device)."""
@@ -42,11 +42,13 @@ class FaceEnhancer:
         return faces + (restored - faces) * self.strength
 
 
-def find_enhancer(workspace: Path, strength: float, device: Any, resolution: int) -> FaceEnhancer | None:
-    """The workspace's enhancer, or None when ``strength`` is 0 or none was trained."""
+def find_enhancer(workspace: Path, strength: float, device: Any, resolution: int,
+                  precision: str = "auto") -> FaceEnhancer | None:
+    """The workspace's enhancer, or None when ``strength`` is 0 or none was trained; ``precision`` is
+    convert's ``--precision`` (``float`` keeps it in float32, otherwise bfloat16 where the CPU has it)."""
     folder = layout.enhancer_dir(workspace)
     if strength <= 0:
         return None
     if not (folder / "weights.pt").is_file():
         return None
-    return FaceEnhancer(folder, device, resolution, strength)
+    return FaceEnhancer(folder, device, resolution, strength, precision)

@@ -88,10 +88,10 @@ class Network:
                  self.meta["model_type"], arch, self.meta.get("iteration", "?"), describe_device(self.device),
                  self.predictor.description)
 
-    def use_enhancer(self, workspace: Path, strength: float) -> None:
+    def use_enhancer(self, workspace: Path, strength: float, precision: str = "auto") -> None:
         """``--enhance``: the workspace's face enhancer on the model's output, when one was trained."""
         from convert.enhancing import find_enhancer
-        self.enhancer = find_enhancer(workspace, strength, self.device, self.resolution)
+        self.enhancer = find_enhancer(workspace, strength, self.device, self.resolution, precision)
 
     def ready(self) -> bool:
         """Loaded and prepared in this process: always (``NetworkProcess.ready`` may say not yet)."""

@@ -283,8 +283,8 @@ class NetworkProcess:
         """Posted: the int8 build runs in the child while convert plans the faces and starts its coders."""
         self._post({"op": "prepare", "precision": precision, "shape": _shape(calibration)}, *_arrays(calibration))
 
-    def use_enhancer(self, workspace: Path, strength: float) -> None:
-        self._post({"op": "enhancer", "workspace": str(workspace), "strength": strength})
+    def use_enhancer(self, workspace: Path, strength: float, precision: str = "auto") -> None:
+        self._post({"op": "enhancer", "workspace": str(workspace), "strength": strength, "precision": precision})
 
     @contextlib.contextmanager
     def threads(self, count: int | None) -> Iterator[None]:
@@ -377,7 +377,7 @@ def _serve(argv: list[str], stdin: IO[bytes], stdout: IO[bytes]) -> None:
                 network.prepare(header["precision"], calibration)
                 answer({"event": "done", "learned_mask": network.learned_mask})
             elif op == "enhancer":
-                network.use_enhancer(Path(header["workspace"]), float(header["strength"]))
+                network.use_enhancer(Path(header["workspace"]), float(header["strength"]), str(header["precision"]))
                 answer({"event": "done"})
             elif op == "threads":
                 if network.device_type == "cpu":

@@ -342,7 +342,7 @@ class Renderer:
             from pipeline.models.calibration import calibration_crops
             self.network.prepare(opts.precision, calibration_crops(ws, rows, self.network.resolution,
                                                                             low_light=self.opts.low_light))
-            self.network.use_enhancer(ws.root, opts.enhance)
+            self.network.use_enhancer(ws.root, opts.enhance, opts.precision)
             self.check(self.opts)
             self._plans: dict[tuple, tuple[dict[int, list[FacePlan]], dict[int, str], str | None]] = {}
             self.plan(self.opts)                           # plans with the given options, checked now

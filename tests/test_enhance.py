@@ -113,3 +113,49 @@ def test_convert_refuses_an_enhancer_made_for_another_resolution_and_writes_noth
     clean_error(run_cli("convert", "--workspace", small_ws), "restores 64 px faces", "128 px", "--enhance 0")
     assert snapshot(small_ws) == before
     assert run_cli("convert", "--workspace", small_ws, "--enhance", "0").returncode == 0
+
+
+def _restoring_enhancer(tmp_path):
+    """An enhancer whose correction is not zero (its head drawn at random), saved like a trained one."""
+    torch.manual_seed(3)
+    net = EnhancerNet(64, 8)
+    torch.nn.init.normal_(net.head.weight, std=0.02)
+    from pipeline.models.store import save_model
+    save_model(tmp_path, EnhancerModel(net), {"iteration": 1})
+    return net
+
+
+def test_the_enhancer_runs_in_bfloat16_only_where_the_cpu_computes_it_and_stays_within_a_level(tmp_path, monkeypatch):
+    from pipeline.models import cpu_bfloat16
+    net = _restoring_enhancer(tmp_path)
+    x = torch.rand(3, 3, 64, 64)
+    with torch.inference_mode():
+        want = net(x).clamp(0, 1)
+    monkeypatch.setattr(cpu_bfloat16, "native", lambda device: True)
+    fast, _ = load_enhancer(tmp_path, torch.device("cpu"))
+    exact, _ = load_enhancer(tmp_path, torch.device("cpu"), "float")
+    assert "bfloat16" in fast.description and exact.description == "float32"
+    with torch.inference_mode():
+        y, z = fast(x), exact(x)
+    assert y.dtype == torch.float32 and y.is_contiguous()
+    assert torch.allclose(z, want, atol=1e-5)
+    assert (want - z).abs().max() < (want - y).abs().max() < 1.0 / 255     # bfloat16 moves it, by under a level
+    monkeypatch.setattr(cpu_bfloat16, "native", lambda device: False)
+    assert load_enhancer(tmp_path, torch.device("cpu"))[0].description == "float32"
+
+
+def test_native_bfloat16_is_read_from_the_cpu_probes_and_never_claimed_off_the_cpu(monkeypatch):
+    from pipeline.models import cpu_bfloat16
+    for name in cpu_bfloat16._PROBES:
+        monkeypatch.setattr(torch.cpu, name, lambda: False, raising=False)
+    assert not cpu_bfloat16.native(torch.device("cpu"))
+    monkeypatch.setattr(torch.cpu, cpu_bfloat16._PROBES[-1], lambda: True)
+    assert cpu_bfloat16.native(torch.device("cpu"))
+    assert not cpu_bfloat16.native(torch.device("cuda"))
+
+    def broken() -> bool:
+        raise RuntimeError("no cpuinfo")
+    monkeypatch.setattr(torch.cpu, cpu_bfloat16._PROBES[-1], broken)
+    assert not cpu_bfloat16.native(torch.device("cpu"))
+    monkeypatch.delattr(torch.cpu, cpu_bfloat16._PROBES[-1])
+    assert not cpu_bfloat16.native(torch.device("cpu"))

@@ -70,12 +70,25 @@ class EnhancerNet(nn.Module):
 
 
 class _Restore(Predictor):
-    def __init__(self, net: EnhancerNet, device: torch.device) -> None:
-        self.net = net.to(device).eval()
-        self.description = "float32"
+    """The enhancer for inference: channels-last, in bfloat16 where the CPU computes it natively.
+
+    bfloat16 on such a CPU: 4x faster than float32 here (``pipeline.models.cpu_bfloat16``),
+    and the correction it adds moves the convert's figures by less than their second
+    decimal (measured in issue 31's round). ``precision`` "float" keeps float32.
+    """
+
+    def __init__(self, net: EnhancerNet, device: torch.device, precision: str = "auto") -> None:
+        from pipeline.models import cpu_bfloat16
+        self.net = net.to(device).eval().to(memory_format=torch.channels_last)
+        self.bfloat16 = precision == "auto" and cpu_bfloat16.native(device)
+        self.description = "bfloat16 (the CPU's own)" if self.bfloat16 else "float32"
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x).clamp_(0.0, 1.0)
+        from pipeline.models import cpu_bfloat16
+        x = x.contiguous(memory_format=torch.channels_last)
+        with cpu_bfloat16.autocast(self.bfloat16):
+            y = self.net(x)
+        return y.float().clamp_(0.0, 1.0).contiguous()
 
 
 class EnhancerModel(SingleNetModel):
@@ -88,12 +101,13 @@ class EnhancerModel(SingleNetModel):
     def predictor(self, device: torch.device, precision: str = "float",
                   calibration: list[np.ndarray] | None = None) -> Predictor:
         assert isinstance(self.net, EnhancerNet)
-        return _Restore(self.net, device)
+        return _Restore(self.net, device, precision)
 
 
-def load_enhancer(folder: Path, device: torch.device) -> tuple[Predictor, dict[str, Any]]:
-    """The workspace's enhancer as a predictor on ``device``, and its options.json."""
+def load_enhancer(folder: Path, device: torch.device, precision: str = "auto") -> tuple[Predictor, dict[str, Any]]:
+    """The workspace's enhancer as a predictor on ``device`` (``precision`` "auto": bfloat16 on a CPU that
+    computes it natively, else float32; "float": float32), and its options.json."""
     from pipeline.models.store import load_model
     model, meta = load_model(folder, device, kind=EnhancerModel,
                              retrain="train one with 'python main.py enhance'")
-    return model.predictor(device, "float", []), meta
+    return model.predictor(device, precision, []), meta
