@@ -138,8 +138,8 @@ class ConvertOptions(DeviceOptions, ClusterOptions):
     batch_size: int = option(8, low=1, high=1024, help="faces per network call")
     precision: str = option("auto", choices=("auto", "float", "int8"),
                             help="network arithmetic: int8 is ~8x faster on the CPU (mean change ~1.9 grey levels); "
-                                 "auto = int8 on the CPU when the model allows it, float on CUDA, and the face enhancer in "
-                                 "bfloat16 on a CPU that computes it natively (AMX or AVX-512 BF16); float = float32 "
-                                 "throughout")
+                                 "auto = int8 for a transform model on the CPU, bfloat16 for df/liae and the face "
+                                 "enhancer on a CPU that computes it natively (AMX or AVX-512 BF16), float32 "
+                                 "otherwise and on CUDA; float = float32 throughout")
     workers: int = option(factory=_cores, low=1, high=256, default_text="number of CPU cores",
                           help="threads for cropping and blending")

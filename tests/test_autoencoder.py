@@ -47,11 +47,32 @@ def test_both_layouts_give_a_face_and_a_mask(kind, resolution):
     model = (DFModel if kind == "df" else LIAEModel)(net)
     assert model.resolution == resolution and model.architecture() == {"resolution": resolution, **TINY}
     assert not model.precision_supported(torch.device("cpu"), "int8")       # convert's auto takes float
-    predictor = model.predictor(torch.device("cpu"), "auto", [])
+    predictor = model.predictor(torch.device("cpu"), "float", [])
     with torch.no_grad():
         assert torch.equal(predictor(dst), face)
     got_face, got_mask = model.swap_with_mask(dst)
     assert torch.equal(got_face, face) and torch.equal(got_mask, mask)
+
+
+@pytest.mark.parametrize("kind", ["df", "liae"])
+def test_auto_precision_is_bfloat16_only_where_the_cpu_computes_it_and_stays_near_float(kind, monkeypatch):
+    from pipeline.models import cpu_bfloat16
+    torch.manual_seed(0)
+    model = (DFModel if kind == "df" else LIAEModel)(build(kind, 64, **TINY))
+    dst = torch.rand(3, 3, 64, 64)
+    with torch.no_grad():
+        face, mask = model.swap_with_mask(dst)
+    monkeypatch.setattr(cpu_bfloat16, "native", lambda device: True)
+    fast = model.predictor(torch.device("cpu"), "auto", [])
+    assert "bfloat16" in fast.description
+    assert model.predictor(torch.device("cpu"), "float", []).description == "float32"
+    with torch.no_grad():
+        got_face, got_mask = fast.with_mask(dst)
+    assert got_face.dtype == got_mask.dtype == torch.float32
+    assert not torch.equal(got_face, face)                                  # it did run in bfloat16
+    assert (got_face - face).abs().max() < 2.0 / 255 and (got_mask - mask).abs().max() < 2.0 / 255
+    monkeypatch.setattr(cpu_bfloat16, "native", lambda device: False)
+    assert model.predictor(torch.device("cpu"), "auto", []).description == "float32"
 
 
 def _changed(net, module, run) -> bool:

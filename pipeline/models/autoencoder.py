@@ -1,9 +1,11 @@
 """DeepFaceLab's DF and LIAE autoencoders as model families: what convert runs and train fits.
 
 The swap is the network's dst -> src face (``swap_with_mask`` also gives the mask it
-learned, for convert and export to use); inference runs in float32 (no int8 path: the
-dense bottleneck and pixel shuffles are not in ``int8_inference``'s reach, so convert's
-``--precision auto`` takes float). Networks: ``autoencoder_net``; training:
+learned, for convert and export to use); inference runs in float32, or under
+``--precision auto`` in bfloat16 on a CPU that computes it natively
+(``pipeline.models.cpu_bfloat16``: DF 16 -> 6, LIAE 20 -> 9 ms a face on one core of an
+AMX Xeon); there is no int8 path (the dense bottleneck and pixel shuffles are not in
+``int8_inference``'s reach). Networks: ``autoencoder_net``; training:
 ``train.autoencoder_trainer``.
 """
 from __future__ import annotations
@@ -22,17 +24,48 @@ from pipeline.models.autoencoder_options import RESOLUTIONS, WIDTH_KEYS, Autoenc
 from pipeline.models.interface import FaceModel, Predictor, check_sizes
 
 
+class _Float32(torch.nn.Module):
+    """A layer run in float32 inside a bfloat16 autocast: the decoders' last 1x1 convolutions, whose
+    outputs are the sigmoid's logits. In bfloat16 a logit of 3 is held to 1/64, a grey level of the
+    face after the sigmoid (the DF model of 487 iterations: faces +0.1 level on average, up to 1.6);
+    in float32 only the features before it carry bfloat16's rounding."""
+
+    def __init__(self, layer: torch.nn.Module) -> None:
+        super().__init__()
+        self.layer = layer
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        with torch.autocast(x.device.type, enabled=False):
+            return self.layer(x.float())
+
+
+def _logits_in_float32(net: AutoencoderNet) -> AutoencoderNet:
+    """A copy of ``net`` whose decoders make their face and mask logits in float32 (``_Float32``)."""
+    import copy
+
+    from pipeline.models.autoencoder_net import Decoder
+    net = copy.deepcopy(net)
+    for decoder in [m for m in net.modules() if isinstance(m, Decoder)]:
+        for branch in (decoder.face, decoder.mask):
+            branch[-1] = _Float32(branch[-1])
+    return net
+
+
 class _SwapPredictor(Predictor):
-    def __init__(self, net: AutoencoderNet, device: torch.device) -> None:
-        self.net = net.to(device).eval()
-        self.description = "float32"
+    def __init__(self, net: AutoencoderNet, device: torch.device, bfloat16: bool = False) -> None:
+        self.net = (_logits_in_float32(net) if bfloat16 else net).to(device).eval()
+        self.bfloat16 = bfloat16
+        self.description = "bfloat16 (the CPU's own)" if bfloat16 else "float32"
         self.learned_mask = True
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net.swap(x)[0]
+        return self.with_mask(x)[0]
 
     def with_mask(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.net.swap(x)
+        from pipeline.models import cpu_bfloat16
+        with cpu_bfloat16.autocast(self.bfloat16):
+            face, mask = self.net.swap(x)
+        return face.float(), mask.float()
 
 
 class AutoencoderModel(FaceModel):
@@ -79,8 +112,10 @@ class AutoencoderModel(FaceModel):
         return self.net(x, x) if training else self.net.swap(x)
 
     def predictor(self, device: torch.device, precision: str, calibration: list[np.ndarray]) -> Predictor:
-        """float32 for ``auto`` and ``float`` (``precision_supported`` refuses int8 before this is called)."""
-        return _SwapPredictor(self.net, device)
+        """bfloat16 for ``auto`` on a CPU that computes it natively, float32 otherwise and for ``float``
+        (``precision_supported`` refuses int8 before this is called)."""
+        from pipeline.models import cpu_bfloat16
+        return _SwapPredictor(self.net, device, precision == "auto" and cpu_bfloat16.native(device))
 
     @torch.no_grad()
     def swap_with_mask(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
