@@ -34,6 +34,9 @@ IDENTITY_NOISE = 0.02              # pixel noise, in 0..1 units
 
 class TransformTrainer(ModelTrainer):
     mixed_precision = True
+    #: bfloat16 on a CPU that computes it: 0.72 against 1.65 s an iteration on one core of an AMX Xeon
+    #: (width 16, batch 8), with the style term in float32 (``_style_grids``, ``_style_term``)
+    cpu_bfloat16 = True
 
     def __init__(self, ctx: TrainContext) -> None:
         super().__init__(ctx)
@@ -229,6 +232,17 @@ class TransformTrainer(ModelTrainer):
         """
         if not self.o.style_warp:
             return None
+        with self._style_in_float32():
+            return self._fitted_grids(idx, nb, geom)
+
+    def _style_in_float32(self) -> Any:
+        """Under bfloat16 autocast, the style term in float32: its cosine distances are 1 - cos with cos
+        near 1, which bfloat16's 8 bits of mantissa round away (and its float16 grid cache cannot be
+        joined under a bfloat16 autocast)."""
+        import contextlib
+        return torch.autocast("cpu", enabled=False) if self.bfloat16 else contextlib.nullcontext()
+
+    def _fitted_grids(self, idx: np.ndarray, nb: torch.Tensor, geom: Any) -> torch.Tensor:
         cache = self._grid_cache
         missing = [k for k, i in enumerate(idx) if int(i) not in cache]
         if missing:
@@ -243,6 +257,13 @@ class TransformTrainer(ModelTrainer):
     def _style_term(self, layer: str, out: torch.Tensor, nb: torch.Tensor, grids: torch.Tensor | None,
                     mask: torch.Tensor) -> torch.Tensor:
         """One style layer's loss, against the style faces as they are or brought into the dst face's shape."""
+        if self.bfloat16:
+            with self._style_in_float32():
+                return self._style_term_as_is(layer, out.float(), nb, grids, mask)
+        return self._style_term_as_is(layer, out, nb, grids, mask)
+
+    def _style_term_as_is(self, layer: str, out: torch.Tensor, nb: torch.Tensor, grids: torch.Tensor | None,
+                          mask: torch.Tensor) -> torch.Tensor:
         styles = self.style_cache[layer][nb]
         if grids is None:
             return losses.style_loss(out, styles, self.o.patch, mask)

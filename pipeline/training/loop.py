@@ -189,7 +189,7 @@ class TrainingLoop:
         self.sampler = np.random.Generator(np.random.PCG64(opts.seed + 1000 * self.rank))
         self.gen = torch.Generator(device="cpu").manual_seed(opts.seed + 1 + 1000 * self.rank)
         ctx = TrainContext(model_options, content, style, self.device, self.model_dir, self.gen, opts.lr,
-                           self.world, self.main, opts.fresh)
+                           self.world, self.main, opts.fresh, getattr(opts, "precision", "auto"))
         self.family, self.model_type = self._make_family(ctx)
         if opts.fresh:
             self._check_memory()        # before the old model is moved aside
@@ -413,7 +413,7 @@ class TrainingLoop:
             for line in self.family.log_lines():
                 log.info("%s", line)
             log.info("device %s%s%s; options %s", describe_device(self.device),
-                     "; mixed precision (float16 autocast, scaled losses)" if self.family.amp else "",
+                     f"; {self.family.precision_text()}" if self.family.precision_text() else "",
                      f"; {self.world} processes" if self.world > 1 else "",
                      json.dumps({**as_dict(self.model_options)}, sort_keys=True))
         bar = tqdm(total=end, initial=self.iteration, unit="it", desc=self.command, disable=not self.main,

@@ -10,6 +10,7 @@ the :class:`pipeline.models.interface.FaceModel` convert uses, is in
 """
 from __future__ import annotations
 
+import functools
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,6 +37,7 @@ class TrainContext:
     world: int = 1                 # processes training together (DistributedDataParallel when > 1)
     main: bool = True              # the process that logs and writes files
     fresh: bool = False            # --fresh: an existing model is set aside, not continued
+    precision: str = "auto"        # --precision: "auto" (mixed where the family allows it) or "float"
 
 
 class ModelTrainer(ABC):
@@ -45,6 +47,9 @@ class ModelTrainer(ABC):
     default_lr: ClassVar[tuple[float, float]] = (1e-3, 1e-4)
     #: whether the family's step may run in float16 autocast on CUDA (``autocast`` and ``optimise``)
     mixed_precision: ClassVar[bool] = False
+    #: whether it may run in bfloat16 autocast on a CPU that computes bfloat16 natively (measured per family:
+    #: the transformation network's losses at equal iterations, ``train.transform_trainer``)
+    cpu_bfloat16: ClassVar[bool] = False
 
     def __init__(self, ctx: TrainContext) -> None:
         self.ctx = ctx
@@ -53,11 +58,28 @@ class ModelTrainer(ABC):
     # ------------------------------------------------------------------ mixed precision, shared by families
     @property
     def amp(self) -> bool:
-        """Float16 autocast with loss scaling: on CUDA for families that allow it; the CPU trains in float32."""
-        return self.mixed_precision and self.ctx.device.type == "cuda"
+        """Float16 autocast with loss scaling: on CUDA for families that allow it."""
+        return self.mixed_precision and self.ctx.device.type == "cuda" and self.ctx.precision == "auto"
+
+    @functools.cached_property
+    def bfloat16(self) -> bool:
+        """bfloat16 autocast, no loss scaling (its range is float32's): on a CPU that computes it natively, for
+        families that allow it; other CPUs train in float32 (there bfloat16 is emulated, slower than float32)."""
+        from pipeline.models import cpu_bfloat16
+        return self.cpu_bfloat16 and self.ctx.precision == "auto" and cpu_bfloat16.native(self.ctx.device)
+
+    def precision_text(self) -> str:
+        """For the log: how the step computes."""
+        if self.amp:
+            return "mixed precision (float16 autocast, scaled losses)"
+        if self.bfloat16:
+            return "mixed precision (bfloat16 autocast, the CPU's own)"
+        return ""
 
     def autocast(self) -> Any:
-        """The context the family's forward pass runs in (a no-op without ``amp``)."""
+        """The context the family's forward pass runs in (a no-op in float32)."""
+        if self.bfloat16:
+            return torch.autocast("cpu", dtype=torch.bfloat16)
         return torch.autocast(self.ctx.device.type, dtype=torch.float16, enabled=self.amp)
 
     def optimise(self, loss: torch.Tensor, optimizer: torch.optim.Optimizer, name: str = "model") -> None:
