@@ -79,7 +79,8 @@ class _Restore(Predictor):
 
     def __init__(self, net: EnhancerNet, device: torch.device, precision: str = "auto") -> None:
         from pipeline.models import cpu_bfloat16
-        self.net = net.to(device).eval().to(memory_format=torch.channels_last)
+        # torch's type stubs lack Module.to(memory_format=...), which exists and is documented
+        self.net = net.to(device).eval().to(memory_format=torch.channels_last)  # type: ignore[call-overload]
         self.bfloat16 = precision == "auto" and cpu_bfloat16.native(device)
         self.description = "bfloat16 (the CPU's own)" if self.bfloat16 else "float32"
 
