@@ -245,7 +245,9 @@ def test_train_resume_exactly_and_convert(kind, small_ws, tmp_path):
     out = tmp_path / "swapped.mp4"
     res = run_cli("convert", "--workspace", small_ws, "--output", out)
     assert res.returncode == 0, res.stderr[-3000:]
-    assert "6 faces swapped" in res.stdout and "float32" in res.stderr
+    from pipeline.models import cpu_bfloat16
+    arithmetic = "bfloat16" if cpu_bfloat16.native(torch.device("cpu")) else "float32"    # what --precision auto picks
+    assert "6 faces swapped" in res.stdout and arithmetic in res.stderr
     before = [f.astype(np.int16) for _, f in FrameReader(CLIP6, 512, 512)]
     after = [f.astype(np.int16) for _, f in FrameReader(out, 512, 512)]
     assert len(after) == 6
