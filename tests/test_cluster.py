@@ -498,3 +498,36 @@ def test_evaluate_rerun_after_a_killed_driver_measures_only_the_rest(cluster, on
     assert len(two["per_frame"]) == FRAMES
     _close(one["per_frame"], two["per_frame"], "per_frame")
     assert not (ws / "report" / ".cluster").exists(), "the kept shards go once the report is made"
+
+
+class _FlakyClientRay:
+    """A stand-in for the ray module whose ``init`` raises ``errors`` in turn, then joins."""
+
+    def __init__(self, *errors: Exception) -> None:
+        self.errors, self.calls, self.shutdowns = list(errors), 0, 0
+
+    def init(self, address, **kwargs):
+        self.calls += 1
+        if self.errors:
+            raise self.errors.pop(0)
+        return "joined"
+
+    def shutdown(self):
+        self.shutdowns += 1
+
+
+def test_ray_client_tries_once_more_only_when_the_server_failed_to_start_the_session(monkeypatch, caplog):
+    from pipeline.cluster import ray_cluster
+    monkeypatch.setattr(ray_cluster, "CLIENT_RETRY_PAUSE", 0.0)
+    failed = ConnectionError("Initialization failure from server:\ndetails")
+    ray = _FlakyClientRay(failed)
+    assert ray_cluster._client_init(ray, "ray://127.0.0.1:1", {}) == "joined"
+    assert ray.calls == 2 and ray.shutdowns == 1 and "trying once more" in caplog.text
+    ray = _FlakyClientRay(failed, ConnectionError("Initialization failure from server: again"))
+    with pytest.raises(ConnectionError, match="again"):
+        ray_cluster._client_init(ray, "ray://127.0.0.1:1", {})
+    assert ray.calls == 2
+    ray = _FlakyClientRay(ConnectionError("connection refused"))
+    with pytest.raises(ConnectionError, match="refused"):
+        ray_cluster._client_init(ray, "ray://127.0.0.1:1", {})
+    assert ray.calls == 1 and ray.shutdowns == 0

@@ -226,8 +226,7 @@ def connect(address: str) -> Iterator[Cluster]:
     t0 = time.perf_counter()
     try:
         if address.startswith("ray://"):
-            with _client_timeout():
-                context = ray.init(address=address, **kwargs)
+            context = _client_init(ray, address, kwargs)
         else:
             context = ray.init(address=None if address == "local" else address, **kwargs)
     except ImportError as exc:          # Ray Client's extra (grpcio) missing
@@ -248,6 +247,34 @@ def connect(address: str) -> Iterator[Cluster]:
         yield cluster
     finally:
         ray.shutdown()
+
+
+def _client_init(ray: Any, address: str, kwargs: dict[str, Any]) -> Any:
+    """``ray.init`` through Ray Client, tried once more when the server side failed to start the session.
+
+    Why: the client server starts a process per client session, and that start can fail for
+    a moment ("Initialization failure from server", seen once in a test run on a quiet
+    machine, the same command passing before and after); a render farm's submit script
+    would then fail for nothing. Any other failure, and a second one, is the caller's.
+    """
+    for attempt in (1, 2):
+        try:
+            with _client_timeout():
+                return ray.init(address=address, **kwargs)
+        except Exception as exc:  # noqa: BLE001 - Ray raises ConnectionError, RuntimeError...
+            if attempt == 2 or CLIENT_RETRY_MESSAGE not in str(exc):
+                raise
+            with contextlib.suppress(Exception):
+                ray.shutdown()
+            log.warning("ray: %s did not start this client's session (%s); trying once more", address,
+                        _first_line(exc))
+            time.sleep(CLIENT_RETRY_PAUSE)
+    raise AssertionError("unreachable")
+
+
+#: Ray Client's answer when the server could not start the client's session; and the pause before the retry
+CLIENT_RETRY_MESSAGE = "Initialization failure from server"
+CLIENT_RETRY_PAUSE = 2.0
 
 
 @contextlib.contextmanager
