@@ -32,7 +32,7 @@ from extract.durable import DeferredFlush
 from extract.faces import AlignSettings, FaceRecord
 from extract.inputs import InputSource, resolve_input
 from extract.options import ExtractOptions
-from extract.runner import ExtractSummary, _done_future, _ExtractJob, _Item, _min_face
+from extract.runner import ExtractSummary, _done_future, _ExtractJob, _Item, _min_face, detection_threads
 from extract.search import ANCHOR_EVERY
 from pipeline.core.profile import StepTimes
 from pipeline.core.video import FrameReader
@@ -171,7 +171,8 @@ def extract_shard(spec: ShardSpec, shard: Shard) -> ShardResult:
         _MODELS[key] = models = (analyser, masker, IdentityEncoder(opts.device, 16, 1))
     job = _ShardJob(src, spec, shard, *models)
     setup = time.perf_counter() - t0
-    job.run()
+    with detection_threads(opts.workers):      # the driver's thread setting: the same arithmetic as one machine's
+        job.run()
     job.result.setup_seconds, job.result.seconds = setup, time.perf_counter() - t0
     return job.result
 

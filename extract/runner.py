@@ -114,6 +114,18 @@ def _with_backends(opts: ExtractOptions, meta: SetMeta | None) -> ExtractOptions
     return dataclasses.replace(opts, **chosen) if chosen else opts
 
 
+def detection_threads(workers: int) -> contextlib.AbstractContextManager:
+    """OpenCV on one thread while a pool of ``workers`` > 1 threads detects frames side by side.
+
+    Why: the pool's threads are the parallelism, and OpenCV's own on top of them only adds
+    hand-offs. It also fixes the arithmetic: OpenCV's dnn layers round differently with
+    another thread count (landmarks moved by up to 1e-4 px, enough to flip a stored value's
+    last digit and, through x264, a converted frame by 43 dB), so a cluster worker, which
+    reads the driver's ``workers``, detects under this same setting and stores the same bytes.
+    """
+    return opencv_threads(1) if workers > 1 else contextlib.nullcontext()
+
+
 def _min_face(opts: ExtractOptions, src: InputSource) -> int:
     """Video: faces under a quarter of the frame are searched only where no larger one is."""
     if opts.min_face is not None:
@@ -227,12 +239,11 @@ def _extract(opts: ExtractOptions, src: InputSource, cluster: Cluster | None, st
             log.info("target face: %s (faces further than %.2f from it are dropped)", opts.target_face,
                      opts.target_threshold)
         try:
-            # the pool's threads are the parallelism: OpenCV's own on top of them only adds hand-offs
             if cluster is not None:
                 from extract.cluster import run_on_cluster
                 summary = run_on_cluster(job, cluster)
             else:
-                with opencv_threads(1) if opts.workers > 1 else contextlib.nullcontext():
+                with detection_threads(opts.workers):
                     summary = job.run()
         except DiskFullError as exc:
             raise job.disk_full(exc) from exc.__cause__

@@ -288,11 +288,11 @@ def test_extract_and_convert_on_two_nodes_match_one_machine(cluster, clip, one_m
     res = _cli("convert", "-w", ws, "-o", out, "--no-credentials", "--ray", "auto", "--shard-frames", "20",
                env=cluster)               # the default crf 18: one encode of the joined frames, as one machine's
     assert res.returncode == 0, res.stderr
-    worst = _same_video(one_machine["video"], out)            # within 45 dB, issue 29's bar
-    if _same_landmarks(one_machine["ws"], ws):
-        # the same input bytes: the same frames. The two extractions may differ by float rounding in the last
-        # bits (``_same_index`` allows 1e-3 px), which moves a few rendered values by one level (78-80 dB seen)
-        assert worst == float("inf"), "the same frames as one machine's"
+    # workers detect with the driver's thread setting, so on one CPU type the index is the same bytes (OpenCV's
+    # dnn rounds differently on another thread count: one stored value's last digit flipped at frame 31, and x264
+    # took that one-level render change to 43 dB on CI)
+    assert _same_landmarks(one_machine["ws"], ws), "bit-identical landmarks on the same CPU"
+    assert _same_video(one_machine["video"], out) == float("inf"), "the same frames as one machine's"
     assert not list(tmp_path.glob(".two.segments*")), "segments are removed once joined"
 
 
