@@ -35,6 +35,10 @@ extract's track runs on across the cut (same place and size) and convert's landm
 --smooth 0 they read 2.32/2.90/3.34 instead of 3.02/4.32/3.29 (clip worst 3.34). Since convert's smoothing
 ends a segment at a roll of more than 5 degrees a frame (that cut rolls 7.1): worst 3.57 (frame 170, a hand),
 4 frames over 3 (170, 182, 114, 98), median 1.45, jitter x0.96, sharpness 0.855.
+2026-12-07, the hour-trained main model (iteration 1800, enhancer on): before, neck change median 1.86, worst
+3.85 (5 frames over 3); with the Poisson correction kept to the mask's edge (--poisson-reach 0.3) and the skin
+put on the dst skin's tone (--skin-tone 1): median 1.06, worst 2.94 (frame 170, the hand), none over 3; jitter
+x0.96, sharpness 0.838, AOC untouched as before.
 
 Usage: python -m benchmarks.real_footage --clip /work/scratch/h27b/clip.mp4
        [--workspace /work/scratch/p30_ws --out /work/scratch/h27b_run]

@@ -23,7 +23,7 @@ for _name, _what in (("rct", "Reinhard: Lab mean/std"), ("lct", "linear: mean an
 
 BLEND_MODES.register(Entry(
     "poisson", "convert.blending:poisson_mode", "seamless cloning (colour at the mask edge taken from the "
-    "frame), then feathered", options=("--mask-erode", "--mask-blur"), terms=_OURS))
+    "frame), then feathered", options=("--mask-erode", "--mask-blur", "--poisson-reach"), terms=_OURS))
 BLEND_MODES.register(Entry(
     "alpha", "convert.blending:alpha_mode", "feathered mask only", options=("--mask-erode", "--mask-blur"),
     terms=_OURS))

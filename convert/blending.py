@@ -254,7 +254,7 @@ def warp_into_region(image: np.ndarray, to_crop: np.ndarray, region: Region, int
 
 
 def poisson_clone(face: np.ndarray, target: np.ndarray, mask: np.ndarray, work_size: int = 128,
-                  solver: str = "floored") -> np.ndarray:
+                  solver: str = "floored", reach: float = 0.0) -> np.ndarray:
     """Poisson (seamless) cloning of ``face`` into ``target`` (same size) where ``mask`` > 0.5.
 
     Cloning keeps the face's gradients and takes the colour at the mask's edge from the
@@ -276,6 +276,13 @@ def poisson_clone(face: np.ndarray, target: np.ndarray, mask: np.ndarray, work_s
     the sine solver's cost (a 300 px face, solved at 100 px: 3.6 against 7.8 ms a clone with
     everything around it, loaded machine; issue 31). On the main job evaluate's figures moved
     by at most 0.004 (fringing 0.9391 -> 0.9353; sharpness, tone, identity under 0.002).
+
+    ``reach`` > 0 keeps the correction to the mask's edge: it is whole there and fades to
+    nothing ``reach`` times the mask's size inside (``edge_weight``). Why: the correction is
+    the harmonic spread of the frame-minus-face difference along the whole border, and the
+    border runs through hair, the hairline's shadow and the dark under the jaw, so cloning
+    tinted the middle of the face too (issue 27's clip: the face warmer and darker than its
+    neck, up to 3.85 dE). At 0 the correction reaches everywhere, as classic cloning does.
     """
     h, w = target.shape[:2]
     factor = max(1, int(np.ceil(max(h, w) / work_size)))
@@ -298,6 +305,8 @@ def poisson_clone(face: np.ndarray, target: np.ndarray, mask: np.ndarray, work_s
         correction = exact - face_s.astype(np.float32)
     else:
         raise ValueError(f"unknown Poisson solver {solver!r}; choose floored, dst or opencv")
+    if reach > 0:
+        correction *= edge_weight(mask_s, reach)[..., None]
     if factor > 1:
         correction = cv2.resize(correction, (w, h), interpolation=cv2.INTER_LINEAR)
     # Outside the mask this is the face plus the field's continuation: the caller's soft
@@ -305,6 +314,15 @@ def poisson_clone(face: np.ndarray, target: np.ndarray, mask: np.ndarray, work_s
     correction += face            # in place: face + correction + 0.5, the same floats as with temporaries
     correction += 0.5
     return np.clip(correction, 0, 255, out=correction).astype(np.uint8)
+
+
+def edge_weight(mask: np.ndarray, reach: float) -> np.ndarray:
+    """1 on and outside the edge of ``mask`` > 0.5, falling smoothly (smoothstep) to 0 at ``reach`` times the
+    mask's size (the square root of its area) inside it; float32, the mask's shape."""
+    binary = (mask > 0.5).astype(np.uint8)
+    size = max(float(np.sqrt(binary.sum())), 1.0)
+    t = np.clip(1.0 - cv2.distanceTransform(binary, cv2.DIST_L2, 3) / (reach * size), 0.0, 1.0)
+    return (t * t * (3.0 - 2.0 * t)).astype(np.float32)
 
 
 #: How far (grey levels) OpenCV's float32 solution strays from the exact one: a pixel this close to a whole
@@ -395,12 +413,13 @@ def _poisson_dst(face: np.ndarray, target: np.ndarray, mask: np.ndarray) -> np.n
     return out
 
 
-def poisson_mode(face: np.ndarray, roi: np.ndarray, alpha: np.ndarray) -> np.ndarray:
-    """``--blend poisson``: the face Poisson-cloned into the frame region (then feathered by the caller)."""
-    return poisson_clone(face, roi, alpha)          # reads the frame region, never writes it
+def poisson_mode(face: np.ndarray, roi: np.ndarray, alpha: np.ndarray, reach: float = 0.0) -> np.ndarray:
+    """``--blend poisson``: the face Poisson-cloned into the frame region (then feathered by the caller), the
+    correction kept within ``reach`` of the mask's edge (``--poisson-reach``)."""
+    return poisson_clone(face, roi, alpha, reach=reach)          # reads the frame region, never writes it
 
 
-def alpha_mode(face: np.ndarray, roi: np.ndarray, alpha: np.ndarray) -> np.ndarray:
+def alpha_mode(face: np.ndarray, roi: np.ndarray, alpha: np.ndarray, reach: float = 0.0) -> np.ndarray:
     """``--blend alpha``: the face as generated (only the caller's feathered mask blends it)."""
     return face
 
@@ -505,7 +524,7 @@ def _with_detail(face: np.ndarray, source: np.ndarray, face_to_crop: np.ndarray,
 def blend_face(frame: np.ndarray, face: np.ndarray, face_to_crop: np.ndarray, mask: np.ndarray,
                mask_to_crop: np.ndarray, mode: str, source: np.ndarray | None = None,
                detail: float = 0.0, gate: float = 0.0, sharpness: float = 0.0,
-               times: StepTimes | None = None) -> np.ndarray:
+               times: StepTimes | None = None, reach: float = 0.0) -> np.ndarray:
     """Blend one generated face (a crop made by ``face_to_crop``) into ``frame`` (modified, returned).
 
     ``mask`` is 0..1 float in the pixels of the crop made by ``mask_to_crop`` (the aligned
@@ -518,7 +537,8 @@ def blend_face(frame: np.ndarray, face: np.ndarray, face_to_crop: np.ndarray, ma
     stretched over 300 px keeps the frame's own sharpness wherever the network kept the
     structure, and nowhere it changed it; there the face is unsharp-masked by ``sharpness``
     instead (``sharpen`` does that for a face without detail put back). ``times`` records
-    the steps (``pipeline.core.profile``).
+    the steps (``pipeline.core.profile``). ``reach``: how far into the face Poisson's correction
+    reaches (``poisson_clone``).
     """
     times = times or StepTimes()
     region = face_region(mask_to_crop, mask.shape[0], frame.shape)
@@ -538,7 +558,7 @@ def blend_face(frame: np.ndarray, face: np.ndarray, face_to_crop: np.ndarray, ma
     if mode not in BLEND_MODES:
         raise ValueError(f"unknown blend mode {mode!r}; choose from {', '.join(BLEND_MODES.names())}")
     with times.step(f"blend: {mode}"):
-        warped = BLEND_MODES.load(mode)(warped, roi, alpha)
+        warped = BLEND_MODES.load(mode)(warped, roi, alpha, reach)
     with times.step("blend"):
         alpha = np.ascontiguousarray(alpha, dtype=np.float32)
         roi[...] = cv2.blendLinear(np.ascontiguousarray(warped), np.ascontiguousarray(roi), alpha, 1.0 - alpha)

@@ -46,6 +46,12 @@ class ConvertOptions(DeviceOptions, ClusterOptions):
     color: str = option("rct", choices=COLOR_TRANSFERS,
                         help="colour transfer of the generated face toward the dst face, inside the mask")
     blend: str = option("poisson", choices=BLEND_MODES, help="how the face enters the frame")
+    poisson_reach: float = option(0.3, low=0, high=4, metavar="FRACTION",
+                                  help="with --blend poisson: how far into the face the seamless clone's correction "
+                                       "reaches, as a share of the face mask's size; it fades smoothly from the mask's "
+                                       "edge, where it is whole (no seam), to nothing at this depth, so the frame's "
+                                       "colour at the border (hair, shadow under the jaw) does not tint the middle of "
+                                       "the face (0 = the whole face, classic Poisson cloning)")
     low_light: float = option(DEFAULT_TARGET, low=0, high=255, metavar="LEVEL",
                               help="a face darker than this (median grey level inside the mask) is lifted to it by a "
                                    "gamma curve before the network and brought back down after: on dim footage the "
@@ -90,6 +96,11 @@ class ConvertOptions(DeviceOptions, ClusterOptions):
                           help="carry the dst's blinks: where the dst person's eyes close, the dst's own eyes (colour-"
                                "matched, feathered) replace the network's, in proportion to how far they are shut "
                                "(1 = all the way on a shut eye; 0 = off, the network's eyes always)")
+    skin_tone: float = option(1.0, low=0, high=1, metavar="AMOUNT",
+                              help="shift the whole swapped face this share of the way so its skin's median colour "
+                                   "(the face without eyes, brows and mouth) is the dst skin's, after --color, which "
+                                   "matches the whole face and can leave the skin warmer or darker than its own neck "
+                                   "(0 = off)")
     part_colour: float | None = option(None, low=0, high=1, metavar="AMOUNT",
                                        default_text="the model type's: 1 for transform, 0 for df and liae",
                                        help="move the swapped face's brows, nose and lips this share of the way to "

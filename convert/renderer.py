@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 import cv2
 import numpy as np
 
-from convert import blending, blink, color_transfer, part_colour
+from convert import blending, blink, color_transfer, part_colour, skin_tone
 from convert.network import Network, check_model
 from convert.options import CHROMA_SMOOTH, PART_COLOUR, ConvertOptions
 from convert.smoothing import smooth_track
@@ -251,6 +251,9 @@ class _FaceWork:
                 face = blending.clean_chroma(face, prep.crop, self.opts.chroma_smooth)
             with times.step("blink/parts"):
                 in_crop = geometry.transform_points(prep.plan.landmarks, prep.plan.to_model)
+                # the skin first: the blink's eyes are matched to the face as it will be, and a blink does not
+                # move the skin's shift (a blink frame differs from the frame without it in the eyes only)
+                face = skin_tone.match(face, prep.crop, in_crop, prep.mask_r, self.opts.skin_tone)
                 if self.opts.blink > 0 and prep.plan.closure > 0:
                     face = blink.carry(face, prep.crop, in_crop, self.opts.blink * prep.plan.closure)
                 face = part_colour.match(face, in_crop, self.src_parts, self.opts.part_colour)
@@ -261,7 +264,8 @@ class _FaceWork:
                 # --sharpen makes up for the crop stretched over the face: none where the face is no larger
                 face = blending.sharpen(face, self.opts.sharpen * blending.sharpen_weight(zoom))
             blending.blend_face(out, face, prep.plan.to_model, prep.alpha, prep.plan.to_aligned, self.opts.blend,
-                                prep.crop, self.opts.detail, self.opts.detail_gate, self.opts.sharpen_new, times)
+                                prep.crop, self.opts.detail, self.opts.detail_gate, self.opts.sharpen_new, times,
+                                self.opts.poisson_reach)
             if self.mark is not None:
                 with times.step("watermark"):
                     self.mark.embed(out, prep.plan.landmarks, prep.plan.frame,

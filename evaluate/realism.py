@@ -27,7 +27,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from pipeline.core import geometry
+from pipeline.faces.regions import face_interior, skin_region
 
 #: Percentile of the fringe map inside the face.
 FRINGE_PERCENTILE = 99.0
@@ -36,31 +36,6 @@ FRINGE_PERCENTILE = 99.0
 SHARPNESS_FLOOR = 1.0
 FRINGE_FLOOR = 2.0
 
-_BROWS, _EYES, _MOUTH = range(17, 27), range(36, 48), range(48, 68)
-
-
-def face_interior(landmarks: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
-    """The landmark hull shrunk by a tenth of the eye distance: the face without its border (uint8 0/255)."""
-    mask = geometry.hull_mask(landmarks, shape[:2])
-    band = max(1, int(round(0.1 * geometry.eye_distance(landmarks))))
-    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * band + 1, 2 * band + 1))
-    return cv2.erode(mask, kernel)
-
-
-def skin_region(landmarks: np.ndarray, shape: tuple[int, ...], interior: np.ndarray | None = None) -> np.ndarray:
-    """The face interior (``face_interior``'s, when already made) without eyes, brows and mouth, each grown
-    by a tenth of the eye distance."""
-    skin = (face_interior(landmarks, shape) if interior is None else interior).copy()
-    grow = max(1, int(round(0.1 * geometry.eye_distance(landmarks))))
-    parts = np.zeros(shape[:2], np.uint8)
-    pts = np.asarray(landmarks, np.float64)
-    for group in ((36, 37, 38, 39, 40, 41), (42, 43, 44, 45, 46, 47), tuple(_MOUTH), tuple(range(17, 22)),
-                  tuple(range(22, 27))):
-        hull = cv2.convexHull(np.round(pts[list(group)]).astype(np.int32))
-        cv2.fillConvexPoly(parts, hull, 255)
-    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * grow + 1, 2 * grow + 1))
-    skin[cv2.dilate(parts, kernel) > 0] = 0
-    return skin
 
 
 def _box(mask: np.ndarray, margin: int) -> tuple[slice, slice] | None:

@@ -7,7 +7,7 @@ the src person: the ratio of fine to middle-scale luminance detail on the skin.
 
 Each face is first brought to one scale (eye distance ``EYE_PIXELS``, area-averaged when
 shrunk), so the figure does not depend on how large the face is in the frame. On the skin
-(``realism.skin_region``: the face without eyes, brows and mouth) the luminance is split
+(``pipeline.faces.regions.skin_region``: the face without eyes, brows and mouth) the luminance is split
 into a fine band (the image minus a Gaussian blur of sigma ``FINE_SIGMA``) and a middle
 band (that blur minus one of sigma ``MIDDLE_SIGMA``); the figure is the ratio of their RMS.
 A ratio is independent of contrast and exposure. Blurred, upscaled or airbrushed skin has
@@ -28,8 +28,8 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from evaluate.realism import skin_region
 from pipeline.core.geometry import eye_distance
+from pipeline.faces.regions import skin_region
 
 #: Eye distance (pixels) each face is brought to before measuring.
 EYE_PIXELS = 64.0

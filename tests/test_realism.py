@@ -7,6 +7,7 @@ from convert import blending
 from evaluate import realism
 from pipeline.core import geometry
 from pipeline.core.video import FrameReader, probe
+from pipeline.faces.regions import face_interior
 from tests.conftest import KATIE
 
 
@@ -63,7 +64,7 @@ def test_thin_green_and_purple_lines_along_brows_and_eyelids_count_as_fringes(fa
 
 def test_a_paler_face_is_the_wrong_tone_even_with_a_matching_border(face):
     frame, lm = face
-    inside = realism.face_interior(lm, frame.shape) > 0
+    inside = face_interior(lm, frame.shape) > 0
     paler = frame.copy()
     paler[inside] = np.clip(paler[inside].astype(np.float32) * 1.15 + 12, 0, 255).astype(np.uint8)
     m = realism.measure(paler, frame, lm)
@@ -119,5 +120,5 @@ def test_a_network_that_changes_nothing_gives_back_the_frame_at_full_sharpness(f
     kept = blending.blend_face(frame.copy(), crop, to_model, alpha, to_aligned, "alpha", crop, 1.0, 0.5)
     assert realism.measure(stretched, frame, lm)["sharpness"] < 0.6
     assert realism.measure(kept, frame, lm)["sharpness"] > 0.97
-    inside = realism.face_interior(lm, frame.shape) > 0
+    inside = face_interior(lm, frame.shape) > 0
     assert np.abs(kept.astype(int) - frame.astype(int))[inside].mean() < 1.0

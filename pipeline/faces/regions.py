@@ -1,7 +1,8 @@
-"""The parts of a face (brows, eyes, nose, lips, cheeks) as masks cut from its 68 landmarks.
+"""The parts of a face (brows, eyes, nose, lips, cheeks) and its skin as masks cut from its 68 landmarks.
 
-Shared: evaluate measures each part's colour against the src person's, and convert moves
-the swapped face's parts toward the src person's colour relative to the skin.
+Shared: evaluate measures each part's colour against the src person's and the skin's tone
+against the original's; convert moves the swapped face's parts toward the src person's
+colour relative to the skin, and its skin onto the dst skin's tone.
 """
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from collections.abc import Mapping
 import cv2
 import numpy as np
 
+from pipeline.core import geometry
 from pipeline.core.geometry import eye_distance
 
 REGIONS = ("brows", "eyes", "nose", "lips", "cheeks")
@@ -52,3 +54,30 @@ def against_skin(colours: Mapping[str, np.ndarray | None], parts: tuple[str, ...
     skin = colours.get(SKIN)
     return {name: (colours[name] - skin if skin is not None and colours.get(name) is not None else None)
             for name in parts}
+
+
+_MOUTH = range(48, 68)
+
+
+def face_interior(landmarks: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """The landmark hull shrunk by a tenth of the eye distance: the face without its border (uint8 0/255)."""
+    mask = geometry.hull_mask(landmarks, shape[:2])
+    band = max(1, int(round(0.1 * geometry.eye_distance(landmarks))))
+    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * band + 1, 2 * band + 1))
+    return cv2.erode(mask, kernel)
+
+
+def skin_region(landmarks: np.ndarray, shape: tuple[int, ...], interior: np.ndarray | None = None) -> np.ndarray:
+    """The face interior (``face_interior``'s, when already made) without eyes, brows and mouth, each grown
+    by a tenth of the eye distance (uint8 0/255): cheeks, nose, chin and the skin under the eyes."""
+    skin = (face_interior(landmarks, shape) if interior is None else interior).copy()
+    grow = max(1, int(round(0.1 * geometry.eye_distance(landmarks))))
+    parts = np.zeros(shape[:2], np.uint8)
+    pts = np.asarray(landmarks, np.float64)
+    for group in ((36, 37, 38, 39, 40, 41), (42, 43, 44, 45, 46, 47), tuple(_MOUTH), tuple(range(17, 22)),
+                  tuple(range(22, 27))):
+        hull = cv2.convexHull(np.round(pts[list(group)]).astype(np.int32))
+        cv2.fillConvexPoly(parts, hull, 255)
+    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * grow + 1, 2 * grow + 1))
+    skin[cv2.dilate(parts, kernel) > 0] = 0
+    return skin
