@@ -61,7 +61,7 @@ _MOUTH = range(48, 68)
 
 def face_interior(landmarks: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     """The landmark hull shrunk by a tenth of the eye distance: the face without its border (uint8 0/255)."""
-    mask = geometry.hull_mask(landmarks, shape[:2])
+    mask = geometry.hull_mask(landmarks, (shape[0], shape[1]))
     band = max(1, int(round(0.1 * geometry.eye_distance(landmarks))))
     kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * band + 1, 2 * band + 1))
     return cv2.erode(mask, kernel)
