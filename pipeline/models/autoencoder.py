@@ -19,6 +19,7 @@ import torch
 from pipeline.core.errors import UserError
 from pipeline.core.options import declared_range
 from pipeline.models import convert_defaults as family_defaults
+from pipeline.models import cpu_bfloat16
 from pipeline.models.autoencoder_net import AutoencoderNet, DFNet, LIAENet
 from pipeline.models.autoencoder_options import RESOLUTIONS, WIDTH_KEYS, AutoencoderOptions
 from pipeline.models.interface import FaceModel, Predictor, check_sizes
@@ -55,14 +56,13 @@ class _SwapPredictor(Predictor):
     def __init__(self, net: AutoencoderNet, device: torch.device, bfloat16: bool = False) -> None:
         self.net = (_logits_in_float32(net) if bfloat16 else net).to(device).eval()
         self.bfloat16 = bfloat16
-        self.description = "bfloat16 (the CPU's own)" if bfloat16 else "float32"
+        self.description = cpu_bfloat16.description(bfloat16)
         self.learned_mask = True
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         return self.with_mask(x)[0]
 
     def with_mask(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        from pipeline.models import cpu_bfloat16
         with cpu_bfloat16.autocast(self.bfloat16):
             face, mask = self.net.swap(x)
         return face.float(), mask.float()
@@ -114,8 +114,7 @@ class AutoencoderModel(FaceModel):
     def predictor(self, device: torch.device, precision: str, calibration: list[np.ndarray]) -> Predictor:
         """bfloat16 for ``auto`` on a CPU that computes it natively, float32 otherwise and for ``float``
         (``precision_supported`` refuses int8 before this is called)."""
-        from pipeline.models import cpu_bfloat16
-        return _SwapPredictor(self.net, device, precision == "auto" and cpu_bfloat16.native(device))
+        return _SwapPredictor(self.net, device, cpu_bfloat16.chosen(precision, device))
 
     @torch.no_grad()
     def swap_with_mask(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -32,6 +32,17 @@ def native(device: Any) -> bool:
     return False
 
 
+def chosen(precision: str, device: Any) -> bool:
+    """Whether ``--precision`` ``precision`` computes in bfloat16 on ``device``: ``auto`` on a CPU that
+    computes it natively (``native``); ``float``, and ``auto`` anywhere else, stay float32."""
+    return precision == "auto" and native(device)
+
+
+def description(bfloat16: bool) -> str:
+    """What a network's log line says about its arithmetic."""
+    return "bfloat16 (the CPU's own)" if bfloat16 else "float32"
+
+
 @contextlib.contextmanager
 def autocast(enabled: bool) -> Iterator[None]:
     """torch's CPU autocast to bfloat16 for the block when ``enabled``, else nothing."""

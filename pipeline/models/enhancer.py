@@ -81,8 +81,8 @@ class _Restore(Predictor):
         from pipeline.models import cpu_bfloat16
         # torch's type stubs lack Module.to(memory_format=...), which exists and is documented
         self.net = net.to(device).eval().to(memory_format=torch.channels_last)  # type: ignore[call-overload]
-        self.bfloat16 = precision == "auto" and cpu_bfloat16.native(device)
-        self.description = "bfloat16 (the CPU's own)" if self.bfloat16 else "float32"
+        self.bfloat16 = cpu_bfloat16.chosen(precision, device)
+        self.description = cpu_bfloat16.description(self.bfloat16)
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         from pipeline.models import cpu_bfloat16

@@ -66,7 +66,7 @@ class ModelTrainer(ABC):
         """bfloat16 autocast, no loss scaling (its range is float32's): on a CPU that computes it natively, for
         families that allow it; other CPUs train in float32 (there bfloat16 is emulated, slower than float32)."""
         from pipeline.models import cpu_bfloat16
-        return self.cpu_bfloat16 and self.ctx.precision == "auto" and cpu_bfloat16.native(self.ctx.device)
+        return self.cpu_bfloat16 and cpu_bfloat16.chosen(self.ctx.precision, self.ctx.device)
 
     def precision_text(self) -> str:
         """For the log: how the step computes."""
