@@ -88,8 +88,10 @@ def test_convert_carries_blinks_and_leaves_open_eyes_alone(extracted_clips, tmp_
 @pytest.mark.parametrize("args, message", [
     (("--blink", "2"), "--blink 2.0 is out of range; use 0 to 1"),
     (("--part-colour", "nan"), "--part-colour nan is not a finite number; use 0 to 1"),
+    (("--skin-tone", "1.5"), "--skin-tone 1.5 is out of range; use 0 to 1"),
+    (("--poisson-reach", "-1"), "--poisson-reach -1.0 is out of range; use 0 to 4"),
 ])
-def test_bad_blink_and_part_colour_amounts_are_one_line_and_change_nothing(extracted_clips, tmp_path, args, message):
+def test_bad_colour_and_blend_amounts_are_one_line_and_change_nothing(extracted_clips, tmp_path, args, message):
     from tests.conftest import clean_error, run_cli, snapshot
     ws = copy_workspace(extracted_clips["katie"], tmp_path, "ws")
     before = snapshot(ws)
