@@ -84,6 +84,19 @@ def snapshot(folder: Path) -> dict[str, str] | None:
 
 
 @pytest.fixture(scope="session")
+def hill_frame_90() -> tuple:
+    """Frame 90 of the Hill clip (RGB) and its one face's 68 landmarks, as extract's default analysis finds them."""
+    from pipeline.core.video import FrameReader, probe
+    from pipeline.faces.analyser import FaceAnalyser
+    info = probe(KATIE)
+    frame = next(f for i, f in FrameReader(KATIE, info.width, info.height) if i == 90)
+    found = FaceAnalyser("retinaface", "mediapipe", "auto", 80)(frame)
+    assert len(found) == 1
+    frame.flags.writeable = False
+    return frame, found[0].landmarks
+
+
+@pytest.fixture(scope="session")
 def short_clip(tmp_path_factory) -> Path:
     """The first 24 frames of a real clip, re-encoded, audio kept (fast extract tests)."""
     out = tmp_path_factory.mktemp("clips") / "katie_24.mp4"

@@ -6,20 +6,14 @@ import pytest
 from convert import blending
 from evaluate import realism
 from pipeline.core import geometry
-from pipeline.core.video import FrameReader, probe
 from pipeline.faces.regions import face_interior
-from tests.conftest import KATIE
 
 
 @pytest.fixture(scope="module")
-def face():
+def face(hill_frame_90):
     """Frame 90 of the dst clip and its 68 landmarks."""
-    from pipeline.faces.analyser import FaceAnalyser
-    info = probe(KATIE)
-    frame = next(f for i, f in FrameReader(KATIE, info.width, info.height) if i == 90)
-    found = FaceAnalyser("retinaface", "mediapipe", "auto", 80)(frame)
-    assert len(found) == 1
-    return frame, found[0].landmarks
+    frame, landmarks = hill_frame_90
+    return frame.copy(), landmarks.copy()
 
 
 def _lines_along(image, points, colour, width=2):

@@ -7,23 +7,17 @@ import pytest
 from convert import skin_tone
 from convert.blending import edge_weight, poisson_clone
 from pipeline.core import geometry
-from pipeline.core.video import FrameReader, probe
 from pipeline.faces.regions import skin_region
-from tests.conftest import KATIE
 
 BOX = (150, 470, 130, 440)      # y0, y1, x0, x1 around the face of frame 90
 
 
 @pytest.fixture(scope="module")
-def face():
+def face(hill_frame_90):
     """The face's crop of frame 90 and its 68 landmarks in the crop's pixels."""
-    from pipeline.faces.analyser import FaceAnalyser
-    info = probe(KATIE)
-    frame = next(f for i, f in FrameReader(KATIE, info.width, info.height) if i == 90)
-    found = FaceAnalyser("retinaface", "mediapipe", "auto", 80)(frame)
-    assert len(found) == 1
+    frame, landmarks = hill_frame_90
     y0, y1, x0, x1 = BOX
-    return frame[y0:y1, x0:x1].copy(), found[0].landmarks - (x0, y0)
+    return frame[y0:y1, x0:x1].copy(), landmarks - (x0, y0)
 
 
 def _lab(image):
