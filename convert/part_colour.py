@@ -18,7 +18,7 @@ import cv2
 import numpy as np
 
 from pipeline.core.geometry import eye_distance
-from pipeline.core.images import ImageReadError, read_rgb
+from pipeline.core.images import ImageReadError, read_rgb, to_lab
 from pipeline.faces.regions import SKIN, against_skin, region_masks
 from pipeline.workspace.store import Workspace
 
@@ -44,13 +44,9 @@ FEATHER = 0.04
 SRC_FACES = 64
 
 
-def _lab(image: np.ndarray) -> np.ndarray:
-    return cv2.cvtColor(image.astype(np.float32) / 255.0, cv2.COLOR_RGB2Lab)
-
-
 def part_colours(image: np.ndarray, landmarks: np.ndarray) -> dict[str, np.ndarray]:
     """Mean CIELAB colour of each part and of the cheeks in an RGB ``image`` (parts with no pixels left out)."""
-    lab = _lab(image)
+    lab = to_lab(image)
     out = {}
     for name, mask in region_masks(landmarks, image.shape).items():
         if name in PARTS + (SKIN,) and mask.any():
@@ -102,7 +98,7 @@ def match(face: np.ndarray, landmarks: np.ndarray, src: dict[str, np.ndarray] | 
     cheeks = masks[SKIN]
     if not cheeks.any():
         return face
-    lab = _lab(face)
+    lab = to_lab(face)
     skin = lab[cheeks > 0].mean(axis=0)
     sigma = max(FEATHER * eye_distance(landmarks), 0.5)
     reach = _blur_reach(sigma)

@@ -20,6 +20,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from pipeline.core.images import to_lab
 from pipeline.faces.regions import skin_region
 
 #: Skin pixels (inside the mask) fewer than this and the face is left as it is.
@@ -29,22 +30,19 @@ MIN_PIXELS = 16
 MOST = 15.0
 
 
-def _lab(image: np.ndarray) -> np.ndarray:
-    return cv2.cvtColor(image.astype(np.float32) / 255.0, cv2.COLOR_RGB2Lab)
-
-
 def skin_shift(face: np.ndarray, crop: np.ndarray, landmarks: np.ndarray,
-                mask: np.ndarray | None = None) -> np.ndarray | None:
+               mask: np.ndarray | None = None, face_lab: np.ndarray | None = None) -> np.ndarray | None:
     """The CIELAB vector (dst skin's median - ``face``'s skin's median), at most ``MOST`` long; None where
-    too few skin pixels are inside ``mask`` (uint8, on above 127; a hand or hair the mask leaves out)."""
+    too few skin pixels are inside ``mask`` (uint8, on above 127; a hand or hair the mask leaves out).
+    ``face_lab``: ``face`` in CIELAB when the caller has it already."""
     skin = skin_region(landmarks, face.shape) > 0
     if mask is not None:
         skin &= mask > 127
     if int(skin.sum()) < MIN_PIXELS:
         return None
     ys, xs = np.nonzero(skin)
-    here = np.median(_lab(face[ys, xs][None])[0], axis=0)
-    there = np.median(_lab(crop[ys, xs][None])[0], axis=0)
+    here = np.median((to_lab(face) if face_lab is None else face_lab)[ys, xs], axis=0)
+    there = np.median(to_lab(crop[ys, xs][None])[0], axis=0)
     delta = there - here
     size = float(np.linalg.norm(delta))
     return delta * (MOST / size) if size > MOST else delta
@@ -56,10 +54,10 @@ def match(face: np.ndarray, crop: np.ndarray, landmarks: np.ndarray, mask: np.nd
     skin tone; ``landmarks`` are the face's 68 points in the crop's pixels, ``mask`` its colour mask."""
     if amount <= 0:
         return face
-    delta = skin_shift(face, crop, landmarks, mask)
+    lab = to_lab(face)               # converted once: the skin's median is read from it, then it is shifted
+    delta = skin_shift(face, crop, landmarks, mask, lab)
     if delta is None or not np.any(delta):
         return face
-    lab = _lab(face)
     lab += (amount * delta).astype(np.float32)
     out = cv2.cvtColor(lab, cv2.COLOR_Lab2RGB)
     return np.clip(out * 255.0, 0, 255).round().astype(np.uint8)

@@ -27,6 +27,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from pipeline.core.images import to_lab
 from pipeline.faces.regions import face_interior, skin_region
 
 #: Percentile of the fringe map inside the face.
@@ -47,10 +48,6 @@ def _box(mask: np.ndarray, margin: int) -> tuple[slice, slice] | None:
             slice(max(int(xs.min()) - margin, 0), min(int(xs.max()) + margin + 1, w)))
 
 
-def _lab(image: np.ndarray) -> np.ndarray:
-    return cv2.cvtColor(image.astype(np.float32) / 255.0, cv2.COLOR_RGB2Lab)
-
-
 def high_frequency_energy(image: np.ndarray, mask: np.ndarray) -> float | None:
     """Mean squared Laplacian of the luminance (grey levels) inside ``mask``."""
     box = _box(mask, 3)
@@ -63,7 +60,7 @@ def high_frequency_energy(image: np.ndarray, mask: np.ndarray) -> float | None:
 
 def fringe_map(image: np.ndarray) -> np.ndarray:
     """Per pixel: how far the colour lies on the cool side of neutral (L*a*b* units), 3x3 smoothed."""
-    lab = _lab(image)
+    lab = to_lab(image)
     cool = np.sqrt(np.minimum(lab[..., 1], 0.0) ** 2 + np.minimum(lab[..., 2], 0.0) ** 2)
     return cv2.blur(cool, (3, 3))
 
@@ -81,7 +78,7 @@ def mean_lab(image: np.ndarray, mask: np.ndarray) -> np.ndarray | None:
     box = _box(mask, 0)
     if box is None:
         return None
-    return _lab(image[box])[mask[box] > 0].mean(axis=0)
+    return to_lab(image[box])[mask[box] > 0].mean(axis=0)
 
 
 def measure(output: np.ndarray, reference: np.ndarray, landmarks: np.ndarray) -> dict[str, float | None]:

@@ -33,6 +33,7 @@ import cv2
 import numpy as np
 
 from pipeline.core import geometry
+from pipeline.core.images import to_lab
 from pipeline.faces.regions import region_masks
 
 AREAS = ("neck", "sides")
@@ -52,10 +53,6 @@ MIN_SHARE, MIN_PIXELS = 0.1, 25
 NECK = (0.15, 0.75)
 SIDES = (0.1, 0.45)
 FACE_MARGIN = 0.1
-
-
-def _lab(image: np.ndarray) -> np.ndarray:
-    return cv2.cvtColor(image.astype(np.float32) / 255.0, cv2.COLOR_RGB2Lab)
 
 
 def _frame_axes(p: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
@@ -137,7 +134,7 @@ def relations(output: np.ndarray, reference: np.ndarray,
         return out
     x0, y0, x1, y1 = box
     p = np.asarray(landmarks, dtype=np.float64) - np.array([x0, y0], dtype=np.float64)
-    ref_lab, out_lab = _lab(reference[y0:y1, x0:x1]), _lab(output[y0:y1, x0:x1])
+    ref_lab, out_lab = to_lab(reference[y0:y1, x0:x1]), to_lab(output[y0:y1, x0:x1])
     cheeks = region_masks(p, ref_lab.shape)["cheeks"] > 0
     if int(cheeks.sum()) < MIN_PIXELS:
         return out

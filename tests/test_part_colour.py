@@ -5,7 +5,7 @@ import pytest
 
 from convert import part_colour
 from pipeline.core.geometry import eye_distance
-from pipeline.core.images import read_rgb
+from pipeline.core.images import read_rgb, to_lab
 from pipeline.faces.regions import region_masks
 from pipeline.workspace.store import Workspace
 
@@ -83,7 +83,7 @@ def _match_whole_crop(face, landmarks, src, amount):
     """The feathered shift made over the whole crop and every pixel a part reaches taken back from CIELAB:
     what ``match`` computes in the parts' boxes (its speed-up must not change a pixel)."""
     masks = region_masks(landmarks, face.shape)
-    lab = part_colour._lab(face)
+    lab = to_lab(face)
     skin = lab[masks["cheeks"] > 0].mean(axis=0)
     sigma = max(part_colour.FEATHER * eye_distance(landmarks), 0.5)
     shift = np.zeros_like(lab)

@@ -32,6 +32,11 @@ class ImageReadError(ValueError):
     """The file exists but is not a decodable image."""
 
 
+def to_lab(image: np.ndarray) -> np.ndarray:
+    """An RGB uint8 image as float32 CIELAB (L* 0-100): the colour space every delta E here is measured in."""
+    return cv2.cvtColor(image.astype(np.float32) / 255.0, cv2.COLOR_RGB2Lab)
+
+
 def is_image_path(path: Path) -> bool:
     return path.suffix.lower() in IMAGE_EXTENSIONS
 
