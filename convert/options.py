@@ -101,11 +101,18 @@ class ConvertOptions(DeviceOptions, ClusterOptions):
                                    "(the face without eyes, brows and mouth) is the dst skin's, after --color, which "
                                    "matches the whole face and can leave the skin warmer or darker than its own neck "
                                    "(0 = off)")
+    grain_match: float = option(1.0, low=0, high=1, metavar="AMOUNT",
+                                help="where the swapped skin is grainier (finest against middle-scale detail) than "
+                                     "both the dst frame's own skin at the same place and the src person's skin, "
+                                     "take this share of the excess fine detail away, so the network's texture, the "
+                                     "enhancer and the detail put back do not add up to speckled, made-up skin; "
+                                     "eyes, brows and mouth are left alone (0 = off)")
     part_colour: float | None = option(None, low=0, high=1, metavar="AMOUNT",
                                        default_text="the model type's: 1 for transform, 0 for df and liae",
                                        help="move the swapped face's brows, nose and lips this share of the way to "
                                             "the src person's colours against the face's own cheeks (median over the "
-                                            "src set; brows' chroma as the src's ratio to the skin), so the dst's "
+                                            "src set; each part's mean moved the whole way, no pixel pushed past "
+                                            "neutral to the cool side), so the dst's "
                                             "lipstick, darker nose or lighter brows do not come back with the "
                                             "colour transfer; the skin "
                                             "keeps the dst frame's tone (0 = off). On by default for the "

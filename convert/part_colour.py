@@ -6,9 +6,17 @@ lipstick, her lighter brows. Here each part (brows, nose, lips, cut from the 68 
 is moved so that its colour against the face's own cheeks is the src person's: the
 median over the src set of (part - cheeks) in CIELAB. A difference against the cheeks,
 not an absolute colour, so the frame's light and the skin tone colour transfer found
-stay as they are, and only what distinguishes the part from the skin changes. Brows' chroma
-is the exception: it is set by the src person's ratio of brow to skin chroma
-(``CHROMA_BY_RATIO``), so near-neutral brows stay near neutral on another skin.
+stay as they are, and only what distinguishes the part from the skin changes.
+
+Two guards make a difference safe to carry between people (issue 26, 2026-12-07):
+- the feather leaves a thin part's middle short of the way, so each part's shift is divided
+  by its feathered weight's mean over the part (``LEAST_FILL``): the part's mean arrives;
+- no pixel is pushed past neutral into the cool side (a* or b* below 0): brows and lips are
+  warm, and a difference carried from a warmer src skin onto a paler one would otherwise
+  land blue-grey brows or purple lips (the main job's fringing went 1.18 -> 1.46 without it).
+Before these, brows' chroma was carried as the src person's ratio to the skin's; carried as
+a difference under the guards, brows came 4.80 -> 2.62 dE from the src person's on the main
+job and 5.85 -> 4.21 on the reverse pair (docs/measurements.md).
 """
 from __future__ import annotations
 
@@ -26,18 +34,11 @@ log = logging.getLogger("convert")
 
 #: The parts moved (the eyes are left: their mean mixes iris, white and lashes).
 PARTS = ("brows", "nose", "lips")
-#: Parts whose chroma (CIELAB a, b) is set as the src person's ratio to the skin's, not as a difference:
-#: brows are hair, nearly neutral beside warm skin, and a difference carried from Ocasio-Cortez's warmer
-#: skin onto Hill's paler one landed on the cool side (blue-grey brows on the main job). A ratio keeps
-#: the brow's hue on the skin's side of neutral and scales its saturation as the src person's is scaled.
-#: Their lightness moves as the other parts' do.
-CHROMA_BY_RATIO = ("brows",)
-#: Largest ratio of a part's chroma to the skin's that is carried (and a floor on the src skin's chroma
-#: it is divided by): a greyish src skin must not blow the ratio up.
-MOST_RATIO = 2.0
-SKIN_CHROMA_FLOOR = 2.0
 #: Largest shift of one part, in delta E: a part the landmarks missed is not repainted wholesale.
 MOST = 20.0
+#: The shift is divided by the feathered weight's mean over the part (at least this), so the part's mean colour
+#: reaches its target although the feather leaves its middle short.
+LEAST_FILL = 0.5
 #: Feather of each part's mask, in eye distances.
 FEATHER = 0.04
 #: Src faces read for the relations (evenly spaced over the set).
@@ -55,33 +56,30 @@ def part_colours(image: np.ndarray, landmarks: np.ndarray) -> dict[str, np.ndarr
 
 
 def relations(faces: list[tuple[np.ndarray, np.ndarray]]) -> dict[str, np.ndarray] | None:
-    """Per part, the median of (part - cheeks) over ``faces`` (image, landmarks): the src person's look; and
-    under ``SKIN`` the median colour of the cheeks themselves (for ``CHROMA_BY_RATIO``)."""
-    diffs: dict[str, list[np.ndarray]] = {name: [] for name in PARTS + (SKIN,)}
+    """Per part, the median of (part - cheeks) over ``faces`` (image, landmarks): the src person's look."""
+    diffs: dict[str, list[np.ndarray]] = {name: [] for name in PARTS}
     for image, landmarks in faces:
-        colours = part_colours(image, landmarks)
-        for name, diff in against_skin(colours, PARTS).items():
+        for name, diff in against_skin(part_colours(image, landmarks), PARTS).items():
             if diff is not None:
                 diffs[name].append(diff)
-        if SKIN in colours:
-            diffs[SKIN].append(colours[SKIN])
     out = {name: np.median(np.stack(v), axis=0) for name, v in diffs.items() if v}
     return out or None
 
 
-def src_relations(ws: Workspace) -> dict[str, np.ndarray] | None:
-    """``relations`` of up to ``SRC_FACES`` kept src faces, read from their aligned files (None without any)."""
+def src_faces(ws: Workspace, count: int = SRC_FACES) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Up to ``count`` kept src faces (aligned image, its landmarks), evenly spaced over the set: the src
+    person's look, which this module's relations and ``convert.grain``'s texture are read from."""
     rows = ws.faces("src", kept=True)
     if not rows:
-        return None
-    picks = [rows[i] for i in np.unique(np.linspace(0, len(rows) - 1, min(SRC_FACES, len(rows))).round().astype(int))]
+        return []
+    picks = [rows[i] for i in np.unique(np.linspace(0, len(rows) - 1, min(count, len(rows))).round().astype(int))]
     faces = []
     for r in picks:
         try:
             faces.append((read_rgb(ws.aligned_path(r)), r.aligned_landmarks))
         except (ImageReadError, ValueError, OSError):
             continue
-    return relations(faces)
+    return faces
 
 
 def match(face: np.ndarray, landmarks: np.ndarray, src: dict[str, np.ndarray] | None, amount: float) -> np.ndarray:
@@ -114,38 +112,31 @@ def match(face: np.ndarray, landmarks: np.ndarray, src: dict[str, np.ndarray] | 
             continue
         here = lab[part > 0].mean(axis=0)
         delta = (skin + src[name]) - here
-        if name in CHROMA_BY_RATIO:
-            delta[1:] = (chroma_by_ratio(skin[1:], src[SKIN][1:], src[name][1:]) - here[1:] if SKIN in src
-                         else 0.0)      # relations read without the src skin: lightness only
-        size = float(np.linalg.norm(delta))
-        if size > MOST:
-            delta *= MOST / size
         # feathered by a plain blur: a thin lip moves short of the full way at its middle. Growing the mask
         # first moved it all the way but tinted the skin around the mouth (main job: fringing 1.01 -> 1.58,
         # lips 7.1 -> 10.6 dE from the src person's)
         x0, y0 = max(x - reach, 0), max(y - reach, 0)
         x1, y1 = min(x + bw + reach, w), min(y + bh + reach, h)
         weight = _box_blur(part, (x0, y0, x1, y1), sigma, reach)
+        inside = weight[part[y0:y1, x0:x1] > 0]
+        if inside.size:        # the feather's shortfall made up: the part's mean moves the whole way
+            delta = delta / max(float(inside.mean()), LEAST_FILL)
+        size = float(np.linalg.norm(delta))
+        if size > MOST:
+            delta *= MOST / size
         shift[y0:y1, x0:x1] += weight[..., None] * (amount * delta)[None, None, :]
         touched[y0:y1, x0:x1] |= weight > 1e-3
     out = face.copy()         # pixels no part reaches keep their exact values (no Lab round trip)
     ys, xs = np.nonzero(touched)
     if len(ys) == 0:
         return out
-    moved = cv2.cvtColor((lab + shift)[ys, xs][None], cv2.COLOR_Lab2RGB)[0]
+    before = lab[ys, xs]
+    after = before + shift[ys, xs]
+    # a warm pixel is not pushed past neutral to the cool side (the module's docstring)
+    after[:, 1:] = np.maximum(after[:, 1:], np.minimum(before[:, 1:], 0.0))
+    moved = cv2.cvtColor(after[None], cv2.COLOR_Lab2RGB)[0]
     out[ys, xs] = np.clip(moved * 255.0, 0, 255).round().astype(np.uint8)
     return out
-
-
-def chroma_by_ratio(skin_ab: np.ndarray, src_skin_ab: np.ndarray, src_diff_ab: np.ndarray) -> np.ndarray:
-    """The (a, b) a part takes on skin of chroma ``skin_ab``: the src person's part-to-skin ratio per channel
-    (their part is ``src_skin_ab + src_diff_ab``), between 0 and ``MOST_RATIO``, times this skin's.
-
-    Why a ratio: a part darker and greyer than the skin keeps that relation on any skin without
-    crossing neutral (see ``CHROMA_BY_RATIO``).
-    """
-    base = np.maximum(src_skin_ab, SKIN_CHROMA_FLOOR)
-    return skin_ab * np.clip((src_skin_ab + src_diff_ab) / base, 0.0, MOST_RATIO)
 
 
 def _blur_reach(sigma: float) -> int:

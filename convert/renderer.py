@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 import cv2
 import numpy as np
 
-from convert import blending, blink, color_transfer, part_colour, skin_tone
+from convert import blending, blink, color_transfer, grain, part_colour, skin_tone
 from convert.network import Network, check_model
 from convert.options import CHROMA_SMOOTH, PART_COLOUR, ConvertOptions
 from convert.smoothing import smooth_track
@@ -191,7 +191,8 @@ class _FaceWork:
 
     def __init__(self, opts: ConvertOptions, size: int, resolution: int, masker: Masker) -> None:
         self.opts, self.size, self.resolution, self.masker = opts, size, resolution, masker
-        self.src_parts: dict[str, np.ndarray] | None = None     # ``part_colour.src_relations``
+        self.src_parts: dict[str, np.ndarray] | None = None     # ``part_colour.relations`` of the src faces
+        self.src_texture: float | None = None                  # ``grain.src_texture``
         self.mark: Watermark | None = None       # ``--watermark``: put into every swapped face
         self.times = StepTimes()       # per step, from the pool's threads (``pipeline.core.profile``)
 
@@ -266,11 +267,23 @@ class _FaceWork:
             blending.blend_face(out, face, prep.plan.to_model, prep.alpha, prep.plan.to_aligned, self.opts.blend,
                                 prep.crop, self.opts.detail, self.opts.detail_gate, self.opts.sharpen_new, times,
                                 self.opts.poisson_reach)
+            if self.opts.grain_match > 0:
+                with times.step("grain"):
+                    self._match_grain(out, frame, prep)
             if self.mark is not None:
                 with times.step("watermark"):
                     self.mark.embed(out, prep.plan.landmarks, prep.plan.frame,
                                     pasted=(prep.alpha, prep.plan.to_aligned))
         return out
+
+    def _match_grain(self, out: np.ndarray, frame: np.ndarray, prep: _Prepared) -> None:
+        """``grain.match`` on the face just pasted into ``out`` (``frame``: the plate)."""
+        region = blending.face_region(prep.plan.to_aligned, prep.alpha.shape[0], out.shape)
+        if region is None:
+            return
+        alpha = blending.warp_into_region(prep.alpha, prep.plan.to_aligned, region, cv2.INTER_LINEAR)
+        grain.match(out, frame, prep.plan.landmarks, alpha, (region.x0, region.y0, region.x1, region.y1),
+                    self.opts.grain_match, self.src_texture)
 
 
 def before_after(before: np.ndarray, after: np.ndarray) -> np.ndarray:
@@ -299,9 +312,21 @@ def workspace_state(root: Path) -> tuple:
 LOAD_OPTIONS = ("workspace", "input", "device", "precision", "batch_size", "enhance")
 
 
-def _read_src_parts(root: Path) -> dict[str, np.ndarray] | None:
+@dataclass
+class SrcLook:
+    """What convert reads of the src person's own faces: their parts' colours against their skin
+    (``part_colour.relations``) and their skin's texture (``grain.src_texture``); None where not asked for or
+    there are no src faces."""
+
+    parts: dict[str, np.ndarray] | None = None
+    texture: float | None = None
+
+
+def _read_src_look(root: Path, parts: bool, texture: bool) -> SrcLook:
     with Workspace(root) as ws:
-        return part_colour.src_relations(ws)
+        faces = part_colour.src_faces(ws)
+    return SrcLook(part_colour.relations(faces) if parts and faces else None,
+                   grain.src_texture(faces) if texture and faces else None)
 
 
 class Renderer:
@@ -331,9 +356,9 @@ class Renderer:
             self.input_path, self.video = _check_input(ws, set_meta, opts.input)
             if before_model is not None:
                 before_model(self.input_path, self.video)
-            # the src person's part colours are read beside the model's load (torch's import, most of it)
-            self._src_reading = (in_background(lambda: _read_src_parts(ws.root), "src-parts")
-                                 if opts.part_colour is None or opts.part_colour > 0 else None)
+            # the src person's part colours and texture are read beside the model's load (torch's import, most of it)
+            self._src_reading = in_background(lambda: _read_src_look(ws.root, self._wants_parts(opts),
+                                                                     opts.grain_match > 0), "src-look")
             model_dir = layout.model_dir(ws.root)
             self.network: Network | NetworkProcess = (network if network is not None else
                                                       Network(model_dir, opts.device, opts.batch_size))
@@ -350,7 +375,7 @@ class Renderer:
             self.check(self.opts)
             self._plans: dict[tuple, tuple[dict[int, list[FacePlan]], dict[int, str], str | None]] = {}
             self.plan(self.opts)                           # plans with the given options, checked now
-            self._src_parts: dict[str, np.ndarray] | None | bool = False   # False: not read yet
+            self._src_look: SrcLook | None = None   # None: not read yet
             self._hashes: tuple[str, str] | None = None      # (dst video, model weights) SHA-256
         finally:
             ws.close()
@@ -387,18 +412,26 @@ class Renderer:
             self._plans[key] = (plans, excluded, person_line)
         return self._plans[key]
 
-    def src_parts(self) -> dict[str, np.ndarray] | None:
-        """``part_colour.src_relations`` of the workspace, read once."""
-        if self._src_parts is False:
+    @staticmethod
+    def _wants_parts(opts: ConvertOptions) -> bool:
+        return opts.part_colour is None or opts.part_colour > 0
+
+    def src_look(self, opts: ConvertOptions) -> SrcLook:
+        """``SrcLook`` of the workspace for ``opts``, read once (again only if ``opts`` asks for more)."""
+        if self._src_look is None:
             reading, self._src_reading = self._src_reading, None
-            self._src_parts = reading.result() if reading is not None else _read_src_parts(self.root)
-        return self._src_parts if isinstance(self._src_parts, dict) else None
+            self._src_look = reading.result() if reading is not None else SrcLook()
+        look = self._src_look
+        if ((opts.part_colour > 0 and look.parts is None) or (opts.grain_match > 0 and look.texture is None)):
+            look = self._src_look = _read_src_look(self.root, True, True)
+        return look
 
     def work(self, opts: ConvertOptions) -> _FaceWork:
         """The per-face steps with ``opts`` (checked, model defaults filled in)."""
         work = _FaceWork(opts, self.size, self.network.resolution, self.masker)
-        if opts.part_colour > 0:
-            work.src_parts = self.src_parts()
+        if opts.part_colour > 0 or opts.grain_match > 0:
+            look = self.src_look(opts)
+            work.src_parts, work.src_texture = look.parts, look.texture
         if opts.watermark:
             work.mark = Watermark(load_key(opts.watermark_key, create=True), self.watermark_payload())
         return work

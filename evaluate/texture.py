@@ -25,21 +25,14 @@ report gives the original's figure beside the output's for that reason.
 """
 from __future__ import annotations
 
-import cv2
 import numpy as np
 
-from pipeline.core.geometry import eye_distance
-from pipeline.faces.regions import skin_region
+from pipeline.faces import texture_bands
 
-#: Eye distance (pixels) each face is brought to before measuring.
-EYE_PIXELS = 64.0
-#: Gaussian sigmas (pixels at that scale) splitting the fine and middle bands.
-FINE_SIGMA = 0.7
-MIDDLE_SIGMA = 2.0
+#: Eye distance (pixels) each face is brought to before measuring, and the bands' sigmas at that scale.
+EYE_PIXELS, FINE_SIGMA, MIDDLE_SIGMA = texture_bands.EYE_PIXELS, texture_bands.FINE_SIGMA, texture_bands.MIDDLE_SIGMA
 #: Percentiles of the src person's own faces that bound a believable texture.
 SRC_RANGE = (5.0, 95.0)
-#: Fewest skin pixels (at the working scale) worth measuring.
-MIN_SKIN_PIXELS = 200
 
 
 def texture(image: np.ndarray, landmarks: np.ndarray) -> float | None:
@@ -47,32 +40,7 @@ def texture(image: np.ndarray, landmarks: np.ndarray) -> float | None:
 
     None when the face is too small, off the frame, or has too little skin to measure.
     """
-    p = np.asarray(landmarks, dtype=np.float64)
-    eyes = eye_distance(p)
-    if eyes < 4:
-        return None
-    h, w = image.shape[:2]
-    margin = 4
-    x0, y0 = (max(int(np.floor(v)) - margin, 0) for v in p.min(axis=0))
-    x1, y1 = min(int(np.ceil(p[:, 0].max())) + margin, w), min(int(np.ceil(p[:, 1].max())) + margin, h)
-    if x1 - x0 < 8 or y1 - y0 < 8:
-        return None
-    scale = EYE_PIXELS / eyes
-    crop = image[y0:y1, x0:x1]
-    size = (max(1, int(round(crop.shape[1] * scale))), max(1, int(round(crop.shape[0] * scale))))
-    small = cv2.resize(crop, size, interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_CUBIC)
-    skin = skin_region((p - np.array([x0, y0], dtype=np.float64)) * scale, small.shape) > 0
-    if int(skin.sum()) < MIN_SKIN_PIXELS:
-        return None
-    grey = cv2.cvtColor(small, cv2.COLOR_RGB2GRAY).astype(np.float32)
-    fine_blur = cv2.GaussianBlur(grey, (0, 0), FINE_SIGMA)
-    middle_blur = cv2.GaussianBlur(grey, (0, 0), MIDDLE_SIGMA)
-    fine = (grey - fine_blur)[skin]
-    middle = (fine_blur - middle_blur)[skin]
-    middle_rms = float(np.sqrt(np.mean(middle.astype(np.float64) ** 2)))
-    if middle_rms < 1e-3:        # a flat patch: no structure to compare the fine band with
-        return None
-    return float(np.sqrt(np.mean(fine.astype(np.float64) ** 2)) / middle_rms)
+    return texture_bands.face_texture(image, landmarks)
 
 
 def src_range(values: list[float | None]) -> tuple[float, float] | None:

@@ -32,34 +32,32 @@ def test_the_parts_take_the_src_persons_colour_against_the_skin(people):
         moved = part_colour.match(image, lm, src, 1.0)
         after = part_colour.part_colours(moved, lm)
         before = part_colour.part_colours(image, lm)
-        for name in ("nose", "lips"):
+        for name in part_colour.PARTS:
             gap_after = np.linalg.norm(after[name] - after["cheeks"] - src[name])
             gap_before = np.linalg.norm(before[name] - before["cheeks"] - src[name])
-            assert gap_after < 0.5 * gap_before, (name, gap_before, gap_after)
-        # brows: lightness as a difference (a thin line: the feather keeps it short of the full way, as it
-        # does the lips), chroma as the src person's ratio to the skin
-        light_after = abs((after["brows"] - after["cheeks"])[0] - src["brows"][0])
-        light_before = abs((before["brows"] - before["cheeks"])[0] - src["brows"][0])
-        assert light_after < 0.6 * light_before
-        target = part_colour.chroma_by_ratio(before["cheeks"][1:], src["cheeks"][1:], src["brows"][1:])
-        gap_after = np.linalg.norm(after["brows"][1:] - target)
-        gap_before = np.linalg.norm(before["brows"][1:] - target)
-        assert gap_after < 0.6 * gap_before, (gap_before, gap_after)
-        assert (after["brows"][1:] > 0).all()       # on the skin's (warm) side of neutral
+            # the part's mean arrives (the feather's shortfall made up), short only where ``MOST`` caps the shift
+            # or the guard holds a pixel on the warm side (lips: 17.5 -> 3.8 on the first face; a plain feather
+            # left a lip 7 dE short)
+            assert gap_after < 0.3 * gap_before, (name, gap_before, gap_after)
 
 
-def test_brow_chroma_as_a_ratio_never_crosses_neutral():
-    """Near-neutral brows on warm skin, carried to a paler skin: as a difference they land on the cool side
-    (blue-grey, what the main job showed); as a ratio they keep the skin's side and the src's scale."""
-    src_skin, src_brows_diff = np.array([18.0, 24.0]), np.array([-15.0, -18.0])    # brows at (3, 6)
-    pale_skin = np.array([9.0, 12.0])
-    assert ((pale_skin + src_brows_diff) < 0).all()                                # the difference: cool
-    got = part_colour.chroma_by_ratio(pale_skin, src_skin, src_brows_diff)
-    assert np.allclose(got, pale_skin * np.array([3 / 18, 6 / 24]))
-    assert (got > 0).all()
-    # a greyish src skin does not blow the ratio up, and the ratio is capped
-    assert (part_colour.chroma_by_ratio(pale_skin, np.array([0.5, 0.5]), np.array([9.5, 9.5]))
-            <= pale_skin * part_colour.MOST_RATIO).all()
+def test_no_warm_pixel_is_pushed_to_the_cool_side(people):
+    """A difference carried from a warm src skin onto a paler one can point past neutral (the blue-grey brows and
+    purple lips the main job showed): such pixels stop at neutral; pixels already cool do not get cooler."""
+    hill, aoc = people
+    cold = {name: np.array([-5.0, -40.0, -40.0]) for name in part_colour.PARTS}
+    for image, lm in hill[:3]:
+        moved = part_colour.match(image, lm, cold, 1.0)
+        before, after = to_lab(image), to_lab(moved)
+        changed = np.abs(moved.astype(int) - image).max(axis=2) > 0
+        assert changed.sum() > 500
+        for channel in (1, 2):
+            floor = np.minimum(before[..., channel], 0.0)
+            # 1.5: the uint8 round trip through RGB
+            assert (after[..., channel][changed] >= floor[changed] - 1.5).all(), channel
+        # and the shift did happen (as far as ``MOST`` lets it): the lips lost much of their chroma
+        lips = region_masks(lm, image.shape)["lips"] > 0
+        assert np.linalg.norm(before[lips].mean(axis=0)[1:]) - np.linalg.norm(after[lips].mean(axis=0)[1:]) > 8
 
 
 def test_nothing_moves_away_from_the_parts_or_with_amount_zero(people):
@@ -94,16 +92,17 @@ def _match_whole_crop(face, landmarks, src, amount):
             continue
         here = lab[inside].mean(axis=0)
         delta = (skin + src[name]) - here
-        if name in part_colour.CHROMA_BY_RATIO:
-            delta[1:] = part_colour.chroma_by_ratio(skin[1:], src["cheeks"][1:], src[name][1:]) - here[1:]
+        weight = cv2.GaussianBlur(masks[name].astype(np.float32) / 255.0, (0, 0), sigma)
+        delta = delta / max(float(weight[inside].mean()), part_colour.LEAST_FILL)
         size = float(np.linalg.norm(delta))
         if size > part_colour.MOST:
             delta *= part_colour.MOST / size
-        weight = cv2.GaussianBlur(masks[name].astype(np.float32) / 255.0, (0, 0), sigma)
         shift += weight[..., None] * (amount * delta)[None, None, :]
         touched |= weight > 1e-3
     out = face.copy()
-    moved = cv2.cvtColor(lab + shift, cv2.COLOR_Lab2RGB)
+    after = lab + shift
+    after[..., 1:] = np.maximum(after[..., 1:], np.minimum(lab[..., 1:], 0.0))
+    moved = cv2.cvtColor(after, cv2.COLOR_Lab2RGB)
     out[touched] = np.clip(moved[touched] * 255.0, 0, 255).round().astype(np.uint8)
     return out
 

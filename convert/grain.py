@@ -1,0 +1,97 @@
+"""The swapped skin's finest detail brought down to the dst plate's own: no speckled, made-up skin.
+
+A swap carries fine detail from three places: the network's own texture, the enhancer,
+and the dst frame's detail that ``--detail`` and ``--sharpen-new`` put back. Together they
+can leave the skin grainier than the shot itself (the reverse pair of the README's jobs:
+fine-to-middle band ratio 0.47 against the plate's 0.38), which reads as painted or
+made-up skin. A compositor matches the grain of an element to the plate's; here the
+skin's ratio of fine to middle-scale luminance detail (``pipeline.faces.texture_bands``,
+the figure ``evaluate``'s texture reads) is measured on the swapped face and on the
+original frame at the same place, and where the swap's exceeds the plate's by more than
+``TOLERANCE``, the swap's fine band is scaled down on the skin (eyes, brows and mouth, whose
+edges are the face's sharpness, are left alone). A face already as smooth as the plate, or
+smoother, is not touched: nothing is added.
+"""
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from pipeline.core.geometry import eye_distance
+from pipeline.faces import texture_bands
+from pipeline.faces.regions import skin_region
+
+#: How much grainier than the plate the swap's skin may be before it is smoothed.
+TOLERANCE = 0.05
+#: Feather of the skin's edge, in eye distances.
+FEATHER = 0.05
+#: Pasted alpha at or above this counts as the swapped face's own pixels when measuring.
+SOLID = 0.99
+#: Halvings of the search for the share of the fine band taken away (1/256 of it at the end).
+BISECTIONS = 8
+
+
+def match(out: np.ndarray, plate: np.ndarray, landmarks: np.ndarray, alpha: np.ndarray, box: tuple[int, int, int, int],
+          amount: float, src_texture: float | None = None) -> float | None:
+    """Smooth the fine band of the swapped skin in ``out`` (RGB uint8, the frame after blending; changed in place)
+    inside ``box`` (x0, y0, x1, y1), where the face was pasted with ``alpha`` (0..1, the box's size), until the
+    skin is no grainier than ``plate`` (the original frame) at the same place, or than the src person's own skin
+    (``src_texture``, the median of ``src_texture`` over their faces), whichever is grainier, within
+    ``TOLERANCE``; ``landmarks`` are the face's 68 points in frame pixels.
+
+    Returns the share of the fine band taken away (0 when the skin is not grainier than that, None when
+    there was too little skin to measure).
+    """
+    if amount <= 0:
+        return 0.0
+    x0, y0, x1, y1 = box
+    points = np.asarray(landmarks, dtype=np.float64) - np.array([x0, y0], dtype=np.float64)
+    region = out[y0:y1, x0:x1]
+    where = texture_bands.face_scale(points, region.shape)
+    if where is None:
+        return None
+    skin = where.skin(points) & (where.shrink(alpha.astype(np.float32)) >= SOLID)
+    if int(skin.sum()) < texture_bands.MIN_SKIN_PIXELS:
+        return None
+    image = region.astype(np.float32)
+    small = where.shrink(image)
+    swap = _ratio(small, skin)
+    plate_texture = _ratio(where.shrink(plate[y0:y1, x0:x1].astype(np.float32)), skin)
+    if swap is None or plate_texture is None:
+        return None
+    target = max(plate_texture, src_texture or 0.0) * (1 + TOLERANCE)
+    if swap <= target:
+        return 0.0
+    eyes = eye_distance(points)
+    weight = cv2.GaussianBlur((skin_region(points, region.shape) > 0).astype(np.float32), (0, 0),
+                              max(FEATHER * eyes, 0.5)) * alpha.astype(np.float32)
+    # the fine band at the working scale's sigma, in the frame's pixels
+    fine = image - cv2.GaussianBlur(image, (0, 0), texture_bands.FINE_SIGMA / where.scale)
+    small_fine = where.shrink(weight[..., None] * fine)      # shrinking is linear: shrink(a - c b) = ...
+
+    def after(cut: float) -> float:
+        """The skin's ratio once ``cut`` of its fine band is taken away. Taking a share away lowers the ratio by
+        less than that share (the band's own blur stays), so the share is found by bisection."""
+        value = _ratio(small - cut * small_fine, skin)
+        return 0.0 if value is None else value
+
+    low, high = 0.0, 1.0
+    if after(high) > target:
+        low = high
+    for _ in range(BISECTIONS if low < high else 0):
+        mid = (low + high) / 2
+        low, high = (mid, high) if after(mid) > target else (low, mid)
+    cut = amount * (low + high) / 2
+    region[...] = np.clip(image - cut * weight[..., None] * fine + 0.5, 0, 255).astype(np.uint8)
+    return cut
+
+
+def src_texture(faces: list[tuple[np.ndarray, np.ndarray]]) -> float | None:
+    """The median skin texture (``texture_bands.face_texture``) of the src person's ``faces`` (image, landmarks)."""
+    values = [v for image, points in faces if (v := texture_bands.face_texture(image, points)) is not None]
+    return float(np.median(values)) if values else None
+
+
+def _ratio(small: np.ndarray, skin: np.ndarray) -> float | None:
+    grey = cv2.cvtColor(np.clip(small, 0, 255), cv2.COLOR_RGB2GRAY)
+    return texture_bands.ratio(*texture_bands.bands(grey), skin)
