@@ -17,9 +17,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from pipeline.core.geometry import eye_distance
 from pipeline.faces import texture_bands
-from pipeline.faces.regions import skin_region
 
 #: How much grainier than the plate the swap's skin may be before it is smoothed.
 TOLERANCE = 0.05
@@ -27,8 +25,8 @@ TOLERANCE = 0.05
 FEATHER = 0.05
 #: Pasted alpha at or above this counts as the swapped face's own pixels when measuring.
 SOLID = 0.99
-#: Halvings of the search for the share of the fine band taken away (1/256 of it at the end).
-BISECTIONS = 8
+#: Halvings of the search for the share of the fine band taken away (1/64 of it at the end).
+BISECTIONS = 6
 
 
 def match(out: np.ndarray, plate: np.ndarray, landmarks: np.ndarray, alpha: np.ndarray, box: tuple[int, int, int, int],
@@ -36,7 +34,7 @@ def match(out: np.ndarray, plate: np.ndarray, landmarks: np.ndarray, alpha: np.n
     """Smooth the fine band of the swapped skin in ``out`` (RGB uint8, the frame after blending; changed in place)
     inside ``box`` (x0, y0, x1, y1), where the face was pasted with ``alpha`` (0..1, the box's size), until the
     skin is no grainier than ``plate`` (the original frame) at the same place, or than the src person's own skin
-    (``src_texture``, the median of ``src_texture`` over their faces), whichever is grainier, within
+    (``src_texture``: this module's ``src_texture`` of their faces), whichever is grainier, within
     ``TOLERANCE``; ``landmarks`` are the face's 68 points in frame pixels.
 
     Returns the share of the fine band taken away (0 when the skin is not grainier than that, None when
@@ -50,24 +48,29 @@ def match(out: np.ndarray, plate: np.ndarray, landmarks: np.ndarray, alpha: np.n
     where = texture_bands.face_scale(points, region.shape)
     if where is None:
         return None
-    skin = where.skin(points) & (where.shrink(alpha.astype(np.float32)) >= SOLID)
+    face_skin = where.skin(points)
+    skin = face_skin & (where.shrink(np.asarray(alpha, np.float32)) >= SOLID)     # measured where the swap is whole
     if int(skin.sum()) < texture_bands.MIN_SKIN_PIXELS:
         return None
-    image = region.astype(np.float32)
-    small = where.shrink(image)
+    bx0, by0, bx1, by1 = where.box
+    face = region[by0:by1, bx0:bx1]            # the face's own box: nothing outside it is changed
+    image = face.astype(np.float32)
+    small = where.resize(image)
     swap = _ratio(small, skin)
-    plate_texture = _ratio(where.shrink(plate[y0:y1, x0:x1].astype(np.float32)), skin)
+    plate_texture = _ratio(where.resize(plate[y0:y1, x0:x1][by0:by1, bx0:bx1].astype(np.float32)), skin)
     if swap is None or plate_texture is None:
         return None
     target = max(plate_texture, src_texture or 0.0) * (1 + TOLERANCE)
     if swap <= target:
         return 0.0
-    eyes = eye_distance(points)
-    weight = cv2.GaussianBlur((skin_region(points, region.shape) > 0).astype(np.float32), (0, 0),
-                              max(FEATHER * eyes, 0.5)) * alpha.astype(np.float32)
+    # where to cut: the skin, feathered, made at the working scale and brought back to the frame's pixels
+    feathered = cv2.GaussianBlur(face_skin.astype(np.float32), (0, 0), FEATHER * texture_bands.EYE_PIXELS)
+    weight = cv2.resize(feathered, (bx1 - bx0, by1 - by0), interpolation=cv2.INTER_LINEAR)
+    weight *= alpha[by0:by1, bx0:bx1]
     # the fine band at the working scale's sigma, in the frame's pixels
     fine = image - cv2.GaussianBlur(image, (0, 0), texture_bands.FINE_SIGMA / where.scale)
-    small_fine = where.shrink(weight[..., None] * fine)      # shrinking is linear: shrink(a - c b) = ...
+    weighted = weight[..., None] * fine
+    small_fine = where.resize(weighted)     # shrinking is linear: small - c * small_fine is the cut face shrunk
 
     def after(cut: float) -> float:
         """The skin's ratio once ``cut`` of its fine band is taken away. Taking a share away lowers the ratio by
@@ -82,7 +85,7 @@ def match(out: np.ndarray, plate: np.ndarray, landmarks: np.ndarray, alpha: np.n
         mid = (low + high) / 2
         low, high = (mid, high) if after(mid) > target else (low, mid)
     cut = amount * (low + high) / 2
-    region[...] = np.clip(image - cut * weight[..., None] * fine + 0.5, 0, 255).astype(np.uint8)
+    face[...] = np.clip(image - cut * weighted + 0.5, 0, 255).astype(np.uint8)
     return cut
 
 

@@ -55,8 +55,11 @@ class FaceScale:
     def shrink(self, image: np.ndarray) -> np.ndarray:
         """The box of ``image`` at the working scale (area-averaged when shrunk; linear, so sums shrink to sums)."""
         x0, y0, x1, y1 = self.box
-        return cv2.resize(image[y0:y1, x0:x1], self.size,
-                          interpolation=cv2.INTER_AREA if self.scale < 1 else cv2.INTER_CUBIC)
+        return self.resize(image[y0:y1, x0:x1])
+
+    def resize(self, box_image: np.ndarray) -> np.ndarray:
+        """An image of the box's own size brought to the working scale, as ``shrink`` does."""
+        return cv2.resize(box_image, self.size, interpolation=cv2.INTER_AREA if self.scale < 1 else cv2.INTER_CUBIC)
 
     def skin(self, landmarks: np.ndarray) -> np.ndarray:
         """The skin (``skin_region``) of the face at the working scale, as a boolean mask."""
