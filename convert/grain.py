@@ -25,8 +25,10 @@ TOLERANCE = 0.05
 FEATHER = 0.05
 #: Pasted alpha at or above this counts as the swapped face's own pixels when measuring.
 SOLID = 0.99
-#: Halvings of the search for the share of the fine band taken away (1/64 of it at the end).
-BISECTIONS = 6
+#: Most steps of the search for the share of the fine band taken away, and when it is close enough (a share of
+#: the target ratio).
+SEARCH_STEPS = 4
+SEARCH_TOLERANCE = 0.005
 
 
 def match(out: np.ndarray, plate: np.ndarray, landmarks: np.ndarray, alpha: np.ndarray, box: tuple[int, int, int, int],
@@ -55,9 +57,11 @@ def match(out: np.ndarray, plate: np.ndarray, landmarks: np.ndarray, alpha: np.n
     bx0, by0, bx1, by1 = where.box
     face = region[by0:by1, bx0:bx1]            # the face's own box: nothing outside it is changed
     image = face.astype(np.float32)
-    small = where.resize(image)
+    # measured on the luminance, shrunk after the conversion (both are linear: the same as evaluate's order)
+    small = where.resize(cv2.cvtColor(image, cv2.COLOR_RGB2GRAY))
     swap = _ratio(small, skin)
-    plate_texture = _ratio(where.resize(plate[y0:y1, x0:x1][by0:by1, bx0:bx1].astype(np.float32)), skin)
+    plate_grey = cv2.cvtColor(plate[y0:y1, x0:x1][by0:by1, bx0:bx1], cv2.COLOR_RGB2GRAY).astype(np.float32)
+    plate_texture = _ratio(where.resize(plate_grey), skin)
     if swap is None or plate_texture is None:
         return None
     target = max(plate_texture, src_texture or 0.0) * (1 + TOLERANCE)
@@ -70,21 +74,25 @@ def match(out: np.ndarray, plate: np.ndarray, landmarks: np.ndarray, alpha: np.n
     # the fine band at the working scale's sigma, in the frame's pixels
     fine = image - cv2.GaussianBlur(image, (0, 0), texture_bands.FINE_SIGMA / where.scale)
     weighted = weight[..., None] * fine
-    small_fine = where.resize(weighted)     # shrinking is linear: small - c * small_fine is the cut face shrunk
+    # linear again: the cut face's luminance, shrunk, is small - cut * small_fine
+    small_fine = where.resize(cv2.cvtColor(weighted, cv2.COLOR_RGB2GRAY))
 
     def after(cut: float) -> float:
-        """The skin's ratio once ``cut`` of its fine band is taken away. Taking a share away lowers the ratio by
-        less than that share (the band's own blur stays), so the share is found by bisection."""
+        """The skin's ratio once ``cut`` of its fine band is taken away."""
         value = _ratio(small - cut * small_fine, skin)
         return 0.0 if value is None else value
 
-    low, high = 0.0, 1.0
-    if after(high) > target:
-        low = high
-    for _ in range(BISECTIONS if low < high else 0):
-        mid = (low + high) / 2
-        low, high = (mid, high) if after(mid) > target else (low, mid)
-    cut = amount * (low + high) / 2
+    # taking a share away lowers the ratio by less than that share (the band's own blur stays), and the ratio
+    # falls smoothly with the share: found by false position (regula falsi), a few ratios at the working scale
+    low, high, f_low, f_high = 0.0, 1.0, swap, after(1.0)
+    found = 1.0 if f_high > target else None
+    for _ in range(SEARCH_STEPS if found is None else 0):
+        found = low + (f_low - target) * (high - low) / max(f_low - f_high, 1e-9)
+        value = after(found)
+        if abs(value - target) <= SEARCH_TOLERANCE * target:
+            break
+        low, f_low, high, f_high = (found, value, high, f_high) if value > target else (low, f_low, found, value)
+    cut = amount * float(found)
     face[...] = np.clip(image - cut * weighted + 0.5, 0, 255).astype(np.uint8)
     return cut
 
@@ -95,6 +103,5 @@ def src_texture(faces: list[tuple[np.ndarray, np.ndarray]]) -> float | None:
     return float(np.median(values)) if values else None
 
 
-def _ratio(small: np.ndarray, skin: np.ndarray) -> float | None:
-    grey = cv2.cvtColor(np.clip(small, 0, 255), cv2.COLOR_RGB2GRAY)
+def _ratio(grey: np.ndarray, skin: np.ndarray) -> float | None:
     return texture_bands.ratio(*texture_bands.bands(grey), skin)
