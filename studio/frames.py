@@ -36,8 +36,8 @@ DROPPED = (150, 150, 150)
 
 #: The convert options the studio's preview may change; the rest (output, range, device...) stay the page's own
 PREVIEW_SETTINGS = ("smooth", "color", "blend", "mask", "mask_erode", "mask_blur", "detail", "detail_gate",
-                    "sharpen_new", "chroma_smooth", "sharpen", "blink", "part_colour", "low_light", "enhance",
-                    "precision")
+                    "sharpen_new", "chroma_smooth", "sharpen", "blink", "part_colour", "skin_tone", "poisson_reach",
+                    "grain_match", "low_light", "enhance", "precision")
 
 
 # ---------------------------------------------------------------------- source frames

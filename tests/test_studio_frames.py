@@ -198,7 +198,8 @@ def test_convert_settings_describe_the_form():
     assert settings["mask"]["choices"] == ["workspace", "learned", "both"]
     assert settings["mask"]["default"] == "workspace"
     # the realism steps an artist tunes per shot are offered too (part colour: the model type's default)
-    assert {"blink", "part_colour", "low_light", "enhance"} <= set(settings)
+    assert {"blink", "part_colour", "skin_tone", "poisson_reach", "grain_match", "low_light",
+            "enhance"} <= set(settings)
     assert settings["part_colour"]["default"] is None and "transform" in settings["part_colour"]["default_text"]
     assert settings["low_light"]["default"] == 140.0
     # unset by default: the model type's own (8 for transform, 0 for the autoencoders); the page leaves it empty
