@@ -36,6 +36,7 @@ from convert.renderer import LOAD_OPTIONS, FacePlan, Renderer, workspace_state
 from convert.runner import ConvertSummary, _chunks, faces_of_chunk, network_threads, output_checks, remove_stale_outputs
 from pipeline.cluster.ray_cluster import Shard
 from pipeline.cluster.segments import SEGMENT_SUFFIX, SEGMENT_VIDEO_ARGS, segment_name
+from pipeline.core.chunked_video import ChunkedWriter, chunk_video_args, finished_chunks, join_chunks
 from pipeline.core.errors import UserError
 from pipeline.core.files import commit_file, remove_quietly
 from pipeline.core.profile import StepTimes
@@ -70,6 +71,8 @@ class SegmentSpec:
     folder: Path                   # where the segments go
     key: bytes | None              # the watermark key, None without --watermark
     payload: bytes | None = None   # what the mark carries (``Renderer.watermark_payload``)
+    chunk: int = 0                 # ``--encode-chunk``: H.264 pieces of this many frames on the grid from ``origin``
+    origin: int = 0
 
 
 @dataclass
@@ -110,7 +113,10 @@ def render_segment(spec: SegmentSpec, shard: Shard, plans: dict[int, list[FacePl
     tmp = spec.folder / f".{final.stem}.{os.getpid()}.tmp{SEGMENT_SUFFIX}"
     times = StepTimes()
     reader = FrameReader(spec.input_path, spec.width, spec.height, times=times, start=start)
-    writer = FrameWriter(tmp, spec.width, spec.height, spec.fps, times=times, video_args=SEGMENT_VIDEO_ARGS)
+    writer: FrameWriter | ChunkedWriter = (
+        ChunkedWriter(spec.folder, spec.width, spec.height, spec.fps, opts.crf, opts.preset, spec.chunk, start,
+                      spec.origin, times) if spec.chunk else
+        FrameWriter(tmp, spec.width, spec.height, spec.fps, times=times, video_args=SEGMENT_VIDEO_ARGS))
     pool = ThreadPoolExecutor(max(1, opts.workers), thread_name_prefix="convert")
     import torch
     torch.set_num_threads(network_threads(opts.workers))
@@ -136,7 +142,8 @@ def render_segment(spec: SegmentSpec, shard: Shard, plans: dict[int, list[FacePl
             raise UserError(f"dst video {spec.input_path} ended after frame {seen[0] - 1} while frames {start}-{end} "
                             f"were rendered; check the file")
         writer.close()
-        commit_file(tmp, final)
+        if not spec.chunk:         # pieces are renamed one by one as each is whole
+            commit_file(tmp, final)
         ok = True
     finally:
         reader.close()
@@ -183,10 +190,14 @@ def run_convert_on_cluster(opts: ConvertOptions) -> ConvertSummary:
                         "was made by a trained algorithm")
         video, input_path = renderer.video, renderer.input_path
         st = input_path.stat()
-        facts = {"options": {k: v for k, v in dataclasses.asdict(full).items() if k not in _NOT_IN_FRAMES},
+        chunk = full.encode_chunk
+        # pieces in H.264 (--encode-chunk) depend on crf and preset too
+        not_in = _NOT_IN_FRAMES if not chunk else tuple(k for k in _NOT_IN_FRAMES if k not in ("crf", "preset"))
+        facts = {"options": {k: v for k, v in dataclasses.asdict(full).items() if k not in not_in},
                  "workspace": workspace_state(renderer.root), "input": [str(input_path), st.st_size, st.st_mtime_ns],
                  "watermark": None if key is None else Watermark(key).key_id,
-                 "segments": [SEGMENT_SUFFIX, *SEGMENT_VIDEO_ARGS]}
+                 "segments": ([SEGMENT_SUFFIX, *SEGMENT_VIDEO_ARGS] if not chunk else
+                              ["pieces", start, *chunk_video_args(full.crf, full.preset)])}
         folder = segments_root(output) / job_key(facts)
         folder.mkdir(parents=True, exist_ok=True)
         for other in segments_root(output).iterdir():     # segments of other settings can never be used again
@@ -195,18 +206,22 @@ def run_convert_on_cluster(opts: ConvertOptions) -> ConvertSummary:
         stale = remove_stale_outputs(output)
         if stale:
             log.info("convert: removed %d temp video(s) left by an earlier convert that was killed", stale)
-        kept = finished_segments(folder, start, end)
-        for path in folder.glob(f".seg_*.tmp{SEGMENT_SUFFIX}"):     # a killed worker's unfinished segment
-            remove_quietly(path)
-        shards = plan_shards(missing_ranges(start, end, list(kept)), cluster.cpus, full.shard_frames, MIN_SHARD_FRAMES,
-                             SHARDS_PER_CPU)
+        kept = finished_segments(folder, start, end) if not chunk else finished_chunks(folder, start, end)
+        for path in [*folder.glob(f".seg_*.tmp{SEGMENT_SUFFIX}"), *folder.glob(".chunk_*.tmp.mp4")]:
+            remove_quietly(path)                   # a killed worker's unfinished segment or piece
+        if chunk:
+            shards = _shards_on_grid(missing_ranges(start, end, list(kept)), start, end, chunk, cluster.cpus,
+                                     full.shard_frames)
+        else:
+            shards = plan_shards(missing_ranges(start, end, list(kept)), cluster.cpus, full.shard_frames,
+                                 MIN_SHARD_FRAMES, SHARDS_PER_CPU)
         done_frames = sum(b - a for a, b in kept)
         log.info("ray: %d segments kept from an earlier run (%d frames), %d frames to render in %d shards on %d CPUs",
                  len(kept), done_frames, end - start - done_frames, len(shards), cluster.cpus)
         t_plan = time.perf_counter()
         spec = cluster.put(SegmentSpec(dataclasses.replace(full, workers=1), input_path, int(video["width"]),
                                        int(video["height"]), float(video["fps"]), folder, key,
-                                       renderer.watermark_payload() if key is not None else None))
+                                       renderer.watermark_payload() if key is not None else None, chunk, start))
         summary = ConvertSummary(output=output, person=person_line, gaps=gaps)
         setup = worker_s = 0.0
 
@@ -220,15 +235,20 @@ def run_convert_on_cluster(opts: ConvertOptions) -> ConvertSummary:
         # every segment in frame order; each is encoded once it and all before it are finished, beside the shards
         order = sorted([*kept, *((s.start, s.end) for s in shards)])
         ready, queued = set(kept), 0
-        log.info("ray: the final encode (crf %d, preset %s, as one machine's) takes each lossless segment in frame "
-                 "order as soon as it is finished", full.crf, full.preset)
-        encoder = SegmentEncoder(tmp, int(video["width"]), int(video["height"]), fps, full.crf, full.preset,
-                                 audio_from=input_path, audio_start=start / fps if fps else 0.0,
-                                 audio_duration=(end - start) / fps if fps and (start > 0 or end < video["frames"])
-                                 else None)
+        audio = {"audio_from": input_path, "audio_start": start / fps if fps else 0.0,
+                 "audio_duration": (end - start) / fps if fps and (start > 0 or end < video["frames"]) else None}
+        encoder: SegmentEncoder | None = None
+        if chunk:
+            log.info("ray: the nodes encode pieces of %d frames (crf %d, preset %s), joined here by stream copy",
+                     chunk, full.crf, full.preset)
+        else:
+            log.info("ray: the final encode (crf %d, preset %s, as one machine's) takes each lossless segment in "
+                     "frame order as soon as it is finished", full.crf, full.preset)
+            encoder = SegmentEncoder(tmp, int(video["width"]), int(video["height"]), fps, full.crf, full.preset,
+                                     **audio)
 
         try:
-            while queued < len(order) and order[queued] in ready:
+            while encoder is not None and queued < len(order) and order[queued] in ready:
                 encoder.add(folder / segment_name(*order[queued]))
                 queued += 1
             for shard, result in cluster.run(render_segment, shards, (spec,), "convert", end - start, done_frames,
@@ -237,24 +257,28 @@ def run_convert_on_cluster(opts: ConvertOptions) -> ConvertSummary:
                 summary.passed.update(result.passed)
                 setup, worker_s = setup + result.setup_seconds, worker_s + result.seconds
                 ready.add((shard.start, shard.end))
-                while queued < len(order) and order[queued] in ready:
+                while encoder is not None and queued < len(order) and order[queued] in ready:
                     encoder.add(folder / segment_name(*order[queued]))
                     queued += 1
             t_shards = time.perf_counter()
-            if queued < len(order):
-                raise UserError(f"segments of frames {order[queued:]} are missing in {folder} after the job; run the "
-                                f"same command again")
-            size = sum((folder / segment_name(a, b)).stat().st_size for a, b in order)
-            encoder.close()
-            log.info("ray: encoded the %d frames of %d lossless segments (%.1f MB, %.0f kB a frame): %.1f s feeding "
-                     "the encoder, %.1f s of the encode left after the last shard", end - start, len(order),
-                     size / 1e6, size / 1e3 / max(1, end - start), encoder.busy_seconds,
-                     time.perf_counter() - t_shards)
+            if encoder is None:
+                _join_pieces(folder, start, end, tmp, audio)
+            else:
+                if queued < len(order):
+                    raise UserError(f"segments of frames {order[queued:]} are missing in {folder} after the job; run "
+                                    f"the same command again")
+                size = sum((folder / segment_name(a, b)).stat().st_size for a, b in order)
+                encoder.close()
+                log.info("ray: encoded the %d frames of %d lossless segments (%.1f MB, %.0f kB a frame): %.1f s "
+                         "feeding the encoder, %.1f s of the encode left after the last shard", end - start,
+                         len(order), size / 1e6, size / 1e3 / max(1, end - start), encoder.busy_seconds,
+                         time.perf_counter() - t_shards)
             if credentials is not None:
                 joined = credentials.sign(tmp, output, end - start)
             commit_file(joined, output)
         except BaseException:
-            encoder.abort()
+            if encoder is not None:
+                encoder.abort()
             raise
         finally:
             remove_quietly(tmp)
@@ -269,3 +293,33 @@ def run_convert_on_cluster(opts: ConvertOptions) -> ConvertSummary:
     summary.seconds = time.perf_counter() - started
     summary.timings = {"worker seconds": worker_s, "worker setup seconds": setup}
     return summary
+
+
+def _shards_on_grid(ranges: list[tuple[int, int]], start: int, end: int, chunk: int, cpus: int,
+                    shard_frames: int | None) -> list[Shard]:
+    """Shards over ``ranges`` whose edges lie on the ``chunk``-frame grid from ``start``: each piece is encoded
+    whole by one worker, so it is the piece one machine encodes."""
+    from pipeline.cluster.ray_cluster import plan_shards
+    units = [((a - start) // chunk, -(-(b - start) // chunk)) for a, b in ranges]
+    per_shard = None if shard_frames is None else max(1, round(shard_frames / chunk))
+    out = []
+    for s in plan_shards(units, cpus, per_shard, 1, SHARDS_PER_CPU):
+        out.append(Shard(s.index, start + s.start * chunk, min(end, start + s.end * chunk)))
+    return out
+
+
+def _join_pieces(folder: Path, start: int, end: int, output: Path, audio: dict) -> None:
+    """Every piece of [start, end) in ``folder`` joined into ``output`` with the audio; a gap is one line."""
+    pieces = sorted(finished_chunks(folder, start, end).items())
+    at = start
+    for (a, b), _ in pieces:
+        if a != at:
+            break
+        at = b
+    if at != end:
+        raise UserError(f"the encoded pieces in {folder} stop at frame {at} of {start}-{end} after the job; run the "
+                        f"same command again")
+    t0 = time.perf_counter()
+    join_chunks([p for _, p in pieces], output, **audio)
+    log.info("ray: joined %d pieces (%.1f MB) by stream copy in %.1f s", len(pieces),
+             sum(p.stat().st_size for _, p in pieces) / 1e6, time.perf_counter() - t0)

@@ -147,6 +147,12 @@ class ConvertOptions(DeviceOptions, ClusterOptions):
     crf: int = option(18, low=0, high=51, help="H.264 quality (lower = better and larger; 18 is visually lossless)")
     preset: str = option("medium", choices=("ultrafast", "superfast", "veryfast", "faster", "fast", "medium",
                                             "slow", "slower", "veryslow"), help="x264 speed preset")
+    encode_chunk: int = option(0, low=0, high=1_000_000, metavar="FRAMES",
+                               help="encode the video in independent pieces of this many frames (a new x264 encode, "
+                                    "so a keyframe, every FRAMES frames from the range's first; x264's threads fixed "
+                                    "at 4) joined by stream copy: with --ray the nodes encode their own pieces and "
+                                    "the video is byte for byte what one machine writes with the same setting, "
+                                    "wherever each piece was made (0 = one encode of the whole video)")
     start: int = option(0, low=0, metavar="FRAME", help="first frame to render")
     end: int | None = option(None, low=1, metavar="FRAME", default_text="the end of the video",
                              help="render up to this frame, not including it")

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import time
 from collections import Counter, defaultdict, deque
 from collections.abc import Iterator
@@ -32,6 +33,7 @@ from convert.network import Network
 from convert.network_process import NetworkProcess
 from convert.options import ConvertOptions
 from convert.renderer import REASONS, FacePlan, Renderer, _FaceWork, before_after
+from pipeline.core.chunked_video import ChunkedVideo
 from pipeline.core.errors import UserError
 from pipeline.core.files import DiskFullError, commit_file, is_disk_full, pid_alive, remove_quietly, write_atomic
 from pipeline.core.images import encode
@@ -96,6 +98,11 @@ def remove_stale_outputs(output: Path) -> int:
         pid = tmp.name[len(output.stem) + 2:-len(f".tmp{output.suffix}")].removesuffix(".signed")
         if pid.isdigit() and int(pid) != os.getpid() and not pid_alive(int(pid)):
             remove_quietly(tmp)
+            count += 1
+    for folder in output.parent.glob(f"..{output.stem}.*.tmp{output.suffix}.pieces"):     # ``--encode-chunk``'s
+        pid = folder.name[len(output.stem) + 3:-len(f".tmp{output.suffix}.pieces")]
+        if folder.is_dir() and pid.isdigit() and int(pid) != os.getpid() and not pid_alive(int(pid)):
+            shutil.rmtree(folder, ignore_errors=True)
             count += 1
     return count
 
@@ -368,14 +375,16 @@ def _render(opts: ConvertOptions, input_path: Path, video: dict, network: Networ
             preview_dir.mkdir(parents=True, exist_ok=True)
             for old in preview_dir.glob("frame_*.jpg"):
                 remove_quietly(old)
-    tmp = writer = None
+    tmp: Path | None = None
+    writer: FrameWriter | ChunkedVideo | None = None
     times = StepTimes()                 # decode, encode and the main thread's waits
     if output is not None:
         tmp = output.with_name(f".{output.stem}.{os.getpid()}.tmp{output.suffix}")
-        writer = FrameWriter(tmp, width, height, fps, crf=opts.crf, preset=opts.preset, times=times,
-                             audio_from=input_path, audio_start=start / fps if fps else 0.0,
-                             audio_duration=(end - start) / fps if fps and (start > 0 or end < video["frames"])
-                             else None)
+        audio = {"audio_from": input_path, "audio_start": start / fps if fps else 0.0,
+                 "audio_duration": (end - start) / fps if fps and (start > 0 or end < video["frames"]) else None}
+        writer = (ChunkedVideo(tmp, width, height, fps, opts.crf, opts.preset, opts.encode_chunk, start, times=times,
+                               **audio) if opts.encode_chunk > 0 else
+                  FrameWriter(tmp, width, height, fps, crf=opts.crf, preset=opts.preset, times=times, **audio))
     t_start = time.perf_counter()
     reader = FrameReader(input_path, width, height, times=times)
     bar = tqdm(total=len(wanted) if wanted is not None else end - start, unit="frame", desc="convert",

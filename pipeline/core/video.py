@@ -258,6 +258,22 @@ def audio_codec(path: Path) -> str | None:
 LOSSLESS_ARGS = ["-c:v", "ffv1", "-level", "3", "-pix_fmt", "bgr0"]
 
 
+def audio_input_args(output: Path, audio_from: Path | None, start: float = 0.0,
+                     duration: float | None = None) -> list[str]:
+    """ffmpeg arguments that add the audio of ``audio_from`` (cut to ``start`` for ``duration`` seconds) as the
+    second input to a command whose first input is the video, mapped and coded for ``output``'s container
+    (copied when it takes the codec, else AAC); none when there is no audio."""
+    codec = audio_codec(audio_from) if audio_from is not None else None
+    if codec is None:
+        return []
+    cmd = ["-ss", f"{start:.6f}"] if start > 0 else []
+    if duration is not None:
+        cmd += ["-t", f"{duration:.6f}"]
+    cmd += ["-i", str(audio_from), "-map", "0:v:0", "-map", "1:a:0"]
+    copy = codec in MP4_AUDIO or Path(output).suffix.lower() not in (".mp4", ".m4v", ".mov")
+    return cmd + (["-c:a", "copy"] if copy else ["-c:a", "aac", "-b:a", "192k"])
+
+
 class FrameWriter:
     """Encode RGB frames to H.264 in an ffmpeg process fed from a thread (encode behind).
 
@@ -279,15 +295,7 @@ class FrameWriter:
         self.frames_written = 0
         cmd = [ffmpeg_exe(), "-y", "-v", "error", "-f", "rawvideo", "-pix_fmt", "rgb24",
                "-s", f"{width}x{height}", "-framerate", frame_rate_arg(fps), "-i", "pipe:0"]
-        codec = audio_codec(audio_from) if audio_from is not None else None
-        if codec is not None:
-            if audio_start > 0:
-                cmd += ["-ss", f"{audio_start:.6f}"]
-            if audio_duration is not None:
-                cmd += ["-t", f"{audio_duration:.6f}"]
-            cmd += ["-i", str(audio_from), "-map", "0:v:0", "-map", "1:a:0"]
-            copy = codec in MP4_AUDIO or self.path.suffix.lower() not in (".mp4", ".m4v", ".mov")
-            cmd += ["-c:a", "copy"] if copy else ["-c:a", "aac", "-b:a", "192k"]
+        cmd += audio_input_args(self.path, audio_from, audio_start, audio_duration)
         if video_args is None:     # what a finished video gets; ``video_args`` is for intermediates
             video_args = ["-c:v", "libx264", "-preset", preset, "-crf", str(crf), "-pix_fmt", "yuv420p"]
         cmd += video_args
