@@ -363,6 +363,39 @@ def test_convert_rerun_after_a_killed_driver_keeps_finished_segments(cluster, on
 
 
 @pytest.mark.slow
+def test_convert_in_pieces_on_two_nodes_is_one_machines_file(cluster, one_machine, tmp_path):
+    """--encode-chunk: the nodes encode their own pieces and the driver joins them: the .mp4 is one machine's, byte
+    for byte, also after the driver was killed and the command run again (finished pieces kept)."""
+    ws = tmp_path / "ws"
+    shutil.copytree(one_machine["ws"], ws)
+    single = tmp_path / "one.mp4"
+    res = _cli("convert", "-w", ws, "-o", single, "--no-credentials", "--encode-chunk", "10")
+    assert res.returncode == 0, res.stderr
+    out = tmp_path / "two.mp4"
+    cmd = [sys.executable, str(ROOT / "main.py"), "convert", "-w", str(ws), "-o", str(out), "--no-credentials",
+           "--ray", "auto", "--shard-frames", "20", "--encode-chunk", "10"]
+    driver = subprocess.Popen(cmd, cwd=ROOT, env=cluster, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline and driver.poll() is None:
+        if list(tmp_path.glob(".two.segments/*/chunk_*.mp4")):
+            driver.send_signal(signal.SIGKILL)
+            break
+        time.sleep(0.05)
+    driver.wait(timeout=60)
+    assert driver.returncode == -signal.SIGKILL, "the driver finished before a piece was seen"
+    kept = len(list(tmp_path.glob(".two.segments/*/chunk_*.mp4")))
+    assert 1 <= kept < FRAMES // 10
+    res = _cli(*cmd[2:], env=cluster)
+    assert res.returncode == 0, res.stderr
+    match = re.search(r"ray: (\d+) segments kept from an earlier run", res.stderr)
+    assert match and int(match.group(1)) >= kept, res.stderr
+    assert "joined 6 pieces" in res.stderr
+    assert out.read_bytes() == single.read_bytes(), "the same file as one machine's"
+    assert len(_frames(out)) == FRAMES
+    assert not list(tmp_path.glob(".two.segments*")), "pieces are removed once joined"
+
+
+@pytest.mark.slow
 def test_extract_rerun_after_a_killed_driver_does_only_the_rest(cluster, clip, one_machine, tmp_path):
     from pipeline.workspace.store import Workspace
     ws = tmp_path / "ws"

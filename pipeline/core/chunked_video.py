@@ -54,7 +54,7 @@ def chunk_edges(start: int, end: int, origin: int, size: int) -> list[tuple[int,
 
 
 def finished_chunks(folder: Path, start: int, end: int) -> dict[tuple[int, int], Path]:
-    """Pieces already encoded in ``folder`` inside [start, end), by (first, end)."""
+    """Pieces already encoded in ``folder`` inside [start, end), by (first, end), in frame order."""
     found: dict[tuple[int, int], Path] = {}
     if folder.is_dir():
         for path in folder.iterdir():
@@ -63,7 +63,7 @@ def finished_chunks(folder: Path, start: int, end: int) -> dict[tuple[int, int],
                 a, b = int(m.group(1)), int(m.group(2))
                 if start <= a < b <= end:
                     found[(a, b)] = path
-    return found
+    return dict(sorted(found.items()))
 
 
 class ChunkedWriter:
