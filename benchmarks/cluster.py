@@ -148,6 +148,9 @@ def main() -> int:
                          "before timing): how the speed-up grows when the fixed costs weigh less")
     ap.add_argument("--speed-only", action="store_true",
                     help="the 1- and 2-node runs only (no fixed cost per shard, transfer or projection)")
+    ap.add_argument("--encode-chunk", type=int, default=0, metavar="N",
+                    help="also time convert with --encode-chunk N (the nodes encode N-frame pieces, the driver joins "
+                         "them) beside the default (one encode on the driver), in the same runs")
     args = ap.parse_args()
     if args.pin_driver is not None:
         DRIVER_PIN[:] = ["taskset", "-c", str(args.pin_driver)]
@@ -181,13 +184,23 @@ def main() -> int:
                            "auto"], env)
             out[f"{nodes}_nodes"] = {"extract_s": t_ex, "extract_fps": frames / t_ex,
                                      "convert_s": t_cv, "convert_fps": frames / t_cv}
-            print(f"{nodes} one-core node(s), {frames} frames: extract {t_ex:.1f} s ({frames / t_ex:.2f} frames/s), "
-                  f"convert {t_cv:.1f} s ({frames / t_cv:.2f} frames/s)", flush=True)
+            line = (f"{nodes} one-core node(s), {frames} frames: extract {t_ex:.1f} s ({frames / t_ex:.2f} frames/s), "
+                    f"convert {t_cv:.1f} s ({frames / t_cv:.2f} frames/s)")
+            if args.encode_chunk:
+                t_pc = _timed(["convert", "-w", str(ws), "-o", str(work / f"pieces{nodes}.mp4"), "--no-credentials",
+                               "--ray", "auto", "--encode-chunk", str(args.encode_chunk)], env)
+                out[f"{nodes}_nodes"]["convert_pieces_s"] = t_pc
+                line += f", convert --encode-chunk {args.encode_chunk} {t_pc:.1f} s ({frames / t_pc:.2f} frames/s)"
+            print(line, flush=True)
         one, two = out["1_nodes"], out["2_nodes"]
         out["speedup"] = {"extract": one["extract_s"] / two["extract_s"],
                           "convert": one["convert_s"] / two["convert_s"]}
+        if args.encode_chunk:
+            out["speedup"]["convert_pieces"] = one["convert_pieces_s"] / two["convert_pieces_s"]
         print(f"speed-up 2 nodes / 1 node: extract {out['speedup']['extract']:.2f}x, "
-              f"convert {out['speedup']['convert']:.2f}x", flush=True)
+              f"convert {out['speedup']['convert']:.2f}x" +
+              (f", convert --encode-chunk {args.encode_chunk} {out['speedup']['convert_pieces']:.2f}x"
+               if args.encode_chunk else ""), flush=True)
         if args.speed_only or args.repeat > 1:
             return 0
         cluster.stop()
