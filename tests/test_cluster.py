@@ -333,6 +333,20 @@ def test_a_worker_killed_mid_shard_loses_nothing(cluster, clip, one_machine, tmp
     _same_index(one_machine["ws"], ws)
 
 
+def _kill_driver_once_seen(cmd: list[str], env: dict, folder: Path, pattern: str) -> None:
+    """Run ``cmd`` and SIGKILL it as soon as a file matching ``pattern`` exists in ``folder`` (a finished segment
+    or piece); asserts it was killed, not finished."""
+    driver = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline and driver.poll() is None:
+        if list(folder.glob(pattern)):
+            driver.send_signal(signal.SIGKILL)
+            break
+        time.sleep(0.05)
+    driver.wait(timeout=60)
+    assert driver.returncode == -signal.SIGKILL, f"the driver finished before {pattern} was seen"
+
+
 @pytest.mark.slow
 def test_convert_rerun_after_a_killed_driver_keeps_finished_segments(cluster, one_machine, tmp_path):
     ws = tmp_path / "ws"
@@ -341,15 +355,7 @@ def test_convert_rerun_after_a_killed_driver_keeps_finished_segments(cluster, on
     cmd = [sys.executable, str(ROOT / "main.py"), "convert", "-w", str(ws), "-o", str(out), "--no-credentials",
            "--ray", "auto", "--shard-frames", "20"]
     before = snapshot(ws)
-    driver = subprocess.Popen(cmd, cwd=ROOT, env=cluster, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 180
-    while time.monotonic() < deadline and driver.poll() is None:
-        if list(tmp_path.glob(".two.segments/*/seg_*.mkv")):
-            driver.send_signal(signal.SIGKILL)
-            break
-        time.sleep(0.05)
-    driver.wait(timeout=60)
-    assert driver.returncode == -signal.SIGKILL, "the driver finished before a segment was seen"
+    _kill_driver_once_seen(cmd, cluster, tmp_path, ".two.segments/*/seg_*.mkv")
     assert not out.exists()
     kept = len(list(tmp_path.glob(".two.segments/*/seg_*.mkv")))
     assert 1 <= kept < 3
@@ -374,15 +380,7 @@ def test_convert_in_pieces_on_two_nodes_is_one_machines_file(cluster, one_machin
     out = tmp_path / "two.mp4"
     cmd = [sys.executable, str(ROOT / "main.py"), "convert", "-w", str(ws), "-o", str(out), "--no-credentials",
            "--ray", "auto", "--shard-frames", "20", "--encode-chunk", "10"]
-    driver = subprocess.Popen(cmd, cwd=ROOT, env=cluster, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 180
-    while time.monotonic() < deadline and driver.poll() is None:
-        if list(tmp_path.glob(".two.segments/*/chunk_*.mp4")):
-            driver.send_signal(signal.SIGKILL)
-            break
-        time.sleep(0.05)
-    driver.wait(timeout=60)
-    assert driver.returncode == -signal.SIGKILL, "the driver finished before a piece was seen"
+    _kill_driver_once_seen(cmd, cluster, tmp_path, ".two.segments/*/chunk_*.mp4")
     kept = len(list(tmp_path.glob(".two.segments/*/chunk_*.mp4")))
     assert 1 <= kept < FRAMES // 10
     res = _cli(*cmd[2:], env=cluster)

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.core.errors import UserError
-from pipeline.core.files import remove_quietly
+from pipeline.core.files import frame_range_files, remove_quietly
 from pipeline.core.profile import StepTimes
 from pipeline.core.video import FrameReader, FrameWriter
 
@@ -60,17 +60,9 @@ def segment_name(start: int, end: int) -> str:
 
 def finished_segments(folder: Path, start: int, end: int) -> dict[tuple[int, int], Path]:
     """Segments already rendered in ``folder`` inside [start, end), by (start, end); overlapping ones are dropped."""
-    found: list[tuple[int, int, Path]] = []
-    if folder.is_dir():
-        for path in folder.iterdir():
-            m = _NAME.match(path.name)
-            if m and path.is_file() and not path.is_symlink() and path.stat().st_size > 0:
-                a, b = int(m.group(1)), int(m.group(2))
-                if start <= a < b <= end:
-                    found.append((a, b, path))
     kept: dict[tuple[int, int], Path] = {}
     reach = start
-    for a, b, path in sorted(found):
+    for a, b, path in frame_range_files(folder, _NAME, start, end):
         if a >= reach:
             kept[(a, b)] = path
             reach = b

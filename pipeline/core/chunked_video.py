@@ -22,7 +22,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 from pipeline.core.errors import UserError
-from pipeline.core.files import commit_file, remove_quietly
+from pipeline.core.files import commit_file, frame_range_files, remove_quietly
 from pipeline.core.profile import StepTimes
 from pipeline.core.video import FrameWriter, audio_input_args, ffmpeg_exe
 
@@ -55,15 +55,7 @@ def chunk_edges(start: int, end: int, origin: int, size: int) -> list[tuple[int,
 
 def finished_chunks(folder: Path, start: int, end: int) -> dict[tuple[int, int], Path]:
     """Pieces already encoded in ``folder`` inside [start, end), by (first, end), in frame order."""
-    found: dict[tuple[int, int], Path] = {}
-    if folder.is_dir():
-        for path in folder.iterdir():
-            m = _NAME.match(path.name)
-            if m and path.is_file() and not path.is_symlink() and path.stat().st_size > 0:
-                a, b = int(m.group(1)), int(m.group(2))
-                if start <= a < b <= end:
-                    found[(a, b)] = path
-    return dict(sorted(found.items()))
+    return {(a, b): path for a, b, path in frame_range_files(folder, _NAME, start, end)}
 
 
 class ChunkedWriter:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import errno
 import os
+import re
 import shutil
 import sqlite3
 from collections.abc import Callable, Iterator
@@ -215,3 +216,17 @@ def pid_alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
+
+
+def frame_range_files(folder: Path, name: re.Pattern[str], start: int, end: int) -> list[tuple[int, int, Path]]:
+    """(first, end, path) of the whole files in ``folder`` whose names ``name`` matches with two numbers (a range
+    of frames) inside [start, end), sorted: the segments and pieces a cluster job leaves finished."""
+    found: list[tuple[int, int, Path]] = []
+    if folder.is_dir():
+        for path in folder.iterdir():
+            m = name.match(path.name)
+            if m and path.is_file() and not path.is_symlink() and path.stat().st_size > 0:
+                a, b = int(m.group(1)), int(m.group(2))
+                if start <= a < b <= end:
+                    found.append((a, b, path))
+    return sorted(found)
