@@ -31,6 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from convert.gaps import report as flicker_report
+from convert.network_process import ModelFacts
 from convert.options import ConvertOptions
 from convert.renderer import LOAD_OPTIONS, FacePlan, Renderer, workspace_state
 from convert.runner import ConvertSummary, _chunks, faces_of_chunk, network_threads, output_checks, remove_stale_outputs
@@ -169,7 +170,8 @@ def run_convert_on_cluster(opts: ConvertOptions) -> ConvertSummary:
 
     with connect(str(opts.ray)) as cluster:
         t0 = time.perf_counter()
-        renderer = Renderer(opts, before_model)
+        # the model's facts only (no torch here): the workers load the network
+        renderer = Renderer(opts, before_model, ModelFacts.read(layout.model_dir(Path(opts.workspace))))
         full, (start, end) = renderer.opts, span
         plans, excluded, person_line = renderer.plan(full)
         if person_line:

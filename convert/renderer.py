@@ -41,7 +41,7 @@ from pipeline.workspace.records import DropReason, FaceRow, MaskOrigin, SetMeta
 from pipeline.workspace.store import Workspace
 
 if TYPE_CHECKING:
-    from convert.network_process import NetworkProcess
+    from convert.network_process import ModelFacts, NetworkProcess
 
 log = logging.getLogger("convert")
 
@@ -338,8 +338,9 @@ class Renderer:
 
     def __init__(self, opts: ConvertOptions,
                  before_model: Callable[[Path, dict], None] | None = None,
-                 network: NetworkProcess | None = None) -> None:
-        """``network``: the model already loading in a child process (convert's run), else loaded here."""
+                 network: NetworkProcess | ModelFacts | None = None) -> None:
+        """``network``: the model already loading in a child process (convert's run), or only its facts (a
+        cluster's driver, which plans and checks: ``ModelFacts``), else loaded here."""
         check(opts)
         parse_person(opts.person)
         self.state = workspace_state(Path(opts.workspace))
@@ -357,10 +358,11 @@ class Renderer:
             if before_model is not None:
                 before_model(self.input_path, self.video)
             # the src person's part colours and texture are read beside the model's load (torch's import, most of it)
-            self._src_reading = in_background(lambda: _read_src_look(ws.root, self._wants_parts(opts),
-                                                                     opts.grain_match > 0), "src-look")
+            self._src_reading = (None if getattr(network, "plans_only", False) else   # the workers read their own
+                                 in_background(lambda: _read_src_look(ws.root, self._wants_parts(opts),
+                                                                      opts.grain_match > 0), "src-look"))
             model_dir = layout.model_dir(ws.root)
-            self.network: Network | NetworkProcess = (network if network is not None else
+            self.network: Network | NetworkProcess | ModelFacts = (network if network is not None else
                                                       Network(model_dir, opts.device, opts.batch_size))
             check_model(self.network.resolution, self.network.meta, set_meta, model_dir)
             self.opts = with_model_defaults(opts, self.network.convert_defaults)
@@ -368,10 +370,11 @@ class Renderer:
             self.masker: Masker = MASKERS.load(set_meta.extract.masker)()
             self.rows = rows
             self.root = ws.root
-            from pipeline.models.calibration import calibration_crops
-            self.network.prepare(opts.precision, calibration_crops(ws, rows, self.network.resolution,
-                                                                            low_light=self.opts.low_light))
-            self.network.use_enhancer(ws.root, opts.enhance, opts.precision)
+            if not getattr(self.network, "plans_only", False):     # ``ModelFacts``: the workers build the network
+                from pipeline.models.calibration import calibration_crops
+                self.network.prepare(opts.precision, calibration_crops(ws, rows, self.network.resolution,
+                                                                                low_light=self.opts.low_light))
+                self.network.use_enhancer(ws.root, opts.enhance, opts.precision)
             self.check(self.opts)
             self._plans: dict[tuple, tuple[dict[int, list[FacePlan]], dict[int, str], str | None]] = {}
             self.plan(self.opts)                           # plans with the given options, checked now

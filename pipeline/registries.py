@@ -94,7 +94,8 @@ MODEL_TYPES.register(Entry(
     options=("--resolution", "--width", "--no-skip", "--alpha", "--beta", "--gamma", "--identity-weight",
              "--features", "--content-layers", "--style-layers", "--patch", "--n-best"), terms=_OURS,
     parts={"options": "pipeline.models.transform_options:TransformOptions",
-           "convert_defaults": "pipeline.models.convert_defaults:TRANSFORM"}))
+           "convert_defaults": "pipeline.models.convert_defaults:TRANSFORM",
+           "paints_mask": "pipeline.models.convert_defaults:TRANSFORM_PAINTS_MASK"}))
 _AE_OPTIONS = ("--resolution", "--preset", "--ae-dims", "--e-dims", "--d-dims", "--d-mask-dims", "--random-warp",
                "--random-flip", "--eyes-mouth-prio", "--masked-loss", "--mask-loss", "--true-face-power", "--gan-power")
 _DFL = "this project's code (the DeepFaceLab DF/LIAE architectures, Perov et al.)"
@@ -104,11 +105,13 @@ MODEL_TYPES.register(Entry(
     "learns both faces from scratch: many thousands of iterations, a GPU for the full size)",
     options=_AE_OPTIONS, terms=_DFL,
     parts={"options": "pipeline.models.autoencoder_options:AutoencoderOptions",
-           "convert_defaults": "pipeline.models.convert_defaults:AUTOENCODER"}))
+           "convert_defaults": "pipeline.models.convert_defaults:AUTOENCODER",
+           "paints_mask": "pipeline.models.convert_defaults:AUTOENCODER_PAINTS_MASK"}))
 MODEL_TYPES.register(Entry(
     "liae", "pipeline.models.autoencoder:LIAEModel",
     "DeepFaceLab's LIAE autoencoder: shared encoder and decoder, a shared and a dst-only bottleneck (keeps the "
     "dst's light and colour better, the src likeness weaker than df; the same options as df)",
     options=_AE_OPTIONS, terms=_DFL,
     parts={"options": "pipeline.models.autoencoder_options:AutoencoderOptions",
-           "convert_defaults": "pipeline.models.convert_defaults:AUTOENCODER"}))
+           "convert_defaults": "pipeline.models.convert_defaults:AUTOENCODER",
+           "paints_mask": "pipeline.models.convert_defaults:AUTOENCODER_PAINTS_MASK"}))

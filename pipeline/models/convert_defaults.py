@@ -16,3 +16,7 @@ TRANSFORM: dict[str, Any] = {}
 #: dst's colour detail (lip edges) onto it, green teeth where the dst shows white ones (seen at frame 10);
 #: part colour was not measured on autoencoders
 AUTOENCODER: dict[str, Any] = {"chroma_smooth": 0.0, "part_colour": 0.0}
+#: whether a family's model paints its own mask beside the face (convert's ``--mask learned|both``), for the
+#: processes that check options without loading the model (a cluster's driver); the predictors say the same
+TRANSFORM_PAINTS_MASK = False
+AUTOENCODER_PAINTS_MASK = True
