@@ -172,3 +172,28 @@ def test_no_child_where_the_parent_cannot_plan_with_the_options_file(ws, tmp_pat
     child = NetworkProcess.start(ws / "model", "cpu", 8)
     assert child is not None
     child.close()
+
+
+def test_a_cluster_driver_plans_with_the_facts_the_loaded_model_has(ws, tmp_path):
+    """``ModelFacts`` (a cluster's driver: no torch, no network) says what the loaded model says: resolution,
+    options, the family's convert defaults and whether it paints its own mask, for each family; without the
+    weights file it gives way to the in-process load, whose error says what is wrong."""
+    from convert.network import Network
+    from convert.network_process import ModelFacts
+    from pipeline.models.autoencoder import DFModel
+    from pipeline.models.autoencoder_net import build
+    df_dir = tmp_path / "df"
+    torch.manual_seed(0)
+    save_model(df_dir, DFModel(build("df", 64, ae_dims=8, e_dims=4, d_dims=4, d_mask_dims=2)),
+               {"face_type": "full", "iteration": 1})
+    for model_dir in (ws / "model", df_dir):
+        facts = ModelFacts.read(model_dir)
+        loaded = Network(model_dir, "cpu", 1)
+        loaded.prepare("float", [])
+        assert facts is not None and facts.plans_only
+        assert facts.resolution == loaded.resolution and facts.meta["model_type"] == loaded.meta["model_type"]
+        assert facts.convert_defaults == loaded.convert_defaults
+        assert facts.learned_mask == loaded.learned_mask, model_dir
+    assert ModelFacts.read(tmp_path / "no_model") is None
+    (df_dir / "weights.pt").unlink()
+    assert ModelFacts.read(df_dir) is None
