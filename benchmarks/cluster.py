@@ -2,8 +2,11 @@
 moved through Ray, and from those a projection for long footage on more nodes.
 
 What it runs (each command as a user would, in its own process, on the Hill clip, 200 frames 512x512):
-- a Ray head on 127.0.0.1 pinned to core 0 (``taskset``), one CPU; extract and convert (an untrained
-  tiny model: the network is not what is measured) with ``--ray auto``;
+- a Ray head on 127.0.0.1 pinned to core 0 (``taskset``), one CPU; extract and convert with ``--ray auto``.
+  Convert's workspace is what a user's is after the README's job: a model of the default size and type
+  (untrained weights: speed does not depend on them) with what train stores beside them (the int8
+  ranges), and the src set extracted (untimed), which convert's src colour and grain steps read
+  (``--model tiny``: the untrained width-4 network of the tests, no src set, as before 2026-12-07);
 - a second node pinned to core 1; the same two commands again. The driver is not pinned;
 - extract on the one node with 1 shard and with 8 shards: the difference over 7 is the fixed cost of a
   shard (seek, the frames read around its edges, scheduling; the models load once per worker process);
@@ -33,6 +36,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 CLIP = ROOT.parent / "shared" / "data" / "videos" / "WDA_KatieHill_000.mp4"
+SRC_CLIP = CLIP.with_name("WDA_AlexandriaOcasioCortez_000.mp4")
 FRAMES = 200
 HOUR_FRAMES = 25 * 3600
 PIXELS_1080 = 1920 * 1080 / (512 * 512)
@@ -65,6 +69,27 @@ def _timed(args: list[str], env: dict, log: list[str] | None = None) -> float:
     return wall
 
 
+def _core_busy(core: int) -> tuple[float, float]:
+    """(busy, all) jiffies of ``core`` so far, from /proc/stat."""
+    for line in Path("/proc/stat").read_text().splitlines():
+        if line.startswith(f"cpu{core} "):
+            v = [float(x) for x in line.split()[1:]]
+            return sum(v) - v[3] - v[4], sum(v)
+    return 0.0, 1.0
+
+
+def _settle(core: int, quiet: float = 0.1, limit: float = 30.0) -> None:
+    """Wait until ``core`` is under ``quiet`` busy over a second: a node registers before its agents have
+    finished starting (their imports took a core's seconds), and that start must not fall into the timing."""
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        b0, a0 = _core_busy(core)
+        time.sleep(1.0)
+        b1, a1 = _core_busy(core)
+        if (b1 - b0) / max(1.0, a1 - a0) < quiet:
+            return
+
+
 class LoopbackCluster:
     """A head pinned to core 0; ``add_node`` pins a second one-CPU node to core 1."""
 
@@ -80,6 +105,7 @@ class LoopbackCluster:
                         f"--temp-dir={self.temp}", "--disable-usage-stats", f"--ray-client-server-port={_free_port()}"],
                        env=self.env, check=True, capture_output=True, timeout=120)
         self.env["RAY_ADDRESS"] = self.address
+        _settle(0)
 
     def alive(self) -> int:
         code = (f"import ray; ray.init(address={self.address!r}, log_to_driver=False, logging_level='ERROR');"
@@ -96,6 +122,7 @@ class LoopbackCluster:
             if time.monotonic() > deadline:
                 sys.exit("the second node did not join")
             time.sleep(1)
+        _settle(core)
 
     def stop(self) -> None:
         for node in self.nodes:
@@ -103,6 +130,24 @@ class LoopbackCluster:
             node.wait(timeout=30)
         subprocess.run([self.ray, "stop", "--force"], env=self.env, capture_output=True, timeout=120)
         shutil.rmtree(self.temp, ignore_errors=True)
+
+
+def _convert_material(ws: Path, model: str, copy_from: Path | None) -> None:
+    """What convert reads besides the dst set, made untimed: the model (copied from ``copy_from`` when given),
+    and for the default model the src set (in its own process, as a user's earlier extract)."""
+    if copy_from is not None:
+        shutil.copytree(copy_from, ws / "model")
+    elif model == "tiny":
+        subprocess.run([sys.executable, "-c", "import sys; from pathlib import Path; "
+                        "from tests.conftest import write_tiny_model; write_tiny_model(Path(sys.argv[1]))",
+                        str(ws / "model")], cwd=ROOT, check=True)
+    else:
+        subprocess.run([sys.executable, "-c", "import sys; from pathlib import Path; "
+                        "from benchmarks.convert_profile import untrained_model; "
+                        "untrained_model('transform', Path(sys.argv[1]))", str(ws / "model")], cwd=ROOT, check=True)
+    if model == "default":
+        subprocess.run([sys.executable, str(ROOT / "main.py"), "extract", "--input", str(SRC_CLIP), "-w", str(ws),
+                        "--set", "src"], cwd=ROOT, check=True, capture_output=True, timeout=1800)
 
 
 def _payload_bytes(ws: Path) -> int:
@@ -151,6 +196,9 @@ def main() -> int:
     ap.add_argument("--encode-chunk", type=int, default=0, metavar="N",
                     help="also time convert with --encode-chunk N (the nodes encode N-frame pieces, the driver joins "
                          "them) beside the default (one encode on the driver), in the same runs")
+    ap.add_argument("--model", choices=("default", "tiny"), default="default",
+                    help="convert's model: the default model as train leaves it, with the src set (default), or the "
+                         "tests' tiny untrained network without a src set")
     args = ap.parse_args()
     if args.pin_driver is not None:
         DRIVER_PIN[:] = ["taskset", "-c", str(args.pin_driver)]
@@ -161,7 +209,7 @@ def main() -> int:
         clip, frames = work / f"hill_x{args.repeat}.mp4", FRAMES * args.repeat
         subprocess.run([ffmpeg(), "-v", "error", "-stream_loop", str(args.repeat - 1), "-i", str(CLIP), "-c:v",
                         "libx264", "-crf", "18", "-c:a", "aac", str(clip)], check=True)
-    out: dict = {"clip": CLIP.name, "frames": frames, "repeat": args.repeat,
+    out: dict = {"clip": CLIP.name, "frames": frames, "repeat": args.repeat, "model": args.model,
                  "driver_pinned_to": args.pin_driver}
     cluster = LoopbackCluster()
     try:
@@ -174,12 +222,7 @@ def main() -> int:
             t_ex = _timed(["extract", "--input", str(clip), "-w", str(ws), "--ray", "auto"], env, logs)
             found = re.search(r"driver stored \d+ frames in [\d.]+ s \(([\d.]+) ms a frame\)", logs[0])
             out[f"driver_store_ms_{nodes}"] = float(found.group(1)) if found else float("nan")
-            if nodes == 1:
-                subprocess.run([sys.executable, "-c", "import sys; from pathlib import Path; "
-                                "from tests.conftest import write_tiny_model; write_tiny_model(Path(sys.argv[1]))",
-                                str(ws / "model")], cwd=ROOT, check=True)
-            else:
-                shutil.copytree(work / "ws1" / "model", ws / "model")
+            _convert_material(ws, args.model, work / "ws1" / "model" if nodes == 2 else None)
             t_cv = _timed(["convert", "-w", str(ws), "-o", str(work / f"out{nodes}.mp4"), "--no-credentials", "--ray",
                            "auto"], env)
             out[f"{nodes}_nodes"] = {"extract_s": t_ex, "extract_fps": frames / t_ex,
