@@ -134,7 +134,9 @@ class LoopbackCluster:
 
 def _convert_material(ws: Path, model: str, copy_from: Path | None) -> None:
     """What convert reads besides the dst set, made untimed: the model (copied from ``copy_from`` when given),
-    and for the default model the src set (in its own process, as a user's earlier extract)."""
+    and for the default model the src set (in its own process, as a user's earlier extract). The default
+    model is made in each workspace: the int8 ranges train stores are keyed by that workspace's dst faces,
+    and a copy whose key did not match would calibrate again in convert (about 1.5 s a worker)."""
     if copy_from is not None:
         shutil.copytree(copy_from, ws / "model")
     elif model == "tiny":
@@ -222,7 +224,7 @@ def main() -> int:
             t_ex = _timed(["extract", "--input", str(clip), "-w", str(ws), "--ray", "auto"], env, logs)
             found = re.search(r"driver stored \d+ frames in [\d.]+ s \(([\d.]+) ms a frame\)", logs[0])
             out[f"driver_store_ms_{nodes}"] = float(found.group(1)) if found else float("nan")
-            _convert_material(ws, args.model, work / "ws1" / "model" if nodes == 2 else None)
+            _convert_material(ws, args.model, work / "ws1" / "model" if nodes == 2 and args.model == "tiny" else None)
             t_cv = _timed(["convert", "-w", str(ws), "-o", str(work / f"out{nodes}.mp4"), "--no-credentials", "--ray",
                            "auto"], env)
             out[f"{nodes}_nodes"] = {"extract_s": t_ex, "extract_fps": frames / t_ex,
