@@ -90,6 +90,8 @@ def test_convert_carries_blinks_and_leaves_open_eyes_alone(extracted_clips, tmp_
     (("--part-colour", "nan"), "--part-colour nan is not a finite number; use 0 to 1"),
     (("--skin-tone", "1.5"), "--skin-tone 1.5 is out of range; use 0 to 1"),
     (("--poisson-reach", "-1"), "--poisson-reach -1.0 is out of range; use 0 to 4"),
+    (("--grain-match", "1.2"), "--grain-match 1.2 is out of range; use 0 to 1"),
+    (("--encode-chunk", "-5"), "--encode-chunk -5 is out of range; use 0 to 1000000"),
 ])
 def test_bad_colour_and_blend_amounts_are_one_line_and_change_nothing(extracted_clips, tmp_path, args, message):
     from tests.conftest import clean_error, run_cli, snapshot

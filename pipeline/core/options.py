@@ -111,12 +111,17 @@ def help_text(f: dataclasses.Field, spec: Spec) -> str:
     return text.replace("%", "%%")
 
 
+def _number(x: float) -> str:
+    """A bound as a user types it: whole numbers in full (1000000, not 1e+06), others short."""
+    return str(int(x)) if float(x).is_integer() else f"{x:g}"
+
+
 def _range_words(spec: Spec) -> str:
     if spec.high is None:
-        return f"{spec.low:g} or more"
+        return f"{_number(spec.low)} or more" if spec.low is not None else "any"
     if spec.low is None:
-        return f"up to {spec.high:g}"
-    return f"{spec.low:g} to {spec.high:g}"
+        return f"up to {_number(spec.high)}"
+    return f"{_number(spec.low)} to {_number(spec.high)}"
 
 
 #: ``Spec.action`` of a boolean with both spellings, ``--name`` and ``--no-name``.
