@@ -168,7 +168,7 @@ def run_convert_on_cluster(opts: ConvertOptions) -> ConvertSummary:
     # the joined video is signed here, as one machine's is
     span, before_model, material = output_checks(opts, output)
 
-    with connect(str(opts.ray)) as cluster:
+    with connect(str(opts.ray), opts.device) as cluster:
         t0 = time.perf_counter()
         # the model's facts only (no torch here): the workers load the network
         renderer = Renderer(opts, before_model, ModelFacts.read(layout.model_dir(Path(opts.workspace))))
@@ -212,17 +212,18 @@ def run_convert_on_cluster(opts: ConvertOptions) -> ConvertSummary:
         for path in [*folder.glob(f".seg_*.tmp{SEGMENT_SUFFIX}"), *folder.glob(".chunk_*.tmp.mp4")]:
             remove_quietly(path)                   # a killed worker's unfinished segment or piece
         if chunk:
-            shards = _shards_on_grid(missing_ranges(start, end, list(kept)), start, end, chunk, cluster.cpus,
+            shards = _shards_on_grid(missing_ranges(start, end, list(kept)), start, end, chunk, cluster.where.slots,
                                      full.shard_frames)
         else:
-            shards = plan_shards(missing_ranges(start, end, list(kept)), cluster.cpus, full.shard_frames,
+            shards = plan_shards(missing_ranges(start, end, list(kept)), cluster.where.slots, full.shard_frames,
                                  MIN_SHARD_FRAMES, SHARDS_PER_CPU)
         done_frames = sum(b - a for a, b in kept)
-        log.info("ray: %d segments kept from an earlier run (%d frames), %d frames to render in %d shards on %d CPUs",
-                 len(kept), done_frames, end - start - done_frames, len(shards), cluster.cpus)
+        log.info("ray: %d segments kept from an earlier run (%d frames), %d frames to render in %d shards on %s",
+                 len(kept), done_frames, end - start - done_frames, len(shards), cluster.where.describe())
         t_plan = time.perf_counter()
-        spec = cluster.put(SegmentSpec(dataclasses.replace(full, workers=1), input_path, int(video["width"]),
-                                       int(video["height"]), float(video["fps"]), folder, key,
+        shard_opts = dataclasses.replace(full, workers=cluster.where.threads, device=cluster.where.device)
+        spec = cluster.put(SegmentSpec(shard_opts, input_path, int(video["width"]), int(video["height"]),
+                                       float(video["fps"]), folder, key,
                                        renderer.watermark_payload() if key is not None else None, chunk, start))
         summary = ConvertSummary(output=output, person=person_line, gaps=gaps)
         setup = worker_s = 0.0

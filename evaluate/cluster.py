@@ -201,7 +201,7 @@ def measure_on_cluster(opts: EvaluateOptions, video: Path, reference: Path, info
     from pipeline.cluster.segments import missing_ranges
     total = min(info_out.frames, info_ref.frames)
     min_face = max(80, min(info_ref.width, info_ref.height) // 4)
-    with connect(str(opts.ray)) as cluster:
+    with connect(str(opts.ray), opts.device) as cluster:
         folder = shards_folder(opts, video, reference, src_mean, detector, landmarker, min_face, analyser.mark)
         if folder.parent.is_dir():             # shards of other settings or inputs can never be used again
             for other in folder.parent.iterdir():
@@ -210,10 +210,11 @@ def measure_on_cluster(opts: EvaluateOptions, video: Path, reference: Path, info
         folder.mkdir(parents=True, exist_ok=True)
         kept = kept_shards(folder, total)
         done = sum(b - a for a, b in kept)
-        shards = plan_shards(missing_ranges(0, total, list(kept)), cluster.cpus, opts.shard_frames)
-        log.info("ray: %d shards kept from an earlier run (%d frames), %d frames to measure in %d shards on %d CPUs",
-                 len(kept), done, total - done, len(shards), cluster.cpus)
-        spec = cluster.put(EvalSpec(opts, video, reference, info_out, info_ref, src_mean, detector, landmarker,
+        shards = plan_shards(missing_ranges(0, total, list(kept)), cluster.where.slots, opts.shard_frames)
+        log.info("ray: %d shards kept from an earlier run (%d frames), %d frames to measure in %d shards on %s",
+                 len(kept), done, total - done, len(shards), cluster.where.describe())
+        shard_opts = dataclasses.replace(opts, device=cluster.where.device)
+        spec = cluster.put(EvalSpec(shard_opts, video, reference, info_out, info_ref, src_mean, detector, landmarker,
                                     min_face, analyser.mark.key if analyser.mark is not None else None))
         measured: dict[tuple[int, int], list[_Frame]] = dict(kept)
         for shard, result in cluster.run(evaluate_shard, shards, (spec,), "evaluate", total, done):

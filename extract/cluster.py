@@ -213,11 +213,13 @@ def run_on_cluster(job: _ExtractJob, cluster: Cluster) -> ExtractSummary:
     total, name = src.video.frames, src.source_name()
     todo = [i for i in range(total) if (name, i) not in done]
     job.summary.frames_resumed = total - len(todo)
-    shards = plan_shards(frame_ranges(todo), cluster.cpus, opts.shard_frames)
+    where = cluster.where
+    shards = plan_shards(frame_ranges(todo), where.slots, opts.shard_frames)
     if shards:
-        log.info("ray: %d frames to extract in %d shards (%d-%d frames) on %d CPUs", len(todo), len(shards),
-                 min(s.frames for s in shards), max(s.frames for s in shards), cluster.cpus)
-    spec = cluster.put(ShardSpec(opts, set_name, _min_face(opts, src), job.reference))
+        log.info("ray: %d frames to extract in %d shards (%d-%d frames) on %s", len(todo), len(shards),
+                 min(s.frames for s in shards), max(s.frames for s in shards), where.describe())
+    spec = cluster.put(ShardSpec(dataclasses.replace(opts, device=where.device), set_name, _min_face(opts, src),
+                                 job.reference))
     tracks = _Tracks(ws.next_track(set_name))
     decoded, setup, worker_s, storing = total, 0.0, 0.0, 0.0
     try:

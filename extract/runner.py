@@ -190,7 +190,7 @@ def run_extract(opts: ExtractOptions) -> ExtractSummary:
     if src.kind != "video":
         raise UserError(f"--ray spreads the frames of a video; {src.path} is {src.kind}: extract photos without --ray")
     from pipeline.cluster.ray_cluster import connect
-    with connect(opts.ray) as cluster:
+    with connect(opts.ray, opts.device) as cluster:
         return _extract(opts, src, cluster, started)
 
 

@@ -85,7 +85,7 @@ def run_apply(opts: MaskApplyOptions) -> ApplySummary:
     if opts.ray is None:
         return _run_apply(opts, None)
     from pipeline.cluster.ray_cluster import connect
-    with connect(opts.ray) as cluster:
+    with connect(opts.ray, opts.device) as cluster:
         return _run_apply(opts, cluster)
 
 

@@ -72,8 +72,8 @@ def predict_on_cluster(cluster: Cluster, ws: Workspace, set_name: str, todo: lis
                        ) -> Iterator[list[tuple[FaceRow, np.ndarray | None, bytes | None]]]:
     """Per shard, in order: each face of ``todo`` with its predicted mask and png (None, None: unreadable)."""
     from pipeline.cluster.ray_cluster import plan_shards
-    shards = plan_shards([(0, len(todo))], cluster.cpus, shard_faces)
-    spec = cluster.put(MaskSpec(model_dir, masker.hash, device, batch))
+    shards = plan_shards([(0, len(todo))], cluster.where.slots, shard_faces)
+    spec = cluster.put(MaskSpec(model_dir, masker.hash, cluster.where.device, batch))
     by_id = {r.id: r for r in todo}
 
     def own_faces(shard: Shard) -> tuple:

@@ -562,3 +562,33 @@ def test_ray_client_tries_once_more_only_when_the_server_failed_to_start_the_ses
     with pytest.raises(ConnectionError, match="refused"):
         ray_cluster._client_init(ray, "ray://127.0.0.1:1", {})
     assert ray.calls == 1 and ray.shutdowns == 0
+
+
+def test_shards_ask_for_a_gpu_each_on_a_cluster_with_gpus():
+    from pipeline.cluster.ray_cluster import placement
+    from pipeline.core.errors import UserError
+    # no GPUs: one CPU a shard, one shard a CPU, the command's device as it is
+    p = placement("auto", 8, 0)
+    assert (p.cpus, p.gpus, p.slots, p.device, p.threads) == (1, 0, 8, "auto", 1)
+    # GPUs: a GPU and the cluster's CPUs over its GPUs a shard, as many at once as GPUs, the worker on its own GPU
+    p = placement("auto", 16, 2)
+    assert (p.cpus, p.gpus, p.slots, p.device, p.threads) == (8, 1, 2, "auto", 8)
+    assert placement("cuda", 16, 2) == p and placement("cuda:1", 16, 2) == p
+    assert "2 GPUs" in p.describe()
+    # more GPUs than CPUs: still one CPU a shard
+    assert placement("auto", 2, 4).cpus == 1
+    # --device cpu keeps to the CPUs even where there are GPUs
+    p = placement("cpu", 16, 2)
+    assert (p.cpus, p.gpus, p.slots, p.device) == (1, 0, 16, "cpu")
+    # cuda asked of a cluster without GPUs: one line saying what to do
+    with pytest.raises(UserError, match=r"--device cuda: the Ray cluster has no GPUs .*--device auto or cpu"):
+        placement("cuda", 4, 0)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(shutil.which("nvidia-smi") is not None, reason="Ray would find this machine's GPUs")
+def test_cuda_on_a_cluster_without_gpus_is_one_line_and_changes_nothing(tmp_path):
+    ws = tmp_path / "ws"
+    res = _cli("extract", "--input", CLIP6, "-w", ws, "--ray", "local", "--device", "cuda")
+    clean_error(res, "--device cuda: the Ray cluster has no GPUs", "--device auto or cpu")
+    assert not ws.exists()

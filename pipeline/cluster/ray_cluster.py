@@ -106,6 +106,45 @@ def _first_line(exc: BaseException) -> str:
     return text[0] if text else type(exc).__name__
 
 
+@dataclass(frozen=True)
+class Placement:
+    """What one shard asks of the cluster, how many run at once, and the device and threads its worker uses."""
+
+    cpus: int = 1
+    gpus: int = 0
+    slots: int = 1                 # shards in flight at once: the CPUs, or the GPUs when shards ask for one
+    device: str = "cpu"            # the worker's --device
+    threads: int = 1               # the worker's --workers
+
+    def describe(self) -> str:
+        if self.gpus:
+            return f"{self.slots} GPUs (a GPU and {self.cpus} CPUs a shard)"
+        return f"{self.slots} CPUs"
+
+
+def placement(device: str, cpus: int, gpus: int) -> Placement:
+    """Where shards run for ``--device``, on a cluster of ``cpus`` CPUs and ``gpus`` GPUs (Ray's totals).
+
+    Why a shard asks Ray for a GPU: Ray gives a task that asks for one its own GPU
+    (``CUDA_VISIBLE_DEVICES``), while a task that asks only for a CPU sees every GPU of its
+    node, so with ``--device auto`` every shard of a GPU node would run its network on the
+    same first GPU at once. So on a cluster with GPUs, ``auto`` and ``cuda`` shards each
+    ask for one GPU and a share of the CPUs (the cluster's CPUs over its GPUs, for the
+    decoding, blending and encoding beside the network), and as many run at once as there
+    are GPUs; CPU-only nodes then take no shards. The worker's device is ``auto``: its one
+    visible GPU, or the CPU where that node's torch sees none. ``--device cpu``, or a
+    cluster without GPUs, keeps one CPU a shard. ``--device cuda`` on a cluster without
+    GPUs is one line, before anything is written.
+    """
+    if device != "cpu" and gpus > 0:
+        share = max(1, cpus // gpus)
+        return Placement(cpus=share, gpus=1, slots=gpus, device="auto", threads=share)
+    if device.startswith("cuda"):
+        raise UserError(f"--device {device}: the Ray cluster has no GPUs (Ray counts {cpus} CPUs, 0 GPUs); use "
+                        f"--device auto or cpu, or start the nodes with their GPUs (ray start --num-gpus N)")
+    return Placement(cpus=1, gpus=0, slots=max(1, cpus), device=device, threads=1)
+
+
 class Cluster:
     """A joined Ray cluster; ``run`` maps a shard function over shards."""
 
@@ -115,18 +154,21 @@ class Cluster:
         self.cpus = max(1, int(resources.get("CPU", 1)))
         self.gpus = int(resources.get("GPU", 0))
         self.nodes = sum(1 for n in ray.nodes() if n.get("Alive"))
+        #: where shards run (``placement``), set by ``connect`` from the command's ``--device``
+        self.where = placement("cpu", self.cpus, self.gpus)
 
     def put(self, value: Any) -> Any:
         """``value`` in the object store once, for every shard to read (e.g. the plans of a whole video)."""
         return self.ray.put(value)
 
     def run(self, fn: Callable[..., Any], shards: Sequence[Shard], args: tuple, desc: str, total: int,
-            initial: int = 0, extra: Callable[[Shard], tuple] | None = None, unit: str = "frame"
-            ) -> Iterator[tuple[Shard, Any]]:
+            initial: int = 0, extra: Callable[[Shard], tuple] | None = None, unit: str = "frame",
+            where: Placement | None = None) -> Iterator[tuple[Shard, Any]]:
         """``fn(*args, shard, *extra(shard))`` on the cluster for every shard; (shard, result) in shard order.
 
         ``args`` are the same for every shard (put them in the object store with ``put``);
-        ``extra`` gives a shard's own arguments (e.g. the plans of its frames only).
+        ``extra`` gives a shard's own arguments (e.g. the plans of its frames only); ``where`` what a
+        shard asks of the cluster and how many run at once (default ``self.where``).
 
         One tqdm bar over ``total`` frames (``initial`` done before) moves as shards finish, so
         its rate is the whole cluster's. A shard whose worker dies is run again by Ray; an
@@ -141,7 +183,8 @@ class Cluster:
         and the next sent as one finishes, shards start in order and few results wait.
         """
         ray = self.ray
-        remote = ray.remote(num_cpus=1, max_retries=RETRIES)(fn)
+        where = where or self.where
+        remote = ray.remote(num_cpus=where.cpus, num_gpus=where.gpus, max_retries=RETRIES)(fn)
         sent = time.perf_counter()
         order = sorted(shards, key=lambda s: s.index)
         refs: dict[Any, Shard] = {}
@@ -151,14 +194,14 @@ class Cluster:
 
         def submit() -> None:
             nonlocal submitted
-            while submitted < len(order) and len(pending) < self.cpus:
+            while submitted < len(order) and len(pending) < where.slots:
                 shard = order[submitted]
                 ref = remote.remote(*args, shard, *(extra(shard) if extra else ()))
                 refs[ref] = shard
                 pending.append(ref)
                 submitted += 1
 
-        bar = tqdm(total=total, initial=initial, unit=unit, desc=f"{desc} ({self.nodes} nodes, {self.cpus} CPUs)",
+        bar = tqdm(total=total, initial=initial, unit=unit, desc=f"{desc} ({self.nodes} nodes, {where.describe()})",
                    dynamic_ncols=True, mininterval=0.5)
         try:
             submit()
@@ -206,11 +249,12 @@ def _import_ray() -> Any:
 
 
 @contextlib.contextmanager
-def connect(address: str) -> Iterator[Cluster]:
-    """The cluster ``address`` names, joined for the block (a ``local`` one is started and stopped).
+def connect(address: str, device: str = "cpu") -> Iterator[Cluster]:
+    """The cluster ``address`` names, joined for the block (a ``local`` one is started and stopped), with
+    its shards placed for ``--device`` (``placement``).
 
-    Failing to join is one line naming the address; nothing of the workspace has been
-    touched by then, since commands join before they write anything.
+    Failing to join, or a ``--device`` the cluster cannot give, is one line naming the address;
+    nothing of the workspace has been touched by then, since commands join before they write anything.
     """
     address = check_address(address)
     ray = _import_ray()
@@ -238,6 +282,7 @@ def connect(address: str) -> Iterator[Cluster]:
     try:
         dashboard = getattr(context, "dashboard_url", None) or None
         cluster = Cluster(ray, address, f"http://{dashboard}" if dashboard and "://" not in dashboard else dashboard)
+        cluster.where = placement(device, cluster.cpus, cluster.gpus)
         log.info("ray: joined %s in %.1f s: %d nodes, %d CPUs, %d GPUs%s", address, time.perf_counter() - t0,
                  cluster.nodes, cluster.cpus, cluster.gpus,
                  f"; dashboard {cluster.dashboard}" if cluster.dashboard else "")
