@@ -145,7 +145,7 @@ def _apply_set_on_cluster(ws: Workspace, set_name: str, masker: LearnedMasker, o
     todo = _todo(ws, set_name, masker, summary)
     if todo:
         for results in predict_on_cluster(cluster, ws, set_name, todo, masker, layout.mask_model_dir(ws.root),
-                                          opts.device, opts.batch_size, opts.shard_frames):
+                                          opts.batch_size, opts.shard_frames):
             summary.unreadable += [row.aligned_file for row, m, _ in results if m is None]
             _write(ws, set_name, masker, [(row, m, png) for row, m, png in results if m is not None and png],
                    summary)

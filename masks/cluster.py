@@ -68,9 +68,10 @@ def mask_shard(spec: MaskSpec, shard: Shard, faces: list[tuple[int, str]]
 
 
 def predict_on_cluster(cluster: Cluster, ws: Workspace, set_name: str, todo: list[FaceRow], masker: LearnedMasker,
-                       model_dir: Path, device: str, batch: int, shard_faces: int | None
+                       model_dir: Path, batch: int, shard_faces: int | None
                        ) -> Iterator[list[tuple[FaceRow, np.ndarray | None, bytes | None]]]:
-    """Per shard, in order: each face of ``todo`` with its predicted mask and png (None, None: unreadable)."""
+    """Per shard, in order: each face of ``todo`` with its predicted mask and png (None, None: unreadable).
+    The workers' device is the cluster's placement for ``--device`` (``Cluster.where``)."""
     from pipeline.cluster.ray_cluster import plan_shards
     shards = plan_shards([(0, len(todo))], cluster.where.slots, shard_faces)
     spec = cluster.put(MaskSpec(model_dir, masker.hash, cluster.where.device, batch))

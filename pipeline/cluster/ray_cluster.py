@@ -162,13 +162,13 @@ class Cluster:
         return self.ray.put(value)
 
     def run(self, fn: Callable[..., Any], shards: Sequence[Shard], args: tuple, desc: str, total: int,
-            initial: int = 0, extra: Callable[[Shard], tuple] | None = None, unit: str = "frame",
-            where: Placement | None = None) -> Iterator[tuple[Shard, Any]]:
+            initial: int = 0, extra: Callable[[Shard], tuple] | None = None, unit: str = "frame"
+            ) -> Iterator[tuple[Shard, Any]]:
         """``fn(*args, shard, *extra(shard))`` on the cluster for every shard; (shard, result) in shard order.
 
         ``args`` are the same for every shard (put them in the object store with ``put``);
-        ``extra`` gives a shard's own arguments (e.g. the plans of its frames only); ``where`` what a
-        shard asks of the cluster and how many run at once (default ``self.where``).
+        ``extra`` gives a shard's own arguments (e.g. the plans of its frames only). What a shard asks
+        of the cluster, and how many run at once, is ``self.where``.
 
         One tqdm bar over ``total`` frames (``initial`` done before) moves as shards finish, so
         its rate is the whole cluster's. A shard whose worker dies is run again by Ray; an
@@ -183,7 +183,7 @@ class Cluster:
         and the next sent as one finishes, shards start in order and few results wait.
         """
         ray = self.ray
-        where = where or self.where
+        where = self.where
         remote = ray.remote(num_cpus=where.cpus, num_gpus=where.gpus, max_retries=RETRIES)(fn)
         sent = time.perf_counter()
         order = sorted(shards, key=lambda s: s.index)
