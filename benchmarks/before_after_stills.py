@@ -24,6 +24,7 @@ import numpy as np
 from benchmarks.realism_ablation import convert_options
 from convert.runner import run_convert
 from evaluate import realism
+from pipeline.core.images import outlined_text
 from pipeline.core.video import FrameReader, probe
 from pipeline.faces.analyser import FaceAnalyser
 from pipeline.workspace.store import Workspace
@@ -41,8 +42,7 @@ def _label(image: np.ndarray, lines: list[str]) -> np.ndarray:
     out = image.copy()
     for k, text in enumerate(lines):
         y = 22 + 22 * k
-        cv2.putText(out, text, (8, y), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (0, 0, 0), 4, cv2.LINE_AA)
-        cv2.putText(out, text, (8, y), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (255, 255, 0), 1, cv2.LINE_AA)
+        outlined_text(out, text, (8, y), 0.6, (255, 255, 0))
     return out
 
 

@@ -16,7 +16,7 @@ import numpy as np
 
 from benchmarks.mask_quality import iou, truths
 from pipeline.core import geometry
-from pipeline.core.images import encode, read_gray
+from pipeline.core.images import encode, outlined_text, read_gray
 from pipeline.core.video import frames_at
 from pipeline.workspace.store import Workspace
 
@@ -69,8 +69,7 @@ def main(argv: list[str] | None = None) -> None:
             crops = [cv2.resize(c[box[1]:box[3], box[0]:box[2]], (320, 320), interpolation=cv2.INTER_AREA)
                      for c in cells]
             for c, text in zip(crops, labels):
-                cv2.putText(c, text, (6, 20), cv2.FONT_HERSHEY_SIMPLEX, 0.55, (0, 0, 0), 3)
-                cv2.putText(c, text, (6, 20), cv2.FONT_HERSHEY_SIMPLEX, 0.55, (255, 255, 0), 1)
+                outlined_text(c, text, (6, 20), 0.55, (255, 255, 0), outline=1)
             rows.append(np.hstack(crops))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_bytes(encode(np.vstack(rows), ".jpg"))

@@ -159,9 +159,9 @@ HEADERS = ["minutes", "iterations", "held-apart: share closer to src", "held-apa
 
 
 def _label(image: np.ndarray, text: str) -> np.ndarray:
+    from pipeline.core.images import outlined_text
     out = image.copy()
-    cv2.putText(out, text, (8, 26), cv2.FONT_HERSHEY_SIMPLEX, 0.8, (0, 0, 0), 4, cv2.LINE_AA)
-    cv2.putText(out, text, (8, 26), cv2.FONT_HERSHEY_SIMPLEX, 0.8, (255, 255, 255), 2, cv2.LINE_AA)
+    outlined_text(out, text, (8, 26), 0.8, (255, 255, 255), thickness=2)
     return out
 
 

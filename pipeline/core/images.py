@@ -86,3 +86,19 @@ def encode(image: np.ndarray, ext: str, rgb: bool = True) -> bytes:
     if not ok:
         raise ValueError(f"could not encode image as {ext}")
     return buf.tobytes()
+
+
+def outlined_text(image: np.ndarray, text: str, origin: tuple[int, int], scale: float,
+                  colour: tuple[int, int, int], thickness: int = 1, outline: int = 2) -> None:
+    """``text`` in ``colour`` with a black outline ``outline`` pixels wide, drawn into ``image``.
+
+    The outline is the same text, at the same thickness, stamped around the origin: OpenCV 5
+    lays out thicker Hershey text wider (a bold face with its own advance), so a thick black
+    copy under a thin coloured one ran past it and doubled every label's letters.
+    """
+    for dy in range(-outline, outline + 1):
+        for dx in range(-outline, outline + 1):
+            if (dx or dy) and dx * dx + dy * dy <= outline * outline + 1:
+                cv2.putText(image, text, (origin[0] + dx, origin[1] + dy), cv2.FONT_HERSHEY_SIMPLEX, scale,
+                            (0, 0, 0), thickness, cv2.LINE_AA)
+    cv2.putText(image, text, origin, cv2.FONT_HERSHEY_SIMPLEX, scale, colour, thickness, cv2.LINE_AA)
