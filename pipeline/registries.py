@@ -91,8 +91,9 @@ MASKERS.register(Entry(
 MODEL_TYPES.register(Entry(
     "transform", "pipeline.models.transform:TransformModel",
     "Korshunova et al.'s feed-forward transformation network (dst face = content, src identity = style)",
-    options=("--resolution", "--width", "--no-skip", "--alpha", "--beta", "--gamma", "--identity-weight",
-             "--features", "--content-layers", "--style-layers", "--patch", "--n-best"), terms=_OURS,
+    options=("--resolution", "--width", "--no-skip", "--alpha", "--beta", "--gamma", "--skin-chroma",
+             "--identity-weight", "--features", "--content-layers", "--style-layers", "--patch", "--n-best"),
+    terms=_OURS,
     parts={"options": "pipeline.models.transform_options:TransformOptions",
            "convert_defaults": "pipeline.models.convert_defaults:TRANSFORM",
            "paints_mask": "pipeline.models.convert_defaults:TRANSFORM_PAINTS_MASK"}))

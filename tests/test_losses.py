@@ -7,6 +7,7 @@ import torch.nn.functional as F
 
 from train.losses import (
     alpha_at,
+    chroma_change_loss,
     content_loss,
     degrade,
     identity_loss,
@@ -319,3 +320,22 @@ def test_alpha_at_ramp():
     assert all(a <= b for a, b in zip(values, values[1:]))
     assert alpha_at(0, total, amax, ramp=0.0) == amax
     assert alpha_at(5000, total, amax) == amax
+
+
+def test_chroma_change_toward_the_skin_around_is_free_and_a_fringe_is_not():
+    """A dark grey-brown brow on warm skin: painting it over with the skin's colour is a colour change that only
+    ``toward_skin`` lets through; a green fringe of the same size counts either way (issue 26's whitish brows)."""
+    skin = torch.tensor([0.80, 0.60, 0.50]).view(1, 3, 1, 1)
+    inp = skin.expand(1, 3, 64, 64).clone()
+    brow = (slice(None), slice(None), slice(28, 32), slice(16, 48))
+    inp[brow] = torch.tensor([0.30, 0.27, 0.25]).view(1, 3, 1, 1)
+    erased = inp.clone()
+    erased[brow] = skin.expand(1, 3, 4, 32) * 0.95                 # the brow painted over with (a shade of) skin
+    grey = inp.clone()
+    grey[brow] = inp[brow] + (erased[brow] - inp[brow]).mean(dim=1, keepdim=True)   # the same lift, no colour
+    fringe = inp.clone()
+    fringe[brow] = inp[brow] + torch.tensor([-0.1, 0.2, -0.1]).view(1, 3, 1, 1)
+    plain = chroma_change_loss(erased, inp)
+    assert plain > 1e-4 and chroma_change_loss(grey, inp) < 1e-9    # the old term: only a grey lift is free
+    assert chroma_change_loss(erased, inp, toward_skin=True) < 0.05 * plain
+    assert chroma_change_loss(fringe, inp, toward_skin=True) > 0.5 * chroma_change_loss(fringe, inp)

@@ -211,15 +211,37 @@ def colour_loss(out: Tensor, inp: Tensor, mask: Tensor | None = None, sigma_frac
     return masked_mean(((lo_out - lo_in) ** 2).mean(dim=1, keepdim=True), mask)
 
 
-def chroma_change_loss(out: Tensor, inp: Tensor, mask: Tensor | None = None) -> Tensor:
+#: How far past the input's low-pass colour a change toward it is free (``chroma_change_loss``'s ``toward_skin``).
+SKIN_REACH = 2.0
+
+
+def _chroma(x: Tensor) -> Tensor:
+    """The colour (non-grey) part of RGB values or changes: each channel minus their mean."""
+    return x - x.mean(dim=1, keepdim=True)
+
+
+def chroma_change_loss(out: Tensor, inp: Tensor, mask: Tensor | None = None, toward_skin: bool = False,
+                       sigma_frac: float = 1 / 16) -> Tensor:
     """Masked mean square of the colour (non-grey) part of the change ``out - inp``.
 
     Identity and the style features live in the structure of the face (brows, eyes, lips,
     nose), which a grey change can draw; coloured fringes are what a face network can be
     fooled with. Seen without it: rainbow edges around the eyes after 100 iterations.
+
+    ``toward_skin``: the part of the colour change that takes a pixel toward the face's own
+    colour around it (the low-pass of the input, as ``colour_loss`` reads it), up to
+    ``SKIN_REACH`` times the way there, is free (the low-pass over a brow is partly the brow's
+    own colour, so the skin beside it lies beyond it). Erasing a feature the src person does
+    not have (a thicker brow, a darker lid) means painting skin over it, and skin is warmer
+    than a brow: with every colour change penalised, the network could only lighten such a
+    brow with grey, the whitish brow rims of the reverse pair (issue 26). A fringe's colour
+    points anywhere else and still counts.
     """
-    change = out - inp
-    chroma = change - change.mean(dim=1, keepdim=True)
+    chroma = _chroma(out - inp)
+    if toward_skin:
+        need = _chroma(low_pass(inp, mask, sigma_frac).detach() - inp)
+        reach = (chroma * need).sum(dim=1, keepdim=True) / (need.pow(2).sum(dim=1, keepdim=True) + 1e-6)
+        chroma = chroma - reach.clamp(0.0, SKIN_REACH) * need
     return masked_mean((chroma ** 2).mean(dim=1, keepdim=True), mask)
 
 

@@ -82,7 +82,7 @@ class TransformTrainer(ModelTrainer):
         return {"features": o.features, "content_layers": self.layers.content, "style_layers": self.layers.style,
                 "patch": o.patch, "normalisation": "rgb 0..1",
                 "n_best": o.n_best, "style_warp": o.style_warp, "alpha": self.alpha_max, "alpha_ramp": o.alpha_ramp,
-                "beta": o.beta, "gamma": o.gamma, "identity_weight": o.identity_weight}
+                "beta": o.beta, "gamma": o.gamma, "identity_weight": o.identity_weight, "skin_chroma": o.skin_chroma}
 
     def resume_keys(self) -> tuple[str, ...]:
         return ("features", "content_layers", "style_layers", "patch")
@@ -212,7 +212,8 @@ class TransformTrainer(ModelTrainer):
             grids = self._style_grids(idx, nb, geom)
             style = sum(self._style_term(k, fy[k], nb, grids, mf) for k in self.layers.style)
             # shading, skin tone and no colour fringes: the dst's look, the src's shapes
-            light = losses.light_loss(y, x, m) + losses.colour_loss(y, x, m) + losses.chroma_change_loss(y, x, m)
+            light = (losses.light_loss(y, x, m) + losses.colour_loss(y, x, m)
+                     + losses.chroma_change_loss(y, x, m, o.skin_chroma))
             tv = losses.tv_loss(y)
             raw = {"content": content, "style": style, "light": light, "tv": tv}
             terms = {"content": content, "style": alpha * style, "light": o.beta * light, "tv": o.gamma * tv}

@@ -26,6 +26,9 @@ class TransformOptions:
                                     "(0 = constant)")
     beta: float = option(20.0, low=0, help="light weight: keeps the dst face's low-frequency shading and colour")
     gamma: float = option(0.3, low=0, help="total-variation weight")
+    skin_chroma: bool = option(False, action="toggle",
+                               help="let the colour of a change go toward the face's own colour around it (erasing "
+                                    "a feature with skin); other colour changes still count against the light term")
     identity_weight: float = option(1.0, low=0,
                                     help="weight of the identity loss (distance of the output's face descriptor, "
                                          "on randomly degraded copies, to the src identity); 0 = off")
