@@ -35,7 +35,7 @@ from convert.network_process import ModelFacts
 from convert.options import ConvertOptions
 from convert.renderer import LOAD_OPTIONS, FacePlan, Renderer, workspace_state
 from convert.runner import ConvertSummary, _chunks, faces_of_chunk, network_threads, output_checks, remove_stale_outputs
-from pipeline.cluster.ray_cluster import Shard
+from pipeline.cluster.ray_cluster import Lane, Shard
 from pipeline.cluster.segments import SEGMENT_SUFFIX, SEGMENT_VIDEO_ARGS, segment_name
 from pipeline.core.chunked_video import ChunkedWriter, chunk_video_args, finished_chunks, join_chunks
 from pipeline.core.errors import UserError
@@ -221,10 +221,12 @@ def run_convert_on_cluster(opts: ConvertOptions) -> ConvertSummary:
         log.info("ray: %d segments kept from an earlier run (%d frames), %d frames to render in %d shards on %s",
                  len(kept), done_frames, end - start - done_frames, len(shards), cluster.where.describe())
         t_plan = time.perf_counter()
-        shard_opts = dataclasses.replace(full, workers=cluster.where.threads, device=cluster.where.device)
-        spec = cluster.put(SegmentSpec(shard_opts, input_path, int(video["width"]), int(video["height"]),
-                                       float(video["fps"]), folder, key,
-                                       renderer.watermark_payload() if key is not None else None, chunk, start))
+        payload = renderer.watermark_payload() if key is not None else None
+
+        def spec(lane: Lane) -> tuple:
+            return (SegmentSpec(dataclasses.replace(full, workers=lane.threads, device=lane.device), input_path,
+                                int(video["width"]), int(video["height"]), float(video["fps"]), folder, key, payload,
+                                chunk, start),)
         summary = ConvertSummary(output=output, person=person_line, gaps=gaps)
         setup = worker_s = 0.0
 
@@ -254,7 +256,7 @@ def run_convert_on_cluster(opts: ConvertOptions) -> ConvertSummary:
             while encoder is not None and queued < len(order) and order[queued] in ready:
                 encoder.add(folder / segment_name(*order[queued]))
                 queued += 1
-            for shard, result in cluster.run(render_segment, shards, (spec,), "convert", end - start, done_frames,
+            for shard, result in cluster.run(render_segment, shards, spec, "convert", end - start, done_frames,
                                              extra=own_plans):
                 summary.faces += result.faces
                 summary.passed.update(result.passed)

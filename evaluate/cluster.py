@@ -39,7 +39,7 @@ from pipeline.provenance.watermark import FaceCells, Watermark
 from pipeline.workspace import layout
 
 if TYPE_CHECKING:
-    from pipeline.cluster.ray_cluster import Shard
+    from pipeline.cluster.ray_cluster import Lane, Shard
 
 log = logging.getLogger("evaluate")
 
@@ -213,11 +213,13 @@ def measure_on_cluster(opts: EvaluateOptions, video: Path, reference: Path, info
         shards = plan_shards(missing_ranges(0, total, list(kept)), cluster.where.slots, opts.shard_frames)
         log.info("ray: %d shards kept from an earlier run (%d frames), %d frames to measure in %d shards on %s",
                  len(kept), done, total - done, len(shards), cluster.where.describe())
-        shard_opts = dataclasses.replace(opts, device=cluster.where.device)
-        spec = cluster.put(EvalSpec(shard_opts, video, reference, info_out, info_ref, src_mean, detector, landmarker,
-                                    min_face, analyser.mark.key if analyser.mark is not None else None))
+        mark = analyser.mark.key if analyser.mark is not None else None
+
+        def spec(lane: Lane) -> tuple:
+            return (EvalSpec(dataclasses.replace(opts, device=lane.device), video, reference, info_out, info_ref,
+                             src_mean, detector, landmarker, min_face, mark),)
         measured: dict[tuple[int, int], list[_Frame]] = dict(kept)
-        for shard, result in cluster.run(evaluate_shard, shards, (spec,), "evaluate", total, done):
+        for shard, result in cluster.run(evaluate_shard, shards, spec, "evaluate", total, done):
             write_atomic(folder / _shard_file(shard.start, shard.end), json.dumps(_to_json(result)).encode())
             measured[(shard.start, shard.end)] = result
     frames = [f for key in sorted(measured) for f in measured[key]]

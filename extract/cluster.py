@@ -45,7 +45,7 @@ from pipeline.workspace.records import FaceOrigin
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
-    from pipeline.cluster.ray_cluster import Cluster, Shard
+    from pipeline.cluster.ray_cluster import Cluster, Lane, Shard
 
 log = logging.getLogger("extract")
 
@@ -218,12 +218,14 @@ def run_on_cluster(job: _ExtractJob, cluster: Cluster) -> ExtractSummary:
     if shards:
         log.info("ray: %d frames to extract in %d shards (%d-%d frames) on %s", len(todo), len(shards),
                  min(s.frames for s in shards), max(s.frames for s in shards), where.describe())
-    spec = cluster.put(ShardSpec(dataclasses.replace(opts, device=where.device), set_name, _min_face(opts, src),
-                                 job.reference))
+    min_face = _min_face(opts, src)
+
+    def spec(lane: Lane) -> tuple:
+        return (ShardSpec(dataclasses.replace(opts, device=lane.device), set_name, min_face, job.reference),)
     tracks = _Tracks(ws.next_track(set_name))
     decoded, setup, worker_s, storing = total, 0.0, 0.0, 0.0
     try:
-        for shard, result in cluster.run(extract_shard, shards, (spec,), f"extract {set_name}", total,
+        for shard, result in cluster.run(extract_shard, shards, spec, f"extract {set_name}", total,
                                          total - len(todo)):
             t0 = time.perf_counter()
             stored = ws.frame_faces(set_name, name, shard.start - 1).values() if shard.start > 0 else []

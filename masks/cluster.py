@@ -24,7 +24,7 @@ from pipeline.workspace.records import FaceRow
 from pipeline.workspace.store import Workspace
 
 if TYPE_CHECKING:
-    from pipeline.cluster.ray_cluster import Cluster, Shard
+    from pipeline.cluster.ray_cluster import Cluster, Lane, Shard
 
 
 @dataclass
@@ -74,12 +74,14 @@ def predict_on_cluster(cluster: Cluster, ws: Workspace, set_name: str, todo: lis
     The workers' device is the cluster's placement for ``--device`` (``Cluster.where``)."""
     from pipeline.cluster.ray_cluster import plan_shards
     shards = plan_shards([(0, len(todo))], cluster.where.slots, shard_faces)
-    spec = cluster.put(MaskSpec(model_dir, masker.hash, cluster.where.device, batch))
+
+    def spec(lane: Lane) -> tuple:
+        return (MaskSpec(model_dir, masker.hash, lane.device, batch),)
     by_id = {r.id: r for r in todo}
 
     def own_faces(shard: Shard) -> tuple:
         return ([(r.id, str(ws.aligned_path(r))) for r in todo[shard.start:shard.end]],)
 
-    for _, result in cluster.run(mask_shard, shards, (spec,), f"masks apply {set_name}", len(todo), 0,
+    for _, result in cluster.run(mask_shard, shards, spec, f"masks apply {set_name}", len(todo), 0,
                                  extra=own_faces, unit="face"):
         yield [(by_id[face_id], mask, png) for face_id, mask, png in result]

@@ -7,17 +7,13 @@ tests that run commands are marked slow (about two and a half minutes together h
 """
 from __future__ import annotations
 
-import importlib.util
 import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
-import tempfile
 import time
-import uuid
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +22,7 @@ import pytest
 from pipeline.cluster.ray_cluster import MIN_SHARD_FRAMES, Shard, frame_ranges, plan_shards
 from pipeline.cluster.segments import finished_segments, missing_ranges
 from tests.conftest import CLIP6, KATIE, ROOT, clean_error, ffmpeg, snapshot, write_tiny_model
+from tests.loopback_cluster import free_port, loopback_cluster
 
 FRAMES = 60                 # frames of the clip the cluster runs on: three shards of 20
 
@@ -119,7 +116,7 @@ def test_bad_ray_address_is_one_line_and_changes_nothing(tmp_path):
     clean_error(res, "--ray 'somewhere'", "ray://HOST:PORT")
     assert not ws.exists()
     # a cluster that does not answer (Ray itself would wait minutes)
-    res = _cli("extract", "--input", CLIP6, "-w", ws, "--ray", "auto", env={"RAY_ADDRESS": f"127.0.0.1:{_free_port()}"})
+    res = _cli("extract", "--input", CLIP6, "-w", ws, "--ray", "auto", env={"RAY_ADDRESS": f"127.0.0.1:{free_port()}"})
     clean_error(res, "--ray auto", "does not answer")
     assert not ws.exists()
     # Ray missing: a module named ray that cannot be imported stands for it
@@ -143,65 +140,16 @@ def test_without_ray_option_ray_is_never_imported(tmp_path):
 # ---------------------------------------------------------------------- a real cluster
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _ray_env() -> dict[str, str]:
-    # loopback only: Ray then neither looks up nor binds the machine's outward address; a token of this
-    # module's own (not ~/.ray's) for every process of the cluster
-    return {**os.environ, "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_USAGE_STATS_ENABLED": "0",
-            "PYTHONUNBUFFERED": "1", "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": uuid.uuid4().hex}
-
-
 def _cli(*args, env: dict | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, str(ROOT / "main.py"), *map(str, args)], cwd=ROOT, capture_output=True,
                           text=True, timeout=timeout, env={**os.environ, **(env or {})})
 
 
-def _alive_nodes(address: str, env: dict) -> int:
-    code = (f"import ray; ray.init(address={address!r}, log_to_driver=False, logging_level='ERROR');"
-            "print(sum(n['Alive'] for n in ray.nodes()))")
-    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, env=env)
-    return int(res.stdout.strip().splitlines()[-1]) if res.returncode == 0 and res.stdout.strip() else 0
-
-
 @pytest.fixture(scope="module")
 def cluster():
-    """Two one-CPU Ray nodes on 127.0.0.1: (env for the CLI with RAY_ADDRESS set, head address)."""
-    if importlib.util.find_spec("ray") is None:
-        if os.environ.get("FACESWAP_SKIP_RAY_TESTS") == "1":
-            pytest.skip("Ray is not installed (FACESWAP_SKIP_RAY_TESTS=1)")
-        pytest.fail("Ray is not installed: pip install -r requirements-ray.txt (the dev lock has it)")
-    ray_cli = str(Path(sys.executable).parent / "ray")
-    temp = Path(tempfile.mkdtemp(prefix="ray", dir="/tmp"))      # short: Ray's socket paths must stay short
-    env = _ray_env()
-    port, client_port = _free_port(), _free_port()
-    address = f"127.0.0.1:{port}"
-    node = None
-    try:
-        subprocess.run([ray_cli, "start", "--head", "--node-ip-address=127.0.0.1", f"--port={port}", "--num-cpus=1",
-                        "--include-dashboard=false", f"--temp-dir={temp}", "--disable-usage-stats",
-                        f"--ray-client-server-port={client_port}"],
-                       env=env, check=True, capture_output=True, timeout=120)
-        node = subprocess.Popen([sys.executable, "-m", "tests.ray_node", address, "900"], cwd=ROOT, env=env,
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + 90
-        while _alive_nodes(address, env) < 2:
-            assert time.monotonic() < deadline, "the second Ray node did not join"
-            time.sleep(1)
-        yield {**env, "RAY_ADDRESS": address, "TEST_RAY_CLIENT": f"ray://127.0.0.1:{client_port}"}
-    finally:
-        if node is not None:
-            node.send_signal(signal.SIGTERM)
-            try:
-                node.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                node.kill()
-        subprocess.run([ray_cli, "stop", "--force"], env=env, capture_output=True, timeout=120)
-        shutil.rmtree(temp, ignore_errors=True)
+    """Two one-CPU Ray nodes on 127.0.0.1: the env for the CLI, with RAY_ADDRESS set."""
+    with loopback_cluster() as env:
+        yield env
 
 
 @pytest.fixture(scope="module")
@@ -564,25 +512,47 @@ def test_ray_client_tries_once_more_only_when_the_server_failed_to_start_the_ses
     assert ray.calls == 1 and ray.shutdowns == 0
 
 
+def _nodes(*shape: tuple[int, int]):
+    from pipeline.cluster.ray_cluster import NodeResources
+    return [NodeResources(f"node{k}", cpus, gpus) for k, (cpus, gpus) in enumerate(shape)]
+
+
 def test_shards_ask_for_a_gpu_each_on_a_cluster_with_gpus():
-    from pipeline.cluster.ray_cluster import placement
+    from pipeline.cluster.ray_cluster import Lane, placement
     from pipeline.core.errors import UserError
     # no GPUs: one CPU a shard, one shard a CPU, the command's device as it is
-    p = placement("auto", 8, 0)
-    assert (p.cpus, p.gpus, p.slots, p.device, p.threads) == (1, 0, 8, "auto", 1)
-    # GPUs: a GPU and the cluster's CPUs over its GPUs a shard, as many at once as GPUs, the worker on its own GPU
-    p = placement("auto", 16, 2)
-    assert (p.cpus, p.gpus, p.slots, p.device, p.threads) == (8, 1, 2, "auto", 8)
-    assert placement("cuda", 16, 2) == p and placement("cuda:1", 16, 2) == p
+    p = placement("auto", _nodes((4, 0), (4, 0)))
+    assert p.lanes == (Lane(cpus=1, gpus=0, slots=8, device="auto", threads=1),) and p.slots == 8
+    # GPUs: a GPU and the node's CPUs over its GPUs a shard, as many at once as GPUs, the worker on its own GPU
+    p = placement("auto", _nodes((8, 1), (8, 1)))
+    assert p.lanes == (Lane(cpus=8, gpus=1, slots=2, device="auto", threads=8),)
+    assert placement("cuda", _nodes((8, 1), (8, 1))) == p and placement("cuda:1", _nodes((8, 1), (8, 1))) == p
     assert "2 GPUs" in p.describe()
     # more GPUs than CPUs: still one CPU a shard
-    assert placement("auto", 2, 4).cpus == 1
+    assert placement("auto", _nodes((2, 4))).lanes[0].cpus == 1
+    # GPU nodes of different shapes: a shard must fit on every one of them (the smallest CPUs-per-GPU)
+    p = placement("auto", _nodes((16, 1), (8, 4)))
+    assert p.lanes == (Lane(cpus=2, gpus=1, slots=5, device="auto", threads=2),)
     # --device cpu keeps to the CPUs even where there are GPUs
-    p = placement("cpu", 16, 2)
-    assert (p.cpus, p.gpus, p.slots, p.device) == (1, 0, 16, "cpu")
+    p = placement("cpu", _nodes((8, 1), (8, 1)))
+    assert p.lanes == (Lane(cpus=1, gpus=0, slots=16, device="cpu", threads=1),)
     # cuda asked of a cluster without GPUs: one line saying what to do
     with pytest.raises(UserError, match=r"--device cuda: the Ray cluster has no GPUs .*--device auto or cpu"):
-        placement("cuda", 4, 0)
+        placement("cuda", _nodes((4, 0)))
+
+
+def test_a_cluster_mixing_gpu_and_cpu_nodes_uses_both_with_auto():
+    from pipeline.cluster.ray_cluster import Lane, placement
+    nodes = _nodes((16, 1), (32, 0), (8, 0))
+    p = placement("auto", nodes)
+    # the GPU shard asks for its node's CPUs, not the cluster's 56 (which no node has: Ray would never start it)
+    assert p.lanes[0] == Lane(cpus=16, gpus=1, slots=1, device="auto", threads=16)
+    # the CPU-only nodes take shards on the CPU, one a CPU, kept to those nodes
+    assert p.lanes[1] == Lane(cpus=1, gpus=0, slots=40, device="cpu", threads=1, nodes=(("node1", 32), ("node2", 8)))
+    assert p.slots == 41 and "40 CPUs of CPU-only nodes" in p.describe()
+    # --device cuda keeps to the GPUs; --device cpu to the CPUs everywhere
+    assert placement("cuda", nodes).lanes == p.lanes[:1]
+    assert placement("cpu", nodes).lanes == (Lane(cpus=1, gpus=0, slots=56, device="cpu", threads=1),)
 
 
 @pytest.mark.slow

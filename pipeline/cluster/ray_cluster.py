@@ -107,42 +107,83 @@ def _first_line(exc: BaseException) -> str:
 
 
 @dataclass(frozen=True)
-class Placement:
-    """What one shard asks of the cluster, how many run at once, and the device and threads its worker uses."""
+class NodeResources:
+    """What one alive node of the cluster offers (Ray's resources of that node)."""
+
+    node_id: str
+    cpus: int
+    gpus: int
+
+
+@dataclass(frozen=True)
+class Lane:
+    """One kind of shard: what each asks of the cluster, how many run at once, and its worker's device and threads.
+
+    ``nodes`` confines the lane's shards to those nodes (Ray's soft node affinity: a node that
+    dies lets its shard run elsewhere); empty means wherever Ray finds the resources.
+    """
 
     cpus: int = 1
     gpus: int = 0
     slots: int = 1                 # shards in flight at once: the CPUs, or the GPUs when shards ask for one
     device: str = "cpu"            # the worker's --device
     threads: int = 1               # the worker's --workers
+    nodes: tuple[tuple[str, int], ...] = ()     # (node id, slots there) when the lane keeps to some nodes
 
     def describe(self) -> str:
         if self.gpus:
             return f"{self.slots} GPUs (a GPU and {self.cpus} CPUs a shard)"
+        if self.nodes:
+            return f"{self.slots} CPUs of CPU-only nodes"
         return f"{self.slots} CPUs"
 
 
-def placement(device: str, cpus: int, gpus: int) -> Placement:
-    """Where shards run for ``--device``, on a cluster of ``cpus`` CPUs and ``gpus`` GPUs (Ray's totals).
+@dataclass(frozen=True)
+class Placement:
+    """Where a command's shards run: one lane, or a GPU lane and a CPU lane on a cluster mixing both."""
+
+    lanes: tuple[Lane, ...] = (Lane(),)
+
+    @property
+    def slots(self) -> int:
+        return sum(lane.slots for lane in self.lanes)
+
+    def describe(self) -> str:
+        return " and ".join(lane.describe() for lane in self.lanes)
+
+
+def placement(device: str, nodes: Sequence[NodeResources]) -> Placement:
+    """Where shards run for ``--device``, on a cluster of these alive ``nodes``.
 
     Why a shard asks Ray for a GPU: Ray gives a task that asks for one its own GPU
     (``CUDA_VISIBLE_DEVICES``), while a task that asks only for a CPU sees every GPU of its
     node, so with ``--device auto`` every shard of a GPU node would run its network on the
     same first GPU at once. So on a cluster with GPUs, ``auto`` and ``cuda`` shards each
-    ask for one GPU and a share of the CPUs (the cluster's CPUs over its GPUs, for the
-    decoding, blending and encoding beside the network), and as many run at once as there
-    are GPUs; CPU-only nodes then take no shards. The worker's device is ``auto``: its one
-    visible GPU, or the CPU where that node's torch sees none. ``--device cpu``, or a
-    cluster without GPUs, keeps one CPU a shard. ``--device cuda`` on a cluster without
-    GPUs is one line, before anything is written.
+    ask for one GPU and a share of a GPU node's CPUs (for the decoding, blending and encoding
+    beside the network: the smallest CPUs-per-GPU of the GPU nodes, so a shard fits on every
+    one of them; the cluster's total would ask more CPUs than a GPU node has where CPU-only
+    nodes add theirs, and Ray would never start it), and as many run at once as there are
+    GPUs. With ``auto`` the CPU-only nodes of such a cluster take shards too, one a CPU, on
+    the CPU (kept to those nodes, so they do not take the CPUs the GPU shards need);
+    ``cuda`` keeps to the GPUs. The GPU lane's worker device is ``auto``: its one visible
+    GPU, or the CPU where that node's torch sees none. ``--device cpu``, or a cluster without
+    GPUs, keeps one CPU a shard anywhere. ``--device cuda`` on a cluster without GPUs is one
+    line, before anything is written.
     """
+    cpus = max(1, sum(n.cpus for n in nodes))
+    gpu_nodes = [n for n in nodes if n.gpus > 0]
+    gpus = sum(n.gpus for n in gpu_nodes)
     if device != "cpu" and gpus > 0:
-        share = max(1, cpus // gpus)
-        return Placement(cpus=share, gpus=1, slots=gpus, device="auto", threads=share)
+        share = max(1, min(n.cpus // n.gpus for n in gpu_nodes))
+        lanes = [Lane(cpus=share, gpus=1, slots=gpus, device="auto", threads=share)]
+        cpu_only = tuple((n.node_id, n.cpus) for n in nodes if n.gpus == 0 and n.cpus > 0)
+        if device == "auto" and cpu_only:
+            lanes.append(Lane(slots=sum(c for _, c in cpu_only), device="cpu", nodes=cpu_only))
+        return Placement(tuple(lanes))
     if device.startswith("cuda"):
         raise UserError(f"--device {device}: the Ray cluster has no GPUs (Ray counts {cpus} CPUs, 0 GPUs); use "
                         f"--device auto or cpu, or start the nodes with their GPUs (ray start --num-gpus N)")
-    return Placement(cpus=1, gpus=0, slots=max(1, cpus), device=device, threads=1)
+    return Placement((Lane(slots=cpus, device=device),))
 
 
 class Cluster:
@@ -153,22 +194,27 @@ class Cluster:
         resources = ray.cluster_resources()
         self.cpus = max(1, int(resources.get("CPU", 1)))
         self.gpus = int(resources.get("GPU", 0))
-        self.nodes = sum(1 for n in ray.nodes() if n.get("Alive"))
+        alive = [n for n in ray.nodes() if n.get("Alive")]
+        self.nodes = len(alive)
+        self.node_resources = [NodeResources(str(n.get("NodeID", "")), int(n.get("Resources", {}).get("CPU", 0)),
+                                             int(n.get("Resources", {}).get("GPU", 0))) for n in alive]
         #: where shards run (``placement``), set by ``connect`` from the command's ``--device``
-        self.where = placement("cpu", self.cpus, self.gpus)
+        self.where = placement("cpu", self.node_resources)
 
     def put(self, value: Any) -> Any:
         """``value`` in the object store once, for every shard to read (e.g. the plans of a whole video)."""
         return self.ray.put(value)
 
-    def run(self, fn: Callable[..., Any], shards: Sequence[Shard], args: tuple, desc: str, total: int,
-            initial: int = 0, extra: Callable[[Shard], tuple] | None = None, unit: str = "frame"
+    def run(self, fn: Callable[..., Any], shards: Sequence[Shard], args: tuple | Callable[[Lane], tuple], desc: str,
+            total: int, initial: int = 0, extra: Callable[[Shard], tuple] | None = None, unit: str = "frame"
             ) -> Iterator[tuple[Shard, Any]]:
         """``fn(*args, shard, *extra(shard))`` on the cluster for every shard; (shard, result) in shard order.
 
-        ``args`` are the same for every shard (put them in the object store with ``put``);
-        ``extra`` gives a shard's own arguments (e.g. the plans of its frames only). What a shard asks
-        of the cluster, and how many run at once, is ``self.where``.
+        ``args`` are the same for every shard (put them in the object store with ``put``), or a
+        function of the shard's ``Lane`` giving them (a stage's spec names the worker's device
+        and threads, which differ between a GPU lane and a CPU lane; each lane's are put in the
+        object store once). ``extra`` gives a shard's own arguments (e.g. the plans of its frames
+        only). What a shard asks of the cluster, and how many run at once, is ``self.where``.
 
         One tqdm bar over ``total`` frames (``initial`` done before) moves as shards finish, so
         its rate is the whole cluster's. A shard whose worker dies is run again by Ray; an
@@ -180,35 +226,56 @@ class Cluster:
         segments so). With every shard queued, a convert on two one-core nodes got shard 25-50 back
         3.5 s after shards 50-150, and the encode waited for it; and results that arrive ahead of
         an unfinished one are held in the driver's memory. With a shard for every CPU in flight
-        and the next sent as one finishes, shards start in order and few results wait.
+        and the next sent as one finishes, shards start in order and few results wait. The next
+        shard goes to the first lane with a free slot (the GPUs before the CPU-only nodes); in a
+        lane kept to some nodes, to the one with the most free slots.
         """
         ray = self.ray
-        where = self.where
-        remote = ray.remote(num_cpus=where.cpus, num_gpus=where.gpus, max_retries=RETRIES)(fn)
+        lanes = self.where.lanes
+        remotes = [ray.remote(num_cpus=lane.cpus, num_gpus=lane.gpus, max_retries=RETRIES)(fn) for lane in lanes]
+        lane_args = [tuple(self.put(a) for a in args(lane)) if callable(args) else args for lane in lanes]
+        busy: list[dict[str, int]] = [dict.fromkeys((n for n, _ in lane.nodes), 0) for lane in lanes]
+        in_flight = [0] * len(lanes)
+        ran = [0] * len(lanes)
         sent = time.perf_counter()
         order = sorted(shards, key=lambda s: s.index)
-        refs: dict[Any, Shard] = {}
+        refs: dict[Any, tuple[Shard, int, str | None]] = {}
         finished: dict[int, Any] = {}
         following = submitted = 0
         pending: list[Any] = []
 
+        def send(shard: Shard, k: int) -> Any:
+            lane, remote, node = lanes[k], remotes[k], None
+            if lane.nodes:
+                node = max(lane.nodes, key=lambda n: n[1] - busy[k][n[0]])[0]
+                busy[k][node] += 1
+                remote = remote.options(scheduling_strategy=_on_node(node))
+            ref = remote.remote(*lane_args[k], shard, *(extra(shard) if extra else ()))
+            refs[ref] = (shard, k, node)
+            in_flight[k] += 1
+            ran[k] += 1
+            return ref
+
         def submit() -> None:
             nonlocal submitted
-            while submitted < len(order) and len(pending) < where.slots:
-                shard = order[submitted]
-                ref = remote.remote(*args, shard, *(extra(shard) if extra else ()))
-                refs[ref] = shard
-                pending.append(ref)
+            while submitted < len(order):
+                free = [k for k, lane in enumerate(lanes) if in_flight[k] < lane.slots]
+                if not free:
+                    return
+                pending.append(send(order[submitted], free[0]))
                 submitted += 1
 
-        bar = tqdm(total=total, initial=initial, unit=unit, desc=f"{desc} ({self.nodes} nodes, {where.describe()})",
-                   dynamic_ncols=True, mininterval=0.5)
+        bar = tqdm(total=total, initial=initial, unit=unit,
+                   desc=f"{desc} ({self.nodes} nodes, {self.where.describe()})", dynamic_ncols=True, mininterval=0.5)
         try:
             submit()
             while pending:
                 ready, pending[:] = ray.wait(pending, num_returns=1, timeout=1.0)
                 for ref in ready:
-                    shard = refs.pop(ref)
+                    shard, k, node = refs.pop(ref)
+                    in_flight[k] -= 1
+                    if node is not None:
+                        busy[k][node] -= 1
                     finished[shard.index] = self._result(ref, shard)
                     bar.update(shard.frames)
                     log.debug("ray: shard %d-%d finished %.2f s after the first was sent", shard.start, shard.end,
@@ -218,6 +285,9 @@ class Cluster:
                     shard = order[following]
                     following += 1
                     yield shard, finished.pop(shard.index)
+            if len(lanes) > 1:
+                log.info("ray: shards sent: %s", ", ".join(f"{n} to the {lane.describe()}"
+                                                           for n, lane in zip(ran, lanes)))
         finally:
             for ref in pending:
                 with contextlib.suppress(Exception):
@@ -238,6 +308,12 @@ class Cluster:
             raise UserError(f"shard of frames {shard.start}-{shard.end} was lost {RETRIES + 1} times on the cluster "
                             f"({_first_line(exc)}); check the nodes and run the same command again (finished "
                             f"shards are kept)") from None
+
+
+def _on_node(node_id: str) -> Any:
+    """Ray's scheduling strategy for a shard kept to one node, soft: if that node is lost, Ray runs it elsewhere."""
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+    return NodeAffinitySchedulingStrategy(node_id, soft=True)
 
 
 def _import_ray() -> Any:
@@ -282,7 +358,7 @@ def connect(address: str, device: str = "cpu") -> Iterator[Cluster]:
     try:
         dashboard = getattr(context, "dashboard_url", None) or None
         cluster = Cluster(ray, address, f"http://{dashboard}" if dashboard and "://" not in dashboard else dashboard)
-        cluster.where = placement(device, cluster.cpus, cluster.gpus)
+        cluster.where = placement(device, cluster.node_resources)
         log.info("ray: joined %s in %.1f s: %d nodes, %d CPUs, %d GPUs%s", address, time.perf_counter() - t0,
                  cluster.nodes, cluster.cpus, cluster.gpus,
                  f"; dashboard {cluster.dashboard}" if cluster.dashboard else "")
