@@ -24,6 +24,7 @@ import os
 import shutil
 import time
 from collections import Counter
+from collections.abc import Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -228,6 +229,7 @@ def run_convert_on_cluster(opts: ConvertOptions) -> ConvertSummary:
                                 int(video["width"]), int(video["height"]), float(video["fps"]), folder, key, payload,
                                 chunk, start),)
         summary = ConvertSummary(output=output, person=person_line, gaps=gaps)
+        _count_kept(summary, kept, plans, excluded)
         setup = worker_s = 0.0
 
         def own_plans(shard: Shard) -> tuple:
@@ -298,6 +300,23 @@ def run_convert_on_cluster(opts: ConvertOptions) -> ConvertSummary:
     summary.seconds = time.perf_counter() - started
     summary.timings = {"worker seconds": worker_s, "worker setup seconds": setup}
     return summary
+
+
+def _count_kept(summary: ConvertSummary, kept: Iterable[tuple[int, int]], plans: dict[int, list[FacePlan]],
+                excluded: dict[int, str]) -> None:
+    """Faces swapped and frames passed through in segments kept from an earlier run, added to ``summary``.
+
+    Why from the plans: a worker swaps every face the driver's plan gives a frame and passes the
+    others through for the plan's reason, so the kept frames' counts are the plans' own; without
+    them a resumed convert's line counted only the frames rendered this time.
+    """
+    for a, b in kept:
+        for i in range(a, b):
+            faces = len(plans.get(i, []))
+            if faces:
+                summary.faces += faces
+            else:
+                summary.passed[excluded.get(i, "no_face")] += 1
 
 
 def _shards_on_grid(ranges: list[tuple[int, int]], start: int, end: int, chunk: int, cpus: int,

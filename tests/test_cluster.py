@@ -312,6 +312,9 @@ def test_convert_rerun_after_a_killed_driver_keeps_finished_segments(cluster, on
     match = re.search(r"ray: (\d+) segments kept from an earlier run \((\d+) frames\), (\d+) frames to render",
                       res.stderr)
     assert match and int(match.group(1)) >= kept and int(match.group(3)) == FRAMES - int(match.group(2)), res.stderr
+    # the summary counts the kept segments' frames too: every frame swapped or passed through once
+    line = re.search(r"convert: (\d+) frames, (\d+) faces swapped, (\d+) frames passed through", res.stdout)
+    assert line and int(line[1]) == FRAMES and int(line[2]) + int(line[3]) == FRAMES, res.stdout
     assert _same_video(one_machine["video"], out) == float("inf"), "one machine's workspace: the same frames"
     assert snapshot(ws) == before, "convert only reads the workspace"
 
