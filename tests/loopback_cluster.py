@@ -47,6 +47,12 @@ def alive_nodes(address: str, env: dict) -> int:
     return int(res.stdout.strip().splitlines()[-1]) if res.returncode == 0 and res.stdout.strip() else 0
 
 
+def cli(*args, env: dict | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
+    """``main.py ARGS`` in its own process, as a user runs it (``env`` added to this process's environment)."""
+    return subprocess.run([sys.executable, str(ROOT / "main.py"), *map(str, args)], cwd=ROOT, capture_output=True,
+                          text=True, timeout=timeout, env={**os.environ, **(env or {})})
+
+
 def require_ray() -> None:
     if importlib.util.find_spec("ray") is None:
         if os.environ.get("FACESWAP_SKIP_RAY_TESTS") == "1":

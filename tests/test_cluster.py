@@ -22,6 +22,7 @@ import pytest
 from pipeline.cluster.ray_cluster import MIN_SHARD_FRAMES, Shard, frame_ranges, plan_shards
 from pipeline.cluster.segments import finished_segments, missing_ranges
 from tests.conftest import CLIP6, KATIE, ROOT, clean_error, ffmpeg, snapshot, write_tiny_model
+from tests.loopback_cluster import cli as _cli
 from tests.loopback_cluster import free_port, loopback_cluster
 
 FRAMES = 60                 # frames of the clip the cluster runs on: three shards of 20
@@ -138,11 +139,6 @@ def test_without_ray_option_ray_is_never_imported(tmp_path):
 
 
 # ---------------------------------------------------------------------- a real cluster
-
-
-def _cli(*args, env: dict | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, str(ROOT / "main.py"), *map(str, args)], cwd=ROOT, capture_output=True,
-                          text=True, timeout=timeout, env={**os.environ, **(env or {})})
 
 
 @pytest.fixture(scope="module")

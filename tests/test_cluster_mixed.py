@@ -9,20 +9,18 @@ from __future__ import annotations
 
 import re
 import subprocess
-import sys
 
 import numpy as np
 import pytest
 
-from tests.conftest import CLIP6, ROOT, write_tiny_model
-from tests.loopback_cluster import loopback_cluster
+from tests.conftest import CLIP6, write_tiny_model
+from tests.loopback_cluster import cli, loopback_cluster
 
 
 def _cli(*args, env: dict | None = None) -> subprocess.CompletedProcess:
     # the old placement asked for the cluster's 2 CPUs beside the GPU, more than the GPU node has: Ray never
     # started the shard and the command waited for ever, so a hang fails here within minutes
-    return subprocess.run([sys.executable, str(ROOT / "main.py"), *map(str, args)], cwd=ROOT, capture_output=True,
-                          text=True, timeout=240, env=env)
+    return cli(*args, env=env, timeout=240)
 
 
 @pytest.mark.slow

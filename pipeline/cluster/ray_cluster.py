@@ -191,13 +191,12 @@ class Cluster:
 
     def __init__(self, ray: Any, address: str, dashboard: str | None) -> None:
         self.ray, self.address, self.dashboard = ray, address, dashboard
-        resources = ray.cluster_resources()
-        self.cpus = max(1, int(resources.get("CPU", 1)))
-        self.gpus = int(resources.get("GPU", 0))
         alive = [n for n in ray.nodes() if n.get("Alive")]
         self.nodes = len(alive)
         self.node_resources = [NodeResources(str(n.get("NodeID", "")), int(n.get("Resources", {}).get("CPU", 0)),
                                              int(n.get("Resources", {}).get("GPU", 0))) for n in alive]
+        self.cpus = max(1, sum(n.cpus for n in self.node_resources))
+        self.gpus = sum(n.gpus for n in self.node_resources)
         #: where shards run (``placement``), set by ``connect`` from the command's ``--device``
         self.where = placement("cpu", self.node_resources)
 
