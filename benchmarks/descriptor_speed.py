@@ -1,8 +1,9 @@
-"""Face descriptors per second: our PyTorch DlibFaceNet against dlib on the same 150x150 chips.
+"""Face descriptors per second: our PyTorch DlibFaceNet, the same network in ONNX Runtime (what extract and
+evaluate run on the CPU), and dlib, on the same 150x150 chips.
 
 Both run in this one process on the same real chips (one clip's frames, cut by
-dlib.get_face_chip), batch 16, so the ratio is comparable across machines. CUDA (float32
-and half) is measured too when torch sees a GPU.
+dlib.get_face_chip), batch 16, so the ratio is comparable across machines; ONNX Runtime gets
+torch's thread count. CUDA (float32 and half) is measured too when torch sees a GPU.
 Usage: python -m benchmarks.descriptor_speed [--video PATH] [--batch 16] [--repeat 5]
 """
 from __future__ import annotations
@@ -86,6 +87,10 @@ def main() -> None:
         reference = np.array([np.array(d) for d in recognizer.compute_face_descriptor(chip_list)])
         parity = float(np.abs(net(x).double().numpy() - reference).max())
         results["ours_cpu_fp32"] = best_seconds(lambda: net(x), args.repeat)
+        from pipeline.faces.face_net_onnx import OnnxFaceNet
+        onnx_net = OnnxFaceNet(model_path("dlib-face-recognition"), torch.get_num_threads())
+        parity_onnx = float(np.abs(onnx_net(chips) - reference).max())
+        results["ours_onnxruntime_cpu"] = best_seconds(lambda: onnx_net(chips), args.repeat)
         if torch.cuda.is_available():
             sync = torch.cuda.synchronize
             gpu = load_face_net("cuda")
@@ -96,7 +101,8 @@ def main() -> None:
             results["ours_cuda_fp16"] = best_seconds(lambda: gpu_half(xh), args.repeat, sync)
 
     print(f"batch {args.batch} chips of 150x150 from {args.video.name}; torch threads "
-          f"{torch.get_num_threads()}; best of {args.repeat}; max |ours - dlib| = {parity:.1e}")
+          f"{torch.get_num_threads()}; best of {args.repeat}; max |ours - dlib| = {parity:.1e} (PyTorch), "
+          f"{parity_onnx:.1e} (ONNX Runtime)")
     ms = {k: 1000.0 * v / args.batch for k, v in results.items()}
     for name, value in ms.items():
         ratio = ms["dlib_cpu"] / value
@@ -106,6 +112,7 @@ def main() -> None:
         ratios = [{"name": f"descriptor {k} / dlib", "value": ms[k], "baseline": ms["dlib_cpu"], "unit": "ms/face",
                    "ratio": ms[k] / ms["dlib_cpu"], "target": None} for k in ms if k != "dlib_cpu"]
         args.json.write_text(json.dumps({"batch": args.batch, "ms_per_face": ms, "max_abs_diff": parity,
+                                         "max_abs_diff_onnx": parity_onnx,
                                          "ratios": ratios}, indent=2))
 
 
