@@ -10,10 +10,14 @@ Why workers read frames outside their range: whether a frame gets the detector's
 passes depends on the frames before it (``extract.search``) and a missed face is bridged
 from the frames around it (``extract.bridging``). A worker starts at an anchor frame at
 least ``bridge_gap`` + 2 frames before its range and reads on past its end until every
-decision inside the range is made, so each frame comes out as it does when one process
-reads the whole video. Track numbers are per worker; the driver stitches them: a track
-seen in the frame before a shard (stored already, shards are stored in order) keeps its
-number, a new one gets the next free number.
+decision inside the range is made (at most ``bridge_gap`` + ``ANCHOR_EVERY`` + 2 frames; with
+faces in every frame, the few the pipeline has read ahead), so each frame comes out as it
+does when one process reads the whole video. The frames outside the range are detected for
+those decisions only: their faces are not aligned, masked or described.
+
+Track numbers are per worker; the driver stitches them: a track seen in the frame before a
+shard (stored already, shards are stored in order) keeps its number, a new one gets the
+next free number.
 
 Shards are stored, and committed, in order as they finish; a killed driver leaves every
 stored frame done, and the next run plans shards over the frames still to do.
@@ -44,6 +48,7 @@ from pipeline.workspace.records import FaceOrigin
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
+    from concurrent.futures import Future, ThreadPoolExecutor
 
     from pipeline.cluster.ray_cluster import Cluster, Lane, Shard
 
@@ -118,6 +123,7 @@ class _ShardJob(_ExtractJob):
         assert src.video is not None
         self.shard = shard
         self.first, self.stop = read_span(opts, shard.start, shard.end, src.video.frames)
+        self.released_to = self.first - 1       # the last frame whose faces are decided
         self.result = ShardResult()
 
     def _items(self) -> tuple[Iterator[_Item], FrameReader | None]:
@@ -128,17 +134,26 @@ class _ShardJob(_ExtractJob):
 
         def items() -> Iterator[_Item]:
             for i, img in reader:
-                if i >= self.stop:
-                    break
+                if i >= self.stop or self.released_to >= self.shard.end - 1:
+                    break               # every frame of the shard is decided: the frames after it can change none
                 yield _Item(name, i, f"{i:06d}", img)
         return items(), reader
 
     def _stored_faces(self, frame_index: int) -> list[FoundFace]:
         return []
 
-    def _store_records(self, item: _Item, records: list[FaceRecord]) -> None:
+    def _submit_build(self, item: _Item, faces: list[FoundFace], pool: ThreadPoolExecutor) -> Future:
+        """Only the shard's own frames are built (aligned, masked, described): the frames read before
+        and after it are there for the decisions (slow passes, bridging), and their faces would be
+        thrown away."""
+        self.released_to = max(self.released_to, item.index)
         if item.index == self.shard.start - 1:
-            self.result.edge = [(r.face.track, r.face.landmarks) for r in records]
+            self.result.edge = [(f.track, f.landmarks) for f in faces]
+        if self.shard.start <= item.index < self.shard.end:
+            return super()._submit_build(item, faces, pool)
+        return _done_future([])
+
+    def _store_records(self, item: _Item, records: list[FaceRecord]) -> None:
         if self.shard.start <= item.index < self.shard.end:
             for rec in records:
                 rec.chip = np.zeros((0,), np.uint8)     # the driver needs the descriptor, not the chip

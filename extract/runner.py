@@ -228,8 +228,9 @@ def _extract(opts: ExtractOptions, src: InputSource, cluster: Cluster | None, st
                          "(never overwritten)", len(scan.deleted), ", restored by --force" if opts.force else "",
                          len(scan.hand_masks))
         loader = ThreadPoolExecutor(1, thread_name_prefix="load")
-        # torch loads while detection starts; one torch thread, the detector threads use the cores (on a
-        # cluster the workers describe the faces: this process needs it only for --target-face)
+        # the identity network loads while detection starts (ONNX Runtime on the CPU, torch on a GPU); one
+        # thread, the detector threads use the cores (on a cluster the workers describe the faces: this
+        # process needs it only for --target-face)
         encoder_future = loader.submit(IdentityEncoder, opts.device, 16, 1 if opts.workers > 1 else None) \
             if cluster is None or opts.target_face is not None else _done_future(None)
         loader.shutdown(wait=False)
@@ -355,7 +356,7 @@ class _ExtractJob:
                 log.debug("slow detector passes on %d frames", gate.slow_searches)
             if bridger is not None:
                 for _, item, faces in bridger.finish():
-                    building.append((item, pool.submit(self._build, item.image, faces)))
+                    building.append((item, self._submit_build(item, faces, pool)))
             while building:
                 self._store(*building.popleft())
             self._flush_descriptors()
@@ -399,7 +400,11 @@ class _ExtractJob:
             released = [(item.index, item, faces)] if bridger is None else bridger.push(item.index, item, faces,
                                                                                       item.image)
             for _, ready, ready_faces in released:
-                building.append((ready, pool.submit(self._build, ready.image, ready_faces)))
+                building.append((ready, self._submit_build(ready, ready_faces, pool)))
+
+    def _submit_build(self, item: _Item, faces: list[FoundFace], pool: ThreadPoolExecutor) -> Future:
+        """The records of a decided frame, built in the pool."""
+        return pool.submit(self._build, item.image, faces)
 
     def _build(self, image: np.ndarray, faces: list[FoundFace]) -> list[FaceRecord]:
         return [build_face(image, face, self.settings, self.masker, self.times) for face in faces]

@@ -240,6 +240,48 @@ def test_extract_and_convert_on_two_nodes_match_one_machine(cluster, clip, one_m
     assert not list(tmp_path.glob(".two.segments*")), "segments are removed once joined"
 
 
+@pytest.mark.slow
+def test_a_shard_builds_only_its_own_frames_and_reads_on_only_until_they_are_decided(clip, one_machine, monkeypatch):
+    """In this process, no Ray: the worker's function on frames 20-40 of the 60-frame clip."""
+    from extract import cluster as extract_cluster
+    from extract.inputs import resolve_input
+    from extract.options import ExtractOptions
+    from extract.runner import _min_face, _with_backends
+    from pipeline.cluster.ray_cluster import Shard
+    opts = _with_backends(ExtractOptions(input=clip, size=128), None)
+    built: list[int] = []
+    looked: list[int] = []
+    real_build, real_look = extract_cluster._ShardJob._build, extract_cluster._ShardJob._first_look
+
+    def counting_build(self, image, faces):
+        built.append(len(faces))
+        return real_build(self, image, faces)
+
+    def counting_look(self, item):
+        looked.append(item.index)
+        return real_look(self, item)
+    monkeypatch.setattr(extract_cluster._ShardJob, "_build", counting_build)
+    monkeypatch.setattr(extract_cluster._ShardJob, "_first_look", counting_look)
+    extract_cluster._MODELS.clear()
+    spec = extract_cluster.ShardSpec(opts, "dst", _min_face(opts, resolve_input(clip)), None)
+    result = extract_cluster.extract_shard(spec, Shard(0, 20, 40))
+    first, stop = extract_cluster.read_span(opts, 20, 40, FRAMES)
+    assert (first, stop) == (8, 55)
+    assert sorted(looked)[:13] == list(range(8, 21))
+    assert 40 <= max(looked) < stop - 5, "stopped reading soon after frame 39 was decided"
+    assert len(built) == 20, "frames 8-19 and those after 39 were detected, not built"
+    stored = _index(one_machine["ws"])["faces"]
+    assert [f.index for f in result.frames] == list(range(20, 40))
+    for frame in result.frames:
+        for k, rec in enumerate(frame.records):
+            row = stored[(frame.index, k)]
+            assert np.abs(rec.face.landmarks - row.landmarks).max() <= 1e-3
+            assert np.abs(rec.descriptor - row.descriptor).max() <= 1e-5
+    edge = [(r.track, r.landmarks) for (i, _), r in stored.items() if i == 19]
+    assert len(result.edge) == len(edge) == 1
+    assert np.abs(result.edge[0][1] - edge[0][1]).max() <= 1e-3
+
+
 def _ray_worker_pids(task: str) -> list[int]:
     """Processes running the Ray task ``task`` now (Ray names a busy worker 'ray::TASK')."""
     pids = []
