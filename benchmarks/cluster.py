@@ -16,7 +16,10 @@ The projection assumes the per-frame cost scales with the pixel count from 512x5
 (decode, crop and encode do; the detector's input is shrunk, so this overstates extract) and says so.
 
 Timings on a shared 2-core machine are noisy: run it on a quiet one for figures to quote.
-Usage: python -m benchmarks.cluster [--json PATH]
+Each command runs once untimed on each node count first (a node's first job pays one-off starts, about
+3 s on 2026-12-08, that a farm's long-lived nodes do not), then ``--rounds`` times (3), and the medians
+are compared.
+Usage: python -m benchmarks.cluster [--json PATH] [--rounds N] [--speed-only] [--pin-driver CORE]
 """
 from __future__ import annotations
 
@@ -27,6 +30,7 @@ import re
 import shutil
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -174,6 +178,14 @@ print(((t1 - t0) - (t3 - t2)) / {FRAMES})
     return float(res.stdout.split()[-1])
 
 
+def _median(times: list[float]) -> float:
+    """The median of the timed runs, which are printed when there are several."""
+    if len(times) > 1:
+        print(f"    runs: {', '.join(f'{t:.1f}' for t in times)} s; median {statistics.median(times):.1f} s",
+              flush=True)
+    return statistics.median(times)
+
+
 def _projection(per_frame: float, per_shard: float, transfer: float, driver_frame: float, nodes: int,
                 shard_frames: int = 1000) -> float:
     """Hours for one hour of 25 fps footage on ``nodes`` one-core nodes: the nodes' share of the frames and
@@ -198,6 +210,10 @@ def main() -> int:
     ap.add_argument("--encode-chunk", type=int, default=0, metavar="N",
                     help="also time convert with --encode-chunk N (the nodes encode N-frame pieces, the driver joins "
                          "them) beside the default (one encode on the driver), in the same runs")
+    ap.add_argument("--rounds", type=int, default=3, metavar="N",
+                    help="per node count: one untimed run of each command first (a node's first job pays one-off "
+                         "starts a farm's long-lived nodes do not), then N timed runs, the median reported; 0: one "
+                         "timed run each, the first (as before 2026-12-08)")
     ap.add_argument("--model", choices=("default", "tiny"), default="default",
                     help="convert's model: the default model as train leaves it, with the src set (default), or the "
                          "tests' tiny untrained network without a src set")
@@ -221,21 +237,37 @@ def main() -> int:
                 cluster.add_node(1)
             ws = work / f"ws{nodes}"
             logs: list[str] = []
-            t_ex = _timed(["extract", "--input", str(clip), "-w", str(ws), "--ray", "auto"], env, logs)
+            first: dict[str, float] = {}
+            if args.rounds:
+                first["extract_s"] = _timed(["extract", "--input", str(clip), "-w", str(work / f"warm{nodes}"),
+                                             "--ray", "auto"], env)
+            t_ex = _median([_timed(["extract", "--input", str(clip), "-w",
+                                    str(ws if k == 0 else work / f"ws{nodes}_{k}"), "--ray", "auto"], env, logs)
+                            for k in range(max(1, args.rounds))])
             found = re.search(r"driver stored \d+ frames in [\d.]+ s \(([\d.]+) ms a frame\)", logs[0])
             out[f"driver_store_ms_{nodes}"] = float(found.group(1)) if found else float("nan")
             _convert_material(ws, args.model, work / "ws1" / "model" if nodes == 2 and args.model == "tiny" else None)
-            t_cv = _timed(["convert", "-w", str(ws), "-o", str(work / f"out{nodes}.mp4"), "--no-credentials", "--ray",
-                           "auto"], env)
+            convert = ["convert", "-w", str(ws), "--no-credentials", "--ray", "auto"]
+            if args.rounds:
+                first["convert_s"] = _timed([*convert, "-o", str(work / f"warm{nodes}.mp4")], env)
+            t_cv = _median([_timed([*convert, "-o", str(work / f"out{nodes}_{k}.mp4")], env)
+                            for k in range(max(1, args.rounds))])
             out[f"{nodes}_nodes"] = {"extract_s": t_ex, "extract_fps": frames / t_ex,
                                      "convert_s": t_cv, "convert_fps": frames / t_cv}
             line = (f"{nodes} one-core node(s), {frames} frames: extract {t_ex:.1f} s ({frames / t_ex:.2f} frames/s), "
                     f"convert {t_cv:.1f} s ({frames / t_cv:.2f} frames/s)")
             if args.encode_chunk:
-                t_pc = _timed(["convert", "-w", str(ws), "-o", str(work / f"pieces{nodes}.mp4"), "--no-credentials",
-                               "--ray", "auto", "--encode-chunk", str(args.encode_chunk)], env)
+                pieces = [*convert, "--encode-chunk", str(args.encode_chunk)]
+                if args.rounds:
+                    first["convert_pieces_s"] = _timed([*pieces, "-o", str(work / f"warmpieces{nodes}.mp4")], env)
+                t_pc = _median([_timed([*pieces, "-o", str(work / f"pieces{nodes}_{k}.mp4")], env)
+                                for k in range(max(1, args.rounds))])
                 out[f"{nodes}_nodes"]["convert_pieces_s"] = t_pc
                 line += f", convert --encode-chunk {args.encode_chunk} {t_pc:.1f} s ({frames / t_pc:.2f} frames/s)"
+            if first:
+                out[f"{nodes}_nodes"]["first_run"] = first
+                line += " (medians of the timed runs; the first, untimed runs: " + ", ".join(
+                    f"{k[:-2]} {v:.1f} s" for k, v in first.items()) + ")"
             print(line, flush=True)
         one, two = out["1_nodes"], out["2_nodes"]
         out["speedup"] = {"extract": one["extract_s"] / two["extract_s"],
