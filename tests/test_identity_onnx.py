@@ -84,6 +84,20 @@ def test_a_cache_that_cannot_be_written_runs_the_graph_from_memory(tmp_path, mon
     assert np.abs(enc.describe_chips(_chips(2)) - _torch_port(_chips(2))).max() <= 1e-4
 
 
+def test_a_full_disk_under_the_cache_runs_the_graph_from_memory(tmp_path, monkeypatch, caplog):
+    from pipeline.core.files import DiskFullError
+
+    def full(path, data):
+        raise DiskFullError(tmp_path, "nothing was written", path.name)
+    monkeypatch.setenv(face_net_onnx.CACHE_ENV, str(tmp_path))
+    monkeypatch.setattr(face_net_onnx, "write_atomic", full)
+    with caplog.at_level(logging.WARNING, logger="identity"):
+        enc = IdentityEncoder("cpu", 16, 1)
+    assert "cannot keep the face-recognition graph" in caplog.text and "memory" in enc.description
+    assert not list(tmp_path.glob("*.onnx"))
+    assert np.abs(enc.describe_chips(_chips(2)) - _torch_port(_chips(2))).max() <= 1e-4
+
+
 def test_an_export_that_disagrees_with_the_port_falls_back_to_pytorch(tmp_path, monkeypatch, caplog):
     monkeypatch.setenv(face_net_onnx.CACHE_ENV, str(tmp_path))
     real = face_net_onnx._session

@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from pipeline.core.files import write_atomic
+from pipeline.core.files import DiskFullError, write_atomic
 
 log = logging.getLogger("identity")
 
@@ -114,10 +114,11 @@ class OnnxFaceNet:
                 path.parent.mkdir(parents=True, exist_ok=True)
                 write_atomic(path, data)
                 log.info("identity: exported dlib's face-recognition ResNet to ONNX once, kept in %s", path)
-            except OSError as exc:
+            except (OSError, DiskFullError) as exc:     # read-only, not a folder, or full: run it from memory
                 self.source = "memory (the cache could not be written)"
+                reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
                 log.warning("warning: cannot keep the face-recognition graph in %s (%s); set %s to a writable "
-                            "folder to skip this export next time", path.parent, exc.strerror or exc, CACHE_ENV)
+                            "folder to skip this export next time", path.parent, reason, CACHE_ENV)
             session = _session(data, threads)
         self.session = session
 
