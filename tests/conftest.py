@@ -20,7 +20,7 @@ AOC = VIDEOS / "WDA_AlexandriaOcasioCortez_000.mp4"
 #: of their own, made on first use, never the user's
 os.environ.setdefault("FACE_WATERMARK_KEY", str(Path(__import__("tempfile").mkdtemp(prefix="wmkey-")) / "key"))
 #: the face-recognition graph for ONNX Runtime is exported once for the whole run, never into the home folder
-os.environ.setdefault("FACESWAP_CACHE", str(Path(__import__("tempfile").mkdtemp(prefix="fscache-"))))
+os.environ.setdefault("FACE_CACHE_DIR", str(Path(__import__("tempfile").mkdtemp(prefix="fscache-"))))
 #: ... and signs its content credentials with this machine's self-signed key: the tests make one of their own
 os.environ.setdefault("FACE_SIGNING_DIR", str(Path(__import__("tempfile").mkdtemp(prefix="c2pa-")) / "signing"))
 

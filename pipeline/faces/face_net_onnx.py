@@ -27,8 +27,8 @@ from pipeline.core.files import DiskFullError, write_atomic
 
 log = logging.getLogger("identity")
 
-#: Where exported graphs are kept: $FACESWAP_CACHE, else $XDG_CACHE_HOME/faceswap-korshunova, else ~/.cache/...
-CACHE_ENV = "FACESWAP_CACHE"
+#: Where exported graphs are kept: $FACE_CACHE_DIR, else $XDG_CACHE_HOME/faceswap-workbench, else ~/.cache/...
+CACHE_ENV = "FACE_CACHE_DIR"
 #: Bumped when the export changes what the graph computes; part of the file's name.
 EXPORT_VERSION = 1
 #: The export is kept only if ONNX Runtime and PyTorch agree to this (descriptor units; same person < 0.6).
@@ -39,7 +39,7 @@ def cache_dir() -> Path:
     if os.environ.get(CACHE_ENV):
         return Path(os.environ[CACHE_ENV])
     base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "faceswap-korshunova"
+    return Path(base) / "faceswap-workbench"
 
 
 def _weights_key(weights: Path) -> str:
