@@ -55,6 +55,7 @@ def test_descriptors_match_the_pytorch_port_and_a_second_process_never_imports_t
     first = _describe_in_a_new_process(tmp_path)           # exports the graph (torch is imported for that)
     graphs = list(tmp_path.glob("dlib_face_net_*.onnx"))
     assert len(graphs) == 1 and str(graphs[0]) in first["source"], first["stderr"][-1500:]
+    assert [p.name for p in tmp_path.iterdir()] == [graphs[0].name], "nothing staged is left beside it"
     second = _describe_in_a_new_process(tmp_path)          # reads it
     assert second["torch"] is False
     for run in (first, second):

@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import socket
 from pathlib import Path
 from typing import Any
 
@@ -112,7 +113,10 @@ class OnnxFaceNet:
             data = export_graph(weights)
             try:
                 path.parent.mkdir(parents=True, exist_ok=True)
-                write_atomic(path, data)
+                # named for this host first: on a farm's shared cache two nodes' processes can share a pid
+                staged = path.with_name(f"{path.name}.{socket.gethostname()}")
+                write_atomic(staged, data)
+                os.replace(staged, path)
                 log.info("identity: exported dlib's face-recognition ResNet to ONNX once, kept in %s", path)
             except (OSError, DiskFullError) as exc:     # read-only, not a folder, or full: run it from memory
                 self.source = "memory (the cache could not be written)"
