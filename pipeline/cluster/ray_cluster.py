@@ -23,7 +23,7 @@ from typing import Any
 
 from tqdm import tqdm
 
-from pipeline.core.errors import UserError
+from pipeline.core.errors import UserError, first_line
 
 log = logging.getLogger("cluster")
 
@@ -99,11 +99,6 @@ def check_address(address: str) -> str:
         return address
     raise UserError(f"--ray {address!r}: give 'local', 'auto' or 'ray://HOST:PORT' (Ray Client's port, 10001 by "
                     f"default)")
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__
 
 
 @dataclass(frozen=True)
@@ -302,10 +297,10 @@ class Cluster:
             if isinstance(cause, UserError):
                 raise UserError(str(cause), cause.exit_code) from None
             raise RuntimeError(f"shard {shard.start}-{shard.end} failed on the cluster: "
-                               f"{_first_line(cause or exc)}") from cause
+                               f"{first_line(cause or exc)}") from cause
         except ray.exceptions.RayError as exc:      # a worker or node lost more often than RETRIES
             raise UserError(f"shard of frames {shard.start}-{shard.end} was lost {RETRIES + 1} times on the cluster "
-                            f"({_first_line(exc)}); check the nodes and run the same command again (finished "
+                            f"({first_line(exc)}); check the nodes and run the same command again (finished "
                             f"shards are kept)") from None
 
 
@@ -348,11 +343,11 @@ def connect(address: str, device: str = "cpu") -> Iterator[Cluster]:
         else:
             context = ray.init(address=None if address == "local" else address, **kwargs)
     except ImportError as exc:          # Ray Client's extra (grpcio) missing
-        raise UserError(f"--ray {address}: Ray Client is not installed ({_first_line(exc)}): {_INSTALL}") from None
+        raise UserError(f"--ray {address}: Ray Client is not installed ({first_line(exc)}): {_INSTALL}") from None
     except Exception as exc:  # noqa: BLE001 - Ray raises ConnectionError, RuntimeError, TimeoutError...
         with contextlib.suppress(Exception):
             ray.shutdown()
-        raise UserError(f"--ray {address}: cannot join the cluster ({_first_line(exc)}); start it (ray start "
+        raise UserError(f"--ray {address}: cannot join the cluster ({first_line(exc)}); start it (ray start "
                         f"--head), or check the address") from None
     try:
         dashboard = getattr(context, "dashboard_url", None) or None
@@ -406,7 +401,7 @@ def _client_init(ray: Any, address: str, kwargs: dict[str, Any]) -> Any:
             with contextlib.suppress(Exception):
                 ray.shutdown()
             log.warning("ray: %s did not start this client's session (%s); trying once more", address,
-                        _first_line(exc))
+                        first_line(exc))
             time.sleep(CLIENT_RETRY_PAUSE)
     raise AssertionError("unreachable")
 
@@ -436,7 +431,7 @@ def _check_auto(ray: Any) -> None:
     except (ImportError, AttributeError):      # another Ray: let ray.init find it
         return
     except Exception as exc:  # noqa: BLE001 - Ray's own "no cluster found" is a ConnectionError
-        raise UserError(f"--ray auto: no running Ray cluster found ({_first_line(exc)}); set RAY_ADDRESS=HOST:PORT "
+        raise UserError(f"--ray auto: no running Ray cluster found ({first_line(exc)}); set RAY_ADDRESS=HOST:PORT "
                         f"or start one (ray start --head)") from None
     if not target or target == "auto" or "://" in target:
         return

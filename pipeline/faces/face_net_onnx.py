@@ -1,10 +1,10 @@
 """dlib's face-recognition ResNet run by ONNX Runtime: identity descriptors on the CPU without PyTorch.
 
 Why: importing PyTorch costs about a second of a core in every process that describes faces,
-and on a Ray cluster every extract and evaluate worker paid it before its first frame (0.9 s
-of a worker's 1.2 s set-up on 2026-12-08), in the one-node run and the two-node run alike.
+and on a Ray cluster every extract worker paid it before its first frame (0.9 s of a
+worker's 1.2 s set-up on 2026-12-08), in the one-node run and the two-node run alike.
 ONNX Runtime, a dependency already (``export`` checks .dfm files in it), imports in 0.2 s and
-runs this network faster on one CPU thread (5 ms a face against 7.6 ms, 16-face batches).
+runs this network faster (4.9 ms a face against 6.4 ms on one CPU thread, 16-face batches).
 
 The graph is exported once from our PyTorch port (``face_net``: the same weights, parsed from
 dlib's file), checked against it in the same process (largest difference 3e-7 on a descriptor
@@ -15,7 +15,6 @@ from memory.
 """
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import socket
@@ -24,7 +23,9 @@ from typing import Any
 
 import numpy as np
 
+from pipeline.core.errors import first_line
 from pipeline.core.files import DiskFullError, write_atomic
+from pipeline.core.weights import sha256_of
 
 log = logging.getLogger("identity")
 
@@ -43,17 +44,9 @@ def cache_dir() -> Path:
     return Path(base) / "faceswap-workbench"
 
 
-def _weights_key(weights: Path) -> str:
-    h = hashlib.sha256()
-    with open(weights, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()[:16]
-
-
 def graph_path(weights: Path) -> Path:
     """The cached graph for ``weights`` (it may not exist yet)."""
-    return cache_dir() / f"dlib_face_net_{_weights_key(weights)}_v{EXPORT_VERSION}.onnx"
+    return cache_dir() / f"dlib_face_net_{sha256_of(weights)[:16]}_v{EXPORT_VERSION}.onnx"
 
 
 def export_graph(weights: Path) -> bytes:
@@ -108,7 +101,7 @@ class OnnxFaceNet:
                     raise ValueError("not the graph this version exports")
             except Exception as exc:  # noqa: BLE001 - a damaged cache file: export again
                 log.warning("warning: cached face-recognition graph %s unreadable (%s); exporting it again",
-                            path, str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+                            path, first_line(exc))
         if session is None:
             data = export_graph(weights)
             try:

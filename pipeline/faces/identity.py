@@ -31,6 +31,7 @@ class IdentityEncoder:
 
     def __init__(self, device: str = "auto", batch_size: int = 16, cpu_threads: int | None = None) -> None:
         from pipeline.core.device import on_cpu_only
+        from pipeline.core.errors import first_line
         from pipeline.core.weights import model_path
         self.batch_size = batch_size
         weights = model_path("dlib-face-recognition")
@@ -41,7 +42,7 @@ class IdentityEncoder:
                 self._onnx = OnnxFaceNet(weights, cpu_threads)
             except Exception as exc:  # noqa: BLE001 - exporter or runtime: the PyTorch port does the same work
                 log.warning("warning: dlib's face-recognition ResNet cannot run in ONNX Runtime here (%s); "
-                            "using the PyTorch port", str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+                            "using the PyTorch port", first_line(exc))
             else:
                 self.device: Any = "cpu"
                 self.description = (f"dlib face-recognition ResNet (ONNX Runtime, exported from the PyTorch "
